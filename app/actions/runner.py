@@ -1,0 +1,82 @@
+"""Run one action attempt: claim it, resolve the contact, do the step, record the outcome."""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.actions.contacts import upsert_contact
+from app.actions.steps import STEPS
+from app.store.actions import claim, finish
+from app.store.models import utcnow
+from app.systeme.client import SystemeClient
+from app.systeme.errors import PermanentApiError, TransientApiError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    base_seconds: float = 30.0
+    max_attempts: int = 10
+    lease: timedelta = timedelta(minutes=5)
+
+    def delay(self, attempt: int, retry_after: float | None) -> float:
+        """Exponential backoff with full jitter, never sooner than the API asked."""
+        backoff = self.base_seconds * (2 ** (attempt - 1))
+        return max(retry_after or 0.0, random.uniform(backoff / 2, backoff))
+
+
+@dataclass(frozen=True)
+class RunResult:
+    status: str  # the action's status after this attempt, or "not_claimed"
+    # When the action should be tried again (pending), so the caller can schedule the next job.
+    next_attempt_at: datetime | None = None
+    next_attempt: int = 0
+
+
+async def run_action(*, engine: AsyncEngine, client: SystemeClient, action_id: str, policy: RetryPolicy) -> RunResult:
+    action = await claim(engine, action_id, now=utcnow(), lease=policy.lease)
+    if action is None:
+        return RunResult("not_claimed")
+    api = client.session()
+    context = {
+        "action_id": action.id,
+        "event_id": action.event_id,
+        "rule_id": action.rule_id,
+        "kind": action.kind,
+    }
+    status, error, next_at = "succeeded", None, None
+    try:
+        contact = await upsert_contact(api, action.contact) if action.contact else None
+        note = await STEPS[action.kind](api, contact, action.params)
+        log.info("action succeeded: %s", note, extra=context)
+    except PermanentApiError as exc:
+        status, error = "failed", exc.message
+        log.warning("action failed: %s", exc.message, extra=context)
+    except TransientApiError as exc:
+        status, error, next_at = _transient(action.attempt, exc.message, exc.retry_after, policy)
+        log.warning("action attempt %d failed, %s: %s", action.attempt, status, exc.message, extra=context)
+    except Exception as exc:
+        # A bug or an answer we did not expect: keep the row retryable and visible rather than lose it.
+        log.exception("action attempt %d crashed", action.attempt, extra=context)
+        status, error, next_at = _transient(action.attempt, f"unexpected error: {exc!r}", None, policy)
+    recorded = await finish(
+        engine, action, status=status, error=error, next_attempt_at=next_at, calls=api.calls, now=utcnow()
+    )
+    if not recorded:
+        log.warning("lease lost before the result was recorded; another worker owns the action", extra=context)
+        return RunResult("not_claimed")
+    return RunResult(status, next_at, action.attempt + 1)
+
+
+def _transient(
+    attempt: int, message: str, retry_after: float | None, policy: RetryPolicy
+) -> tuple[str, str, datetime | None]:
+    if attempt >= policy.max_attempts:
+        return "dead", f"gave up after {attempt} attempts: {message}", None
+    return "pending", message, utcnow() + timedelta(seconds=policy.delay(attempt, retry_after))

@@ -1,0 +1,123 @@
+"""The `systeme-flow` command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from pydantic import ValidationError
+
+from app.config import Settings, get_settings, rules_environment
+from app.errors import RulesError
+from app.logs import configure_logging
+from app.rules.loader import LoadedRules, load_rules
+
+
+def _settings() -> Settings:
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        # pydantic's message names the setting and the problem; it never contains the secret values.
+        problems = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
+        sys.exit(f"systeme-flow: invalid settings: {problems}")
+
+
+def _rules(path: str) -> LoadedRules:
+    try:
+        return load_rules(path, rules_environment())
+    except RulesError as exc:
+        print("\n".join(exc.problems))
+        sys.exit(1)
+
+
+def _migrate(settings: Settings) -> None:
+    from app.store.migrate import upgrade
+
+    upgrade(settings.database_url)
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from app.main import create_app
+
+    settings = _settings()
+    rules = _rules(settings.rules_file)
+    configure_logging(secrets=settings.secret_values() | rules.file.secret_values(), style=settings.log_format)
+    if not args.no_migrate:
+        _migrate(settings)
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_config=None, proxy_headers=True)
+
+
+def cmd_worker(args: argparse.Namespace) -> None:
+    from arq.worker import run_worker
+
+    settings = _settings()
+    if not settings.redis_url:
+        sys.exit("systeme-flow worker needs REDIS_URL; without it, `serve` runs the actions itself")
+    configure_logging(secrets=settings.secret_values(), style=settings.log_format)
+    if not args.no_migrate:
+        _migrate(settings)
+    from workers.settings import WorkerSettings
+
+    run_worker(WorkerSettings, burst=args.burst)  # type: ignore[arg-type]
+
+
+def cmd_check(args: argparse.Namespace) -> None:
+    path = args.file or _settings().rules_file
+    loaded = _rules(path)
+    print(f"{len(loaded.file.rules)} rules, {len(loaded.file.sources)} sources: OK")
+
+
+def cmd_db(args: argparse.Namespace) -> None:
+    settings = _settings()
+    configure_logging(secrets=settings.secret_values(), style=settings.log_format)
+    _migrate(settings)
+
+
+def cmd_simulator(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from app.simulator import create_simulator
+
+    app = create_simulator(api_key=args.api_key, rate_limit=args.rate_limit, window_seconds=args.window)
+    uvicorn.run(app, host=args.host, port=args.port)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="systeme-flow", description="Webhooks in, rules, Systeme.io actions out.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the HTTP API (and the actions, when REDIS_URL is unset)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--no-migrate", action="store_true", help="do not apply database migrations first")
+    serve.set_defaults(func=cmd_serve)
+
+    worker = commands.add_parser("worker", help="run the arq worker (needs REDIS_URL)")
+    worker.add_argument("--no-migrate", action="store_true")
+    worker.add_argument("--burst", action="store_true", help="exit once the queue is empty")
+    worker.set_defaults(func=cmd_worker)
+
+    check = commands.add_parser("check", help="validate a rules file")
+    check.add_argument("file", nargs="?", help="the rules file (default: RULES_FILE, else rules.yaml)")
+    check.set_defaults(func=cmd_check)
+
+    db = commands.add_parser("db", help="database maintenance")
+    db_commands = db.add_subparsers(dest="db_command", required=True)
+    db_commands.add_parser("upgrade", help="apply the migrations").set_defaults(func=cmd_db)
+
+    sim = commands.add_parser("simulator", help="run the local Systeme.io simulator (for trying rules safely)")
+    sim.add_argument("--host", default="127.0.0.1")
+    sim.add_argument("--port", type=int, default=9000)
+    sim.add_argument("--api-key", default=None, help="require this X-API-Key or Bearer token")
+    sim.add_argument("--rate-limit", type=int, default=0, help="requests per window (0: unlimited)")
+    sim.add_argument("--window", type=float, default=60.0, help="rate-limit window in seconds")
+    sim.set_defaults(func=cmd_simulator)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    args.func(args)

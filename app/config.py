@@ -1,0 +1,102 @@
+"""Settings: the only place that reads the environment (and `.env`)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Literal
+
+from dotenv import dotenv_values
+from pydantic import SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MATON_URL = "https://api.maton.ai/systeme"
+SYSTEME_URL = "https://api.systeme.io"
+_PLACEHOLDERS = {"changeme", "change-me", "secret", "xxx", "your-key-here"}
+
+
+class Settings(BaseSettings):
+    """Everything the service reads from its environment; names are the documented contract."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+
+    maton_api_key: SecretStr | None = None
+    maton_connection: str | None = None
+    systeme_api_key: SecretStr | None = None
+    systeme_api_url: str | None = None
+    database_url: str = "sqlite+aiosqlite:///./var/systeme-flow.db"
+    redis_url: str | None = None
+    rules_file: str = "rules.yaml"
+    admin_token: SecretStr | None = None
+    max_body_bytes: int = 1024 * 1024
+    http_timeout_seconds: float = 15.0
+    # How long a claimed action may run before another worker may take it over.
+    action_lease_seconds: int = 300
+    retry_base_seconds: float = 30.0
+    retry_max_attempts: int = 10
+    embedded_concurrency: int = 4
+    log_format: Literal["auto", "json", "console"] = "auto"
+
+    @model_validator(mode="after")
+    def _one_api_key(self) -> Settings:
+        if self.maton_api_key is not None and self.systeme_api_key is not None:
+            raise ValueError(
+                "both MATON_API_KEY and SYSTEME_API_KEY are set: keep one "
+                "(MATON_API_KEY to go through the Maton proxy, SYSTEME_API_KEY to call Systeme.io directly)"
+            )
+        for name in ("maton_api_key", "systeme_api_key", "admin_token"):
+            value: SecretStr | None = getattr(self, name)
+            if value is not None and value.get_secret_value().strip().lower() in _PLACEHOLDERS:
+                raise ValueError(f"{name.upper()} still holds a placeholder value: set a real one")
+        return self
+
+    @property
+    def api_mode(self) -> Literal["maton", "direct", "dry-run"]:
+        if self.maton_api_key is not None:
+            return "maton"
+        if self.systeme_api_key is not None:
+            return "direct"
+        return "dry-run"
+
+    @property
+    def api_base_url(self) -> str:
+        if self.systeme_api_url:
+            return self.systeme_api_url.rstrip("/")
+        return SYSTEME_URL if self.api_mode == "direct" else MATON_URL
+
+    @property
+    def api_headers(self) -> dict[str, str]:
+        """Authentication headers for the Systeme.io API (or the Maton proxy in front of it)."""
+        if self.maton_api_key is not None:
+            headers = {"Authorization": f"Bearer {self.maton_api_key.get_secret_value()}"}
+            if self.maton_connection:
+                headers["Maton-Connection"] = self.maton_connection
+            return headers
+        if self.systeme_api_key is not None:
+            return {"X-API-Key": self.systeme_api_key.get_secret_value()}
+        return {}
+
+    @property
+    def embedded(self) -> bool:
+        return not self.redis_url
+
+    def secret_values(self) -> set[str]:
+        """Values that must never reach a log line."""
+        values = {self.api_headers.get("Authorization", "").removeprefix("Bearer ")}
+        for secret in (self.maton_api_key, self.systeme_api_key, self.admin_token):
+            if secret is not None:
+                values.add(secret.get_secret_value())
+        return {v for v in values if v}
+
+
+def rules_environment(env_file: str = ".env") -> Mapping[str, str]:
+    """Variables a rules file may reference as `${VAR}`: `.env` first, the process environment wins."""
+    values = {k: v for k, v in dotenv_values(env_file).items() if v is not None}
+    values.update(os.environ)
+    return values
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

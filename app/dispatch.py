@@ -1,0 +1,110 @@
+"""The seam between "planned" and "executing": arq jobs when Redis is configured, in-process tasks otherwise.
+
+Dispatching is only ever a hint: the database decides who runs an action (see app.store.actions.claim), and a
+sweep finds whatever a lost hint left behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from arq.connections import ArqRedis
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.actions.runner import RetryPolicy, run_action
+from app.store.actions import due_actions
+from app.store.models import utcnow
+from app.systeme.client import SystemeClient
+
+log = logging.getLogger(__name__)
+# A job that has waited this long in Redis is dropped by arq; the sweep dispatches the action again.
+JOB_EXPIRY = timedelta(hours=6)
+
+
+class Dispatcher(Protocol):
+    async def dispatch(self, items: Sequence[tuple[str, int]], *, at: datetime | None = None) -> None:
+        """Hand (action id, attempt number) pairs to an executor, now or at `at`."""
+
+
+async def enqueue(redis: ArqRedis, action_id: str, attempt: int, at: datetime | None = None) -> None:
+    # One job id per attempt: arq refuses a second job with an id whose result it still keeps.
+    await redis.enqueue_job(
+        "run_action",
+        action_id,
+        _job_id=f"{action_id}:{attempt}",
+        _defer_until=at,
+        _expires=((at - utcnow()) if at else timedelta(0)) + JOB_EXPIRY,
+    )
+
+
+class ArqDispatcher:
+    def __init__(self, redis: ArqRedis) -> None:
+        self.redis = redis
+
+    async def dispatch(self, items: Sequence[tuple[str, int]], *, at: datetime | None = None) -> None:
+        for action_id, attempt in items:
+            await enqueue(self.redis, action_id, attempt, at)
+
+
+class EmbeddedExecutor:
+    """Runs actions inside the API process: a few worker tasks fed by ingest and by a sweep of the database."""
+
+    def __init__(
+        self,
+        *,
+        engine: AsyncEngine,
+        client: SystemeClient,
+        policy: RetryPolicy,
+        concurrency: int = 4,
+        sweep_seconds: float = 1.0,
+    ) -> None:
+        self.engine = engine
+        self.client = client
+        self.policy = policy
+        self.concurrency = concurrency
+        self.sweep_seconds = sweep_seconds
+        self.queue: asyncio.Queue[str] = asyncio.Queue()
+        self._queued: set[str] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def dispatch(self, items: Sequence[tuple[str, int]], *, at: datetime | None = None) -> None:
+        if at is not None and at > utcnow():
+            return  # the sweep picks it up when it is due
+        for action_id, _attempt in items:
+            if action_id not in self._queued:
+                self._queued.add(action_id)
+                self.queue.put_nowait(action_id)
+
+    def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._work()) for _ in range(self.concurrency)]
+        self._tasks.append(asyncio.create_task(self._sweep()))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _work(self) -> None:
+        while True:
+            action_id = await self.queue.get()
+            self._queued.discard(action_id)
+            try:
+                await run_action(engine=self.engine, client=self.client, action_id=action_id, policy=self.policy)
+            except Exception:
+                # The row stays pending or running with a lease; the sweep brings it back.
+                log.exception("running action %s failed", action_id)
+
+    async def _sweep(self) -> None:
+        while True:
+            try:
+                await self.dispatch(await due_actions(self.engine, now=utcnow()))
+            except Exception:
+                log.exception("sweeping due actions failed; trying again")
+            await asyncio.sleep(self.sweep_seconds)

@@ -1,0 +1,37 @@
+"""create_app(): lifespan, routers, exception handlers; nothing else."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from app.api import events, health
+from app.config import Settings, get_settings
+from app.errors import AppError
+from app.state import app_state
+from app.webhooks import router as webhooks
+
+
+async def _app_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AppError)
+    return JSONResponse({"error": exc.message}, status_code=exc.status_code)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with app_state(settings) as state:
+            app.state.sf = state
+            yield
+
+    app = FastAPI(title="systeme-flow", version="0.1.0", lifespan=lifespan)
+    app.add_exception_handler(AppError, _app_error)
+    app.include_router(webhooks.router)
+    app.include_router(health.router)
+    app.include_router(events.router)
+    return app

@@ -1,0 +1,162 @@
+"""Planning: an event in, the rules' decisions and the actions to run out. Pure: no I/O, no clock."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from typing import Any, Literal
+
+from email_validator import EmailNotValidError, validate_email
+from jinja2 import Template
+
+from app.rules.loader import LoadedRules
+from app.rules.schema import Rule, SourceConfig
+from app.rules.templates import Node, compile_expression, compile_template, evaluate, render
+
+Decision = Literal["matched", "not_matched", "invalid"]
+
+
+@dataclass(frozen=True)
+class PlannedAction:
+    rule_id: str
+    seq: int
+    kind: str
+    params: dict[str, Any]
+    contact: dict[str, Any] | None
+    approval: str
+
+
+@dataclass(frozen=True)
+class RuleOutcome:
+    rule_id: str
+    decision: Decision
+    reason: str
+    contact_email: str | None = None
+    actions: tuple[PlannedAction, ...] = ()
+
+
+_Compiled = Template | str
+
+
+@dataclass
+class _CompiledRule:
+    rule: Rule
+    order: int
+    condition: Callable[..., Any] | None
+    contact: dict[str, Any] | None
+    actions: list[tuple[str, dict[str, Any], str]] = field(default_factory=list)
+
+
+def _compile_tree(value: Any) -> Any:
+    if isinstance(value, str):
+        return compile_template(value)
+    if isinstance(value, dict):
+        return {k: _compile_tree(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_compile_tree(v) for v in value]
+    return value
+
+
+def _render_tree(value: Any, context: Mapping[str, Any]) -> Any:
+    if isinstance(value, Template | str):
+        return render(value, context)
+    if isinstance(value, dict):
+        return {k: _render_tree(v, context) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_render_tree(v, context) for v in value]
+    return value
+
+
+def _default_approval(kind: str) -> str:
+    # Cancelling a subscription stops someone's billing: an operator confirms it unless the rule says otherwise.
+    return "required" if kind == "cancel_subscription" else "auto"
+
+
+class RuleSet:
+    """Compiled rules, indexed by source and event type so unrelated rules cost nothing."""
+
+    def __init__(self, loaded: LoadedRules) -> None:
+        self.loaded = loaded
+        self.version = loaded.version
+        self.sources: dict[str, SourceConfig] = dict(loaded.file.sources)
+        self._exact: dict[tuple[str, str], list[_CompiledRule]] = defaultdict(list)
+        self._patterns: dict[str, list[tuple[str, _CompiledRule]]] = defaultdict(list)
+        for order, rule in enumerate(loaded.file.rules):
+            if not rule.enabled:
+                continue
+            compiled = self._compile(rule, order)
+            for on in rule.on:
+                source, _, event_type = on.partition("/")
+                if event_type and not any(ch in event_type for ch in "*?["):
+                    self._exact[(source, event_type)].append(compiled)
+                else:
+                    self._patterns[source].append((event_type or "*", compiled))
+
+    @property
+    def rules(self) -> tuple[Rule, ...]:
+        return self.loaded.file.rules
+
+    @staticmethod
+    def _compile(rule: Rule, order: int) -> _CompiledRule:
+        contact = None
+        if rule.contact is not None:
+            contact = _compile_tree(rule.contact.model_dump(exclude={"update"}, exclude_none=True))
+        compiled = _CompiledRule(
+            rule=rule,
+            order=order,
+            condition=compile_expression(rule.if_) if rule.if_ else None,
+            contact=contact,
+        )
+        for action in rule.actions:
+            params = action.model_dump(exclude={"kind", "approval"}, exclude_none=True)
+            approval = action.approval or rule.approval or _default_approval(action.kind)
+            compiled.actions.append((action.kind, _compile_tree(params), approval))
+        return compiled
+
+    def candidates(self, source: str, event_type: str | None) -> list[_CompiledRule]:
+        found = list(self._exact.get((source, event_type), ())) if event_type else []
+        for pattern, compiled in self._patterns.get(source, ()):
+            if pattern == "*" or (event_type is not None and fnmatchcase(event_type, pattern)):
+                found.append(compiled)
+        unique = {id(c): c for c in found}
+        return sorted(unique.values(), key=lambda c: c.order)
+
+    def plan(self, *, source: str, event_type: str | None, payload: Mapping[str, Any]) -> list[RuleOutcome]:
+        """Decide, for every rule listening to this source and type, whether it fires and what it would do."""
+        context = {"event": Node(payload, "event"), "source": source, "event_type": event_type}
+        return [self._judge(c, context) for c in self.candidates(source, event_type)]
+
+    def _judge(self, compiled: _CompiledRule, context: Mapping[str, Any]) -> RuleOutcome:
+        rule = compiled.rule
+        if compiled.condition is not None:
+            value, missing = evaluate(compiled.condition, context)
+            if missing:
+                return RuleOutcome(rule.id, "not_matched", f"`if` read {missing[0]}, which is missing")
+            if not value:
+                return RuleOutcome(rule.id, "not_matched", f"`if` was false: {rule.if_}")
+        contact = None
+        email = None
+        if compiled.contact is not None and rule.contact is not None:
+            rendered = _render_tree(compiled.contact, context)
+            email = rendered.get("email", "")
+            try:
+                email = validate_email(email, check_deliverability=False).normalized.lower()
+            except EmailNotValidError as exc:
+                return RuleOutcome(rule.id, "invalid", f"contact email {email!r} is empty or invalid: {exc}")
+            contact = {"email": email, "update": rule.contact.update, "fields": _contact_fields(rendered)}
+            if rendered.get("locale"):
+                contact["locale"] = rendered["locale"]
+        actions = tuple(
+            PlannedAction(rule.id, seq, kind, _render_tree(params, context), contact, approval)
+            for seq, (kind, params, approval) in enumerate(compiled.actions)
+        )
+        return RuleOutcome(rule.id, "matched", "matched", email, actions)
+
+
+def _contact_fields(rendered: Mapping[str, Any]) -> dict[str, str]:
+    """Contact values by Systeme.io field slug; empty ones are left out so they never overwrite."""
+    fields = {"first_name": rendered.get("first_name", ""), "surname": rendered.get("surname", "")}
+    fields.update(rendered.get("fields", {}))
+    return {slug: value for slug, value in fields.items() if value}

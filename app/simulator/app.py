@@ -1,0 +1,304 @@
+"""The simulator's HTTP surface: the Systeme.io paths systeme-flow uses, plus /_sim/ controls for tests."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from app.simulator.state import Account, Fault, Problem
+
+Handler = Callable[[Request, Account], Awaitable[Any]]
+
+
+def _page(request: Request, items: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """Cursor pagination as documented: limit 10..100, startingAfter an id, order asc|desc (default desc)."""
+    query = request.query_params
+    try:
+        limit = int(query.get("limit", "10"))
+        after = int(query["startingAfter"]) if "startingAfter" in query else None
+    except ValueError as exc:
+        raise Problem(400, "limit and startingAfter must be integers") from exc
+    if not 10 <= limit <= 100:
+        raise Problem(400, "limit must be between 10 and 100")
+    order = query.get("order", "desc")
+    if order not in ("asc", "desc"):
+        raise Problem(400, "order must be asc or desc")
+    if after is not None and after < 1:
+        raise Problem(400, "startingAfter must be a positive id")
+    ordered = sorted(items, key=lambda i: i["id"], reverse=order == "desc")
+    if after is not None:
+        ordered = [i for i in ordered if (i["id"] < after if order == "desc" else i["id"] > after)]
+    return {"items": ordered[:limit], "hasMore": len(ordered) > limit}
+
+
+async def _json(request: Request, *, media: str = "application/json") -> dict[str, Any]:
+    if request.headers.get("content-type", "").split(";")[0].strip() != media:
+        raise Problem(415, f"The content-type must be {media}.")
+    try:
+        body = json.loads(await request.body() or b"{}")
+    except ValueError as exc:
+        raise Problem(400, "Syntax error in the JSON body") from exc
+    if not isinstance(body, dict):
+        raise Problem(400, "The body must be a JSON object")
+    return body
+
+
+def _int_filter(request: Request, name: str) -> int | None:
+    value = request.query_params.get(name)
+    if value is None:
+        return None
+    # API Platform accepts an IRI or a plain id for relation filters.
+    return int(value.rstrip("/").rsplit("/", 1)[-1]) if value.rstrip("/").rsplit("/", 1)[-1].isdigit() else -1
+
+
+async def contacts_list(request: Request, acc: Account) -> Any:
+    items: Iterable[dict[str, Any]] = acc.contacts.values()
+    if "email" in request.query_params:
+        email = request.query_params["email"].lower()
+        items = [c for c in items if c["email"].lower() == email]
+    return _page(request, items)
+
+
+async def contacts_create(request: Request, acc: Account) -> Any:
+    return JSONResponse(acc.create_contact(await _json(request)), status_code=201)
+
+
+async def contact_get(request: Request, acc: Account) -> Any:
+    return acc.contact(request.path_params["id"])
+
+
+async def contact_patch(request: Request, acc: Account) -> Any:
+    body = await _json(request, media="application/merge-patch+json")
+    return acc.patch_contact(request.path_params["id"], body)
+
+
+async def contact_tag_add(request: Request, acc: Account) -> Any:
+    acc.add_contact_tag(request.path_params["id"], await _json(request))
+    return Response(status_code=204)
+
+
+async def contact_tag_remove(request: Request, acc: Account) -> Any:
+    acc.remove_contact_tag(request.path_params["id"], request.path_params["tag"])
+    return Response(status_code=204)
+
+
+async def tags_list(request: Request, acc: Account) -> Any:
+    needle = request.query_params.get("query", "").lower()
+    return _page(request, [t for t in acc.tags.values() if needle in t["name"].lower()])
+
+
+async def tags_create(request: Request, acc: Account) -> Any:
+    return JSONResponse(acc.create_tag(await _json(request)), status_code=201)
+
+
+async def courses_list(request: Request, acc: Account) -> Any:
+    return _page(request, acc.courses.values())
+
+
+async def enroll(request: Request, acc: Account) -> Any:
+    return JSONResponse(acc.enroll(request.path_params["id"], await _json(request)), status_code=201)
+
+
+async def enrollments_list(request: Request, acc: Account) -> Any:
+    contact, course = _int_filter(request, "contact"), _int_filter(request, "course")
+    items = [
+        e
+        for e in acc.enrollments.values()
+        if contact in (None, e["contact"]["id"]) and course in (None, e["course"]["id"])
+    ]
+    return _page(request, items)
+
+
+async def enrollment_delete(request: Request, acc: Account) -> Any:
+    if acc.enrollments.pop(int(request.path_params["id"]), None) is None:
+        raise Problem(404, "Not Found")
+    return Response(status_code=204)
+
+
+async def communities_list(request: Request, acc: Account) -> Any:
+    return _page(request, acc.communities.values())
+
+
+async def join(request: Request, acc: Account) -> Any:
+    acc.join(request.path_params["id"], await _json(request))
+    return Response(status_code=202)
+
+
+async def memberships_list(request: Request, acc: Account) -> Any:
+    contact, community = _int_filter(request, "contact"), _int_filter(request, "community")
+    items = [
+        m
+        for m in acc.memberships.values()
+        if contact in (None, m["contact"]["id"]) and community in (None, m["community"]["id"])
+    ]
+    return _page(request, items)
+
+
+async def membership_delete(request: Request, acc: Account) -> Any:
+    if acc.memberships.pop(int(request.path_params["id"]), None) is None:
+        raise Problem(404, "Not Found")
+    return Response(status_code=204)
+
+
+async def subscriptions_list(request: Request, acc: Account) -> Any:
+    contact = _int_filter(request, "contact")
+    if contact is None:
+        raise Problem(400, "The contact filter is required.")
+    public = (
+        {k: v for k, v in s.items() if k not in ("contactId", "cancelRequested")}
+        for s in acc.subscriptions.values()
+        if s["contactId"] == contact
+    )
+    return _page(request, public)
+
+
+async def subscription_cancel(request: Request, acc: Account) -> Any:
+    acc.cancel(request.path_params["id"], await _json(request))
+    return Response(status_code=204)
+
+
+class Simulator:
+    """An ASGI app with its account in `self.account`, so tests can read and seed the state directly."""
+
+    def __init__(self, *, api_key: str | None = None, rate_limit: int = 0, window_seconds: float = 60.0) -> None:
+        self.api_key = api_key
+        self.account = Account(rate_limit=rate_limit, window_seconds=window_seconds)
+        api = [
+            ("/api/contacts", "GET", contacts_list),
+            ("/api/contacts", "POST", contacts_create),
+            ("/api/contacts/{id:int}", "GET", contact_get),
+            ("/api/contacts/{id:int}", "PATCH", contact_patch),
+            ("/api/contacts/{id:int}/tags", "POST", contact_tag_add),
+            ("/api/contacts/{id:int}/tags/{tag}", "DELETE", contact_tag_remove),
+            ("/api/tags", "GET", tags_list),
+            ("/api/tags", "POST", tags_create),
+            ("/api/school/courses", "GET", courses_list),
+            ("/api/school/courses/{id}/enrollments", "POST", enroll),
+            ("/api/school/enrollments", "GET", enrollments_list),
+            ("/api/school/enrollments/{id:int}", "DELETE", enrollment_delete),
+            ("/api/community/communities", "GET", communities_list),
+            ("/api/community/communities/{id}/memberships", "POST", join),
+            ("/api/community/memberships", "GET", memberships_list),
+            ("/api/community/memberships/{id:int}", "DELETE", membership_delete),
+            ("/api/payment/subscriptions", "GET", subscriptions_list),
+            ("/api/payment/subscriptions/{id}/cancel", "POST", subscription_cancel),
+        ]
+        routes = [Route(path, self._wrap(handler), methods=[method]) for path, method, handler in api]
+        routes += [
+            Route("/_sim/state", self._state, methods=["GET"]),
+            Route("/_sim/faults", self._faults, methods=["POST"]),
+            Route("/_sim/rate-limit", self._rate_limit, methods=["POST"]),
+            Route("/_sim/seed", self._seed, methods=["POST"]),
+        ]
+        self.app = Starlette(routes=routes)
+
+    def _authorised(self, request: Request) -> bool:
+        if self.api_key is None:
+            return True
+        bearer = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        return self.api_key in (request.headers.get("x-api-key"), bearer)
+
+    def _wrap(self, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            acc = self.account
+            call: dict[str, Any] = {"method": request.method, "path": request.url.path, "query": str(request.url.query)}
+            acc.calls.append(call)
+            if not self._authorised(request):
+                response: Response = JSONResponse({"title": "Unauthorized", "detail": "Invalid API key"}, 401)
+            else:
+                allowed, remaining, refill = acc.take_quota()
+                fault = acc.take_fault(request.method, request.url.path) if allowed else None
+                if not allowed:
+                    response = JSONResponse(
+                        {"title": "Too Many Requests", "detail": "Rate limit exceeded"},
+                        status_code=429,
+                        headers={"Retry-After": str(max(1, round(refill)))},
+                    )
+                elif fault is not None:
+                    response = JSONResponse({"title": "Simulated failure", "detail": "fault injected"}, fault)
+                else:
+                    response = await self._answer(handler, request)
+                limit = acc.rate_limit or 1_000_000
+                response.headers["X-RateLimit-Limit"] = str(limit)
+                response.headers["X-RateLimit-Remaining"] = str(remaining if acc.rate_limit else limit)
+                response.headers["X-RateLimit-Refill"] = str(max(0, round(refill)))
+            call["status"] = response.status_code
+            return response
+
+        return endpoint
+
+    async def _answer(self, handler: Handler, request: Request) -> Response:
+        try:
+            result = await handler(request, self.account)
+        except Problem as problem:
+            return JSONResponse(problem.body(), status_code=problem.status, media_type="application/problem+json")
+        return result if isinstance(result, Response) else JSONResponse(result)
+
+    async def _state(self, request: Request) -> Response:
+        acc = self.account
+        return JSONResponse(
+            {
+                "contacts": list(acc.contacts.values()),
+                "tags": list(acc.tags.values()),
+                "enrollments": list(acc.enrollments.values()),
+                "memberships": list(acc.memberships.values()),
+                "subscriptions": list(acc.subscriptions.values()),
+                "calls": acc.calls,
+                "throttled": acc.throttled,
+            }
+        )
+
+    async def _faults(self, request: Request) -> Response:
+        body = await request.json()
+        self.account.faults.append(
+            Fault(
+                int(body["status"]),
+                int(body.get("count", 1)),
+                body.get("path_prefix", "/"),
+                body.get("method"),
+            )
+        )
+        return JSONResponse({"ok": True})
+
+    async def _rate_limit(self, request: Request) -> Response:
+        body = await request.json()
+        self.account.rate_limit = int(body.get("limit", 0))
+        self.account.window_seconds = float(body.get("window", 60))
+        return JSONResponse({"ok": True})
+
+    async def _seed(self, request: Request) -> Response:
+        self.seed(**(await request.json()))
+        return JSONResponse({"ok": True})
+
+    def seed(
+        self,
+        *,
+        courses: Iterable[dict[str, Any]] = (),
+        communities: Iterable[dict[str, Any]] = (),
+        subscriptions: Iterable[dict[str, Any]] = (),
+    ) -> None:
+        """Add courses ({id, name}), communities ({id, name}) and subscriptions ({id, contactId, status})."""
+        acc = self.account
+        for course in courses:
+            acc.courses[int(course["id"])] = {"active": True, "modules": [], **course}
+        for community in communities:
+            acc.communities[int(community["id"])] = {
+                "domainName": "example.systeme.io",
+                "path": "",
+                **community,
+            }
+        for subscription in subscriptions:
+            acc.subscriptions[int(subscription["id"])] = {
+                "status": "active",
+                "createdAt": "2026-01-01T00:00:00+00:00",
+                "cancelledAt": None,
+                "completedAt": None,
+                "pricePlan": None,
+                **subscription,
+            }

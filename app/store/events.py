@@ -1,0 +1,115 @@
+"""Storing an event with its decisions and planned actions, once, in one transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from app.rules.engine import RuleOutcome
+from app.store.models import actions, events, new_id, rule_outcomes
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    event_id: str
+    duplicate: bool
+    # (action id, status) of each planned action; empty for a duplicate.
+    actions: tuple[tuple[str, str], ...] = ()
+
+
+def _insert_event(conn: AsyncConnection, values: Mapping[str, Any]) -> Any:
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    return (
+        dialect.insert(events)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["source", "provider_id"])
+        .returning(events.c.id)
+    )
+
+
+async def record_event(
+    engine: AsyncEngine,
+    *,
+    source: str,
+    event_type: str | None,
+    provider_id: str | None,
+    payload: Mapping[str, Any],
+    headers: Mapping[str, str],
+    occurred_at: datetime | None,
+    outcomes: Sequence[RuleOutcome],
+    rules_version: str,
+    now: datetime,
+    dry_run: bool,
+) -> StoredEvent:
+    """Insert the event unless (source, provider id) is known; the caller answers only after this returns."""
+    event_id = new_id("evt")
+    values = {
+        "id": event_id,
+        "source": source,
+        "type": event_type,
+        "provider_id": provider_id or f"delivery:{event_id}",
+        "received_at": now,
+        "occurred_at": occurred_at,
+        "headers": dict(headers),
+        "payload": dict(payload),
+        "rules_version": rules_version,
+    }
+    async with engine.begin() as conn:
+        inserted = (await conn.execute(_insert_event(conn, values))).scalar_one_or_none()
+        if inserted is None:
+            existing = await conn.scalar(
+                sa.select(events.c.id).where(events.c.source == source, events.c.provider_id == values["provider_id"])
+            )
+            return StoredEvent(event_id=str(existing), duplicate=True)
+        if outcomes:
+            await conn.execute(
+                rule_outcomes.insert(),
+                [
+                    {
+                        "event_id": event_id,
+                        "rule_id": o.rule_id,
+                        "decision": o.decision,
+                        "reason": o.reason,
+                        "contact_email": o.contact_email,
+                    }
+                    for o in outcomes
+                ],
+            )
+        rows = _action_rows(event_id, outcomes, now=now, dry_run=dry_run)
+        if rows:
+            await conn.execute(actions.insert(), rows)
+    return StoredEvent(event_id, False, tuple((r["id"], r["status"]) for r in rows))
+
+
+def _action_rows(
+    event_id: str, outcomes: Sequence[RuleOutcome], *, now: datetime, dry_run: bool
+) -> list[dict[str, Any]]:
+    rows = []
+    for outcome in outcomes:
+        for planned in outcome.actions:
+            rows.append(
+                {
+                    "id": new_id("act"),
+                    "event_id": event_id,
+                    "rule_id": planned.rule_id,
+                    "seq": planned.seq,
+                    "kind": planned.kind,
+                    "params": planned.params,
+                    "contact": planned.contact,
+                    "contact_email": planned.contact["email"] if planned.contact else None,
+                    "approval": planned.approval,
+                    "status": "skipped" if dry_run else "pending",
+                    "attempts": 0,
+                    "next_attempt_at": None if dry_run else now,
+                    "last_error": "dry run: no MATON_API_KEY or SYSTEME_API_KEY is set" if dry_run else None,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
+    return rows

@@ -1,0 +1,121 @@
+"""Tables. The database is the source of truth: Redis only carries work that can be rebuilt from here."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+JSON = sa.JSON().with_variant(JSONB(), "postgresql")
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """Timezone-aware UTC on the way out, whatever the backend (SQLite keeps no zone)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        value = value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def new_id(prefix: str) -> str:
+    """Sortable string ids: milliseconds since the epoch, then randomness."""
+    return f"{prefix}_{int(time.time() * 1000):012x}{secrets.token_hex(6)}"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("source", sa.String(100), nullable=False),
+    sa.Column("type", sa.String(200)),
+    # The provider's event id; for sources without one, a value unique to the delivery.
+    sa.Column("provider_id", sa.String(300), nullable=False),
+    sa.Column("received_at", UTCDateTime(), nullable=False),
+    sa.Column("occurred_at", UTCDateTime()),
+    sa.Column("headers", JSON, nullable=False),
+    sa.Column("payload", JSON, nullable=False),
+    sa.Column("rules_version", sa.String(40), nullable=False),
+    sa.UniqueConstraint("source", "provider_id"),
+    sa.Index(None, "received_at"),
+)
+
+rule_outcomes = sa.Table(
+    "rule_outcomes",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("event_id", sa.String(40), sa.ForeignKey("events.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("rule_id", sa.String(200), nullable=False),
+    sa.Column("decision", sa.String(20), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("contact_email", sa.String(320)),
+    sa.Index(None, "event_id"),
+)
+
+actions = sa.Table(
+    "actions",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("event_id", sa.String(40), sa.ForeignKey("events.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("rule_id", sa.String(200), nullable=False),
+    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("kind", sa.String(40), nullable=False),
+    sa.Column("params", JSON, nullable=False),
+    sa.Column("contact", JSON),
+    sa.Column("contact_email", sa.String(320)),
+    sa.Column("approval", sa.String(20), nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("next_attempt_at", UTCDateTime()),
+    sa.Column("lease_until", UTCDateTime()),
+    sa.Column("last_error", sa.Text),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Index(None, "status", "next_attempt_at"),
+    sa.Index(None, "event_id"),
+)
+
+# One row per Systeme.io request an action made, with the answer: what an operator reads to see why.
+api_calls = sa.Table(
+    "api_calls",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("action_id", sa.String(40), sa.ForeignKey("actions.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("method", sa.String(10), nullable=False),
+    sa.Column("path", sa.String(500), nullable=False),
+    sa.Column("request_body", JSON),
+    sa.Column("status_code", sa.Integer),
+    sa.Column("response_body", sa.Text),
+    sa.Column("error", sa.Text),
+    sa.Column("duration_ms", sa.Float, nullable=False),
+    sa.Column("started_at", UTCDateTime(), nullable=False),
+    sa.Index(None, "action_id"),
+)
+
+Row = dict[str, Any]

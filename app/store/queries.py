@@ -1,0 +1,67 @@
+"""Read models for operators: what came in, what the rules decided, what ran and what Systeme.io answered."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.store.models import actions, api_calls, events, rule_outcomes
+
+
+def _plain(row: Any) -> dict[str, Any]:
+    out = dict(row._mapping)
+    for key, value in out.items():
+        if hasattr(value, "isoformat"):
+            out[key] = value.isoformat()
+    return out
+
+
+async def list_events(
+    engine: AsyncEngine, *, source: str | None, event_type: str | None, limit: int, cursor: str | None
+) -> tuple[list[dict[str, Any]], str | None]:
+    query = sa.select(
+        events.c.id,
+        events.c.source,
+        events.c.type,
+        events.c.received_at,
+        events.c.occurred_at,
+        events.c.rules_version,
+    ).order_by(events.c.id.desc())
+    if source:
+        query = query.where(events.c.source == source)
+    if event_type:
+        query = query.where(events.c.type == event_type)
+    if cursor:
+        query = query.where(events.c.id < cursor)
+    async with engine.connect() as conn:
+        rows = [_plain(r) for r in await conn.execute(query.limit(limit + 1))]
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, rows[-1]["id"] if more else None
+
+
+async def get_event(engine: AsyncEngine, event_id: str) -> dict[str, Any] | None:
+    async with engine.connect() as conn:
+        row = (await conn.execute(sa.select(events).where(events.c.id == event_id))).first()
+        if row is None:
+            return None
+        event = _plain(row)
+        event.pop("provider_id", None)
+        outcomes = await conn.execute(
+            sa.select(rule_outcomes).where(rule_outcomes.c.event_id == event_id).order_by(rule_outcomes.c.id)
+        )
+        event["rules"] = [_plain(o) for o in outcomes]
+        action_rows = await conn.execute(
+            sa.select(actions).where(actions.c.event_id == event_id).order_by(actions.c.rule_id, actions.c.seq)
+        )
+        event["actions"] = [_plain(a) for a in action_rows]
+        ids = [a["id"] for a in event["actions"]]
+        calls = await conn.execute(sa.select(api_calls).where(api_calls.c.action_id.in_(ids)).order_by(api_calls.c.id))
+        by_action: dict[str, list[dict[str, Any]]] = {i: [] for i in ids}
+        for call in calls:
+            by_action[call.action_id].append(_plain(call))
+        for action in event["actions"]:
+            action["calls"] = by_action[action["id"]]
+    return event

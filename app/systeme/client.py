@@ -1,0 +1,166 @@
+"""The Systeme.io API client: one shared httpx.AsyncClient per process, problem documents turned into errors."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Collection
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+
+from app.systeme.errors import PermanentApiError, TransientApiError
+
+_BODY_LIMIT = 4000  # characters of an answer kept in the call log
+_MAX_PACE_WAIT = 30.0
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        try:
+            return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
+        except (TypeError, ValueError):
+            return None
+
+
+def _problem(response: httpx.Response) -> str:
+    """The human part of a problem document: detail, then each violation."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:300] or response.reason_phrase
+    if not isinstance(body, dict):
+        return str(body)[:300]
+    parts = [str(body.get("detail") or body.get("title") or body.get("message") or "")]
+    for violation in body.get("violations") or []:
+        if isinstance(violation, dict):
+            parts.append(f"{violation.get('propertyPath', '')}: {violation.get('message', '')}")
+    return "; ".join(p for p in parts if p) or response.reason_phrase
+
+
+class _Pacer:
+    """Waits when the last answer said the quota is used up (X-RateLimit-Remaining: 0), until it refills."""
+
+    def __init__(self) -> None:
+        self._resume_at = 0.0
+
+    def observe(self, response: httpx.Response) -> None:
+        remaining = response.headers.get("x-ratelimit-remaining")
+        refill = response.headers.get("x-ratelimit-refill")
+        if remaining is None or refill is None:
+            return
+        try:
+            left, seconds = int(remaining), float(refill)
+        except ValueError:
+            return
+        if left <= 0:
+            # The unit is undocumented: seconds until the quota refills, or a Unix time when larger than a day.
+            self._resume_at = seconds if seconds > 86_400 else time.time() + seconds
+
+    async def wait(self) -> None:
+        delay = self._resume_at - time.time()
+        if delay > _MAX_PACE_WAIT:
+            raise TransientApiError("rate limit quota used up", retry_after=delay)
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+
+class SystemeClient:
+    """Owns the connection pool and the process-wide caches; hand out a `session()` per action run."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        headers: dict[str, str],
+        timeout: float = 15.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.http = httpx.AsyncClient(
+            base_url=base_url,
+            headers={**headers, "Accept": "application/json", "User-Agent": "systeme-flow"},
+            timeout=httpx.Timeout(timeout, connect=5.0),
+            transport=transport,
+        )
+        self.pacer = _Pacer()
+        # name -> (id, expires at); resolving "Masterclass buyer" to a tag id once per few minutes is enough.
+        self.names: dict[tuple[str, str], tuple[int, float]] = {}
+
+    def session(self) -> SystemeSession:
+        return SystemeSession(self)
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+
+class SystemeSession:
+    """The calls of one action attempt, each recorded (request, answer, time) for the operator."""
+
+    def __init__(self, client: SystemeClient) -> None:
+        self.client = client
+        self.calls: list[dict[str, Any]] = []
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        body: dict[str, Any] | None = None,
+        content_type: str = "application/json",
+        allow: Collection[int] = (),
+    ) -> httpx.Response:
+        """Send one request; raise Transient/PermanentApiError unless the status is 2xx or in `allow`."""
+        await self.client.pacer.wait()
+        started, clock = datetime.now(UTC), time.perf_counter()
+        content = json.dumps(body).encode() if body is not None else None
+        headers = {"Content-Type": content_type} if content is not None else {}
+        record: dict[str, Any] = {"method": method, "path": path, "request_body": body, "started_at": started}
+        if params:
+            record["path"] = f"{path}?{httpx.QueryParams(params)}"
+        self.calls.append(record)
+        try:
+            response = await self.client.http.request(method, path, params=params, content=content, headers=headers)
+        except httpx.TransportError as exc:
+            record.update(duration_ms=(time.perf_counter() - clock) * 1000, error=f"{type(exc).__name__}: {exc}")
+            raise TransientApiError(f"{method} {path}: network error: {type(exc).__name__}") from exc
+        record.update(
+            duration_ms=(time.perf_counter() - clock) * 1000,
+            status_code=response.status_code,
+            response_body=response.text[:_BODY_LIMIT],
+        )
+        self.client.pacer.observe(response)
+        if response.is_success or response.status_code in allow:
+            return response
+        message = f"{method} {path} answered {response.status_code}: {_problem(response)}"
+        if response.status_code == 429 or response.status_code >= 500:
+            retry = _retry_after(response.headers.get("retry-after"))
+            raise TransientApiError(message, status=response.status_code, retry_after=retry)
+        raise PermanentApiError(message, status=response.status_code)
+
+    async def get_json(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        return (await self.request("GET", path, params=params)).json()
+
+    async def paginate(self, path: str, params: dict[str, Any] | None = None) -> AsyncIterator[dict[str, Any]]:
+        """Every item of a cursor-paginated collection, following `hasMore` with `startingAfter`."""
+        query: dict[str, Any] = {**(params or {}), "limit": 100, "order": "asc"}
+        while True:
+            page = await self.get_json(path, query)
+            items = page.get("items") or []
+            for item in items:
+                yield item
+            if not page.get("hasMore") or not items:
+                return
+            query["startingAfter"] = items[-1]["id"]
+
+    async def first(self, path: str, params: dict[str, Any]) -> dict[str, Any] | None:
+        async for item in self.paginate(path, params):
+            return item
+        return None

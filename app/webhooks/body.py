@@ -1,0 +1,64 @@
+"""Reading a request body under a size limit, and form fields from the buffered bytes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from typing import Any
+from urllib.parse import parse_qsl
+
+from fastapi import Request
+from starlette.datastructures import Headers, UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
+
+from app.errors import BadRequest, PayloadTooLarge
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The raw bytes, refused with 413 as soon as they pass `limit` (uvicorn itself sets no limit)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"body of {declared} bytes is over the {limit}-byte limit")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"body is over the {limit}-byte limit")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _collect(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """Form fields as a mapping; a repeated name (checkboxes) becomes a list."""
+    fields: dict[str, Any] = {}
+    for name, value in pairs:
+        if isinstance(value, UploadFile):
+            continue  # files are not events; the field names stay out of the payload
+        if name in fields:
+            existing = fields[name]
+            fields[name] = [*existing, value] if isinstance(existing, list) else [existing, value]
+        else:
+            fields[name] = value
+    return fields
+
+
+async def parse_form(headers: Headers, body: bytes, media_type: str) -> dict[str, Any] | None:
+    if media_type == "application/x-www-form-urlencoded":
+        try:
+            return _collect(parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False))
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise BadRequest(f"the form body cannot be parsed: {exc}") from exc
+    if media_type == "multipart/form-data":
+
+        async def stream() -> AsyncGenerator[bytes, None]:
+            yield body
+
+        try:
+            form = await MultiPartParser(headers, stream()).parse()
+        except MultiPartException as exc:
+            raise BadRequest(f"the multipart body cannot be parsed: {exc.message}") from exc
+        try:
+            return _collect(list(form.multi_items()))
+        finally:
+            await form.close()
+    return None

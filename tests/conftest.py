@@ -1,0 +1,155 @@
+"""Shared fixtures: real Redis, real SQLite and PostgreSQL databases, the simulator over real HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+import redis
+
+from app.config import Settings
+from app.main import create_app
+from app.simulator import Simulator
+from app.store.migrate import upgrade_async
+from tests.factories import write_rules
+from tests.servers import ServerThread
+
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+SIM_KEY = "sim-api-key-for-tests"
+ADMIN = "operator-token-for-tests"
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
+    except redis.RedisError as exc:
+        pytest.fail(f"Redis does not answer at {REDIS_URL} ({exc}): start it (see .ci/run) or set TEST_REDIS_URL")
+    return REDIS_URL
+
+
+@pytest.fixture
+def clean_redis(redis_url: str) -> str:
+    redis.Redis.from_url(redis_url).flushdb()
+    return redis_url
+
+
+async def _admin_connection() -> asyncpg.Connection:
+    try:
+        return await asyncpg.connect(POSTGRES_URL, timeout=5)
+    except (OSError, asyncpg.PostgresError) as exc:
+        pytest.fail(f"PostgreSQL does not answer at {POSTGRES_URL} ({exc}): start it or set TEST_POSTGRES_URL")
+
+
+@pytest.fixture
+async def postgres_url() -> AsyncIterator[str]:
+    """A throwaway PostgreSQL database, migrated, dropped afterwards."""
+    name = f"sf_test_{uuid.uuid4().hex[:12]}"
+    admin = await _admin_connection()
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    base = POSTGRES_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
+    url = f"{base}/{name}"
+    try:
+        await upgrade_async(url)
+        yield url
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+@pytest.fixture
+async def sqlite_url(tmp_path: Path) -> str:
+    url = f"sqlite+aiosqlite:///{tmp_path}/var/systeme-flow.db"
+    await upgrade_async(url)
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest) -> str:
+    """Both stores: every test using this runs once on SQLite and once on PostgreSQL."""
+    url: str = request.getfixturevalue(f"{request.param}_url")
+    return url
+
+
+@dataclass
+class Sim:
+    simulator: Simulator
+    url: str
+
+    @property
+    def account(self) -> Any:
+        return self.simulator.account
+
+    def contact(self, email: str) -> dict[str, Any] | None:
+        return self.account.contact_by_email(email)
+
+    def tag_names(self, email: str) -> list[str]:
+        contact = self.contact(email)
+        return sorted(t["name"] for t in contact["tags"]) if contact else []
+
+    def writes(self) -> list[dict[str, Any]]:
+        return [c for c in self.account.calls if c["method"] != "GET"]
+
+
+@pytest.fixture
+def sim() -> Iterator[Sim]:
+    simulator = Simulator(api_key=SIM_KEY)
+    simulator.seed(
+        courses=[{"id": 101, "name": "Masterclass"}, {"id": 102, "name": "Bonus"}],
+        communities=[{"id": 7, "name": "Insiders"}],
+    )
+    with ServerThread(simulator.app) as server:
+        yield Sim(simulator, server.url)
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path, sim: Sim) -> Callable[..., Settings]:
+    def build(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "rules_file": str(write_rules(tmp_path)),
+            "systeme_api_key": SIM_KEY,
+            "systeme_api_url": sim.url,
+            "admin_token": ADMIN,
+            "retry_base_seconds": 0.2,
+            "redis_url": None,
+            "maton_api_key": None,
+        }
+        values.update(overrides)
+        return Settings(_env_file=None, **values)
+
+    return build
+
+
+@contextmanager
+def running(settings: Settings) -> Iterator[str]:
+    """The real service on a loopback port; yields its base URL."""
+    with ServerThread(create_app(settings)) as server:
+        yield server.url
+
+
+async def wait_for(check: Callable[[], Awaitable[bool]] | Callable[[], bool], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.05)
+
+
+def operator(url: str) -> httpx.AsyncClient:
+    return httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {ADMIN}"}, timeout=10)

@@ -1,0 +1,175 @@
+"""Builders for test data: signed deliveries in each provider's documented scheme, rules files, payloads."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+STRIPE_SECRET = "whsec_test_stripe_secret"
+SYSTEME_SECRET = "systeme-secret"
+PARTNER_SECRET = "whsec_" + base64.b64encode(b"partner-key-0123456789").decode()
+FORM_TOKEN = "form-token-abc123"
+
+RULES = f"""
+version: 1
+sources:
+  stripe:  {{ type: stripe, secret: "{STRIPE_SECRET}" }}
+  systeme: {{ type: systeme, secret: "{SYSTEME_SECRET}" }}
+  partner: {{ type: standard-webhooks, secret: "{PARTNER_SECRET}" }}
+  signup:  {{ type: form, token: "{FORM_TOKEN}", redirect: "https://example.com/thanks" }}
+  contact: {{ type: form, token: "{FORM_TOKEN}" }}
+rules:
+  - id: masterclass-purchase
+    on: [stripe/checkout.session.completed]
+    if: event.data.object.payment_status == "paid"
+    contact:
+      email: "{{{{ event.data.object.customer_details.email }}}}"
+      first_name: "{{{{ event.data.object.customer_details.name }}}}"
+      fields: {{ phone_number: "{{{{ event.data.object.customer_details.phone }}}}" }}
+    actions:
+      - tag: Masterclass buyer
+      - enroll: {{ course: 101, access: full_access }}
+      - add_to_community: {{ community: Insiders }}
+  - id: refund-revokes-access
+    on: stripe/charge.refunded
+    if: event.data.object.refunded
+    contact: {{ email: "{{{{ event.data.object.billing_details.email }}}}" }}
+    actions:
+      - untag: Masterclass buyer
+      - unenroll: {{ course: 101 }}
+      - remove_from_community: {{ community: 7 }}
+  - id: subscription-ended
+    on: stripe/customer.subscription.deleted
+    actions:
+      - cancel_subscription:
+          subscription: "{{{{ event.data.object.metadata.systeme_subscription_id }}}}"
+          when: Now
+  - id: partner-signup
+    on: partner/user.created
+    contact: {{ email: "{{{{ event.data.email }}}}", surname: "{{{{ event.data.last_name }}}}" }}
+    actions:
+      - tag: {{ name: Partner lead }}
+      - update_contact: {{ fields: {{ company_name: "{{{{ event.data.company }}}}" }} }}
+  - id: newsletter
+    on: signup
+    contact: {{ email: "{{{{ event.email }}}}", first_name: "{{{{ event.first_name }}}}" }}
+    actions: [ {{ tag: Newsletter }} ]
+  - id: vip-sale
+    on: systeme/SALE_NEW
+    if: event.pricePlan.name == "VIP"
+    contact: {{ email: "{{{{ event.customer.email }}}}" }}
+    actions: [ {{ tag: VIP }} ]
+"""
+
+
+def write_rules(folder: Path, text: str = RULES) -> Path:
+    path = folder / "rules.yaml"
+    path.write_text(text)
+    return path
+
+
+def stripe_checkout(
+    email: str = "ada@example.com", *, event_id: str | None = None, paid: bool = True, created: int | None = None
+) -> dict[str, Any]:
+    """A `checkout.session.completed` event as Stripe sends it (trimmed to the fields that matter)."""
+    return {
+        "id": event_id or f"evt_{uuid.uuid4().hex[:24]}",
+        "object": "event",
+        "api_version": "2024-06-20",
+        "created": created or int(time.time()),
+        "type": "checkout.session.completed",
+        "livemode": False,
+        "data": {
+            "object": {
+                "id": "cs_test_a1b2c3",
+                "object": "checkout.session",
+                "amount_total": 19900,
+                "currency": "eur",
+                "customer_details": {"email": email, "name": "Ada Lovelace", "phone": None},
+                "metadata": {"product": "masterclass"},
+                "mode": "payment",
+                "payment_status": "paid" if paid else "unpaid",
+                "status": "complete",
+            }
+        },
+    }
+
+
+def stripe_refund(email: str = "ada@example.com", *, event_id: str | None = None) -> dict[str, Any]:
+    return {
+        "id": event_id or f"evt_{uuid.uuid4().hex[:24]}",
+        "object": "event",
+        "created": int(time.time()),
+        "type": "charge.refunded",
+        "data": {
+            "object": {
+                "id": "ch_3abc",
+                "object": "charge",
+                "refunded": True,
+                "amount_refunded": 19900,
+                "billing_details": {"email": email, "name": "Ada Lovelace"},
+            }
+        },
+    }
+
+
+def stripe_headers(body: bytes, secret: str = STRIPE_SECRET, *, timestamp: int | None = None) -> dict[str, str]:
+    t = timestamp if timestamp is not None else int(time.time())
+    signature = hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
+    return {"Content-Type": "application/json", "Stripe-Signature": f"t={t},v1={signature}"}
+
+
+def standard_headers(
+    body: bytes, secret: str = PARTNER_SECRET, *, msg_id: str | None = None, timestamp: int | None = None
+) -> dict[str, str]:
+    msg_id = msg_id or f"msg_{uuid.uuid4().hex}"
+    t = str(timestamp if timestamp is not None else int(time.time()))
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    digest = hmac.new(key, f"{msg_id}.{t}.".encode() + body, hashlib.sha256).digest()
+    return {
+        "Content-Type": "application/json",
+        "webhook-id": msg_id,
+        "webhook-timestamp": t,
+        "webhook-signature": "v1," + base64.b64encode(digest).decode(),
+    }
+
+
+def php_json(value: Any) -> bytes:
+    """JSON the way Systeme.io's PHP writes it: compact, `/` escaped, non-ASCII as \\uXXXX."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=True).replace("/", "\\/").encode()
+
+
+def systeme_sale(email: str = "vip@example.com", plan: str = "VIP") -> dict[str, Any]:
+    return {
+        "customer": {
+            "id": 991,
+            "contactId": 5501,
+            "email": email,
+            "fields": {"first_name": "Zoë", "surname": "Müller"},
+            "paymentProcessor": "stripe",
+            "sourceUrl": "https://shop.example.com/funnel/vip-offer",
+        },
+        "coupon": None,
+        "funnelStep": {"id": 77, "name": "Order form", "type": "order_form", "funnel": {"id": 12, "name": "VIP"}},
+        "order": {"id": 4242, "createdAt": "2026-11-20T10:00:00+00:00", "totalPrice": 49900},
+        "orderItem": {"id": 1, "resources": [{"course": None, "tag": {"id": 3, "name": "VIP"}}]},
+        "pricePlan": {"id": 9, "name": plan, "type": "one_time", "amount": 49900, "currency": "eur"},
+    }
+
+
+def systeme_headers(body: bytes, secret: str = SYSTEME_SECRET, *, message_id: str | None = None) -> dict[str, str]:
+    return {
+        "Content-Type": "application/json",
+        "User-Agent": "SystemeIO-Webhook",
+        "X-Webhook-Event": "SALE_NEW",
+        "X-Webhook-Signature": hmac.new(secret.encode(), body, hashlib.sha256).hexdigest(),
+        "X-Webhook-Message-Id": message_id or str(uuid.uuid4()),
+        "X-Webhook-Event-Timestamp": "2026-11-20T10:00:01+00:00",
+        "X-Webhook-Schema-Version": "2",
+    }

@@ -1,0 +1,46 @@
+"""arq WorkerSettings: `arq workers.settings.WorkerSettings` or `systeme-flow worker`."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from arq import cron
+from arq.connections import RedisSettings
+
+from app.config import get_settings
+from app.state import redis_settings, retry_policy, systeme_client
+from app.store.db import create_engine
+from workers.tasks import run_action, sweep
+
+
+async def startup(ctx: dict[str, Any]) -> None:
+    settings = get_settings()
+    ctx["settings"] = settings
+    ctx["engine"] = create_engine(settings.database_url)
+    ctx["client"] = systeme_client(settings)
+    ctx["policy"] = retry_policy(settings)
+
+
+async def shutdown(ctx: dict[str, Any]) -> None:
+    await ctx["client"].aclose()
+    await ctx["engine"].dispose()
+
+
+def _redis_settings() -> RedisSettings:
+    # arq reads this when the class is imported, so the environment is read then, through Settings.
+    settings = get_settings()
+    return redis_settings(settings) if settings.redis_url else RedisSettings()
+
+
+class WorkerSettings:
+    functions: ClassVar[list[Any]] = [run_action]
+    cron_jobs: ClassVar[list[Any]] = [cron(sweep, second={0, 30}, run_at_startup=True, unique=True)]
+    on_startup = startup
+    on_shutdown = shutdown
+    redis_settings = _redis_settings()
+    max_jobs = 20
+    job_timeout = 120
+    # Retries are scheduled from the database as fresh jobs, never by arq itself.
+    max_tries = 1
+    # Results are not read; keeping them briefly frees each job id quickly.
+    keep_result = 1

@@ -1,0 +1,33 @@
+"""arq jobs: thin wrappers that pull resources out of ctx and call the plain service functions."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from app.actions.runner import run_action as run_action_service
+from app.dispatch import enqueue
+from app.store.actions import due_actions
+from app.store.models import utcnow
+
+log = logging.getLogger(__name__)
+
+
+async def run_action(ctx: dict[str, Any], action_id: str) -> str:
+    result = await run_action_service(
+        engine=ctx["engine"], client=ctx["client"], action_id=action_id, policy=ctx["policy"]
+    )
+    if result.status == "pending" and result.next_attempt_at is not None:
+        # A fresh job per attempt, scheduled from the row: arq's own Retry would keep the first job's expiry.
+        await enqueue(ctx["redis"], action_id, result.next_attempt, result.next_attempt_at)
+    return result.status
+
+
+async def sweep(ctx: dict[str, Any]) -> int:
+    """Re-dispatch pending actions that are due and running ones whose lease ran out (e.g. Redis lost them)."""
+    due = await due_actions(ctx["engine"], now=utcnow())
+    for action_id, attempt in due:
+        await enqueue(ctx["redis"], action_id, attempt)
+    if due:
+        log.info("sweep dispatched %d actions", len(due))
+    return len(due)
