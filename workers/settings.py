@@ -14,8 +14,8 @@ from workers.tasks import run_action, sweep
 
 
 async def startup(ctx: dict[str, Any]) -> None:
-    settings = get_settings()
-    ctx["settings"] = settings
+    # Tests hand their own Settings in through Worker(ctx=...); a deployed worker reads the environment.
+    settings = ctx.setdefault("settings", get_settings())
     ctx["engine"] = create_engine(settings.database_url)
     ctx["client"] = systeme_client(settings)
     ctx["policy"] = retry_policy(settings)

@@ -16,6 +16,7 @@ from ruamel.yaml.error import MarkedYAMLError
 
 from app.errors import RulesError
 from app.rules.schema import ACTION_KINDS, SHORTHAND, Action, Rule, RulesFile, SourceConfig
+from app.rules.templates import TemplateError, compile_expression, compile_template
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _ACTION = TypeAdapter[Action](Action)
@@ -80,8 +81,7 @@ def _substitute(node: Any, env: Mapping[str, str], problems: _Problems) -> None:
         return
     for key, value in items:
         if isinstance(value, str) and "${" in value:
-            missing = [m for m in _VAR.findall(value) if m not in env]
-            for name in missing:
+            for name in [m for m in _VAR.findall(value) if m not in env]:
                 problems.add(_position(node, key), "", f"environment variable {name} is not set")
             # An unset variable stays as written, so it is reported once and not again as an empty secret.
             node[key] = _VAR.sub(lambda m: env.get(m.group(1), m.group(0)), value)
@@ -89,10 +89,11 @@ def _substitute(node: Any, env: Mapping[str, str], problems: _Problems) -> None:
             _substitute(value, env, problems)
 
 
-def _position(node: Any, key: Any) -> tuple[int, int]:
+def _position(node: Any, key: Any, *, of_key: bool = False) -> tuple[int, int]:
+    """Where the value under `key` starts (or the key itself, for complaints about the key)."""
     try:
         if isinstance(node, CommentedMap):
-            line, col = node.lc.value(key) if node.lc.value(key) else node.lc.key(key)
+            line, col = node.lc.key(key) if of_key else node.lc.value(key)
         else:
             line, col = node.lc.item(key)
         return int(line) + 1, int(col) + 1
@@ -105,13 +106,13 @@ def _own_position(node: Any) -> tuple[int, int]:
     return (lc.line + 1, lc.col + 1) if lc is not None and lc.line is not None else (1, 1)
 
 
-def _locate(node: Any, loc: tuple[int | str, ...]) -> tuple[int, int]:
+def _locate(node: Any, loc: tuple[int | str, ...], *, of_key: bool = False) -> tuple[int, int]:
     """The position of the deepest node along a pydantic error location."""
     where = _own_position(node)
-    for part in loc:
+    for index, part in enumerate(loc):
         key = "if" if part == "if_" else part
         if isinstance(node, CommentedMap) and key in node:
-            where, node = _position(node, key), node[key]
+            where, node = _position(node, key, of_key=of_key and index == len(loc) - 1), node[key]
         elif isinstance(node, CommentedSeq) and isinstance(key, int) and key < len(node):
             where, node = _position(node, key), node[key]
         else:
@@ -124,11 +125,12 @@ def _report(exc: ValidationError, node: Any, subject: str, problems: _Problems) 
         loc = tuple(p for p in err["loc"] if p not in ACTION_KINDS)
         field = ".".join(str(p) for p in loc if p != "if_") or ""
         message = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
+        unknown = err["type"] == "extra_forbidden"
+        if unknown:
             message = f"unknown key `{loc[-1]}`"
         elif field:
             message = f"`{field}`: {message}"
-        problems.add(_locate(node, loc), subject, message)
+        problems.add(_locate(node, loc, of_key=unknown), subject, message)
 
 
 def _validate(doc: CommentedMap, problems: _Problems) -> RulesFile | None:
@@ -191,8 +193,35 @@ def _validate_rules(raw: Any, source_names: set[str], problems: _Problems) -> li
         for on in rule.on:
             if on.split("/", 1)[0] not in source_names:
                 problems.add(_position(body, "on"), subject, f"`on: {on}` names an unknown source")
+        _check_templates(rule, body, subject, problems)
         rules.append(rule)
     return rules
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list | tuple):
+        return [s for v in value for s in _strings(v)]
+    return []
+
+
+def _check_templates(rule: Rule, body: CommentedMap, subject: str, problems: _Problems) -> None:
+    """Jinja syntax errors are load errors, reported where they are, not surprises at the first event."""
+    try:
+        if rule.if_:
+            compile_expression(rule.if_)
+    except TemplateError as exc:
+        problems.add(_position(body, "if"), subject, str(exc))
+    for key, value in (("contact", rule.contact), ("actions", rule.actions)):
+        dumped = value.model_dump() if hasattr(value, "model_dump") else [a.model_dump() for a in value or ()]
+        for text in _strings(dumped):
+            try:
+                compile_template(text)
+            except TemplateError as exc:
+                problems.add(_position(body, key), subject, str(exc))
 
 
 def _normalise_actions(raw: Any, subject: str, problems: _Problems) -> list[dict[str, Any]]:

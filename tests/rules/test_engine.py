@@ -1,0 +1,139 @@
+"""Planning: which rules fire, why not, and what they would do."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.rules.engine import RuleSet
+from app.rules.loader import parse_rules
+from app.errors import RulesError
+
+SOURCES = """version: 1
+sources:
+  stripe: { type: stripe, secret: s }
+  form: { type: form, token: t }
+rules:
+"""
+
+
+def ruleset(rules: str) -> RuleSet:
+    return RuleSet(parse_rules(SOURCES + rules, path="r", env={}))
+
+
+def plan(rs: RuleSet, payload: dict, *, source: str = "stripe", event_type: str | None = "x"):
+    return rs.plan(source=source, event_type=event_type, payload=payload)
+
+
+CONTACT = "contact: { email: '{{ event.email }}' }"
+
+
+class TestConditions:
+    def test_true_condition_matches(self):
+        rs = ruleset(f"  - {{ id: a, on: stripe/x, if: 'event.n > 3', {CONTACT}, actions: [{{tag: T}}] }}\n")
+        (outcome,) = plan(rs, {"n": 4, "email": "a@example.com"})
+        assert outcome.decision == "matched"
+
+    def test_false_condition_says_so(self):
+        rs = ruleset(f"  - {{ id: a, on: stripe/x, if: 'event.n > 3', {CONTACT}, actions: [{{tag: T}}] }}\n")
+        (outcome,) = plan(rs, {"n": 1, "email": "a@example.com"})
+        assert (outcome.decision, outcome.reason) == ("not_matched", "`if` was false: event.n > 3")
+        assert outcome.actions == ()
+
+    @pytest.mark.parametrize(
+        "expr", ["event.a.b != 'x'", "not event.a.b", "event.a.b is not defined", "event.a.b == ''"]
+    )
+    def test_missing_value_is_false_even_through_negation(self, expr):
+        rs = ruleset(f'  - {{ id: a, on: stripe/x, if: "{expr}", {CONTACT}, actions: [{{tag: T}}] }}\n')
+        (outcome,) = plan(rs, {"a": {}, "email": "a@example.com"})
+        assert outcome.decision == "not_matched"
+        assert outcome.reason == "`if` read event.a.b, which is missing"
+
+    def test_payload_keys_win_over_python_attributes(self):
+        rs = ruleset(
+            f"  - {{ id: a, on: stripe/x, if: 'event.items == 3 and event.keys == \"k\"', {CONTACT}, actions: [{{tag: T}}] }}\n"
+        )
+        assert plan(rs, {"items": 3, "keys": "k", "email": "a@example.com"})[0].decision == "matched"
+
+    def test_sandbox_refuses_unsafe_attribute_access(self):
+        rs = ruleset(f"  - {{ id: a, on: stripe/x, if: 'event.__class__', {CONTACT}, actions: [{{tag: T}}] }}\n")
+        assert plan(rs, {"email": "a@example.com"})[0].decision == "not_matched"
+
+    def test_syntax_errors_fail_at_load_with_position(self):
+        with pytest.raises(RulesError) as caught:
+            ruleset(
+                "  - id: a\n    on: stripe/x\n    if: 'event.n >'\n    contact: { email: '{{ event.email' }\n"
+                "    actions: [{tag: T}]\n"
+            )
+        first, second = caught.value.problems
+        assert first.startswith("r:8:9: rule 'a': invalid `if` expression:")
+        assert second.startswith("r:9:14: rule 'a': invalid template '{{ event.email':")
+
+
+class TestOn:
+    def test_other_types_and_sources_are_not_candidates(self):
+        rs = ruleset(f"  - {{ id: a, on: stripe/x, {CONTACT}, actions: [{{tag: T}}] }}\n")
+        assert plan(rs, {}, event_type="y") == []
+        assert plan(rs, {}, source="form", event_type=None) == []
+
+    def test_source_alone_matches_every_event_including_untyped_forms(self):
+        rs = ruleset(f"  - {{ id: a, on: form, {CONTACT}, actions: [{{tag: T}}] }}\n")
+        (outcome,) = plan(rs, {"email": "x@example.com"}, source="form", event_type=None)
+        assert outcome.decision == "matched"
+
+    def test_several_rules_match_in_file_order(self):
+        rs = ruleset(
+            f"  - {{ id: b, on: [stripe/x, stripe/y], {CONTACT}, actions: [{{tag: T}}] }}\n"
+            f"  - {{ id: a, on: stripe, {CONTACT}, actions: [{{tag: U}}] }}\n"
+            f"  - {{ id: off, enabled: false, on: stripe, {CONTACT}, actions: [{{tag: U}}] }}\n"
+        )
+        assert [o.rule_id for o in plan(rs, {"email": "a@example.com"})] == ["b", "a"]
+
+
+class TestRendering:
+    def test_contact_fields_render_and_empty_ones_are_left_out(self):
+        rs = ruleset(
+            "  - id: a\n    on: stripe/x\n    contact:\n      email: ' {{ event.c.email }} '\n"
+            "      first_name: '{{ event.c.name }}'\n      surname: '{{ event.c.nope }}'\n"
+            "      fields: { phone_number: '{{ event.c.phone }}', city: Paris }\n"
+            "      update: overwrite\n    actions: [{tag: T}]\n"
+        )
+        (outcome,) = plan(rs, {"c": {"email": "Ada@Example.COM", "name": "Ada", "phone": None}})
+        assert outcome.contact_email == "ada@example.com"
+        assert outcome.actions[0].contact == {
+            "email": "ada@example.com",
+            "update": "overwrite",
+            "fields": {"first_name": "Ada", "city": "Paris"},
+        }
+
+    def test_invalid_email_records_the_reason_and_plans_nothing(self):
+        rs = ruleset(f"  - {{ id: a, on: stripe/x, {CONTACT}, actions: [{{tag: T}}] }}\n")
+        (outcome,) = plan(rs, {"email": "not an email"})
+        assert outcome.decision == "invalid"
+        assert "'not an email' is empty or invalid" in outcome.reason
+        assert outcome.actions == ()
+
+    def test_action_params_are_templates(self):
+        rs = ruleset(
+            "  - id: a\n    on: stripe/x\n    actions:\n"
+            "      - cancel_subscription: { subscription: '{{ event.sub }}', when: Now }\n"
+        )
+        (outcome,) = plan(rs, {"sub": 42})
+        assert outcome.actions[0].params == {"subscription": "42", "when": "Now"}
+        assert outcome.actions[0].contact is None
+
+    def test_approval_defaults_and_overrides(self):
+        rs = ruleset(
+            "  - id: a\n    on: stripe/x\n    approval: auto\n    actions:\n"
+            "      - cancel_subscription: { subscription: '1' }\n"
+            "      - cancel_subscription: { subscription: '2', approval: required }\n"
+            "  - id: b\n    on: stripe/x\n    actions:\n      - cancel_subscription: '3'\n"
+        )
+        a, b = plan(rs, {})
+        assert [p.approval for p in a.actions] == ["auto", "required"]
+        assert [p.approval for p in b.actions] == ["required"]
+        assert b.actions[0].params == {"subscription": "3", "when": "WhenBillingPeriodEnds"}
+
+    def test_tag_shorthand_and_id_form(self):
+        rs = ruleset(f"  - {{ id: a, on: stripe/x, {CONTACT}, actions: [{{tag: Buyer}}, {{untag: {{id: 5}}}}] }}\n")
+        (outcome,) = plan(rs, {"email": "a@example.com"})
+        assert [(p.kind, p.params) for p in outcome.actions] == [("tag", {"name": "Buyer"}), ("untag", {"id": 5})]

@@ -1,0 +1,117 @@
+"""Loading rules files: the example file, `${VAR}`, and one line per problem with its position."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from app.errors import RulesError
+from app.rules.loader import load_rules, parse_rules
+from app.rules.schema import EnrollAction, TagAction
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE_ENV = {
+    "STRIPE_WEBHOOK_SECRET": "whsec_x",
+    "SYSTEME_WEBHOOK_SECRET": "s",
+    "PARTNER_WEBHOOK_SECRET": "whsec_eA==",
+    "SIGNUP_FORM_TOKEN": "t",
+}
+
+
+def problems(text: str, env: dict[str, str] | None = None) -> list[str]:
+    with pytest.raises(RulesError) as caught:
+        parse_rules(text, path="r.yaml", env=env or {})
+    return caught.value.problems
+
+
+HEAD = """version: 1
+sources:
+  shop: { type: stripe, secret: "s" }
+rules:
+"""
+
+
+def test_example_rules_file_loads():
+    loaded = load_rules(ROOT / "rules.yaml", EXAMPLE_ENV)
+    assert [r.id for r in loaded.file.rules][:2] == ["masterclass-purchase", "refund-revokes-access"]
+    first = loaded.file.rules[0]
+    assert first.actions[0] == TagAction(kind="tag", name="Masterclass buyer")
+    assert first.actions[1] == EnrollAction(kind="enroll", course=101, access="full_access")
+    assert loaded.file.sources["stripe"].secret == ("whsec_x",)
+    assert len(loaded.version) == 16
+
+
+def test_version_changes_with_content():
+    a = parse_rules(HEAD + "  []\n", path="r", env={})
+    b = parse_rules(HEAD.replace('"s"', '"t"') + "  []\n", path="r", env={})
+    assert a.version != b.version
+
+
+def test_env_variables_are_substituted_in_values_not_text():
+    text = HEAD.replace('"s"', '"${SECRET}"') + "  - { id: r1, on: shop, actions: [{cancel_subscription: '1'}] }\n"
+    loaded = parse_rules(text, path="r", env={"SECRET": "a: b # not yaml"})
+    assert loaded.file.sources["shop"].secret == ("a: b # not yaml",)
+
+
+def test_missing_env_variable_is_named_with_its_position():
+    text = HEAD.replace('"s"', '"${NOPE}"') + "  []\n"
+    assert problems(text) == ["r.yaml:3:33: environment variable NOPE is not set"]
+
+
+def test_yaml_syntax_error_has_position():
+    (line,) = problems("version: 1\nsources: {a: [\n")
+    assert line.startswith("r.yaml:3:1: YAML syntax error")
+
+
+def test_yaml_1_2_keeps_on_as_a_string_key():
+    text = HEAD + "  - id: r1\n    on: shop\n    actions: [{cancel_subscription: '1'}]\n"
+    assert parse_rules(text, path="r", env={}).file.rules[0].on == ("shop",)
+
+
+@pytest.mark.parametrize(
+    ("rule", "expected"),
+    [
+        (
+            "  - { id: r1, on: shop, colour: red, actions: [{cancel_subscription: '1'}] }",
+            "r.yaml:5:25: rule 'r1': unknown key `colour`",
+        ),
+        (
+            "  - { id: r1, on: nowhere, actions: [{cancel_subscription: '1'}] }",
+            "r.yaml:5:19: rule 'r1': `on: nowhere` names an unknown source",
+        ),
+        ("  - { id: r1, on: shop, actions: [{tagg: X}] }", "r.yaml:5:35: rule 'r1': unknown action `tagg`"),
+        (
+            "  - { id: r1, on: shop, actions: [{tag: X}] }",
+            "rule 'r1': actions tag act on a contact, but the rule has no `contact`",
+        ),
+        (
+            "  - { id: r1, on: shop, contact: {email: x}, actions: [{enroll: {course: 1, access: partial_access}}] }",
+            "rule 'r1': access 'partial_access' needs `modules`",
+        ),
+        (
+            "  - { id: r1, on: shop, contact: {email: x}, actions: [{enroll: {course: 1, access: most}}] }",
+            "rule 'r1': `access`: Input should be",
+        ),
+    ],
+)
+def test_rule_problems_name_the_rule(rule, expected):
+    found = problems(HEAD + rule + "\n")
+    assert any(expected in line for line in found), found
+
+
+def test_duplicate_rule_ids_are_reported():
+    rule = "  - { id: r1, on: shop, actions: [{cancel_subscription: '1'}] }\n"
+    assert problems(HEAD + rule + rule) == ["r.yaml:6:11: rule 'r1': duplicate rule id"]
+
+
+def test_signed_source_without_secret_is_refused():
+    text = 'version: 1\nsources:\n  shop: { type: stripe, secret: "" }\n'
+    assert problems(text) == ["r.yaml:3:9: source 'shop': a 'stripe' source needs a non-empty `secret`"]
+
+
+def test_every_problem_is_reported_at_once():
+    text = "sources:\n  a: { type: form }\nrules:\n  - { id: r1, on: b, actions: [{x: 1}] }\n"
+    found = problems(text)
+    assert len(found) >= 3
+    assert found[0] == "r.yaml:1:1: missing `version: 1`"

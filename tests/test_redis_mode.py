@@ -1,0 +1,79 @@
+"""Redis mode: the API only enqueues; real arq workers (in-process and as a process) run the actions."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import httpx
+from arq import Worker
+from arq.connections import RedisSettings
+
+from tests.conftest import operator, running
+from tests.factories import stripe_checkout, stripe_headers
+from workers.settings import WorkerSettings
+
+
+async def _post(url: str, event: dict) -> str:
+    body = json.dumps(event).encode()
+    async with httpx.AsyncClient(base_url=url) as http:
+        answer = await http.post("/hooks/stripe", content=body, headers=stripe_headers(body))
+    assert answer.status_code == 202, answer.text
+    return answer.json()["event_id"]
+
+
+async def _statuses(url: str, event_id: str) -> list[str]:
+    async with operator(url) as http:
+        return [a["status"] for a in (await http.get(f"/v1/events/{event_id}")).json()["actions"]]
+
+
+async def test_api_enqueues_and_arq_worker_runs(make_settings, database_url, clean_redis, sim):
+    settings = make_settings(database_url=database_url, redis_url=clean_redis)
+    with running(settings) as url:
+        event_id = await _post(url, stripe_checkout("carol@example.com"))
+        # Nothing runs in the API process when Redis is configured.
+        assert await _statuses(url, event_id) == ["pending", "pending", "pending"]
+        assert sim.contact("carol@example.com") is None
+
+        worker = Worker(
+            functions=WorkerSettings.functions,
+            on_startup=WorkerSettings.on_startup,
+            on_shutdown=WorkerSettings.on_shutdown,
+            redis_settings=RedisSettings.from_dsn(clean_redis),
+            burst=True,
+            max_tries=1,
+            keep_result=1,
+            ctx={"settings": settings},
+            poll_delay=0.05,
+        )
+        try:
+            await worker.main()
+        finally:
+            await worker.close()
+        assert worker.jobs_complete == 3
+        assert await _statuses(url, event_id) == ["succeeded", "succeeded", "succeeded"]
+    assert sim.tag_names("carol@example.com") == ["Masterclass buyer"]
+    assert len(sim.account.enrollments) == 1
+
+
+async def test_worker_command_runs_pending_actions(make_settings, postgres_url, clean_redis, sim):
+    settings = make_settings(database_url=postgres_url, redis_url=clean_redis)
+    with running(settings) as url:
+        event_id = await _post(url, stripe_checkout("dan@example.com"))
+        env = {
+            **os.environ,
+            "DATABASE_URL": postgres_url,
+            "REDIS_URL": clean_redis,
+            "SYSTEME_API_KEY": settings.systeme_api_key.get_secret_value(),  # type: ignore[union-attr]
+            "SYSTEME_API_URL": sim.url,
+        }
+        env.pop("MATON_API_KEY", None)
+        done = subprocess.run(
+            [sys.executable, "-m", "app", "worker", "--burst"], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+        assert await _statuses(url, event_id) == ["succeeded", "succeeded", "succeeded"]
+        assert settings.systeme_api_key.get_secret_value() not in done.stderr  # type: ignore[union-attr]
+    assert sim.tag_names("dan@example.com") == ["Masterclass buyer"]
