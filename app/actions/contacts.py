@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.systeme.client import SystemeSession
+from app.systeme.client import SystemeSession, problem
 from app.systeme.errors import PermanentApiError
 
 
@@ -47,7 +47,7 @@ async def upsert_contact(api: SystemeSession, spec: dict[str, Any]) -> dict[str,
         # Another worker may have created it a moment ago; anything else is a real validation error.
         contact = await find_contact(api, email)
         if contact is None:
-            raise PermanentApiError(f"creating contact {email} was refused: {response.text[:300]}", status=422)
+            raise PermanentApiError(f"creating contact {email} was refused: 422 {problem(response)}", status=422)
     changes = _changes(_field_values(contact), wanted, spec.get("update", "fill"))
     patch: dict[str, Any] = {}
     if changes:

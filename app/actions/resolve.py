@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from app.systeme.client import SystemeSession
+from app.systeme.client import SystemeSession, problem
 from app.systeme.errors import PermanentApiError
 
 NAME_TTL_SECONDS = 300.0
@@ -46,7 +46,7 @@ async def tag_id(api: SystemeSession, params: dict[str, Any], *, create: bool) -
         api.client.names.pop(("tag", name), None)
         found = await _lookup(api, "tag", name, "/api/tags", {"query": name})
         if found is None:
-            raise PermanentApiError(f"creating tag {name!r} was refused: {response.text[:300]}", status=422)
+            raise PermanentApiError(f"creating tag {name!r} was refused: 422 {problem(response)}", status=422)
         return found
     created = int(response.json()["id"])
     api.client.names[("tag", name)] = (created, time.monotonic() + NAME_TTL_SECONDS)

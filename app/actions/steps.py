@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from app.actions.resolve import community_id, course_id, tag_id
-from app.systeme.client import SystemeSession
+from app.systeme.client import SystemeSession, problem
 from app.systeme.errors import PermanentApiError
 
 Step = Callable[[SystemeSession, dict[str, Any] | None, dict[str, Any]], Awaitable[str]]
@@ -137,7 +137,7 @@ async def cancel_subscription(api: SystemeSession, contact: dict[str, Any] | Non
     if response.status_code == 422:
         if "cancel" in response.text.lower():
             return "already cancelled"
-        raise PermanentApiError(f"cancelling subscription {sid} was refused: {response.text[:300]}", status=422)
+        raise PermanentApiError(f"cancelling subscription {sid} was refused: 422 {problem(response)}", status=422)
     return "cancelled"
 
 

@@ -30,7 +30,7 @@ def _retry_after(value: str | None) -> float | None:
             return None
 
 
-def _problem(response: httpx.Response) -> str:
+def problem(response: httpx.Response) -> str:
     """The human part of a problem document: detail, then each violation."""
     try:
         body = response.json()
@@ -139,7 +139,7 @@ class SystemeSession:
         self.client.pacer.observe(response)
         if response.is_success or response.status_code in allow:
             return response
-        message = f"{method} {path} answered {response.status_code}: {_problem(response)}"
+        message = f"{method} {path} answered {response.status_code}: {problem(response)}"
         if response.status_code == 429 or response.status_code >= 500:
             retry = _retry_after(response.headers.get("retry-after"))
             raise TransientApiError(message, status=response.status_code, retry_after=retry)

@@ -1,0 +1,167 @@
+"""The ingest endpoint's answers over real HTTP, and that a refused request stores nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from app.store.db import create_engine
+from app.store.models import actions, events
+from tests.conftest import running
+from tests.factories import (
+    FORM_TOKEN,
+    php_json,
+    standard_headers,
+    stripe_checkout,
+    stripe_headers,
+    systeme_headers,
+    systeme_sale,
+)
+
+
+async def count_rows(url: str) -> tuple[int, int]:
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as conn:
+            return (
+                await conn.scalar(sa.select(sa.func.count()).select_from(events)) or 0,
+                await conn.scalar(sa.select(sa.func.count()).select_from(actions)) or 0,
+            )
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture
+def service(make_settings, sqlite_url):
+    with running(make_settings(database_url=sqlite_url, max_body_bytes=64 * 1024)) as url:
+        yield url
+
+
+async def post(url: str, path: str, **kwargs) -> httpx.Response:
+    async with httpx.AsyncClient(base_url=url, follow_redirects=False) as http:
+        return await http.post(path, **kwargs)
+
+
+STRIPE_BODY = json.dumps(stripe_checkout()).encode()
+
+
+@pytest.mark.parametrize(
+    ("path", "kwargs", "status", "message"),
+    [
+        (
+            "/hooks/nope",
+            {"content": b"{}", "headers": {"Content-Type": "application/json"}},
+            404,
+            "no source named 'nope'",
+        ),
+        (
+            "/hooks/stripe",
+            {"content": STRIPE_BODY, "headers": {"Content-Type": "application/json"}},
+            401,
+            "stripe-signature",
+        ),
+        (
+            "/hooks/stripe",
+            {"content": STRIPE_BODY, "headers": stripe_headers(STRIPE_BODY, secret="whsec_forged")},
+            401,
+            "does not match",
+        ),
+        ("/hooks/stripe", {"content": b"x" * 70_000, "headers": stripe_headers(b"x" * 70_000)}, 413, "limit"),
+        (
+            "/hooks/stripe",
+            {"content": STRIPE_BODY, "headers": {**stripe_headers(STRIPE_BODY), "Content-Type": "text/plain"}},
+            415,
+            "JSON",
+        ),
+        ("/hooks/stripe", {"content": b"{not json", "headers": stripe_headers(b"{not json")}, 400, "not valid JSON"),
+        ("/hooks/signup", {"data": {"email": "a@example.com"}}, 401, "token"),
+        (
+            f"/hooks/signup?token={FORM_TOKEN}",
+            {"content": b"email=\xff\xfe", "headers": {"Content-Type": "application/x-www-form-urlencoded"}},
+            400,
+            "cannot be parsed",
+        ),
+    ],
+)
+async def test_refused_requests_get_a_clear_4xx_and_store_nothing(service, sqlite_url, path, kwargs, status, message):
+    answer = await post(service, path, **kwargs)
+    assert answer.status_code == status, answer.text
+    assert message.lower() in answer.json()["error"].lower()
+    assert await count_rows(sqlite_url) == (0, 0)
+
+
+async def test_streamed_body_over_the_limit_is_refused_without_content_length(service, sqlite_url):
+    async def chunks():
+        for _ in range(100):
+            yield b"x" * 1024
+
+    answer = await post(service, "/hooks/stripe", content=chunks(), headers={"Content-Type": "application/json"})
+    assert answer.status_code == 413
+    assert await count_rows(sqlite_url) == (0, 0)
+
+
+async def test_form_with_redirect_answers_303(service, sqlite_url, sim):
+    answer = await post(
+        service, f"/hooks/signup?token={FORM_TOKEN}", data={"email": "f@example.com", "first_name": "Fay"}
+    )
+    assert answer.status_code == 303
+    assert answer.headers["location"] == "https://example.com/thanks"
+    assert (await count_rows(sqlite_url))[0] == 1
+
+
+async def test_form_without_redirect_answers_json_and_takes_header_token(service, sqlite_url):
+    answer = await post(
+        service,
+        "/hooks/contact",
+        files={"email": (None, "m@example.com"), "cv": ("cv.txt", b"file", "text/plain")},
+        headers={"X-Webhook-Token": FORM_TOKEN},
+    )
+    assert answer.status_code == 202
+    # Two posts of the same form are two events: a form gives no id.
+    again = await post(
+        service, "/hooks/contact", data={"email": "m@example.com"}, headers={"X-Webhook-Token": FORM_TOKEN}
+    )
+    assert again.status_code == 202 and again.json()["event_id"] != answer.json()["event_id"]
+
+
+async def test_systeme_and_standard_webhooks_are_accepted_and_deduplicated(service, sqlite_url):
+    body = php_json(systeme_sale())
+    headers = systeme_headers(body, message_id="msg-42")
+    first = await post(service, "/hooks/systeme", content=body, headers=headers)
+    second = await post(service, "/hooks/systeme", content=body, headers=headers)
+    assert (first.status_code, second.status_code) == (202, 200)
+    assert second.json() == {"event_id": first.json()["event_id"], "duplicate": True}
+
+    partner = b'{"type": "user.created", "data": {"email": "p@example.com", "last_name": "Ng"}}'
+    answer = await post(service, "/hooks/partner", content=partner, headers=standard_headers(partner))
+    assert answer.status_code == 202
+    assert await count_rows(sqlite_url) == (2, 3)
+
+
+async def test_storage_unavailable_answers_503(make_settings, tmp_path):
+    # Nothing listens on port 1: the store cannot take the write, so the sender must retry.
+    settings = make_settings(database_url="postgresql+asyncpg://postgres@127.0.0.1:1/none")
+    with running(settings) as url:
+        answer = await post(url, "/hooks/stripe", content=STRIPE_BODY, headers=stripe_headers(STRIPE_BODY))
+        assert answer.status_code == 503
+        assert "retry" in answer.json()["error"]
+        async with httpx.AsyncClient(base_url=url) as http:
+            ready = await http.get("/readyz")
+        assert ready.status_code == 503 and ready.json()["checks"]["database"]["ok"] is False
+
+
+async def test_concurrent_identical_deliveries_store_one_event(make_settings, database_url, sim):
+    event = stripe_checkout("eve@example.com")
+    body = json.dumps(event).encode()
+    with running(make_settings(database_url=database_url)) as url:
+        async with httpx.AsyncClient(base_url=url) as http:
+            answers = await asyncio.gather(
+                *[http.post("/hooks/stripe", content=body, headers=stripe_headers(body)) for _ in range(10)]
+            )
+        assert sorted(a.status_code for a in answers) == [200] * 9 + [202]
+        assert len({a.json()["event_id"] for a in answers}) == 1
+        assert (await count_rows(database_url)) == (1, 3)
