@@ -66,7 +66,7 @@ async def test_worker_command_runs_pending_actions(make_settings, postgres_url, 
             **os.environ,
             "DATABASE_URL": postgres_url,
             "REDIS_URL": clean_redis,
-            "SYSTEME_API_KEY": settings.systeme_api_key.get_secret_value(),  # type: ignore[union-attr]
+            "SYSTEME_API_KEY": settings.systeme_api_key.get_secret_value(),
             "SYSTEME_API_URL": sim.url,
         }
         env.pop("MATON_API_KEY", None)
@@ -75,5 +75,5 @@ async def test_worker_command_runs_pending_actions(make_settings, postgres_url, 
         )
         assert done.returncode == 0, done.stderr
         assert await _statuses(url, event_id) == ["succeeded", "succeeded", "succeeded"]
-        assert settings.systeme_api_key.get_secret_value() not in done.stderr  # type: ignore[union-attr]
+        assert settings.systeme_api_key.get_secret_value() not in done.stderr
     assert sim.tag_names("dan@example.com") == ["Masterclass buyer"]

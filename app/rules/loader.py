@@ -215,8 +215,10 @@ def _check_templates(rule: Rule, body: CommentedMap, subject: str, problems: _Pr
             compile_expression(rule.if_)
     except TemplateError as exc:
         problems.add(_position(body, "if"), subject, str(exc))
-    for key, value in (("contact", rule.contact), ("actions", rule.actions)):
-        dumped = value.model_dump() if hasattr(value, "model_dump") else [a.model_dump() for a in value or ()]
+    parts: list[tuple[str, Any]] = [("actions", [a.model_dump() for a in rule.actions])]
+    if rule.contact is not None:
+        parts.append(("contact", rule.contact.model_dump()))
+    for key, dumped in parts:
         for text in _strings(dumped):
             try:
                 compile_template(text)

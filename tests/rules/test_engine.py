@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from app.errors import RulesError
 from app.rules.engine import RuleSet
 from app.rules.loader import parse_rules
-from app.errors import RulesError
 
 SOURCES = """version: 1
 sources:
