@@ -19,7 +19,8 @@ _PLACEHOLDERS = {"changeme", "change-me", "secret", "xxx", "your-key-here"}
 class Settings(BaseSettings):
     """Everything the service reads from its environment; names are the documented contract."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+    # hide_input_in_errors: a validation error must never echo an API key back.
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False, hide_input_in_errors=True)
 
     maton_api_key: SecretStr | None = None
     maton_connection: str | None = None

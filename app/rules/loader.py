@@ -120,9 +120,13 @@ def _locate(node: Any, loc: tuple[int | str, ...], *, of_key: bool = False) -> t
     return where
 
 
-def _report(exc: ValidationError, node: Any, subject: str, problems: _Problems) -> None:
+def _report(
+    exc: ValidationError, node: Any, subject: str, problems: _Problems, *, skip: set[tuple[Any, ...]] | None = None
+) -> None:
     for err in exc.errors():
         loc = tuple(p for p in err["loc"] if p not in ACTION_KINDS)
+        if skip and loc in skip:
+            continue
         field = ".".join(str(p) for p in loc if p != "if_") or ""
         message = err["msg"].removeprefix("Value error, ")
         unknown = err["type"] == "extra_forbidden"
@@ -183,16 +187,20 @@ def _validate_rules(raw: Any, source_names: set[str], problems: _Problems) -> li
         if rule_id in seen:
             problems.add(_position(body, "id"), subject, "duplicate rule id")
         seen.add(rule_id)
+        reported = len(problems.lines)
         data = dict(body)
         data["actions"] = _normalise_actions(body.get("actions"), subject, problems)
+        # An action already reported as broken should not also count as "no actions".
+        skip = {("actions",)} if len(problems.lines) > reported else set()
+        on = body.get("on")
+        for name in [on] if isinstance(on, str) else on if isinstance(on, list) else []:
+            if str(name).split("/", 1)[0] not in source_names:
+                problems.add(_position(body, "on"), subject, f"`on: {name}` names an unknown source")
         try:
             rule = Rule.model_validate(data)
         except ValidationError as exc:
-            _report(exc, body, subject, problems)
+            _report(exc, body, subject, problems, skip=skip)
             continue
-        for on in rule.on:
-            if on.split("/", 1)[0] not in source_names:
-                problems.add(_position(body, "on"), subject, f"`on: {on}` names an unknown source")
         _check_templates(rule, body, subject, problems)
         rules.append(rule)
     return rules

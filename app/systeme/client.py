@@ -15,7 +15,7 @@ import httpx
 from app.systeme.errors import PermanentApiError, TransientApiError
 
 _BODY_LIMIT = 4000  # characters of an answer kept in the call log
-_MAX_PACE_WAIT = 30.0
+_MAX_PACE_WAIT = 5.0  # longer waits become a scheduled retry, freeing the worker
 
 
 def _retry_after(value: str | None) -> float | None:

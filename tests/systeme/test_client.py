@@ -1,0 +1,97 @@
+"""The client against the simulator over HTTP: auth headers, pagination, problem documents, pacing."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.config import Settings
+from app.systeme.client import SystemeClient
+from app.systeme.errors import PermanentApiError, TransientApiError
+from tests.conftest import SIM_KEY
+
+
+@pytest.fixture
+async def client(sim):
+    client = SystemeClient(base_url=sim.url, headers={"X-API-Key": SIM_KEY})
+    yield client
+    await client.aclose()
+
+
+async def test_pagination_follows_has_more(client, sim):
+    for n in range(235):
+        sim.account.create_tag({"name": f"tag-{n:03d}"})
+    names = [t["name"] async for t in client.session().paginate("/api/tags")]
+    assert len(names) == 235 and len(set(names)) == 235
+    pages = [c for c in sim.account.calls if c["path"] == "/api/tags"]
+    assert len(pages) == 3
+    assert "startingAfter" in pages[1]["query"] and "limit=100" in pages[0]["query"]
+
+
+async def test_wrong_key_is_a_permanent_error(sim):
+    client = SystemeClient(base_url=sim.url, headers={"X-API-Key": "wrong"})
+    try:
+        with pytest.raises(PermanentApiError) as caught:
+            await client.session().get_json("/api/tags")
+        assert caught.value.status == 401
+    finally:
+        await client.aclose()
+
+
+async def test_422_carries_the_problem_detail(client, sim):
+    api = client.session()
+    await api.request("POST", "/api/contacts", body={"email": "dup@example.com"})
+    with pytest.raises(PermanentApiError, match="email: This value is already used"):
+        await api.request("POST", "/api/contacts", body={"email": "dup@example.com"})
+    assert [c["status_code"] for c in api.calls] == [201, 422]
+
+
+async def test_merge_patch_needs_its_content_type(client, sim):
+    api = client.session()
+    contact = (await api.request("POST", "/api/contacts", body={"email": "m@example.com"})).json()
+    with pytest.raises(PermanentApiError) as caught:
+        await api.request("PATCH", f"/api/contacts/{contact['id']}", body={"fields": []})
+    assert caught.value.status == 415
+    patched = await api.request(
+        "PATCH",
+        f"/api/contacts/{contact['id']}",
+        body={"fields": [{"slug": "first_name", "value": "Max"}]},
+        content_type="application/merge-patch+json",
+    )
+    assert patched.json()["fields"][0]["value"] == "Max"
+
+
+async def test_429_and_5xx_are_transient_with_retry_after(client, sim):
+    sim.account.rate_limit, sim.account.window_seconds = 2, 60
+    api = client.session()
+    await api.get_json("/api/tags")
+    await api.get_json("/api/tags")
+    # The last answer said 0 remaining for ~60 s: the client waits no longer than that, it schedules a retry.
+    with pytest.raises(TransientApiError) as caught:
+        await api.get_json("/api/tags")
+    assert caught.value.retry_after is not None and caught.value.retry_after > 20
+    assert sim.account.throttled == 0  # paced: the 429 was never provoked
+
+
+async def test_network_error_is_transient():
+    client = SystemeClient(base_url="http://127.0.0.1:1", headers={})
+    try:
+        with pytest.raises(TransientApiError, match="network error"):
+            await client.session().get_json("/api/tags")
+    finally:
+        await client.aclose()
+
+
+def test_auth_modes_follow_the_settings():
+    maton = Settings(_env_file=None, maton_api_key="mk-123456", maton_connection="conn-1", systeme_api_key=None)
+    assert maton.api_base_url == "https://api.maton.ai/systeme"
+    assert maton.api_headers == {"Authorization": "Bearer mk-123456", "Maton-Connection": "conn-1"}
+    direct = Settings(_env_file=None, systeme_api_key="sk-123456", maton_api_key=None)
+    assert (direct.api_base_url, direct.api_headers) == ("https://api.systeme.io", {"X-API-Key": "sk-123456"})
+    dry = Settings(_env_file=None, systeme_api_key=None, maton_api_key=None)
+    assert dry.api_mode == "dry-run"
+
+
+def test_both_keys_is_a_startup_error_that_says_to_keep_one():
+    with pytest.raises(ValueError, match="keep one") as caught:
+        Settings(_env_file=None, maton_api_key="mk-123456", systeme_api_key="sk-123456")
+    assert "mk-123456" not in str(caught.value) and "sk-123456" not in str(caught.value)
