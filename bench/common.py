@@ -1,0 +1,96 @@
+"""Helpers for the benchmarks: free ports, subprocess servers, a bounded load loop, percentiles."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def server(args: Sequence[str], *, env: dict[str, str] | None = None, cwd: Path | None = None) -> Iterator[str]:
+    """Run a server process (its last two args are --port N) until /healthz or / answers; yield its URL."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, *args, "--port", str(port)],
+        env={**os.environ, **(env or {})},
+        cwd=cwd or ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            httpx.get(url + "/healthz", timeout=1)
+            break
+        except httpx.TransportError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"server {args} did not start") from None
+            time.sleep(0.1)
+    try:
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+async def load(
+    url: str, requests: Sequence[tuple[str, bytes, dict[str, str]]], *, concurrency: int
+) -> tuple[float, list[float], dict[int, int]]:
+    """POST every request with `concurrency` in flight; returns (seconds, latencies, status counts)."""
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    queue: asyncio.Queue[tuple[str, bytes, dict[str, str]]] = asyncio.Queue()
+    for item in requests:
+        queue.put_nowait(item)
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as http:
+
+        async def worker() -> None:
+            while not queue.empty():
+                path, body, headers = queue.get_nowait()
+                started = time.perf_counter()
+                response = await http.post(path, content=body, headers=headers)
+                latencies.append(time.perf_counter() - started)
+                statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*[worker() for _ in range(concurrency)])
+        return time.perf_counter() - started, latencies, statuses
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * p))]
+
+
+def report(name: str, seconds: float, count: int, latencies: Sequence[float] = ()) -> float:
+    rate = count / seconds
+    line = f"{name:<34} {rate:9.1f}/s"
+    if latencies:
+        line += f"   p50 {percentile(latencies, 0.5) * 1000:6.1f} ms   p99 {percentile(latencies, 0.99) * 1000:6.1f} ms"
+    print(line)
+    return rate
+
+
+def timed(fn: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
