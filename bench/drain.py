@@ -22,8 +22,8 @@ from app.config import Settings
 from app.dispatch import ArqDispatcher
 from app.rules.engine import RuleSet
 from app.rules.loader import parse_rules
-from app.store.events import record_event
 from app.store.db import create_engine
+from app.store.events import record_event
 from app.store.migrate import upgrade_async
 from app.store.models import utcnow
 from bench.common import report, server
