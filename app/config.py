@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 from functools import lru_cache
 from typing import Literal
+from urllib.parse import unquote, urlsplit
 
 from dotenv import dotenv_values
 from pydantic import SecretStr, model_validator
@@ -84,10 +85,14 @@ class Settings(BaseSettings):
 
     def secret_values(self) -> set[str]:
         """Values that must never reach a log line."""
-        values = {self.api_headers.get("Authorization", "").removeprefix("Bearer ")}
+        values: set[str] = set()
         for secret in (self.maton_api_key, self.systeme_api_key, self.admin_token):
             if secret is not None:
                 values.add(secret.get_secret_value())
+        for url in (self.database_url, self.redis_url):
+            password = urlsplit(url).password if url else None
+            if password:
+                values.add(unquote(password))
         return {v for v in values if v}
 
 

@@ -67,4 +67,6 @@ async def test_redelivery_is_answered_200_and_runs_nothing_twice(make_settings, 
         assert [e["id"] for e in listed["items"]] == [first.json()["event_id"]]
     assert len(sim.account.enrollments) == 1
     assert len(sim.account.memberships) == 1
-    assert len([c for c in sim.writes() if c["path"] == "/api/contacts"]) == 1
+    # Actions of one event may race to create the contact; only one creation may succeed.
+    assert len([c for c in sim.writes() if c["path"] == "/api/contacts" and c["status"] == 201]) == 1
+    assert len(sim.account.contacts) == 1
