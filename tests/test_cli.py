@@ -42,7 +42,7 @@ def test_check_lists_every_problem_and_exits_1(tmp_path):
     done = cli("check", str(bad), cwd=tmp_path)
     assert done.returncode == 1
     assert done.stdout.splitlines() == [
-        f"{bad}:3:30: environment variable NOT_SET_ANYWHERE is not set",
+        f"{bad}:3:30: source 's': environment variable NOT_SET_ANYWHERE is not set",
         f"{bad}:5:31: rule 'a': unknown action `x` (known: tag, untag, enroll, unenroll, add_to_community, remove_from_community, update_contact, cancel_subscription)",
         f"{bad}:5:18: rule 'a': `on: t` names an unknown source",
     ]

@@ -6,6 +6,7 @@ import logging
 import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -53,8 +54,13 @@ async def run_action(*, engine: AsyncEngine, client: SystemeClient, action_id: s
     status, error, next_at = "succeeded", None, None
     try:
         contact = await upsert_contact(api, action.contact) if action.contact else None
-        note = await STEPS[action.kind](api, contact, action.params)
-        log.info("action succeeded: %s", note, extra=context)
+        unmet = tag_condition(action.contact, contact)
+        if unmet:
+            status, error = "skipped", unmet
+            log.info("action skipped: %s", unmet, extra=context)
+        else:
+            note = await STEPS[action.kind](api, contact, action.params)
+            log.info("action succeeded: %s", note, extra=context)
     except PermanentApiError as exc:
         status, error = "failed", exc.message
         log.warning("action failed: %s", exc.message, extra=context)
@@ -72,6 +78,18 @@ async def run_action(*, engine: AsyncEngine, client: SystemeClient, action_id: s
         log.warning("lease lost before the result was recorded; another worker owns the action", extra=context)
         return RunResult("not_claimed")
     return RunResult(status, next_at, action.attempt + 1)
+
+
+def tag_condition(spec: dict[str, Any] | None, contact: dict[str, Any] | None) -> str | None:
+    """Why the rule's `unless_tagged` / `only_if_tagged` stops this action now, or None when it may run."""
+    if not spec or contact is None:
+        return None
+    tags = {str(t.get("name")) for t in contact.get("tags") or [] if isinstance(t, dict)}
+    if spec.get("unless_tagged") and spec["unless_tagged"] in tags:
+        return f"skipped: the contact is tagged {spec['unless_tagged']!r} (unless_tagged)"
+    if spec.get("only_if_tagged") and spec["only_if_tagged"] not in tags:
+        return f"skipped: the contact is not tagged {spec['only_if_tagged']!r} (only_if_tagged)"
+    return None
 
 
 def _transient(

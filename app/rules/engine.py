@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -103,6 +104,9 @@ class RuleSet:
         contact = None
         if rule.contact is not None:
             contact = _compile_tree(rule.contact.model_dump(exclude={"update"}, exclude_none=True))
+            for condition in ("unless_tagged", "only_if_tagged"):
+                if getattr(rule, condition):
+                    contact[condition] = compile_template(getattr(rule, condition))
         compiled = _CompiledRule(
             rule=rule,
             order=order,
@@ -131,11 +135,12 @@ class RuleSet:
     def _judge(self, compiled: _CompiledRule, context: Mapping[str, Any]) -> RuleOutcome:
         rule = compiled.rule
         if compiled.condition is not None:
-            value, missing = evaluate(compiled.condition, context)
-            if missing:
-                return RuleOutcome(rule.id, "not_matched", f"`if` read {missing[0]}, which is missing")
-            if not value:
-                return RuleOutcome(rule.id, "not_matched", f"`if` was false: {rule.if_}")
+            result = evaluate(compiled.condition, context)
+            if result.missing:
+                return RuleOutcome(rule.id, "not_matched", f"`if` read {result.missing[0]}, which is missing")
+            if not result.value:
+                values = ", ".join(f"{path} was {json.dumps(v, default=str)}" for path, v in result.reads.items())
+                return RuleOutcome(rule.id, "not_matched", f"`if` was false: {values or rule.if_}")
         contact = None
         email = None
         if compiled.contact is not None and rule.contact is not None:
@@ -146,8 +151,9 @@ class RuleSet:
             except EmailNotValidError as exc:
                 return RuleOutcome(rule.id, "invalid", f"contact email {email!r} is empty or invalid: {exc}")
             contact = {"email": email, "update": rule.contact.update, "fields": _contact_fields(rendered)}
-            if rendered.get("locale"):
-                contact["locale"] = rendered["locale"]
+            for key in ("locale", "unless_tagged", "only_if_tagged"):
+                if rendered.get(key):
+                    contact[key] = rendered[key]
         actions = tuple(
             PlannedAction(rule.id, seq, kind, _render_tree(params, context), contact, approval)
             for seq, (kind, params, approval) in enumerate(compiled.actions)

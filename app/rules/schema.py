@@ -121,6 +121,16 @@ ACTION_KINDS = (
 )
 # Actions that need a Systeme.io contact, and so a `contact:` on their rule.
 CONTACT_KINDS = frozenset(ACTION_KINDS) - {"cancel_subscription"}
+ACTION_MODELS: dict[str, type[_Action]] = {
+    "tag": TagAction,
+    "untag": TagAction,
+    "enroll": EnrollAction,
+    "unenroll": UnenrollAction,
+    "add_to_community": CommunityAction,
+    "remove_from_community": CommunityAction,
+    "update_contact": UpdateContactAction,
+    "cancel_subscription": CancelSubscriptionAction,
+}
 # `- tag: NAME` is short for `- tag: {name: NAME}`; likewise for the other one-parameter actions.
 SHORTHAND = {
     "tag": "name",
@@ -139,6 +149,9 @@ class Rule(Frozen):
     on: tuple[str, ...]
     if_: str | None = Field(None, alias="if")
     contact: ContactSpec | None = None
+    # Checked when the action runs, against the contact as it is in Systeme.io then.
+    unless_tagged: str | None = None
+    only_if_tagged: str | None = None
     approval: Approval | None = None
     actions: tuple[Action, ...] = Field(min_length=1)
 
@@ -152,6 +165,8 @@ class Rule(Frozen):
         kinds = sorted({a.kind for a in self.actions if a.kind in CONTACT_KINDS})
         if kinds and self.contact is None:
             raise ValueError(f"actions {', '.join(kinds)} act on a contact, but the rule has no `contact`")
+        if (self.unless_tagged or self.only_if_tagged) and self.contact is None:
+            raise ValueError("`unless_tagged` and `only_if_tagged` need a `contact` to look at")
         return self
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextvars
 from collections import UserDict, UserList
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from jinja2 import ChainableUndefined, Template, TemplateSyntaxError
@@ -16,6 +17,8 @@ from jinja2.sandbox import SandboxedEnvironment
 from jinja2.utils import missing
 
 _missing_paths: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("missing_paths", default=None)
+# Values a condition read, by path, so "why not" can say `event.status was "unpaid"`.
+_reads: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("reads", default=None)
 
 
 class Node(UserDict[str, Any]):
@@ -37,6 +40,9 @@ def wrap(value: Any, path: str) -> Any:
         return Node(value, path)
     if isinstance(value, list):
         return ListNode(value, path)
+    reads = _reads.get()
+    if reads is not None:
+        reads[path] = value
     return value
 
 
@@ -80,7 +86,28 @@ def _finalize(value: Any) -> Any:
     return value
 
 
+def _first_word(value: Any) -> str:
+    words = str(_finalize(value) if not isinstance(value, Missing) else "").split()
+    return words[0] if words else ""
+
+
+def _cents_to_units(value: Any, decimals: int = 2) -> str:
+    """19900 → "199.00": payment providers send amounts in cents."""
+    if isinstance(value, Missing) or value is None or value == "":
+        return ""
+    try:
+        return f"{int(value) / 100:.{decimals}f}"
+    except (TypeError, ValueError):
+        return ""
+
+
+def _default(value: Any, fallback: Any = "") -> Any:
+    """Like Jinja's `default`, but null and empty strings count as missing too, as they do in payloads."""
+    return fallback if isinstance(value, Missing) or value is None or value == "" else value
+
+
 ENV = _Environment(undefined=Missing, finalize=_finalize, autoescape=False)
+ENV.filters.update(first_word=_first_word, cents_to_units=_cents_to_units, default=_default, d=_default)
 
 
 class TemplateError(ValueError):
@@ -104,14 +131,22 @@ def compile_template(source: str) -> Template | str:
         raise TemplateError(f"invalid template {source!r}: {exc.message}") from exc
 
 
-def evaluate(expression: Callable[..., Any], context: Mapping[str, Any]) -> tuple[Any, list[str]]:
-    """Evaluate and return (value, paths read that were missing)."""
-    paths: list[str] = []
-    token = _missing_paths.set(paths)
+@dataclass(frozen=True)
+class Evaluation:
+    value: Any
+    missing: list[str]  # paths read that were not in the payload
+    reads: dict[str, Any]  # path -> value of every leaf the expression read
+
+
+def evaluate(expression: Callable[..., Any], context: Mapping[str, Any]) -> Evaluation:
+    missing: list[str] = []
+    reads: dict[str, Any] = {}
+    tokens = _missing_paths.set(missing), _reads.set(reads)
     try:
-        return expression(**context), paths
+        return Evaluation(expression(**context), missing, reads)
     finally:
-        _missing_paths.reset(token)
+        _missing_paths.reset(tokens[0])
+        _reads.reset(tokens[1])
 
 
 def render(template: Template | str, context: Mapping[str, Any]) -> str:

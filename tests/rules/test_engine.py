@@ -36,7 +36,7 @@ class TestConditions:
     def test_false_condition_says_so(self):
         rs = ruleset(f"  - {{ id: a, on: stripe/x, if: 'event.n > 3', {CONTACT}, actions: [{{tag: T}}] }}\n")
         (outcome,) = plan(rs, {"n": 1, "email": "a@example.com"})
-        assert (outcome.decision, outcome.reason) == ("not_matched", "`if` was false: event.n > 3")
+        assert (outcome.decision, outcome.reason) == ("not_matched", "`if` was false: event.n was 1")
         assert outcome.actions == ()
 
     @pytest.mark.parametrize(
@@ -132,6 +132,42 @@ class TestRendering:
         assert [p.approval for p in a.actions] == ["auto", "required"]
         assert [p.approval for p in b.actions] == ["required"]
         assert b.actions[0].params == {"subscription": "3", "when": "WhenBillingPeriodEnds"}
+
+    @pytest.mark.parametrize(
+        ("template", "payload", "expected"),
+        [
+            ("{{ event.name | first_word }}", {"name": "  Ada  Lovelace "}, "Ada"),
+            ("{{ event.name | first_word }}", {}, ""),
+            ("{{ event.amount | cents_to_units }}", {"amount": 19950}, "199.50"),
+            ("{{ event.amount | cents_to_units }}", {"amount": None}, ""),
+            ("{{ event.city | default('Paris') }}", {"city": None}, "Paris"),
+            ("{{ event.city | default('Paris') }}", {"city": ""}, "Paris"),
+            ("{{ event.city | default('Paris') }}", {}, "Paris"),
+            ("{{ event.city | default('Paris') }}", {"city": "Lyon"}, "Lyon"),
+            ("{{ event.name | trim | lower }}", {"name": " ADA "}, "ada"),
+        ],
+    )
+    def test_custom_filters(self, template, payload, expected):
+        rs = ruleset(
+            f'  - {{ id: a, on: stripe/x, contact: {{ email: a@example.com, fields: {{ city: "{template}" }} }}, actions: [{{tag: T}}] }}\n'
+        )
+        (outcome,) = plan(rs, payload)
+        assert outcome.actions[0].contact["fields"].get("city", "") == expected
+
+    def test_tag_conditions_travel_with_the_contact(self):
+        rs = ruleset(
+            f"  - {{ id: a, on: stripe/x, unless_tagged: VIP, only_if_tagged: Lead, {CONTACT}, actions: [{{tag: T}}] }}\n"
+        )
+        (outcome,) = plan(rs, {"email": "a@example.com"})
+        assert outcome.actions[0].contact["unless_tagged"] == "VIP"
+        assert outcome.actions[0].contact["only_if_tagged"] == "Lead"
+
+    def test_wildcards_in_on(self):
+        rs = ruleset(f"  - {{ id: a, on: 'stripe/customer.subscription.*', {CONTACT}, actions: [{{tag: T}}] }}\n")
+        assert [
+            o.rule_id for o in plan(rs, {"email": "a@example.com"}, event_type="customer.subscription.deleted")
+        ] == ["a"]
+        assert plan(rs, {}, event_type="customer.created") == []
 
     def test_tag_shorthand_and_id_form(self):
         rs = ruleset(f"  - {{ id: a, on: stripe/x, {CONTACT}, actions: [{{tag: Buyer}}, {{untag: {{id: 5}}}}] }}\n")

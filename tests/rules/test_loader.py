@@ -56,7 +56,7 @@ def test_env_variables_are_substituted_in_values_not_text():
 
 def test_missing_env_variable_is_named_with_its_position():
     text = HEAD.replace('"s"', '"${NOPE}"') + "  []\n"
-    assert problems(text) == ["r.yaml:3:33: environment variable NOPE is not set"]
+    assert problems(text) == ["r.yaml:3:33: source 'shop': environment variable NOPE is not set"]
 
 
 def test_yaml_syntax_error_has_position():
