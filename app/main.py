@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from app.api import events, health
+from app.api import events, health, rules
 from app.config import Settings, get_settings
 from app.errors import AppError
 from app.state import app_state
@@ -34,4 +34,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(webhooks.router)
     app.include_router(health.router)
     app.include_router(events.router)
+    app.include_router(rules.router)
     return app

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 from arq import create_pool
 from arq.connections import ArqRedis, RedisSettings
@@ -15,8 +18,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.actions.runner import RetryPolicy
 from app.config import Settings, rules_environment
 from app.dispatch import ArqDispatcher, Dispatcher, EmbeddedExecutor
+from app.errors import RulesError
 from app.rules.engine import RuleSet
 from app.rules.loader import load_rules
+from app.rules.templates import TemplateError
 from app.store.db import create_engine
 from app.systeme.client import SystemeClient
 
@@ -31,6 +36,42 @@ class AppState:
     client: SystemeClient
     dispatcher: Dispatcher
     redis: ArqRedis | None
+    # The problems of the last refused reload; the previous rules keep serving meanwhile.
+    rules_error: list[str] | None = None
+
+    def reload_rules(self) -> bool:
+        """Load the rules file again; an invalid file is refused and the rules in force stay."""
+        try:
+            rules = RuleSet(load_rules(self.settings.rules_file, rules_environment()))
+        except (RulesError, TemplateError) as exc:
+            self.rules_error = exc.problems if isinstance(exc, RulesError) else [str(exc)]
+            log.error("rules reload refused, %s stays in force:\n%s", self.rules.version, "\n".join(self.rules_error))
+            return False
+        self.rules_error = None
+        if rules.version != self.rules.version:
+            log.info("rules reloaded: %s -> %s", self.rules.version, rules.version)
+            self.rules = rules
+        return True
+
+
+async def watch_rules(state: AppState, interval: float = 2.0) -> None:
+    """Reload when the rules file changes on disk (polling: works on every filesystem and in containers)."""
+    path = Path(state.settings.rules_file)
+
+    def stamp() -> tuple[int, int] | None:
+        try:
+            stat = path.stat()
+        except OSError:
+            return None
+        return stat.st_mtime_ns, stat.st_size
+
+    seen = stamp()
+    while True:
+        await asyncio.sleep(interval)
+        current = stamp()
+        if current != seen and current is not None:
+            seen = current
+            state.reload_rules()
 
 
 def retry_policy(settings: Settings) -> RetryPolicy:
@@ -52,6 +93,13 @@ def redis_settings(settings: Settings) -> RedisSettings:
     return RedisSettings.from_dsn(settings.redis_url)
 
 
+def _on_sighup(state: AppState) -> None:
+    try:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, state.reload_rules)
+    except (ValueError, RuntimeError, NotImplementedError):
+        pass  # not the main thread (tests), or no SIGHUP on this platform: the file watcher still reloads
+
+
 @asynccontextmanager
 async def app_state(settings: Settings) -> AsyncIterator[AppState]:
     rules = RuleSet(load_rules(settings.rules_file, rules_environment()))
@@ -64,6 +112,7 @@ async def app_state(settings: Settings) -> AsyncIterator[AppState]:
     client = systeme_client(settings)
     redis: ArqRedis | None = None
     executor: EmbeddedExecutor | None = None
+    watcher: asyncio.Task[None] | None = None
     dispatcher: Dispatcher
     try:
         if settings.redis_url:
@@ -79,8 +128,13 @@ async def app_state(settings: Settings) -> AsyncIterator[AppState]:
             executor.start()
             dispatcher = executor
         log.info("rules %s loaded: %d rules, %d sources", rules.version, len(rules.rules), len(rules.sources))
-        yield AppState(settings, rules, engine, client, dispatcher, redis)
+        state = AppState(settings, rules, engine, client, dispatcher, redis)
+        watcher = asyncio.create_task(watch_rules(state))
+        _on_sighup(state)
+        yield state
     finally:
+        if watcher is not None:
+            watcher.cancel()
         if executor is not None:
             await executor.stop()
         if redis is not None:

@@ -20,7 +20,8 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 async def readyz(state: StateDep) -> JSONResponse:
-    checks: dict[str, Any] = {"rules": {"ok": True, "version": state.rules.version}}
+    # A refused reload does not make the replica unready: the previous rules still serve. It shows here.
+    checks: dict[str, Any] = {"rules": {"ok": True, "version": state.rules.version, "error": state.rules_error}}
     try:
         async with state.engine.connect() as conn:
             await conn.execute(text("SELECT 1"))

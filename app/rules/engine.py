@@ -84,10 +84,11 @@ class RuleSet:
         self.sources: dict[str, SourceConfig] = dict(loaded.file.sources)
         self._exact: dict[tuple[str, str], list[_CompiledRule]] = defaultdict(list)
         self._patterns: dict[str, list[tuple[str, _CompiledRule]]] = defaultdict(list)
+        self._compiled: dict[str, _CompiledRule] = {}
         for order, rule in enumerate(loaded.file.rules):
             if not rule.enabled:
                 continue
-            compiled = self._compile(rule, order)
+            compiled = self._compiled[rule.id] = self._compile(rule, order)
             for on in rule.on:
                 source, _, event_type = on.partition("/")
                 if event_type and not any(ch in event_type for ch in "*?["):
@@ -131,6 +132,22 @@ class RuleSet:
         """Decide, for every rule listening to this source and type, whether it fires and what it would do."""
         context = {"event": Node(payload, "event"), "source": source, "event_type": event_type}
         return [self._judge(c, context) for c in self.candidates(source, event_type)]
+
+    def explain(self, *, source: str, event_type: str | None, payload: Mapping[str, Any]) -> list[RuleOutcome]:
+        """Like `plan`, but with an outcome for every rule, saying why the others do not listen."""
+        context = {"event": Node(payload, "event"), "source": source, "event_type": event_type}
+        listening = {c.rule.id for c in self.candidates(source, event_type)}
+        outcomes = []
+        for rule in self.rules:
+            if not rule.enabled:
+                outcomes.append(RuleOutcome(rule.id, "not_matched", "the rule is disabled (enabled: false)"))
+            elif rule.id not in listening:
+                this = f"{source}/{event_type}" if event_type else source
+                reason = f"`on` is {', '.join(rule.on)}; this event is {this}"
+                outcomes.append(RuleOutcome(rule.id, "not_matched", reason))
+            else:
+                outcomes.append(self._judge(self._compiled[rule.id], context))
+        return outcomes
 
     def _judge(self, compiled: _CompiledRule, context: Mapping[str, Any]) -> RuleOutcome:
         rule = compiled.rule

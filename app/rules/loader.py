@@ -7,7 +7,7 @@ import re
 import types
 import typing
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,8 @@ class LoadedRules:
     version: str  # content hash, recorded on each event the rules judged
     path: str
     warnings: tuple[Problem, ...] = ()
+    # Where each rule starts (line, column), for problems found after loading (e.g. `check --live`).
+    positions: Mapping[str, tuple[int, int]] = field(default_factory=dict)
 
 
 def load_rules(path: str | Path, env: Mapping[str, str], *, strict_env: bool = True) -> LoadedRules:
@@ -64,7 +66,7 @@ def parse_rules(text: str, *, path: str, env: Mapping[str, str], strict_env: boo
         raise RulesError([str(p) for p in problems.items])
     version = hashlib.sha256(text.encode()).hexdigest()[:16]
     warnings = tuple(p for p in problems.items if p.severity != "error")
-    return LoadedRules(file=rules_file, version=version, path=path, warnings=warnings)
+    return LoadedRules(file=rules_file, version=version, path=path, warnings=warnings, positions=loader.positions)
 
 
 def _model_in(annotation: Any) -> type[BaseModel] | None:
@@ -98,6 +100,7 @@ class _Loader:
         self.problems = problems
         self.env = env
         self.strict_env = strict_env
+        self.positions: dict[str, tuple[int, int]] = {}
 
     def validate(self, doc: CommentedMap) -> RulesFile | None:
         for key in doc:
@@ -184,6 +187,7 @@ class _Loader:
                 self.problems.add(position(body, "id"), subject, "duplicate rule id")
             seen.add(rule_id)
             self._substitute(body, subject)
+            self.positions[rule_id] = position(raw, index)
             rule = self._rule(body, subject, source_names)
             if rule is not None:
                 rules.append(rule)

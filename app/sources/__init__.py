@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import Protocol
 
 from app.rules.schema import SourceConfig
 from app.sources import form, standard, stripe, systeme
 from app.sources.base import Delivery, IncomingEvent
 
-Parser = Callable[[SourceConfig, Delivery, float], IncomingEvent]
+
+class Parser(Protocol):
+    def __call__(
+        self, config: SourceConfig, delivery: Delivery, now: float, *, verify: bool = True
+    ) -> IncomingEvent: ...
+
 
 PARSERS: dict[str, Parser] = {
     "stripe": stripe.parse,
@@ -32,5 +37,6 @@ SECRET_HEADERS = frozenset(
 __all__ = ["PARSERS", "SECRET_HEADERS", "Delivery", "IncomingEvent", "parse_delivery"]
 
 
-def parse_delivery(config: SourceConfig, delivery: Delivery, now: float) -> IncomingEvent:
-    return PARSERS[config.type](config, delivery, now)
+def parse_delivery(config: SourceConfig, delivery: Delivery, now: float, *, verify: bool = True) -> IncomingEvent:
+    """The event in a delivery; `verify=False` skips the signature or token (explain and previews only)."""
+    return PARSERS[config.type](config, delivery, now, verify=verify)

@@ -31,7 +31,7 @@ def _key(secret: str) -> bytes:
         return secret.encode()
 
 
-def verify(config: SourceConfig, delivery: Delivery, now: float) -> tuple[str, int]:
+def check_signature(config: SourceConfig, delivery: Delivery, now: float) -> None:
     msg_id = header(delivery, "webhook-id", what="not a Standard Webhooks delivery")
     timestamp = header(delivery, "webhook-timestamp", what="not a Standard Webhooks delivery")
     raw = header(delivery, "webhook-signature", what="not a Standard Webhooks delivery")
@@ -46,16 +46,17 @@ def verify(config: SourceConfig, delivery: Delivery, now: float) -> tuple[str, i
     expected = [base64.b64encode(hmac_sha256(_key(s), signed)) for s in config.secret]
     if not any_equal(expected, given):
         raise Unauthorized("signature does not match: check the source's whsec_ secret")
-    return msg_id, int(timestamp)
 
 
-def parse(config: SourceConfig, delivery: Delivery, now: float) -> IncomingEvent:
+def parse(config: SourceConfig, delivery: Delivery, now: float, *, verify: bool = True) -> IncomingEvent:
     require_json(delivery)
-    msg_id, timestamp = verify(config, delivery, now)
+    if verify:
+        check_signature(config, delivery, now)
     payload = parse_json_object(delivery.body)
+    timestamp = delivery.headers.get("webhook-timestamp", "")
     return IncomingEvent(
         type=str(payload.get("type") or "") or None,
-        provider_id=msg_id,
+        provider_id=delivery.headers.get("webhook-id") or None,
         payload=payload,
-        occurred_at=datetime.fromtimestamp(timestamp, UTC),
+        occurred_at=datetime.fromtimestamp(int(timestamp), UTC) if timestamp.isdigit() else None,
     )

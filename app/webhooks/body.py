@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -11,6 +11,7 @@ from starlette.datastructures import Headers, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from app.errors import BadRequest, PayloadTooLarge
+from app.sources import Delivery
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -62,3 +63,16 @@ async def parse_form(headers: Headers, body: bytes, media_type: str) -> dict[str
         finally:
             await form.close()
     return None
+
+
+async def build_delivery(
+    source_type: str, headers: Mapping[str, str], body: bytes, query: Mapping[str, str]
+) -> Delivery:
+    """A Delivery from the parts of a request; form fields are parsed only for form sources."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    delivery = Delivery(headers=lowered, body=body, query=dict(query))
+    if source_type == "form":
+        form = await parse_form(Headers(headers=lowered), body, delivery.media_type)
+        if form is not None:
+            delivery = Delivery(headers=lowered, body=body, query=dict(query), form=form)
+    return delivery

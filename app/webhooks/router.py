@@ -6,8 +6,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
 
 from app.deps import StateDep
-from app.sources import Delivery
-from app.webhooks.body import parse_form, read_body
+from app.webhooks.body import build_delivery, read_body
 from app.webhooks.service import ingest, source_config
 
 router = APIRouter(tags=["webhooks"])
@@ -22,11 +21,7 @@ async def receive(source: str, request: Request, state: StateDep) -> Response:
     """Store one delivery (verified) and answer; actions run afterwards."""
     config = source_config(state, source)
     body = await read_body(request, state.settings.max_body_bytes)
-    headers = {k.lower(): v for k, v in request.headers.items()}
-    delivery = Delivery(headers=headers, body=body, query=dict(request.query_params))
-    form = await parse_form(request.headers, body, delivery.media_type) if config.type == "form" else None
-    if form is not None:
-        delivery = Delivery(headers=headers, body=body, query=delivery.query, form=form)
+    delivery = await build_delivery(config.type, request.headers, body, request.query_params)
     result = await ingest(state, source=source, delivery=delivery)
     if result.redirect:
         return RedirectResponse(result.redirect, status_code=303)

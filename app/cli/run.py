@@ -1,10 +1,10 @@
-"""The `systeme-flow` command."""
+"""Service commands: serve, worker, db upgrade, simulator."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -14,7 +14,7 @@ from app.logs import configure_logging
 from app.rules.loader import LoadedRules, load_rules
 
 
-def _settings() -> Settings:
+def settings_or_exit() -> Settings:
     try:
         return get_settings()
     except ValidationError as exc:
@@ -23,9 +23,10 @@ def _settings() -> Settings:
         sys.exit(f"systeme-flow: invalid settings: {problems}")
 
 
-def _rules(path: str) -> LoadedRules:
+def rules_or_exit(path: str, *, strict_env: bool = True) -> LoadedRules:
+    """The loaded rules, or every problem on stdout and exit status 1."""
     try:
-        return load_rules(path, rules_environment())
+        return load_rules(path, rules_environment(), strict_env=strict_env)
     except RulesError as exc:
         print("\n".join(exc.problems))
         sys.exit(1)
@@ -42,8 +43,8 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
     from app.main import create_app
 
-    settings = _settings()
-    rules = _rules(settings.rules_file)
+    settings = settings_or_exit()
+    rules = rules_or_exit(settings.rules_file)
     configure_logging(secrets=settings.secret_values() | rules.file.secret_values(), style=settings.log_format)
     if not args.no_migrate:
         _migrate(settings)
@@ -53,7 +54,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
 def cmd_worker(args: argparse.Namespace) -> None:
     from arq.worker import run_worker
 
-    settings = _settings()
+    settings = settings_or_exit()
     if not settings.redis_url:
         sys.exit("systeme-flow worker needs REDIS_URL; without it, `serve` runs the actions itself")
     configure_logging(secrets=settings.secret_values(), style=settings.log_format)
@@ -64,14 +65,8 @@ def cmd_worker(args: argparse.Namespace) -> None:
     run_worker(WorkerSettings, burst=args.burst)  # type: ignore[arg-type]
 
 
-def cmd_check(args: argparse.Namespace) -> None:
-    path = args.file or _settings().rules_file
-    loaded = _rules(path)
-    print(f"{len(loaded.file.rules)} rules, {len(loaded.file.sources)} sources: OK")
-
-
 def cmd_db(args: argparse.Namespace) -> None:
-    settings = _settings()
+    settings = settings_or_exit()
     configure_logging(secrets=settings.secret_values(), style=settings.log_format)
     _migrate(settings)
 
@@ -85,10 +80,7 @@ def cmd_simulator(args: argparse.Namespace) -> None:
     uvicorn.run(app, host=args.host, port=args.port)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="systeme-flow", description="Webhooks in, rules, Systeme.io actions out.")
-    commands = parser.add_subparsers(dest="command", required=True)
-
+def add_commands(commands: Any) -> None:
     serve = commands.add_parser("serve", help="run the HTTP API (and the actions, when REDIS_URL is unset)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
@@ -99,10 +91,6 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--no-migrate", action="store_true")
     worker.add_argument("--burst", action="store_true", help="exit once the queue is empty")
     worker.set_defaults(func=cmd_worker)
-
-    check = commands.add_parser("check", help="validate a rules file")
-    check.add_argument("file", nargs="?", help="the rules file (default: RULES_FILE, else rules.yaml)")
-    check.set_defaults(func=cmd_check)
 
     db = commands.add_parser("db", help="database maintenance")
     db_commands = db.add_subparsers(dest="db_command", required=True)
@@ -115,9 +103,3 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--rate-limit", type=int, default=0, help="requests per window (0: unlimited)")
     sim.add_argument("--window", type=float, default=60.0, help="rate-limit window in seconds")
     sim.set_defaults(func=cmd_simulator)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
-    args.func(args)

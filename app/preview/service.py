@@ -1,0 +1,86 @@
+"""Explain: run one event through the rules with no side effects and say, for every rule, what and why."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from app.actions.contacts import upsert_contact
+from app.actions.runner import tag_condition
+from app.actions.steps import STEPS
+from app.errors import NotFound
+from app.preview.calls import describe
+from app.preview.readonly import ReadOnlySession
+from app.rules.engine import PlannedAction, RuleSet
+from app.sources import Delivery, parse_delivery
+from app.systeme.client import SystemeClient
+from app.systeme.errors import ApiError
+
+
+async def _live_action(client: SystemeClient, action: PlannedAction) -> dict[str, Any]:
+    """Run the real action code on a session that reads the account and only records the writes."""
+    session = ReadOnlySession(client)
+    try:
+        contact = await upsert_contact(session, action.contact) if action.contact else None
+        unmet = tag_condition(action.contact, contact)
+        note = unmet or await STEPS[action.kind](session, contact, action.params)
+    except ApiError as exc:
+        note = f"would fail: {exc.message}"
+    calls = [c.as_dict() for c in session.writes]
+    return {"calls": calls, "note": note, "change": bool(calls)}
+
+
+async def explain(
+    rules: RuleSet, *, source: str, delivery: Delivery, verify: bool = False, client: SystemeClient | None = None
+) -> dict[str, Any]:
+    """The explain report; with `client` (read-only use) each planned call is marked as a change or a no-op."""
+    config = rules.sources.get(source)
+    if config is None:
+        raise NotFound(f"no source named {source!r} in the rules")
+    incoming = parse_delivery(config, delivery, time.time(), verify=verify)
+    report: dict[str, Any] = {
+        "source": source,
+        "event_type": incoming.type,
+        "rules_version": rules.version,
+        "signature": "verified" if verify else "not checked",
+        "live": client is not None,
+        "rules": [],
+    }
+    for outcome in rules.explain(source=source, event_type=incoming.type, payload=incoming.payload):
+        entry: dict[str, Any] = {
+            "rule": outcome.rule_id,
+            "matched": outcome.decision == "matched",
+            "decision": outcome.decision,
+            "reason": outcome.reason,
+            "contact": outcome.actions[0].contact if outcome.actions else None,
+            "actions": [],
+        }
+        for action in outcome.actions:
+            item: dict[str, Any] = {"kind": action.kind, "params": action.params, "approval": action.approval}
+            if client is not None:
+                item.update(await _live_action(client, action))
+            else:
+                item["calls"] = [c.as_dict() for c in describe(action)]
+            entry["actions"].append(item)
+        report["rules"].append(entry)
+    return report
+
+
+def render_text(report: dict[str, Any]) -> str:
+    """The report for a terminal: one block per rule, calls indented under their action."""
+    this = f"{report['source']}/{report['event_type']}" if report["event_type"] else report["source"]
+    lines = [f"event {this} (rules {report['rules_version']}, signature {report['signature']})", ""]
+    for rule in report["rules"]:
+        mark = "MATCH" if rule["matched"] else "no   "
+        lines.append(f"{mark} {rule['rule']}: {rule['reason']}")
+        if rule["contact"]:
+            lines.append(f"      contact {json.dumps(rule['contact'])}")
+        for action in rule["actions"]:
+            note = f"  ({action['note']})" if action.get("note") else ""
+            lines.append(f"      {action['kind']} {json.dumps(action['params'])} approval={action['approval']}{note}")
+            for call in action["calls"]:
+                body = f" {json.dumps(call['body'])}" if call["body"] else ""
+                change = {True: "change", False: "read", None: "maybe"}[call["change"]]
+                lines.append(f"        [{change}] {call['method']} {call['path']}{body}  {call['note']}".rstrip())
+    return "\n".join(lines)

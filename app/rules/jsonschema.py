@@ -1,0 +1,60 @@
+"""A JSON Schema of the rules file as people write it (`- tag: NAME`), for editors and CI."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.rules.schema import ACTION_MODELS, SHORTHAND, ContactSpec, SourceConfig
+
+SCHEMA_ID = "https://github.com/systeme-flow/systeme-flow/rules.schema.json"
+
+
+def _params(kind: str) -> dict[str, Any]:
+    schema = ACTION_MODELS[kind].model_json_schema()
+    schema["properties"].pop("kind", None)
+    schema["required"] = [r for r in schema.get("required", []) if r != "kind"]
+    schema.pop("title", None)
+    if kind in SHORTHAND:
+        short = {"type": ["string", "integer"], "description": f"short for {{{SHORTHAND[kind]}: ...}}"}
+        return {"anyOf": [short, schema]}
+    return schema
+
+
+def rules_schema() -> dict[str, Any]:
+    actions = [
+        {"type": "object", "additionalProperties": False, "required": [kind], "properties": {kind: _params(kind)}}
+        for kind in ACTION_MODELS
+    ]
+    one_or_many = {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 1}]}
+    rule = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["id", "on", "actions"],
+        "properties": {
+            "id": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]*$"},
+            "description": {"type": "string"},
+            "enabled": {"type": "boolean", "default": True},
+            "on": {**one_or_many, "description": "source/type, a list of them, or a bare source; * wildcards"},
+            "if": {"type": "string", "description": "a Jinja2 expression over `event`"},
+            "contact": ContactSpec.model_json_schema(),
+            "unless_tagged": {"type": "string"},
+            "only_if_tagged": {"type": "string"},
+            "approval": {"enum": ["auto", "required"]},
+            "actions": {"type": "array", "minItems": 1, "items": {"oneOf": actions}},
+        },
+    }
+    source = SourceConfig.model_json_schema()
+    source["properties"]["secret"] = {**one_or_many, "description": "one secret, or several while rotating"}
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": SCHEMA_ID,
+        "title": "systeme-flow rules",
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["version", "sources"],
+        "properties": {
+            "version": {"const": 1},
+            "sources": {"type": "object", "minProperties": 1, "additionalProperties": source},
+            "rules": {"type": "array", "items": rule},
+        },
+    }
