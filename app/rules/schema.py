@@ -160,6 +160,12 @@ class Rule(Frozen):
     def _one_or_many(cls, value: Any) -> Any:
         return (value,) if isinstance(value, str) else value
 
+    @field_validator("if_", mode="before")
+    @classmethod
+    def _plain_boolean(cls, value: Any) -> Any:
+        # `if: true` parses as a YAML boolean; it means the same as the expression `true`.
+        return str(value).lower() if isinstance(value, bool) else value
+
     @model_validator(mode="after")
     def _contact_for_contact_actions(self) -> Rule:
         kinds = sorted({a.kind for a in self.actions if a.kind in CONTACT_KINDS})

@@ -10,6 +10,7 @@ import contextvars
 from collections import UserDict, UserList
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from jinja2 import ChainableUndefined, Template, TemplateSyntaxError
@@ -114,6 +115,9 @@ class TemplateError(ValueError):
     """A template or expression that does not compile; the message says where."""
 
 
+# Compiled once per distinct source: the loader checks every template and the engine compiles them again,
+# and many rules share the same templates.
+@lru_cache(maxsize=16384)
 def compile_expression(source: str) -> Callable[..., Any]:
     try:
         return ENV.compile_expression(source, undefined_to_none=False)
@@ -121,6 +125,7 @@ def compile_expression(source: str) -> Callable[..., Any]:
         raise TemplateError(f"invalid `if` expression: {exc.message}") from exc
 
 
+@lru_cache(maxsize=16384)
 def compile_template(source: str) -> Template | str:
     """A compiled template, or the string itself when it holds no Jinja markup."""
     if "{{" not in source and "{%" not in source:

@@ -247,3 +247,37 @@ async def test_unknown_course_name_is_a_permanent_failure(sim, client):
     with pytest.raises(PermanentApiError, match="no course named 'Nope'"):
         await course_id(client.session(), "Nope")
     assert await course_id(client.session(), "Bonus") == 102
+
+
+CONDITION_RULES = (
+    RULES
+    + """
+  - id: welcome-once
+    on: stripe/customer.created
+    contact: { email: "{{ event.email }}" }
+    unless_tagged: Welcomed
+    actions: [ { tag: Welcomed } ]
+  - id: upsell-buyers
+    on: stripe/customer.created
+    contact: { email: "{{ event.email }}" }
+    only_if_tagged: Masterclass buyer
+    actions: [ { tag: Upsell } ]
+"""
+)
+
+
+async def test_tag_conditions_are_checked_against_the_contact_when_running(engine, client, sim):
+    welcome, upsell = await plan_and_store(
+        engine, {"email": "w@example.com"}, event_type="customer.created", rules=CONDITION_RULES
+    )
+    assert (await run(engine, client, welcome)).status == "succeeded"
+    assert (await run(engine, client, upsell)).status == "skipped"
+    assert (
+        await row(engine, upsell)
+    ).last_error == "skipped: the contact is not tagged 'Masterclass buyer' (only_if_tagged)"
+    again, _ = await plan_and_store(
+        engine, {"email": "w@example.com"}, event_type="customer.created", rules=CONDITION_RULES
+    )
+    assert (await run(engine, client, again)).status == "skipped"
+    assert (await row(engine, again)).last_error == "skipped: the contact is tagged 'Welcomed' (unless_tagged)"
+    assert sim.tag_names("w@example.com") == ["Welcomed"]
