@@ -32,6 +32,7 @@ test: lint
 bench: $(STAMP)
 	$(BIN)/python -m bench.ingest
 	$(BIN)/python -m bench.drain
+	$(BIN)/python -m bench.rules
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
