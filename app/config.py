@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     retry_max_attempts: int = 10
     embedded_concurrency: int = 4
     log_format: Literal["auto", "json", "console"] = "auto"
+    # Peers whose X-Forwarded-For is believed (comma-separated addresses or networks); none by default.
+    forwarded_allow_ips: str = ""
 
     @model_validator(mode="after")
     def _one_api_key(self) -> Settings:

@@ -8,6 +8,7 @@ AppError
 ├── NotFound (404)              unknown source, event or action
 ├── PayloadTooLarge (413)
 ├── UnsupportedMediaType (415)
+├── TooManyRequests (429)       an unsigned source's per-client rate limit
 ├── Conflict (409)              an operation that does not fit the current state
 └── StorageUnavailable (503)    the database cannot take the write; the sender should retry
 """
@@ -35,6 +36,19 @@ class RulesError(BadRequest):
 
 class Unauthorized(AppError):
     status_code = 401
+
+    def __init__(self, message: str, *, reason: str = "invalid") -> None:
+        super().__init__(message)
+        # A short label for counters: missing, malformed, stale, mismatch, token, seller.
+        self.reason = reason
+
+
+class TooManyRequests(AppError):
+    status_code = 429
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class Forbidden(AppError):

@@ -8,16 +8,17 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from app.api import events, health, rules
+from app.api import events, health, metrics, rules
 from app.config import Settings, get_settings
-from app.errors import AppError
+from app.errors import AppError, TooManyRequests
 from app.state import app_state
 from app.webhooks import router as webhooks
 
 
 async def _app_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AppError)
-    return JSONResponse({"error": exc.message}, status_code=exc.status_code)
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, TooManyRequests) else None
+    return JSONResponse({"error": exc.message}, status_code=exc.status_code, headers=headers)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -35,4 +36,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(events.router)
     app.include_router(rules.router)
+    app.include_router(metrics.router)
     return app

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 
 from arq import create_pool
@@ -24,6 +25,7 @@ from app.rules.loader import load_rules
 from app.rules.templates import TemplateError
 from app.store.db import create_engine
 from app.systeme.client import SystemeClient
+from app.webhooks.ratelimit import Limiter, MemoryLimiter, RedisLimiter, trusted_networks
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +38,8 @@ class AppState:
     client: SystemeClient
     dispatcher: Dispatcher
     redis: ArqRedis | None
+    limiter: Limiter
+    trusted_proxies: list[IPv4Network | IPv6Network]
     # The problems of the last refused reload; the previous rules keep serving meanwhile.
     rules_error: list[str] | None = None
 
@@ -128,7 +132,9 @@ async def app_state(settings: Settings) -> AsyncIterator[AppState]:
             executor.start()
             dispatcher = executor
         log.info("rules %s loaded: %d rules, %d sources", rules.version, len(rules.rules), len(rules.sources))
-        state = AppState(settings, rules, engine, client, dispatcher, redis)
+        limiter: Limiter = RedisLimiter(redis) if redis is not None else MemoryLimiter()
+        trusted = trusted_networks(settings.forwarded_allow_ips)
+        state = AppState(settings, rules, engine, client, dispatcher, redis, limiter, trusted)
         watcher = asyncio.create_task(watch_rules(state))
         _on_sighup(state)
         yield state

@@ -48,7 +48,8 @@ def cmd_serve(args: argparse.Namespace) -> None:
     configure_logging(secrets=settings.secret_values() | rules.file.secret_values(), style=settings.log_format)
     if not args.no_migrate:
         _migrate(settings)
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_config=None, proxy_headers=True)
+    # proxy_headers off: X-Forwarded-For is read by the rate limiter, and only from FORWARDED_ALLOW_IPS peers.
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_config=None, proxy_headers=False)
 
 
 def cmd_worker(args: argparse.Namespace) -> None:

@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Approval = Literal["auto", "required"]
 AccessType = Literal["full_access", "partial_access", "dripping_content", "partial_dripping_access"]
-SourceType = Literal["stripe", "systeme", "standard-webhooks", "form"]
-SIGNED_TYPES = frozenset({"stripe", "systeme", "standard-webhooks"})
+SourceType = Literal[
+    "stripe",
+    "systeme",
+    "systeme-automation",
+    "standard-webhooks",
+    "paddle",
+    "lemonsqueezy",
+    "typeform",
+    "tally",
+    "gumroad",
+    "form",
+    "json",
+]
+SIGNED_TYPES = frozenset({"stripe", "systeme", "standard-webhooks", "paddle", "lemonsqueezy", "typeform"})
+TOKEN_TYPES = frozenset({"form", "systeme-automation", "gumroad"})
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
 
@@ -23,24 +37,63 @@ class SourceConfig(Frozen):
     type: SourceType
     secret: tuple[str, ...] = ()
     token: str | None = None
-    redirect: str | None = None
     tolerance: int = Field(300, ge=1)
+    # Unsigned sources only: posts per minute per client address, or "unlimited".
+    rate_limit: str = "60/minute"
+    # form
+    redirect: str | None = None
+    honeypot: str | None = None
     id_field: str | None = None
+    # gumroad
+    seller_id: str | None = None
+    # json: where the type is, and how the sender signs
+    type_field: str | None = None
+    header: str | None = None
+    algorithm: Literal["sha256", "sha1", "sha512"] = "sha256"
+    encoding: Literal["hex", "base64"] = "hex"
+    prefix: str | None = None
+    signed: str = "body"
 
     @field_validator("secret", mode="before")
     @classmethod
     def _one_or_many(cls, value: Any) -> Any:
         return (value,) if isinstance(value, str) else value
 
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        if value != "unlimited" and not re.fullmatch(r"[1-9][0-9]*/(second|minute|hour)", value):
+            raise ValueError("use N/second, N/minute, N/hour or unlimited")
+        return value
+
+    @property
+    def signed_by_secret(self) -> bool:
+        return self.type in SIGNED_TYPES or (self.type in ("json", "tally") and bool(self.secret))
+
+    @property
+    def rate(self) -> tuple[int, int] | None:
+        """(posts, window seconds) for an unsigned source, None when unlimited or signed."""
+        if self.signed_by_secret or self.rate_limit == "unlimited":
+            return None
+        count, unit = self.rate_limit.split("/")
+        return int(count), {"second": 1, "minute": 60, "hour": 3600}[unit]
+
     @model_validator(mode="after")
     def _credentials(self) -> SourceConfig:
         # An empty secret verifies against an empty key, which anyone can forge.
-        if self.type in SIGNED_TYPES and not any(s.strip() for s in self.secret):
+        has_secret = any(s.strip() for s in self.secret)
+        has_token = bool((self.token or "").strip())
+        if self.type in SIGNED_TYPES and not has_secret:
             raise ValueError(f"a '{self.type}' source needs a non-empty `secret`")
-        if self.type == "form" and not (self.token or "").strip():
-            raise ValueError("a 'form' source needs a non-empty `token` (sent as ?token= or X-Webhook-Token)")
-        if self.redirect is not None and self.type != "form":
-            raise ValueError("`redirect` only applies to 'form' sources")
+        if self.type in TOKEN_TYPES and not has_token:
+            raise ValueError(f"a '{self.type}' source needs a non-empty `token` (sent as ?token= or X-Webhook-Token)")
+        if self.type in ("json", "tally") and not (has_secret or has_token):
+            raise ValueError(f"a '{self.type}' source needs a `secret` (signed) or a `token`")
+        if self.type == "json" and has_secret and not self.header:
+            raise ValueError("a signed 'json' source needs `header`, the header that carries the signature")
+        for key, allowed in (("redirect", {"form"}), ("honeypot", {"form"}), ("seller_id", {"gumroad"})):
+            if getattr(self, key) is not None and self.type not in allowed:
+                raise ValueError(f"`{key}` only applies to {' and '.join(sorted(allowed))} sources")
         return self
 
 

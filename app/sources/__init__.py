@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from app.rules.schema import SourceConfig
-from app.sources import form, standard, stripe, systeme
+from app.sources import forms, generic, payments, standard, stripe, systeme
 from app.sources.base import Delivery, IncomingEvent
 
 
@@ -19,7 +19,14 @@ PARSERS: dict[str, Parser] = {
     "stripe": stripe.parse,
     "standard-webhooks": standard.parse,
     "systeme": systeme.parse,
-    "form": form.parse,
+    "systeme-automation": systeme.parse_automation,
+    "paddle": payments.parse_paddle,
+    "lemonsqueezy": payments.parse_lemonsqueezy,
+    "gumroad": payments.parse_gumroad,
+    "typeform": forms.parse_typeform,
+    "tally": forms.parse_tally,
+    "form": forms.parse_form,
+    "json": generic.parse_json,
 }
 
 # Headers that authenticate a delivery: never stored, never shown.
@@ -31,6 +38,10 @@ SECRET_HEADERS = frozenset(
         "stripe-signature",
         "webhook-signature",
         "x-webhook-signature",
+        "paddle-signature",
+        "x-signature",
+        "typeform-signature",
+        "tally-signature",
     }
 )
 

@@ -1,16 +1,22 @@
-"""What every source type shares: the raw delivery, the parsed event, HMAC checks and body parsing."""
+"""What every source type shares: the raw delivery, the parsed event, the one HMAC check, body parsing."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from app.errors import BadRequest, Unauthorized, UnsupportedMediaType
+
+FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
+Algorithm = Literal["sha256", "sha1", "sha512"]
+Encoding = Literal["hex", "base64"]
 
 
 @dataclass(frozen=True)
@@ -37,13 +43,10 @@ class IncomingEvent:
     occurred_at: datetime | None = None
 
 
-def hmac_sha256(key: bytes, message: bytes) -> bytes:
-    return hmac.new(key, message, hashlib.sha256).digest()
-
-
 def any_equal(expected: Iterable[bytes], given: Iterable[bytes]) -> bool:
     """True when any given signature equals any expected one, each compared in constant time."""
     found = False
+    given = list(given)
     for want in expected:
         for got in given:
             # No early exit: the time taken must not tell which candidate came close.
@@ -51,10 +54,48 @@ def any_equal(expected: Iterable[bytes], given: Iterable[bytes]) -> bool:
     return found
 
 
+def verify_hmac(
+    keys: Iterable[str | bytes],
+    message: bytes,
+    given: Iterable[str],
+    *,
+    algorithm: Algorithm = "sha256",
+    encoding: Encoding = "hex",
+    what: str = "signature",
+) -> None:
+    """The one HMAC check every signed source uses: any key (rotation) against any given signature."""
+    expected = []
+    for key in keys:
+        digest = hmac.new(key.encode() if isinstance(key, str) else key, message, algorithm).digest()
+        expected.append(digest.hex().encode() if encoding == "hex" else base64.b64encode(digest))
+    # Hex is case-insensitive; base64 is not.
+    normalised = [(g.strip().lower() if encoding == "hex" else g.strip()).encode() for g in given]
+    if not any_equal(expected, normalised):
+        raise Unauthorized(f"{what} does not match: check the source's secret", reason="mismatch")
+
+
+def decode_key(secret: str) -> bytes:
+    """A `whsec_`-style base64 secret as bytes; a secret that is not base64 is used as given."""
+    try:
+        return base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+    except binascii.Error:
+        return secret.encode()
+
+
+def check_fresh(timestamp: str, now: float, tolerance: int, *, what: str) -> int:
+    if not timestamp.isdigit():
+        raise Unauthorized(f"malformed {what} timestamp", reason="malformed")
+    if abs(now - int(timestamp)) > tolerance:
+        raise Unauthorized(f"stale {what}: its timestamp is outside the {tolerance}s tolerance", reason="stale")
+    return int(timestamp)
+
+
 def check_token(expected: str | None, delivery: Delivery) -> None:
     given = delivery.query.get("token") or delivery.headers.get("x-webhook-token") or ""
     if not expected or not hmac.compare_digest(expected.encode(), given.encode()):
-        raise Unauthorized("missing or wrong token: pass it as ?token=... or in the X-Webhook-Token header")
+        raise Unauthorized(
+            "missing or wrong token: pass it as ?token=... or in the X-Webhook-Token header", reason="token"
+        )
 
 
 def require_json(delivery: Delivery) -> None:
@@ -73,8 +114,37 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
     return value
 
 
+def form_or_json(delivery: Delivery, *, accept_json: bool = True) -> dict[str, Any]:
+    """Fields of a form post (urlencoded, multipart) or of a JSON object."""
+    if delivery.media_type in FORM_TYPES and delivery.form is not None:
+        return dict(delivery.form)
+    if accept_json and delivery.media_type == "application/json":
+        return parse_json_object(delivery.body)
+    kinds = "application/x-www-form-urlencoded, multipart/form-data" + (" or application/json" if accept_json else "")
+    raise UnsupportedMediaType(f"this source takes {kinds}")
+
+
 def header(delivery: Delivery, name: str, *, what: str) -> str:
     value = delivery.headers.get(name, "").strip()
     if not value:
-        raise Unauthorized(f"missing {name} header: {what}")
+        raise Unauthorized(f"missing {name} header: {what}", reason="missing")
     return value
+
+
+def body_hash(body: bytes) -> str:
+    """An id for providers that give none: their retries resend the same bytes."""
+    return "sha256:" + hashlib.sha256(body).hexdigest()
+
+
+def dig(payload: Mapping[str, Any], path: str) -> Any:
+    """`a.b.c` inside nested mappings, or None."""
+    value: Any = payload
+    for part in path.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def text_or_none(value: Any) -> str | None:
+    return str(value) if value not in (None, "") else None

@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse, RedirectResponse
 
 from app.deps import StateDep
 from app.webhooks.body import build_delivery, read_body
-from app.webhooks.service import ingest, source_config
+from app.webhooks.service import check_rate, ingest, source_config
 
 router = APIRouter(tags=["webhooks"])
 
@@ -15,11 +15,28 @@ router = APIRouter(tags=["webhooks"])
 @router.post(
     "/hooks/{source}",
     status_code=202,
-    responses={200: {"description": "A delivery seen before"}, 303: {"description": "Form with redirect"}},
+    responses={
+        200: {"description": "A delivery seen before"},
+        303: {"description": "Form with redirect"},
+        400: {"description": "Body that cannot be parsed"},
+        401: {"description": "Bad or missing signature or token"},
+        404: {"description": "Unknown source"},
+        413: {"description": "Body over the limit"},
+        415: {"description": "Unsupported content type"},
+        429: {"description": "Rate limit of an unsigned source"},
+        503: {"description": "Storage unavailable: retry"},
+    },
 )
 async def receive(source: str, request: Request, state: StateDep) -> Response:
     """Store one delivery (verified) and answer; actions run afterwards."""
     config = source_config(state, source)
+    await check_rate(
+        state,
+        source=source,
+        config=config,
+        peer=request.client.host if request.client else None,
+        headers={k.lower(): v for k, v in request.headers.items()},
+    )
     body = await read_body(request, state.settings.max_body_bytes)
     delivery = await build_delivery(config.type, request.headers, body, request.query_params)
     result = await ingest(state, source=source, delivery=delivery)

@@ -9,12 +9,14 @@ from dataclasses import dataclass
 
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from app.errors import NotFound, StorageUnavailable
+from app.errors import AppError, NotFound, StorageUnavailable, TooManyRequests, Unauthorized
+from app.metrics import EVENTS, RATE_LIMITED, SIGNATURE_FAILURES
 from app.rules.schema import SourceConfig
 from app.sources import SECRET_HEADERS, Delivery, parse_delivery
 from app.state import AppState
 from app.store.events import record_event
-from app.store.models import utcnow
+from app.store.models import new_id, utcnow
+from app.webhooks.ratelimit import client_address
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +28,28 @@ class IngestResult:
     redirect: str | None = None
 
 
-def _stored_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    return {k: v for k, v in headers.items() if k not in SECRET_HEADERS}
+def _stored_headers(headers: Mapping[str, str], config: SourceConfig) -> dict[str, str]:
+    secret = SECRET_HEADERS | ({config.header.lower()} if config.header else set())
+    return {k: v for k, v in headers.items() if k not in secret}
+
+
+async def check_rate(
+    state: AppState, *, source: str, config: SourceConfig, peer: str | None, headers: Mapping[str, str]
+) -> None:
+    """Unsigned sources answer 429 past their per-client rate; signed ones are limited by their signature."""
+    rate = config.rate
+    if rate is None:
+        return
+    client = client_address(peer, headers, state.trusted_proxies)
+    try:
+        wait = await state.limiter.hit(f"{source}:{client}", *rate)
+    except Exception:
+        # A limiter outage must not turn real sign-ups away: fail open, loudly.
+        log.exception("rate limiter unavailable; letting the post through")
+        return
+    if wait is not None:
+        RATE_LIMITED.labels(source).inc()
+        raise TooManyRequests(f"too many posts to {source!r} from this address: retry in {wait}s", retry_after=wait)
 
 
 def source_config(state: AppState, source: str) -> SourceConfig:
@@ -40,7 +62,20 @@ def source_config(state: AppState, source: str) -> SourceConfig:
 async def ingest(state: AppState, *, source: str, delivery: Delivery) -> IngestResult:
     rules = state.rules
     config = source_config(state, source)
-    incoming = parse_delivery(config, delivery, time.time())
+    try:
+        incoming = parse_delivery(config, delivery, time.time())
+    except Unauthorized as exc:
+        SIGNATURE_FAILURES.labels(source, exc.reason).inc()
+        EVENTS.labels(source, "rejected").inc()
+        raise
+    except AppError:
+        EVENTS.labels(source, "rejected").inc()
+        raise
+    if config.honeypot and incoming.payload.get(config.honeypot):
+        # A bot filled the hidden field: answer exactly like a success, store nothing.
+        EVENTS.labels(source, "dropped").inc()
+        log.info("honeypot hit on %s: dropped", source)
+        return IngestResult(new_id("evt"), False, config.redirect)
     outcomes = rules.plan(source=source, event_type=incoming.type, payload=incoming.payload)
     try:
         stored = await record_event(
@@ -49,7 +84,7 @@ async def ingest(state: AppState, *, source: str, delivery: Delivery) -> IngestR
             event_type=incoming.type,
             provider_id=incoming.provider_id,
             payload=incoming.payload,
-            headers=_stored_headers(delivery.headers),
+            headers=_stored_headers(delivery.headers, config),
             occurred_at=incoming.occurred_at,
             outcomes=outcomes,
             rules_version=rules.version,
@@ -59,6 +94,7 @@ async def ingest(state: AppState, *, source: str, delivery: Delivery) -> IngestR
     except (DBAPIError, SQLAlchemyError, OSError, TimeoutError) as exc:
         log.error("storing an event from %s failed: %s", source, type(exc).__name__)
         raise StorageUnavailable("the event store is unavailable; nothing was stored, please retry") from exc
+    EVENTS.labels(source, "duplicate" if stored.duplicate else "stored").inc()
     log.info(
         "event stored",
         extra={
