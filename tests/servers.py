@@ -17,7 +17,8 @@ class ServerThread:
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, log_config=None, lifespan="on", access_log=False)
+        # proxy_headers off, as `systeme-flow serve` runs it: X-Forwarded-For is the app's business.
+        config = uvicorn.Config(app, log_config=None, lifespan="on", access_log=False, proxy_headers=False)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 

@@ -65,13 +65,17 @@ async def parse_form(headers: Headers, body: bytes, media_type: str) -> dict[str
     return None
 
 
+# Source types whose senders post forms; no other source parses a form body (before or after its check).
+FORM_SOURCES = frozenset({"form", "gumroad"})
+
+
 async def build_delivery(
     source_type: str, headers: Mapping[str, str], body: bytes, query: Mapping[str, str]
 ) -> Delivery:
     """A Delivery from the parts of a request; form fields are parsed only for form sources."""
     lowered = {k.lower(): v for k, v in headers.items()}
     delivery = Delivery(headers=lowered, body=body, query=dict(query))
-    if source_type == "form":
+    if source_type in FORM_SOURCES:
         form = await parse_form(Headers(headers=lowered), body, delivery.media_type)
         if form is not None:
             delivery = Delivery(headers=lowered, body=body, query=dict(query), form=form)
