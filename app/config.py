@@ -35,8 +35,11 @@ class Settings(BaseSettings):
     http_timeout_seconds: float = 15.0
     # How long a claimed action may run before another worker may take it over.
     action_lease_seconds: int = 300
-    retry_base_seconds: float = 30.0
+    # 170 s doubling over 10 attempts: the last one about a day after the first.
+    retry_base_seconds: float = 170.0
     retry_max_attempts: int = 10
+    ordering_wait_seconds: int = 600
+    approval_timeout_hours: float = 168.0
     embedded_concurrency: int = 4
     log_format: Literal["auto", "json", "console"] = "auto"
     # Peers whose X-Forwarded-For is believed (comma-separated addresses or networks); none by default.

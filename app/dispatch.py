@@ -96,7 +96,10 @@ class EmbeddedExecutor:
             action_id = await self.queue.get()
             self._queued.discard(action_id)
             try:
-                await run_action(engine=self.engine, client=self.client, action_id=action_id, policy=self.policy)
+                result = await run_action(
+                    engine=self.engine, client=self.client, action_id=action_id, policy=self.policy
+                )
+                await self.dispatch(result.follow_up)
             except Exception:
                 # The row stays pending or running with a lease; the sweep brings it back.
                 log.exception("running action %s failed", action_id)

@@ -83,6 +83,7 @@ def retry_policy(settings: Settings) -> RetryPolicy:
         base_seconds=settings.retry_base_seconds,
         max_attempts=settings.retry_max_attempts,
         lease=timedelta(seconds=settings.action_lease_seconds),
+        ordering_wait=timedelta(seconds=settings.ordering_wait_seconds),
     )
 
 

@@ -57,7 +57,7 @@ async def baseline(redis_url: str, count: int) -> float:
         redis_settings=RedisSettings.from_dsn(redis_url),
         burst=True,
         max_jobs=MAX_JOBS,
-        keep_result=1,
+        keep_result=0,
         poll_delay=0.05,
     )
     started = time.perf_counter()
@@ -100,7 +100,7 @@ async def drain(settings: Settings) -> tuple[float, int]:
         redis_settings=RedisSettings.from_dsn(settings.redis_url or ""),
         burst=True,
         max_jobs=MAX_JOBS,
-        keep_result=1,
+        keep_result=0,
         max_tries=1,
         poll_delay=0.05,
         ctx={"settings": settings},

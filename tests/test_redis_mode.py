@@ -44,7 +44,7 @@ async def test_api_enqueues_and_arq_worker_runs(make_settings, database_url, cle
             redis_settings=RedisSettings.from_dsn(clean_redis),
             burst=True,
             max_tries=1,
-            keep_result=1,
+            keep_result=0,
             ctx={"settings": settings},
             poll_delay=0.05,
         )
@@ -52,7 +52,8 @@ async def test_api_enqueues_and_arq_worker_runs(make_settings, database_url, cle
             await worker.main()
         finally:
             await worker.close()
-        assert worker.jobs_complete == 3
+        # Actions of one contact run one after the other: a job that was not its turn is handed over again.
+        assert worker.jobs_failed == 0 and worker.jobs_complete >= 3
         assert await _statuses(url, event_id) == ["succeeded", "succeeded", "succeeded"]
     assert sim.tag_names("carol@example.com") == ["Masterclass buyer"]
     assert len(sim.account.enrollments) == 1

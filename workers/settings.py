@@ -42,5 +42,6 @@ class WorkerSettings:
     job_timeout = 120
     # Retries are scheduled from the database as fresh jobs, never by arq itself.
     max_tries = 1
-    # Results are not read; keeping them briefly frees each job id quickly.
-    keep_result = 1
+    # Results are never read; not keeping them frees a job id as soon as its job ends, so an action that was
+    # not its contact's turn can be handed over again under the same `<id>:<attempt>` id.
+    keep_result = 0

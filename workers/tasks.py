@@ -20,6 +20,8 @@ async def run_action(ctx: dict[str, Any], action_id: str) -> str:
     if result.status == "pending" and result.next_attempt_at is not None:
         # A fresh job per attempt, scheduled from the row: arq's own Retry would keep the first job's expiry.
         await enqueue(ctx["redis"], action_id, result.next_attempt, result.next_attempt_at)
+    for waiting_id, attempt in result.follow_up:
+        await enqueue(ctx["redis"], waiting_id, attempt)
     return result.status
 
 

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.actions.contacts import upsert_contact
 from app.actions.steps import STEPS
-from app.store.actions import claim, finish
+from app.store.actions import claim, finish, next_for_contact, ran_out_of_order
 from app.store.models import utcnow
 from app.systeme.client import SystemeClient
 from app.systeme.errors import PermanentApiError, TransientApiError
@@ -22,9 +22,11 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    base_seconds: float = 30.0
+    base_seconds: float = 170.0
     max_attempts: int = 10
     lease: timedelta = timedelta(minutes=5)
+    # How long an action waits for an earlier action of the same contact before it runs anyway.
+    ordering_wait: timedelta = timedelta(minutes=10)
 
     def delay(self, attempt: int, retry_after: float | None) -> float:
         """Exponential backoff with full jitter, never sooner than the API asked."""
@@ -38,12 +40,17 @@ class RunResult:
     # When the action should be tried again (pending), so the caller can schedule the next job.
     next_attempt_at: datetime | None = None
     next_attempt: int = 0
+    # Actions of the same contact that were waiting for this one: dispatch them now.
+    follow_up: tuple[tuple[str, int], ...] = ()
 
 
 async def run_action(*, engine: AsyncEngine, client: SystemeClient, action_id: str, policy: RetryPolicy) -> RunResult:
-    action = await claim(engine, action_id, now=utcnow(), lease=policy.lease)
+    action = await claim(engine, action_id, now=utcnow(), lease=policy.lease, ordering_wait=policy.ordering_wait)
     if action is None:
         return RunResult("not_claimed")
+    note = None
+    if await ran_out_of_order(engine, action):
+        note = "out of order: an action of a later event for this contact already ran"
     api = client.session()
     context = {
         "action_id": action.id,
@@ -59,8 +66,8 @@ async def run_action(*, engine: AsyncEngine, client: SystemeClient, action_id: s
             status, error = "skipped", unmet
             log.info("action skipped: %s", unmet, extra=context)
         else:
-            note = await STEPS[action.kind](api, contact, action.params)
-            log.info("action succeeded: %s", note, extra=context)
+            done = await STEPS[action.kind](api, contact, action.params)
+            log.info("action succeeded: %s", done, extra=context)
     except PermanentApiError as exc:
         status, error = "failed", exc.message
         log.warning("action failed: %s", exc.message, extra=context)
@@ -72,12 +79,13 @@ async def run_action(*, engine: AsyncEngine, client: SystemeClient, action_id: s
         log.exception("action attempt %d crashed", action.attempt, extra=context)
         status, error, next_at = _transient(action.attempt, f"unexpected error: {exc!r}", None, policy)
     recorded = await finish(
-        engine, action, status=status, error=error, next_attempt_at=next_at, calls=api.calls, now=utcnow()
+        engine, action, status=status, error=error, next_attempt_at=next_at, calls=api.calls, now=utcnow(), note=note
     )
     if not recorded:
         log.warning("lease lost before the result was recorded; another worker owns the action", extra=context)
         return RunResult("not_claimed")
-    return RunResult(status, next_at, action.attempt + 1)
+    follow_up = [f for f in await next_for_contact(engine, action.contact_email, now=utcnow()) if f[0] != action.id]
+    return RunResult(status, next_at, action.attempt + 1, tuple(follow_up))
 
 
 def tag_condition(spec: dict[str, Any] | None, contact: dict[str, Any] | None) -> str | None:

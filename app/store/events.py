@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -46,6 +46,7 @@ async def record_event(
     rules_version: str,
     now: datetime,
     dry_run: bool,
+    approval_window: timedelta = timedelta(days=7),
 ) -> StoredEvent:
     """Insert the event unless (source, provider id) is known; the caller answers only after this returns."""
     event_id = new_id("evt")
@@ -81,18 +82,46 @@ async def record_event(
                     for o in outcomes
                 ],
             )
-        rows = _action_rows(event_id, outcomes, now=now, dry_run=dry_run)
+        rows = _action_rows(
+            event_id,
+            outcomes,
+            now=now,
+            occurred_at=occurred_at or now,
+            dry_run=dry_run,
+            approval_deadline=now + approval_window,
+        )
         if rows:
             await conn.execute(actions.insert(), rows)
     return StoredEvent(event_id, False, tuple((r["id"], r["status"]) for r in rows))
 
 
+def order_key(occurred_at: datetime, event_id: str, rule_index: int, seq: int) -> str:
+    """Sorts as the actions of one contact must run: by the provider's event time, then within the event."""
+    when = occurred_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return f"{when}|{event_id}|{rule_index:05d}|{seq:03d}"
+
+
+def _status(approval: str, dry_run: bool) -> tuple[str, str | None]:
+    if dry_run:
+        return "skipped", "dry run: no MATON_API_KEY or SYSTEME_API_KEY is set"
+    if approval == "required":
+        return "awaiting_approval", None
+    return "pending", None
+
+
 def _action_rows(
-    event_id: str, outcomes: Sequence[RuleOutcome], *, now: datetime, dry_run: bool
+    event_id: str,
+    outcomes: Sequence[RuleOutcome],
+    *,
+    now: datetime,
+    occurred_at: datetime,
+    dry_run: bool,
+    approval_deadline: datetime,
 ) -> list[dict[str, Any]]:
     rows = []
-    for outcome in outcomes:
+    for rule_index, outcome in enumerate(outcomes):
         for planned in outcome.actions:
+            status, error = _status(planned.approval, dry_run)
             rows.append(
                 {
                     "id": new_id("act"),
@@ -104,12 +133,14 @@ def _action_rows(
                     "contact": planned.contact,
                     "contact_email": planned.contact["email"] if planned.contact else None,
                     "approval": planned.approval,
-                    "status": "skipped" if dry_run else "pending",
+                    "status": status,
                     "attempts": 0,
-                    "next_attempt_at": None if dry_run else now,
-                    "last_error": "dry run: no MATON_API_KEY or SYSTEME_API_KEY is set" if dry_run else None,
+                    "next_attempt_at": now if status == "pending" else None,
+                    "last_error": error,
                     "created_at": now,
                     "updated_at": now,
+                    "order_key": order_key(occurred_at, event_id, rule_index, planned.seq),
+                    "approval_deadline": approval_deadline if status == "awaiting_approval" else None,
                 }
             )
     return rows

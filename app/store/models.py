@@ -96,8 +96,15 @@ actions = sa.Table(
     sa.Column("last_error", sa.Text),
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
+    # "<event time>|<event id>|<rule index>|<seq>": actions of one contact run in this order.
+    sa.Column("order_key", sa.String(120), nullable=False, server_default=""),
+    sa.Column("approval_deadline", UTCDateTime()),
+    sa.Column("decided_by", sa.String(100)),
+    sa.Column("decided_at", UTCDateTime()),
+    sa.Column("note", sa.Text),
     sa.Index(None, "status", "next_attempt_at"),
     sa.Index(None, "event_id"),
+    sa.Index(None, "contact_email", "status"),
 )
 
 # One row per Systeme.io request an action made, with the answer: what an operator reads to see why.

@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
@@ -90,6 +91,7 @@ async def ingest(state: AppState, *, source: str, delivery: Delivery) -> IngestR
             rules_version=rules.version,
             now=utcnow(),
             dry_run=state.settings.api_mode == "dry-run",
+            approval_window=timedelta(hours=state.settings.approval_timeout_hours),
         )
     except (DBAPIError, SQLAlchemyError, OSError, TimeoutError) as exc:
         log.error("storing an event from %s failed: %s", source, type(exc).__name__)

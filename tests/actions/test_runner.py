@@ -16,6 +16,7 @@ from app.store.actions import claim, due_actions, finish
 from app.store.db import create_engine
 from app.store.events import record_event
 from app.store.models import actions, api_calls, utcnow
+from app.store.operator import approve
 from app.systeme.client import SystemeClient
 from app.systeme.errors import PermanentApiError
 from tests.conftest import SIM_KEY
@@ -170,11 +171,10 @@ async def test_expired_lease_lets_another_worker_finish(engine, client, sim):
 
 async def test_fill_keeps_existing_values_and_overwrite_replaces(engine, client, sim):
     sim.account.create_contact({"email": "h@example.com", "fields": [{"slug": "first_name", "value": "Helen"}]})
-    await run(
-        engine,
-        client,
-        (await plan_and_store(engine, stripe_checkout("h@example.com"), event_type="checkout.session.completed"))[0],
-    )
+    for action_id in await plan_and_store(
+        engine, stripe_checkout("h@example.com"), event_type="checkout.session.completed"
+    ):
+        await run(engine, client, action_id)
     fields = {f["slug"]: f["value"] for f in sim.contact("h@example.com")["fields"]}
     assert fields == {"first_name": "Helen"}
     overwrite = RULES.replace(
@@ -231,12 +231,16 @@ class TestCancelSubscription:
         sim.simulator.seed(subscriptions=[{"id": 504, "contactId": 1, "status": "cancelled"}])
         payload = {"id": "evt_sub", "data": {"object": {"metadata": {"systeme_subscription_id": "504"}}}}
         (action,) = await plan_and_store(engine, payload, event_type="customer.subscription.deleted")
+        assert (await row(engine, action)).status == "awaiting_approval"
+        assert (await run(engine, client, action)).status == "not_claimed"
+        assert await approve(engine, action, by="ops", now=utcnow()) == [(action, 1)]
         assert (await run(engine, client, action)).status == "succeeded"
         assert [c["status"] for c in sim.writes()] == [422]
 
     async def test_not_a_number_fails_permanently(self, engine, client, sim):
         payload = {"id": "evt_sub2", "data": {"object": {"metadata": {}}}}
         (action,) = await plan_and_store(engine, payload, event_type="customer.subscription.deleted")
+        await approve(engine, action, by="ops", now=utcnow())
         assert (await run(engine, client, action)).status == "failed"
         assert sim.writes() == []
 
