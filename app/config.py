@@ -84,6 +84,16 @@ class Settings(BaseSettings):
             return {"X-API-Key": self.systeme_api_key.get_secret_value()}
         return {}
 
+    def operators(self) -> dict[str, str]:
+        """token -> operator name. ADMIN_TOKEN is one token (named "admin") or `name=token` pairs, comma-separated."""
+        if self.admin_token is None:
+            return {}
+        raw = self.admin_token.get_secret_value()
+        if "=" not in raw:
+            return {raw.strip(): "admin"}
+        pairs = (part.split("=", 1) for part in raw.split(",") if part.strip())
+        return {token.strip(): name.strip() for name, token in pairs if token.strip()}
+
     @property
     def embedded(self) -> bool:
         return not self.redis_url
@@ -94,6 +104,7 @@ class Settings(BaseSettings):
         for secret in (self.maton_api_key, self.systeme_api_key, self.admin_token):
             if secret is not None:
                 values.add(secret.get_secret_value())
+        values |= set(self.operators())
         for url in (self.database_url, self.redis_url):
             password = urlsplit(url).password if url else None
             if password:

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.actions.runner import RetryPolicy, run_action
 from app.store.actions import due_actions
 from app.store.models import utcnow
+from app.store.operator import expire_approvals
 from app.systeme.client import SystemeClient
 
 log = logging.getLogger(__name__)
@@ -107,6 +108,7 @@ class EmbeddedExecutor:
     async def _sweep(self) -> None:
         while True:
             try:
+                await expire_approvals(self.engine, now=utcnow())
                 await self.dispatch(await due_actions(self.engine, now=utcnow()))
             except Exception:
                 log.exception("sweeping due actions failed; trying again")

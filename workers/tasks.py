@@ -9,6 +9,7 @@ from app.actions.runner import run_action as run_action_service
 from app.dispatch import enqueue
 from app.store.actions import due_actions
 from app.store.models import utcnow
+from app.store.operator import expire_approvals
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,13 @@ async def run_action(ctx: dict[str, Any], action_id: str) -> str:
 
 
 async def sweep(ctx: dict[str, Any]) -> int:
-    """Re-dispatch pending actions that are due and running ones whose lease ran out (e.g. Redis lost them)."""
+    """Re-dispatch pending actions that are due and running ones whose lease ran out (e.g. Redis lost them).
+
+    Safe on several workers at once: dispatching is only a hint, and the job id refuses doubles.
+    """
+    expired = await expire_approvals(ctx["engine"], now=utcnow())
+    if expired:
+        log.info("%d approvals expired", expired)
     due = await due_actions(ctx["engine"], now=utcnow())
     for action_id, attempt in due:
         await enqueue(ctx["redis"], action_id, attempt)

@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import re
 import sys
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +16,7 @@ from app.rules.engine import RuleSet
 from app.rules.jsonschema import rules_schema
 from app.rules.loader import LoadedRules
 from app.state import systeme_client
-from app.store.models import utcnow
-
-_DURATION = re.compile(r"^(\d+)([smhdw])$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+from app.timeparse import parse_since
 
 
 def cmd_check(args: argparse.Namespace) -> None:
@@ -96,15 +92,11 @@ def cmd_explain(args: argparse.Namespace) -> None:
     print(json.dumps(report, indent=2, default=str) if args.json else render_text(report))
 
 
-def parse_since(value: str) -> datetime:
-    match = _DURATION.match(value.strip())
-    if match:
-        return utcnow() - timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+def _since(value: str) -> datetime:
     try:
-        parsed = datetime.fromisoformat(value)
+        return parse_since(value)
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{value!r}: use a duration like 7d, 12h, 30m or an ISO date") from exc
-    return parsed if parsed.tzinfo else parsed.astimezone()
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def cmd_backtest(args: argparse.Namespace) -> None:
@@ -146,7 +138,7 @@ def add_commands(commands: Any) -> None:
     explain.set_defaults(func=cmd_explain)
 
     backtest = commands.add_parser("backtest", help="replay stored events through a rules file, and diff")
-    backtest.add_argument("--since", type=parse_since, default=parse_since("7d"), help="7d, 12h, or a date")
+    backtest.add_argument("--since", type=_since, default="7d", help="7d, 12h, or a date")
     backtest.add_argument("--rules", help="the rules file to try (default: RULES_FILE)")
     backtest.add_argument("--json", action="store_true")
     backtest.set_defaults(func=cmd_backtest)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -68,21 +68,8 @@ async def record_event(
                 sa.select(events.c.id).where(events.c.source == source, events.c.provider_id == values["provider_id"])
             )
             return StoredEvent(event_id=str(existing), duplicate=True)
-        if outcomes:
-            await conn.execute(
-                rule_outcomes.insert(),
-                [
-                    {
-                        "event_id": event_id,
-                        "rule_id": o.rule_id,
-                        "decision": o.decision,
-                        "reason": o.reason,
-                        "contact_email": o.contact_email,
-                    }
-                    for o in outcomes
-                ],
-            )
-        rows = _action_rows(
+        rows = await _insert_plan(
+            conn,
             event_id,
             outcomes,
             now=now,
@@ -90,9 +77,76 @@ async def record_event(
             dry_run=dry_run,
             approval_deadline=now + approval_window,
         )
-        if rows:
-            await conn.execute(actions.insert(), rows)
     return StoredEvent(event_id, False, tuple((r["id"], r["status"]) for r in rows))
+
+
+async def _insert_plan(
+    conn: AsyncConnection,
+    event_id: str,
+    outcomes: Sequence[RuleOutcome],
+    *,
+    now: datetime,
+    occurred_at: datetime,
+    dry_run: bool,
+    approval_deadline: datetime,
+    note: str | None = None,
+) -> list[dict[str, Any]]:
+    if outcomes:
+        await conn.execute(
+            rule_outcomes.insert(),
+            [
+                {
+                    "event_id": event_id,
+                    "rule_id": o.rule_id,
+                    "decision": o.decision,
+                    "reason": o.reason,
+                    "contact_email": o.contact_email,
+                }
+                for o in outcomes
+            ],
+        )
+    rows = _action_rows(
+        event_id, outcomes, now=now, occurred_at=occurred_at, dry_run=dry_run, approval_deadline=approval_deadline
+    )
+    for row in rows:
+        row["note"] = note
+    if rows:
+        await conn.execute(actions.insert(), rows)
+    return rows
+
+
+async def replan_event(
+    engine: AsyncEngine,
+    event_id: str,
+    plan: Callable[[str, str | None, dict[str, Any]], Sequence[RuleOutcome]],
+    *,
+    now: datetime,
+    dry_run: bool,
+    approval_window: timedelta,
+    note: str,
+) -> tuple[tuple[str, str], ...] | None:
+    """Plan a stored event again (a replay): new outcomes and actions beside the old ones; None if unknown."""
+    async with engine.begin() as conn:
+        event = (
+            await conn.execute(
+                sa.select(
+                    events.c.source, events.c.type, events.c.payload, events.c.occurred_at, events.c.received_at
+                ).where(events.c.id == event_id)
+            )
+        ).first()
+        if event is None:
+            return None
+        rows = await _insert_plan(
+            conn,
+            event_id,
+            plan(event.source, event.type, dict(event.payload)),
+            now=now,
+            occurred_at=event.occurred_at or event.received_at,
+            dry_run=dry_run,
+            approval_deadline=now + approval_window,
+            note=note,
+        )
+    return tuple((r["id"], r["status"]) for r in rows)
 
 
 def order_key(occurred_at: datetime, event_id: str, rule_index: int, seq: int) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -18,28 +19,88 @@ def _plain(row: Any) -> dict[str, Any]:
     return out
 
 
+def _page(rows: list[dict[str, Any]], limit: int) -> tuple[list[dict[str, Any]], str | None]:
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, rows[-1]["id"] if more else None
+
+
 async def list_events(
-    engine: AsyncEngine, *, source: str | None, event_type: str | None, limit: int, cursor: str | None
+    engine: AsyncEngine,
+    *,
+    source: str | None = None,
+    event_type: str | None = None,
+    status: str | None = None,
+    since: datetime | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
 ) -> tuple[list[dict[str, Any]], str | None]:
+    """Newest first, with action counts by status. `status` keeps events with an action in that status."""
     query = sa.select(
-        events.c.id,
-        events.c.source,
-        events.c.type,
-        events.c.received_at,
-        events.c.occurred_at,
-        events.c.rules_version,
+        events.c.id, events.c.source, events.c.type, events.c.received_at, events.c.occurred_at, events.c.rules_version
     ).order_by(events.c.id.desc())
     if source:
         query = query.where(events.c.source == source)
     if event_type:
         query = query.where(events.c.type == event_type)
+    if since:
+        query = query.where(events.c.received_at >= since)
+    if status:
+        query = query.where(
+            sa.select(actions.c.id).where(actions.c.event_id == events.c.id, actions.c.status == status).exists()
+        )
     if cursor:
         query = query.where(events.c.id < cursor)
     async with engine.connect() as conn:
         rows = [_plain(r) for r in await conn.execute(query.limit(limit + 1))]
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return rows, rows[-1]["id"] if more else None
+        ids = [r["id"] for r in rows]
+        counts = await conn.execute(
+            sa.select(actions.c.event_id, actions.c.status, sa.func.count())
+            .where(actions.c.event_id.in_(ids))
+            .group_by(actions.c.event_id, actions.c.status)
+        )
+        by_event: dict[str, dict[str, int]] = {i: {} for i in ids}
+        for event_id, action_status, count in counts:
+            by_event[event_id][action_status] = count
+    for row in rows:
+        row["actions"] = by_event[row["id"]]
+    return _page(rows, limit)
+
+
+async def list_actions(
+    engine: AsyncEngine,
+    *,
+    status: str | None = None,
+    rule: str | None = None,
+    contact: str | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> tuple[list[dict[str, Any]], str | None]:
+    query = sa.select(actions).order_by(actions.c.id.desc())
+    if status:
+        query = query.where(actions.c.status == status)
+    if rule:
+        query = query.where(actions.c.rule_id == rule)
+    if contact:
+        query = query.where(actions.c.contact_email == contact.strip().lower())
+    if cursor:
+        query = query.where(actions.c.id < cursor)
+    async with engine.connect() as conn:
+        rows = [_plain(r) for r in await conn.execute(query.limit(limit + 1))]
+    return _page(rows, limit)
+
+
+async def get_action(engine: AsyncEngine, action_id: str) -> dict[str, Any] | None:
+    async with engine.connect() as conn:
+        row = (await conn.execute(sa.select(actions).where(actions.c.id == action_id))).first()
+        if row is None:
+            return None
+        action = _plain(row)
+        calls = await conn.execute(
+            sa.select(api_calls).where(api_calls.c.action_id == action_id).order_by(api_calls.c.id)
+        )
+        action["calls"] = [_plain(c) for c in calls]
+    return action
 
 
 async def get_event(engine: AsyncEngine, event_id: str) -> dict[str, Any] | None:

@@ -1,0 +1,170 @@
+"""Operator commands, reading the database through the same settings as the service: events, actions,
+replay, retry, approve, reject."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.cli.run import rules_or_exit, settings_or_exit
+from app.config import Settings
+from app.dispatch import ArqDispatcher, Dispatcher
+from app.errors import AppError
+from app.operator import service
+from app.rules.engine import RuleSet
+from app.store.queries import list_actions, list_events
+from app.timeparse import parse_since
+
+Job = Callable[[Settings, AsyncEngine, Dispatcher | None], Awaitable[Any]]
+
+
+def _run(job: Job) -> Any:
+    from arq import create_pool
+
+    from app.state import redis_settings
+    from app.store.db import create_engine
+
+    settings = settings_or_exit()
+
+    async def main() -> Any:
+        engine = create_engine(settings.database_url)
+        redis = await create_pool(redis_settings(settings)) if settings.redis_url else None
+        try:
+            # Without Redis the running service's sweep picks up what becomes due within a second.
+            return await job(settings, engine, ArqDispatcher(redis) if redis else None)
+        finally:
+            if redis is not None:
+                await redis.aclose()
+            await engine.dispose()
+
+    try:
+        return asyncio.run(main())
+    except AppError as exc:
+        sys.exit(f"systeme-flow: {exc.message}")
+
+
+def _print(args: argparse.Namespace, value: Any, line: Callable[[dict[str, Any]], str]) -> None:
+    if args.json:
+        print(json.dumps(value, indent=2, default=str))
+        return
+    items = value["items"] if isinstance(value, dict) and "items" in value else [value]
+    for item in items:
+        print(line(item))
+
+
+def _action_line(a: dict[str, Any]) -> str:
+    error = f"  {a['last_error']}" if a.get("last_error") else ""
+    what = f"{a['rule_id']}: {a['kind']} {json.dumps(a['params'])}"
+    return f"{a['id']}  {a['status']:<17} {what} {a.get('contact_email') or ''}{error}"
+
+
+def cmd_events(args: argparse.Namespace) -> None:
+    async def job(settings: Settings, engine: AsyncEngine, _: Dispatcher | None) -> Any:
+        since = parse_since(args.since) if args.since else None
+        items, cursor = await list_events(
+            engine, source=args.source, event_type=args.type, status=args.status, since=since, limit=args.limit
+        )
+        return {"items": items, "next_cursor": cursor}
+
+    def line(e: dict[str, Any]) -> str:
+        counts = ", ".join(f"{n} {s}" for s, n in sorted(e["actions"].items())) or "no actions"
+        return f"{e['id']}  {e['received_at']}  {e['source']}/{e['type'] or '-'}  ({counts})"
+
+    _print(args, _run(job), line)
+
+
+def cmd_actions(args: argparse.Namespace) -> None:
+    async def job(settings: Settings, engine: AsyncEngine, _: Dispatcher | None) -> Any:
+        items, cursor = await list_actions(
+            engine, status=args.status, rule=args.rule, contact=args.contact, limit=args.limit
+        )
+        return {"items": items, "next_cursor": cursor}
+
+    _print(args, _run(job), _action_line)
+
+
+def cmd_replay(args: argparse.Namespace) -> None:
+    rules = RuleSet(rules_or_exit(settings_or_exit().rules_file))
+
+    async def job(settings: Settings, engine: AsyncEngine, dispatcher: Dispatcher | None) -> Any:
+        window = timedelta(hours=settings.approval_timeout_hours)
+        dry = settings.api_mode == "dry-run"
+        return await service.replay(
+            engine, dispatcher, rules, args.event_id, by=args.by, dry_run=dry, approval_window=window
+        )
+
+    _print(
+        args, _run(job), lambda r: f"{r['event_id']}: {len(r['actions'])} actions planned again ({r['rules_version']})"
+    )
+
+
+def cmd_retry(args: argparse.Namespace) -> None:
+    async def job(settings: Settings, engine: AsyncEngine, dispatcher: Dispatcher | None) -> Any:
+        if args.action_id:
+            return await service.retry(engine, dispatcher, args.action_id, by=args.by)
+        if not (args.status or args.rule):
+            sys.exit("systeme-flow retry: give an action id, or --status and/or --rule")
+        return {"retried": await service.retry_many(engine, dispatcher, by=args.by, status=args.status, rule=args.rule)}
+
+    _print(args, _run(job), lambda r: f"retried {len(r['retried'])} actions" if "retried" in r else _action_line(r))
+
+
+def cmd_approve(args: argparse.Namespace) -> None:
+    async def job(settings: Settings, engine: AsyncEngine, dispatcher: Dispatcher | None) -> Any:
+        return await service.approve(engine, dispatcher, args.action_id, by=args.by)
+
+    _print(args, _run(job), _action_line)
+
+
+def cmd_reject(args: argparse.Namespace) -> None:
+    async def job(settings: Settings, engine: AsyncEngine, _: Dispatcher | None) -> Any:
+        return await service.reject(engine, args.action_id, by=args.by, reason=args.reason)
+
+    _print(args, _run(job), _action_line)
+
+
+def add_commands(commands: Any) -> None:
+    def command(name: str, help: str, func: Callable[[argparse.Namespace], None]) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = commands.add_parser(name, help=help)
+        parser.add_argument("--json", action="store_true", help="machine-readable output")
+        parser.set_defaults(func=func)
+        return parser
+
+    events = command("events", "list stored events, newest first", cmd_events)
+    events.add_argument("--source")
+    events.add_argument("--type")
+    events.add_argument("--status", help="events with an action in this status")
+    events.add_argument("--since", help="7d, 12h, 30m or an ISO date")
+    events.add_argument("--limit", type=int, default=50)
+
+    actions = command("actions", "list actions, newest first", cmd_actions)
+    actions.add_argument("--status")
+    actions.add_argument("--rule")
+    actions.add_argument("--contact", help="an email address")
+    actions.add_argument("--limit", type=int, default=50)
+
+    for name, help, func in (
+        ("replay", "run a stored event through the current rules again", cmd_replay),
+        ("retry", "retry a failed, dead, rejected or skipped action (or many)", cmd_retry),
+        ("approve", "approve an action that awaits approval", cmd_approve),
+        ("reject", "reject an action that awaits approval", cmd_reject),
+    ):
+        parser = command(name, help, func)
+        parser.add_argument("--by", default="cli", help="the operator's name, recorded on the action")
+        if name == "replay":
+            parser.add_argument("event_id")
+        elif name == "retry":
+            parser.add_argument("action_id", nargs="?")
+            parser.add_argument("--status")
+            parser.add_argument("--rule")
+        else:
+            parser.add_argument("action_id")
+        if name == "reject":
+            parser.add_argument("--reason")

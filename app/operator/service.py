@@ -1,0 +1,99 @@
+"""What an operator does to actions and events, shared by the HTTP API and the CLI."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.dispatch import Dispatcher
+from app.errors import Conflict, NotFound
+from app.rules.engine import RuleSet
+from app.store import operator as transitions
+from app.store.events import replan_event
+from app.store.models import utcnow
+from app.store.queries import get_action
+
+log = logging.getLogger(__name__)
+
+
+async def _hand_over(dispatcher: Dispatcher | None, items: Sequence[tuple[str, int]]) -> None:
+    if dispatcher is None or not items:
+        return  # the service's sweep picks them up: they are pending and due
+    try:
+        await dispatcher.dispatch(items)
+    except Exception:
+        log.exception("dispatching %d actions failed; the sweep will pick them up", len(items))
+
+
+async def _current(engine: AsyncEngine, action_id: str) -> dict[str, Any]:
+    action = await get_action(engine, action_id)
+    if action is None:
+        raise NotFound(f"no action {action_id!r}")
+    return action
+
+
+async def approve(engine: AsyncEngine, dispatcher: Dispatcher | None, action_id: str, *, by: str) -> dict[str, Any]:
+    handed = await transitions.approve(engine, action_id, by=by, now=utcnow())
+    if not handed:
+        action = await _current(engine, action_id)
+        raise Conflict(f"action {action_id} is {action['status']}, not awaiting approval")
+    log.info("action approved by %s", by, extra={"action_id": action_id})
+    await _hand_over(dispatcher, handed)
+    return await _current(engine, action_id)
+
+
+async def reject(engine: AsyncEngine, action_id: str, *, by: str, reason: str | None) -> dict[str, Any]:
+    if not await transitions.reject(engine, action_id, by=by, reason=reason, now=utcnow()):
+        action = await _current(engine, action_id)
+        raise Conflict(f"action {action_id} is {action['status']}, not awaiting approval")
+    log.info("action rejected by %s", by, extra={"action_id": action_id})
+    return await _current(engine, action_id)
+
+
+async def retry(engine: AsyncEngine, dispatcher: Dispatcher | None, action_id: str, *, by: str) -> dict[str, Any]:
+    handed = await transitions.retry(engine, by=by, now=utcnow(), action_id=action_id)
+    if not handed:
+        action = await _current(engine, action_id)
+        raise Conflict(f"action {action_id} is {action['status']}: only failed, dead, rejected or skipped ones retry")
+    await _hand_over(dispatcher, handed)
+    return await _current(engine, action_id)
+
+
+async def retry_many(
+    engine: AsyncEngine, dispatcher: Dispatcher | None, *, by: str, status: str | None, rule: str | None
+) -> list[str]:
+    handed = await transitions.retry(engine, by=by, now=utcnow(), status=status, rule=rule)
+    await _hand_over(dispatcher, handed)
+    return [action_id for action_id, _ in handed]
+
+
+async def replay(
+    engine: AsyncEngine,
+    dispatcher: Dispatcher | None,
+    rules: RuleSet,
+    event_id: str,
+    *,
+    by: str,
+    dry_run: bool,
+    approval_window: timedelta,
+) -> dict[str, Any]:
+    """Run a stored event through the current rules again; new actions go through approval where required."""
+
+    def plan(source: str, event_type: str | None, payload: dict[str, Any]) -> Any:
+        return rules.plan(source=source, event_type=event_type, payload=payload)
+
+    planned = await replan_event(
+        engine, event_id, plan, now=utcnow(), dry_run=dry_run, approval_window=approval_window, note=f"replayed by {by}"
+    )
+    if planned is None:
+        raise NotFound(f"no event {event_id!r}")
+    await _hand_over(dispatcher, [(action_id, 1) for action_id, status in planned if status == "pending"])
+    return {
+        "event_id": event_id,
+        "rules_version": rules.version,
+        "actions": [{"id": i, "status": s} for i, s in planned],
+    }
