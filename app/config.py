@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     retry_base_seconds: float = 170.0
     retry_max_attempts: int = 10
     ordering_wait_seconds: int = 600
+    # Requests per second to the API, on top of the account quota; default 10 through Maton (its limit), else none.
+    api_max_rps: int | None = None
     approval_timeout_hours: float = 168.0
     embedded_concurrency: int = 4
     log_format: Literal["auto", "json", "console"] = "auto"
@@ -93,6 +95,12 @@ class Settings(BaseSettings):
             return {raw.strip(): "admin"}
         pairs = (part.split("=", 1) for part in raw.split(",") if part.strip())
         return {token.strip(): name.strip() for name, token in pairs if token.strip()}
+
+    @property
+    def per_second_cap(self) -> int:
+        if self.api_max_rps is not None:
+            return self.api_max_rps
+        return 10 if self.api_mode == "maton" else 0
 
     @property
     def embedded(self) -> bool:

@@ -25,6 +25,7 @@ from app.rules.loader import load_rules
 from app.rules.templates import TemplateError
 from app.store.db import create_engine
 from app.systeme.client import SystemeClient
+from app.systeme.quota import MemoryQuota, Quota
 from app.webhooks.ratelimit import Limiter, MemoryLimiter, RedisLimiter, trusted_networks
 
 log = logging.getLogger(__name__)
@@ -87,9 +88,13 @@ def retry_policy(settings: Settings) -> RetryPolicy:
     )
 
 
-def systeme_client(settings: Settings) -> SystemeClient:
+def systeme_client(settings: Settings, quota: Quota | None = None) -> SystemeClient:
+    """The process's one Systeme.io client; workers pass the quota they share through Redis."""
     return SystemeClient(
-        base_url=settings.api_base_url, headers=settings.api_headers, timeout=settings.http_timeout_seconds
+        base_url=settings.api_base_url,
+        headers=settings.api_headers,
+        timeout=settings.http_timeout_seconds,
+        quota=quota or MemoryQuota(per_second=settings.per_second_cap),
     )
 
 

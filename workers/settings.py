@@ -10,6 +10,7 @@ from arq.connections import RedisSettings
 from app.config import get_settings
 from app.state import redis_settings, retry_policy, systeme_client
 from app.store.db import create_engine
+from app.systeme.quota import RedisQuota
 from workers.tasks import run_action, sweep
 
 
@@ -17,7 +18,8 @@ async def startup(ctx: dict[str, Any]) -> None:
     # Tests hand their own Settings in through Worker(ctx=...); a deployed worker reads the environment.
     settings = ctx.setdefault("settings", get_settings())
     ctx["engine"] = create_engine(settings.database_url)
-    ctx["client"] = systeme_client(settings)
+    # One quota for every worker: paced through Redis, fed by each answer's X-RateLimit-* headers.
+    ctx["client"] = systeme_client(settings, RedisQuota(ctx["redis"], per_second=settings.per_second_cap))
     ctx["policy"] = retry_policy(settings)
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
@@ -169,6 +171,8 @@ class Simulator:
     def __init__(self, *, api_key: str | None = None, rate_limit: int = 0, window_seconds: float = 60.0) -> None:
         self.api_key = api_key
         self.account = Account(rate_limit=rate_limit, window_seconds=window_seconds)
+        # When each API request arrived (kept apart from `calls`, whose entries tests compare whole).
+        self.times: list[float] = []
         api = [
             ("/api/contacts", "GET", contacts_list),
             ("/api/contacts", "POST", contacts_create),
@@ -208,6 +212,7 @@ class Simulator:
         async def endpoint(request: Request) -> Response:
             acc = self.account
             call: dict[str, Any] = {"method": request.method, "path": request.url.path, "query": str(request.url.query)}
+            self.times.append(time.time())
             acc.calls.append(call)
             if not self._authorised(request):
                 response: Response = JSONResponse({"title": "Unauthorized", "detail": "Invalid API key"}, 401)
@@ -218,7 +223,7 @@ class Simulator:
                     response = JSONResponse(
                         {"title": "Too Many Requests", "detail": "Rate limit exceeded"},
                         status_code=429,
-                        headers={"Retry-After": str(max(1, round(refill)))},
+                        headers={"Retry-After": str(max(1, math.ceil(refill)))},
                     )
                 elif fault is not None:
                     response = JSONResponse({"title": "Simulated failure", "detail": "fault injected"}, fault)
@@ -227,7 +232,7 @@ class Simulator:
                 limit = acc.rate_limit or 1_000_000
                 response.headers["X-RateLimit-Limit"] = str(limit)
                 response.headers["X-RateLimit-Remaining"] = str(remaining if acc.rate_limit else limit)
-                response.headers["X-RateLimit-Refill"] = str(max(0, round(refill)))
+                response.headers["X-RateLimit-Refill"] = str(max(0, math.ceil(refill)))
             call["status"] = response.status_code
             return response
 

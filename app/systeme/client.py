@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Collection
@@ -13,9 +12,9 @@ from typing import Any
 import httpx
 
 from app.systeme.errors import PermanentApiError, TransientApiError
+from app.systeme.quota import MemoryQuota, Quota
 
 _BODY_LIMIT = 4000  # characters of an answer kept in the call log
-_MAX_PACE_WAIT = 5.0  # longer waits become a scheduled retry, freeing the worker
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -45,33 +44,6 @@ def problem(response: httpx.Response) -> str:
     return "; ".join(p for p in parts if p) or response.reason_phrase
 
 
-class _Pacer:
-    """Waits when the last answer said the quota is used up (X-RateLimit-Remaining: 0), until it refills."""
-
-    def __init__(self) -> None:
-        self._resume_at = 0.0
-
-    def observe(self, response: httpx.Response) -> None:
-        remaining = response.headers.get("x-ratelimit-remaining")
-        refill = response.headers.get("x-ratelimit-refill")
-        if remaining is None or refill is None:
-            return
-        try:
-            left, seconds = int(remaining), float(refill)
-        except ValueError:
-            return
-        if left <= 0:
-            # The unit is undocumented: seconds until the quota refills, or a Unix time when larger than a day.
-            self._resume_at = seconds if seconds > 86_400 else time.time() + seconds
-
-    async def wait(self) -> None:
-        delay = self._resume_at - time.time()
-        if delay > _MAX_PACE_WAIT:
-            raise TransientApiError("rate limit quota used up", retry_after=delay)
-        if delay > 0:
-            await asyncio.sleep(delay)
-
-
 class SystemeClient:
     """Owns the connection pool and the process-wide caches; hand out a `session()` per action run."""
 
@@ -82,6 +54,7 @@ class SystemeClient:
         headers: dict[str, str],
         timeout: float = 15.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        quota: Quota | None = None,
     ) -> None:
         self.http = httpx.AsyncClient(
             base_url=base_url,
@@ -89,7 +62,7 @@ class SystemeClient:
             timeout=httpx.Timeout(timeout, connect=5.0),
             transport=transport,
         )
-        self.pacer = _Pacer()
+        self.quota: Quota = quota or MemoryQuota()
         # name -> (id, expires at); resolving "Masterclass buyer" to a tag id once per few minutes is enough.
         self.names: dict[tuple[str, str], tuple[int, float]] = {}
 
@@ -118,7 +91,7 @@ class SystemeSession:
         allow: Collection[int] = (),
     ) -> httpx.Response:
         """Send one request; raise Transient/PermanentApiError unless the status is 2xx or in `allow`."""
-        await self.client.pacer.wait()
+        await self.client.quota.acquire()
         started, clock = datetime.now(UTC), time.perf_counter()
         content = json.dumps(body).encode() if body is not None else None
         headers = {"Content-Type": content_type} if content is not None else {}
@@ -129,6 +102,7 @@ class SystemeSession:
         try:
             response = await self.client.http.request(method, path, params=params, content=content, headers=headers)
         except httpx.TransportError as exc:
+            await self.client.quota.observe(None)
             record.update(duration_ms=(time.perf_counter() - clock) * 1000, error=f"{type(exc).__name__}: {exc}")
             raise TransientApiError(f"{method} {path}: network error: {type(exc).__name__}") from exc
         record.update(
@@ -136,7 +110,7 @@ class SystemeSession:
             status_code=response.status_code,
             response_body=response.text[:_BODY_LIMIT],
         )
-        self.client.pacer.observe(response)
+        await self.client.quota.observe(response)
         if response.is_success or response.status_code in allow:
             return response
         message = f"{method} {path} answered {response.status_code}: {problem(response)}"

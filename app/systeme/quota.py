@@ -1,0 +1,203 @@
+"""One request budget for the whole Systeme.io account, shared by every worker.
+
+Fed by the `X-RateLimit-Limit/Remaining/Refill` headers of each answer, it lets a request go only while the
+current window has budget left, counting requests still in flight, so N workers together never pass the quota.
+An optional per-second cap covers the Maton proxy's own limit (10 requests/s). The budget lives in Redis when
+workers share it, in the process otherwise; both run the same algorithm (the Redis one as a Lua script, atomic).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Protocol
+
+import httpx
+from redis.asyncio import Redis
+
+from app.systeme.errors import TransientApiError
+
+# Longer waits end the attempt as a transient failure scheduled for when the quota refills.
+MAX_WAIT_SECONDS = 65.0
+_MARGIN_MS = 1000
+
+
+class Quota(Protocol):
+    async def acquire(self) -> None: ...
+
+    async def observe(self, response: httpx.Response | None) -> None:
+        """Feed an answer's headers back (None: the request failed before any answer)."""
+
+
+def read_headers(response: httpx.Response, now_ms: int) -> tuple[int, int, int] | None:
+    """(limit, remaining, reset at in ms) from the rate-limit headers, or None when they are absent."""
+    try:
+        limit = int(response.headers["x-ratelimit-limit"])
+        remaining = int(response.headers["x-ratelimit-remaining"])
+        refill = float(response.headers["x-ratelimit-refill"])
+    except (KeyError, ValueError):
+        return None
+    # The unit is undocumented: seconds until the quota refills, or a Unix time when larger than a day. Whole
+    # seconds hide up to one more, so count the window as ending a second later: a little budget lost, no 429.
+    reset_ms = int(refill * 1000) if refill > 86_400 else now_ms + int(refill * 1000)
+    return limit, remaining, reset_ms + _MARGIN_MS
+
+
+class _Paced:
+    """The waiting loop both stores share; `_try` answers 0 (go) or the milliseconds to wait."""
+
+    async def _try(self, now_ms: int) -> int:
+        raise NotImplementedError
+
+    async def acquire(self) -> None:
+        waited = 0.0
+        while True:
+            wait_ms = await self._try(int(time.time() * 1000))
+            if wait_ms <= 0:
+                return
+            if waited + wait_ms / 1000 > MAX_WAIT_SECONDS:
+                raise TransientApiError("Systeme.io request quota used up", retry_after=wait_ms / 1000)
+            await asyncio.sleep(wait_ms / 1000)
+            waited += wait_ms / 1000
+
+
+class MemoryQuota(_Paced):
+    """The budget of one process (embedded mode)."""
+
+    def __init__(self, per_second: int = 0) -> None:
+        self.per_second = per_second
+        # -1: unknown until the first answer; -2: the API sends no quota headers, so only the per-second cap holds.
+        self.limit = -1
+        self.remaining = -1
+        self.reset_ms = 0
+        self.window_ms = 0
+        self.inflight = 0
+        self.second = (0, 0)
+        self._lock = asyncio.Lock()
+
+    async def _try(self, now_ms: int) -> int:
+        async with self._lock:
+            if self.per_second:
+                second, count = self.second
+                if second == now_ms // 1000 and count >= self.per_second:
+                    return 1000 - now_ms % 1000
+            if self.limit == -2:
+                self.limit_free()
+                return 0
+            if now_ms >= self.reset_ms and self.limit >= 0:
+                # The window rolled over: assume a full budget until an answer says otherwise.
+                self.remaining, self.reset_ms = self.limit, now_ms + self.window_ms
+            if self.limit < 0 and self.inflight > 0:
+                return 50  # learn the quota from one answer before sending more
+            if self.limit >= 0 and self.remaining <= 0:
+                return max(1, self.reset_ms - now_ms)
+            self.remaining -= 1
+            self.inflight += 1
+            self._count_second(now_ms)
+            return 0
+
+    def limit_free(self) -> None:
+        self.inflight += 1
+        self._count_second(int(time.time() * 1000))
+
+    def _count_second(self, now_ms: int) -> None:
+        second, count = self.second
+        self.second = (now_ms // 1000, count + 1 if second == now_ms // 1000 else 1)
+
+    async def observe(self, response: httpx.Response | None) -> None:
+        async with self._lock:
+            self.inflight = max(0, self.inflight - 1)
+            now_ms = int(time.time() * 1000)
+            headers = read_headers(response, now_ms) if response is not None else None
+            if headers is None:
+                if response is not None and self.limit == -1:
+                    self.limit = -2
+                return
+            limit, remaining, reset_ms = headers
+            self.limit = limit
+            self.window_ms = max(self.window_ms, reset_ms - now_ms)
+            if reset_ms > self.reset_ms + 1000:  # the server started a window we did not know about
+                self.reset_ms, self.remaining = reset_ms, remaining - self.inflight
+            else:
+                self.remaining = min(self.remaining, remaining - self.inflight)
+
+
+_ACQUIRE = """
+local now = tonumber(ARGV[1])
+local per_second = tonumber(ARGV[2])
+local q = redis.call('HMGET', KEYS[1], 'limit', 'remaining', 'reset', 'window', 'inflight')
+local limit = tonumber(q[1] or '-1')
+local remaining = tonumber(q[2] or '-1')
+local reset = tonumber(q[3] or '0')
+local window = tonumber(q[4] or '0')
+local inflight = tonumber(q[5] or '0')
+local second_key = KEYS[2] .. ':' .. math.floor(now / 1000)
+if per_second > 0 then
+  local used = tonumber(redis.call('GET', second_key) or '0')
+  if used >= per_second then return 1000 - (now % 1000) end
+end
+if limit == -2 then remaining = 1 end
+if now >= reset and limit >= 0 then
+  remaining = limit
+  reset = now + window
+end
+if limit == -1 and inflight > 0 then return 50 end
+if limit >= 0 and remaining <= 0 then
+  redis.call('HSET', KEYS[1], 'remaining', remaining, 'reset', reset)
+  return math.max(1, reset - now)
+end
+redis.call('HSET', KEYS[1], 'remaining', remaining - 1, 'reset', reset, 'inflight', inflight + 1)
+redis.call('PEXPIRE', KEYS[1], 86400000)
+if per_second > 0 then
+  redis.call('INCR', second_key)
+  redis.call('PEXPIRE', second_key, 2000)
+end
+return 0
+"""
+
+_OBSERVE = """
+local now = tonumber(ARGV[1])
+local q = redis.call('HMGET', KEYS[1], 'remaining', 'reset', 'window', 'inflight')
+local remaining = tonumber(q[1] or '-1')
+local reset = tonumber(q[2] or '0')
+local window = tonumber(q[3] or '0')
+local inflight = math.max(0, tonumber(q[4] or '0') - 1)
+redis.call('HSET', KEYS[1], 'inflight', inflight)
+if ARGV[2] == '' then
+  -- An answer without quota headers: stop waiting to learn them.
+  if ARGV[5] == '1' and tonumber(redis.call('HGET', KEYS[1], 'limit') or '-1') == -1 then
+    redis.call('HSET', KEYS[1], 'limit', -2)
+  end
+  return 0
+end
+local limit, seen, seen_reset = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+window = math.max(window, seen_reset - now)
+if seen_reset > reset + 1000 then
+  reset = seen_reset
+  remaining = seen - inflight
+else
+  remaining = math.min(remaining, seen - inflight)
+end
+redis.call('HSET', KEYS[1], 'limit', limit, 'remaining', remaining, 'reset', reset, 'window', window)
+return 0
+"""
+
+
+class RedisQuota(_Paced):
+    """The budget shared by every worker through Redis; each step is one atomic script call."""
+
+    def __init__(self, redis: Redis, *, per_second: int = 0, key: str = "systeme-flow:quota") -> None:
+        self.redis = redis
+        self.per_second = per_second
+        self.keys = [key, f"{key}:second"]
+        self._acquire = redis.register_script(_ACQUIRE)
+        self._observe = redis.register_script(_OBSERVE)
+
+    async def _try(self, now_ms: int) -> int:
+        return int(await self._acquire(keys=self.keys, args=[now_ms, self.per_second]))
+
+    async def observe(self, response: httpx.Response | None) -> None:
+        now_ms = int(time.time() * 1000)
+        headers = read_headers(response, now_ms) if response is not None else None
+        args: list[int | str] = [now_ms, *(headers or ("", "", "")), "1" if response is not None else "0"]
+        await self._observe(keys=self.keys, args=args)
