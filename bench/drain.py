@@ -1,19 +1,28 @@
-"""Drain throughput: a backlog of actions through one arq worker against the simulator, vs arq no-op jobs.
+"""Drain throughput: a backlog of actions through arq workers against the simulator.
 
-    python -m bench.drain [--actions 1000] [--database-url URL] [--redis-url URL]
+    python -m bench.drain [--actions 1000]                      one worker, no rate limit, vs arq no-op jobs
+    python -m bench.drain --limit 400 --window 10 --workers 2 [--actions 2000]
+                                                                 N worker processes under a quota of L per window
 
-Both figures come from the same run, same Redis, same worker settings (max_jobs); the simulator runs as its own
-process with no rate limit. Each action is a `tag` for a new contact: find the contact, create it, tag it.
+The first form puts the drain rate beside arq running no-op jobs in the same run (same Redis, same max_jobs).
+The second runs `systeme-flow worker --burst` processes against a simulator limited to L requests per window and
+prints the achieved request rate against L, the 429s received (target 0) and the actions that did not succeed
+(must be 0). Each action is a `tag` for a new contact: find the contact, create it, tag it (three requests).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import subprocess
+import sys
 import tempfile
 import time
 from typing import Any
 
+import httpx
+import sqlalchemy as sa
 from arq import Worker
 from arq.connections import RedisSettings, create_pool
 from redis.asyncio import Redis
@@ -25,7 +34,7 @@ from app.rules.loader import parse_rules
 from app.store.db import create_engine
 from app.store.events import record_event
 from app.store.migrate import upgrade_async
-from app.store.models import utcnow
+from app.store.models import actions, utcnow
 from bench.common import report, server
 from workers.settings import WorkerSettings
 
@@ -131,14 +140,72 @@ async def run(args: argparse.Namespace, folder: str, sim_url: str) -> None:
     print(f"{'ratio actions / no-op':<34} {drain_rate / noop_rate:9.3f}   (target >= 0.5)")
 
 
+async def limited(args: argparse.Namespace, folder: str, sim_url: str) -> None:
+    settings = Settings(
+        _env_file=None,
+        database_url=args.database_url or f"sqlite+aiosqlite:///{folder}/drain.db",
+        redis_url=args.redis_url,
+        systeme_api_key="bench-key",
+        systeme_api_url=sim_url,
+        maton_api_key=None,
+    )
+    await upgrade_async(settings.database_url)
+    await Redis.from_url(args.redis_url).flushdb()
+    await backlog(settings, args.actions)
+    env = {
+        **os.environ,
+        "DATABASE_URL": settings.database_url,
+        "REDIS_URL": args.redis_url,
+        "SYSTEME_API_KEY": "bench-key",
+        "SYSTEME_API_URL": sim_url,
+        "LOG_FORMAT": "json",
+    }
+    env.pop("MATON_API_KEY", None)
+    started = time.perf_counter()
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "app", "worker", "--burst", "--no-migrate"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(args.workers)
+    ]
+    for worker in workers:
+        worker.wait()
+    seconds = time.perf_counter() - started
+    async with httpx.AsyncClient(base_url=sim_url) as http:
+        state = (await http.get("/_sim/state")).json()
+    served = sum(1 for c in state["calls"] if c.get("status") != 429)
+    engine = create_engine(settings.database_url)
+    async with engine.connect() as conn:
+        rows = await conn.execute(sa.select(actions.c.status, sa.func.count()).group_by(actions.c.status))
+        statuses: dict[str, int] = {status: count for status, count in rows}
+    await engine.dispose()
+    quota = args.limit / args.window
+    print(f"{args.workers} workers, {args.actions} actions, quota {args.limit} requests / {args.window:g} s")
+    rate = served / seconds
+    print(f"{'achieved request rate':<34} {rate:9.1f}/s   ({rate / quota:.0%} of {quota:g}/s; target >= 90%)")
+    print(f"{'429 answers received':<34} {state['throttled']:9d}     (target 0)")
+    failed = args.actions - statuses.get("succeeded", 0)
+    print(f"{'actions not succeeded':<34} {failed:9d}     (must be 0)   {statuses}")
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--actions", type=int, default=1000)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--actions", type=int, default=None, help="default 1000, or 2000 with --limit")
+    parser.add_argument("--limit", type=int, default=0, help="simulator quota: requests per window")
+    parser.add_argument("--window", type=float, default=10.0, help="simulator quota window, seconds")
+    parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--database-url", default=None, help="default: a fresh SQLite file")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as folder, server(["-m", "app", "simulator", "--api-key", "bench-key"]) as url:
-        asyncio.run(run(args, folder, url))
+    args.actions = args.actions or (2000 if args.limit else 1000)
+    sim = ["-m", "app", "simulator", "--api-key", "bench-key"]
+    if args.limit:
+        sim += ["--rate-limit", str(args.limit), "--window", str(args.window)]
+    with tempfile.TemporaryDirectory() as folder, server(sim) as url:
+        asyncio.run((limited if args.limit else run)(args, folder, url))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import time
@@ -225,9 +226,14 @@ class Simulator:
                         status_code=429,
                         headers={"Retry-After": str(max(1, math.ceil(refill)))},
                     )
-                elif fault is not None:
-                    response = JSONResponse({"title": "Simulated failure", "detail": "fault injected"}, fault)
+                elif fault is not None and fault.status:
+                    await asyncio.sleep(fault.delay)
+                    response = JSONResponse({"title": "Simulated failure", "detail": "fault injected"}, fault.status)
                 else:
+                    if fault is not None:
+                        # A slow server: the request has arrived whole and is acted on even if the client leaves.
+                        await request.body()
+                        await asyncio.sleep(fault.delay)
                     response = await self._answer(handler, request)
                 limit = acc.rate_limit or 1_000_000
                 response.headers["X-RateLimit-Limit"] = str(limit)

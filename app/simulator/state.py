@@ -59,10 +59,11 @@ def _now() -> str:
 
 @dataclass
 class Fault:
-    status: int
+    status: int  # the answer to give; 0 answers normally, after `delay`
     count: int
     path_prefix: str = "/"
     method: str | None = None
+    delay: float = 0.0
 
 
 @dataclass
@@ -251,9 +252,9 @@ class Account:
         self.window_used += 1
         return True, max(0, self.rate_limit - self.window_used), refill
 
-    def take_fault(self, method: str, path: str) -> int | None:
+    def take_fault(self, method: str, path: str) -> Fault | None:
         for fault in self.faults:
             if fault.count > 0 and path.startswith(fault.path_prefix) and fault.method in (None, method):
                 fault.count -= 1
-                return fault.status
+                return fault
         return None

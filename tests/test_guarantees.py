@@ -1,0 +1,216 @@
+"""Fault injection for the delivery guarantees: ordering, a killed worker, Redis emptied, approvals."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+import redis
+
+from app.simulator.state import Fault
+from tests.conftest import SIM_KEY, operator, running, wait_for
+from tests.factories import stripe_checkout, stripe_headers, stripe_refund
+
+
+async def post_stripe(url: str, event: dict) -> str:
+    body = json.dumps(event).encode()
+    async with httpx.AsyncClient(base_url=url) as http:
+        answer = await http.post("/hooks/stripe", content=body, headers=stripe_headers(body))
+    assert answer.status_code == 202, answer.text
+    return answer.json()["event_id"]
+
+
+async def event_actions(url: str, event_id: str) -> list[dict]:
+    async with operator(url) as http:
+        return (await http.get(f"/v1/events/{event_id}")).json()["actions"]
+
+
+async def settled(url: str, *event_ids: str) -> None:
+    async def done() -> bool:
+        for event_id in event_ids:
+            if any(a["status"] in ("pending", "running") for a in await event_actions(url, event_id)):
+                return False
+        return True
+
+    await wait_for(done, timeout=30)
+
+
+async def test_refund_right_after_purchase_leaves_access_revoked(make_settings, database_url, sim):
+    now = int(time.time())
+    with running(make_settings(database_url=database_url, embedded_concurrency=6)) as url:
+        purchase = await post_stripe(url, stripe_checkout("order@example.com", created=now - 5))
+        refund = await post_stripe(url, {**stripe_refund("order@example.com"), "created": now - 4})
+        await settled(url, purchase, refund)
+        assert {a["status"] for a in await event_actions(url, purchase) + await event_actions(url, refund)} == {
+            "succeeded"
+        }
+    assert sim.tag_names("order@example.com") == []
+    assert sim.account.enrollments == {} and sim.account.memberships == {}
+
+
+async def test_an_earlier_event_arriving_late_runs_and_says_so(make_settings, sqlite_url, sim):
+    now = int(time.time())
+    with running(make_settings(database_url=sqlite_url)) as url:
+        refund = await post_stripe(url, {**stripe_refund("late@example.com"), "created": now - 1})
+        await settled(url, refund)
+        purchase = await post_stripe(url, stripe_checkout("late@example.com", created=now - 60))
+        await settled(url, purchase)
+        notes = {a["note"] for a in await event_actions(url, purchase)}
+    assert notes == {"out of order: an action of a later event for this contact already ran"}
+
+
+async def test_same_delivery_ten_times_at_once_has_each_effect_once(make_settings, database_url, sim):
+    body = json.dumps(stripe_checkout("ten@example.com")).encode()
+    with running(make_settings(database_url=database_url)) as url:
+        async with httpx.AsyncClient(base_url=url) as http:
+            answers = await asyncio.gather(
+                *[http.post("/hooks/stripe", content=body, headers=stripe_headers(body)) for _ in range(10)]
+            )
+        event_id = answers[0].json()["event_id"]
+        await settled(url, event_id)
+    assert len(sim.account.contacts) == 1 and len(sim.account.enrollments) == 1 and len(sim.account.memberships) == 1
+    assert sim.tag_names("ten@example.com") == ["Masterclass buyer"]
+
+
+def worker_env(database_url: str, redis_url: str, sim_url: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("MATON_API_KEY", "ADMIN_TOKEN")}
+    env.update(
+        DATABASE_URL=database_url,
+        REDIS_URL=redis_url,
+        SYSTEME_API_KEY=SIM_KEY,
+        SYSTEME_API_URL=sim_url,
+        LOG_FORMAT="json",
+        **extra,
+    )
+    return env
+
+
+async def test_worker_killed_mid_action_is_finished_by_another_once(make_settings, postgres_url, clean_redis, sim):
+    settings = make_settings(database_url=postgres_url, redis_url=clean_redis)
+    # The tag request hangs for 3 s: long enough to kill the worker while it waits for the answer.
+    sim.account.faults.append(Fault(0, 1, "/api/contacts/", "POST", delay=3.0))
+    with running(settings) as url:
+        event_id = await post_stripe(url, stripe_checkout("killed@example.com"))
+        env = worker_env(postgres_url, clean_redis, sim.url, ACTION_LEASE_SECONDS="2")
+        first = subprocess.Popen(
+            [sys.executable, "-m", "app", "worker", "--no-migrate"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            await wait_for(
+                lambda: any(c["path"].endswith("/tags") and c["method"] == "POST" for c in sim.account.calls),
+                timeout=30,
+            )
+        finally:
+            first.send_signal(signal.SIGKILL)
+            first.wait()
+        tag = next(a for a in await event_actions(url, event_id) if a["kind"] == "tag")
+        assert tag["status"] == "running"  # the dead worker's lease still holds it
+        await asyncio.sleep(3.5)  # the request finishes at the simulator, and the lease runs out
+        # Not --burst: the dead worker's job stays "in progress" in Redis until its timeout; the sweep at start
+        # hands the action over under its next attempt's job id meanwhile.
+        second = subprocess.Popen(
+            [sys.executable, "-m", "app", "worker", "--no-migrate"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            await settled(url, event_id)
+        finally:
+            second.terminate()
+            second.wait(timeout=30)
+        tag = next(a for a in await event_actions(url, event_id) if a["kind"] == "tag")
+    assert tag["status"] == "succeeded" and tag["attempts"] == 2
+    assert sim.tag_names("killed@example.com") == ["Masterclass buyer"]
+    tag_writes = [c for c in sim.writes() if c["path"].startswith("/api/contacts/") and c["path"].endswith("/tags")]
+    assert len(tag_writes) == 1  # the second attempt found the tag there and wrote nothing
+
+
+async def test_redis_emptied_while_actions_are_pending_loses_nothing(make_settings, sqlite_url, clean_redis, sim):
+    settings = make_settings(database_url=sqlite_url, redis_url=clean_redis)
+    with running(settings) as url:
+        event_id = await post_stripe(url, stripe_checkout("flushed@example.com"))
+        redis.Redis.from_url(clean_redis).flushdb()  # Redis restarted empty: the jobs are gone
+        done = subprocess.run(
+            [sys.executable, "-m", "app", "worker", "--burst", "--no-migrate"],
+            env=worker_env(sqlite_url, clean_redis, sim.url),
+            capture_output=True,
+            text=True,
+            timeout=90,
+        )
+        assert done.returncode == 0, done.stderr
+        await settled(url, event_id)
+        assert {a["status"] for a in await event_actions(url, event_id)} == {"succeeded"}
+    assert sim.tag_names("flushed@example.com") == ["Masterclass buyer"]
+
+
+async def test_approval_flow_over_the_api(make_settings, database_url, sim):
+    owner = sim.account.create_contact({"email": "sub@example.com"})
+    sim.simulator.seed(subscriptions=[{"id": 777, "contactId": owner["id"]}, {"id": 778, "contactId": owner["id"]}])
+    settings = make_settings(database_url=database_url, admin_token="alice=tok-alice,bob=tok-bob")
+    deleted = {"type": "customer.subscription.deleted", "created": int(time.time())}
+    with running(settings) as url:
+        first = await post_stripe(
+            url, {**deleted, "id": "evt_sub_1", "data": {"object": {"metadata": {"systeme_subscription_id": "777"}}}}
+        )
+        second = await post_stripe(
+            url, {**deleted, "id": "evt_sub_2", "data": {"object": {"metadata": {"systeme_subscription_id": "778"}}}}
+        )
+        alice = httpx.AsyncClient(base_url=url, headers={"Authorization": "Bearer tok-alice"})
+        bob = httpx.AsyncClient(base_url=url, headers={"Authorization": "Bearer tok-bob"})
+        async with alice, bob:
+            waiting = (await alice.get("/v1/actions", params={"status": "awaiting_approval"})).json()["items"]
+            assert len(waiting) == 2 and sim.writes() == []
+            (a1,) = [a["id"] for a in (await alice.get(f"/v1/events/{first}")).json()["actions"]]
+            (a2,) = [a["id"] for a in (await alice.get(f"/v1/events/{second}")).json()["actions"]]
+            approved = await alice.post(f"/v1/actions/{a1}/approve")
+            assert approved.status_code == 200 and approved.json()["decided_by"] == "alice"
+            rejected = await bob.post(f"/v1/actions/{a2}/reject", json={"reason": "customer asked to stay"})
+            assert (
+                rejected.json()["status"] == "rejected"
+                and rejected.json()["last_error"] == "rejected by bob: customer asked to stay"
+            )
+            again = await bob.post(f"/v1/actions/{a2}/approve")
+            assert again.status_code == 409
+
+            async def approved_ran() -> bool:
+                return (await alice.get(f"/v1/actions/{a1}")).json()["status"] == "succeeded"
+
+            await wait_for(approved_ran)
+    assert sim.account.subscriptions[777]["status"] == "cancelled"
+    assert sim.account.subscriptions[778]["status"] == "active"
+
+
+async def test_dead_actions_retry_in_bulk_and_replay_changes_nothing_twice(make_settings, sqlite_url, sim):
+    sim.account.faults.append(Fault(500, 1000, "/api/school"))
+    settings = make_settings(database_url=sqlite_url, retry_base_seconds=0.05, retry_max_attempts=2)
+    with running(settings) as url:
+        event_id = await post_stripe(url, stripe_checkout("dead@example.com"))
+        await settled(url, event_id)
+        statuses = {a["kind"]: a["status"] for a in await event_actions(url, event_id)}
+        assert statuses == {"tag": "succeeded", "enroll": "dead", "add_to_community": "succeeded"}
+        sim.account.faults.clear()
+        async with operator(url) as http:
+            retried = (
+                await http.post("/v1/actions/retry", json={"status": "dead", "rule": "masterclass-purchase"})
+            ).json()
+            assert len(retried["retried"]) == 1
+            await settled(url, event_id)
+            assert {a["status"] for a in await event_actions(url, event_id)} == {"succeeded"}
+            writes = len(sim.writes())
+            replay = (await http.post(f"/v1/events/{event_id}/replay")).json()
+            assert len(replay["actions"]) == 3
+            await settled(url, event_id)
+            actions = await event_actions(url, event_id)
+    assert len(actions) == 6 and {a["status"] for a in actions} == {"succeeded"}
+    assert len(sim.writes()) == writes  # a replay of a fully applied event changes nothing in Systeme.io
+    assert len(sim.account.enrollments) == 1
