@@ -214,3 +214,115 @@ async def test_dead_actions_retry_in_bulk_and_replay_changes_nothing_twice(make_
     assert len(actions) == 6 and {a["status"] for a in actions} == {"succeeded"}
     assert len(sim.writes()) == writes  # a replay of a fully applied event changes nothing in Systeme.io
     assert len(sim.account.enrollments) == 1
+
+
+async def test_ordering_holds_across_worker_processes(make_settings, postgres_url, clean_redis, sim):
+    settings = make_settings(database_url=postgres_url, redis_url=clean_redis)
+    now = int(time.time())
+    emails = [f"multi{n}@example.com" for n in range(4)]
+    with running(settings) as url:
+        events = []
+        for email in emails:
+            events.append(await post_stripe(url, stripe_checkout(email, created=now - 10)))
+            events.append(await post_stripe(url, {**stripe_refund(email), "created": now - 9}))
+        env = worker_env(postgres_url, clean_redis, sim.url)
+        workers = [
+            subprocess.Popen(
+                [sys.executable, "-m", "app", "worker", "--no-migrate"],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for _ in range(2)
+        ]
+        try:
+            await settled(url, *events)
+        finally:
+            for worker in workers:
+                worker.terminate()
+            for worker in workers:
+                worker.wait(timeout=30)
+    for email in emails:
+        assert sim.tag_names(email) == []
+    assert sim.account.enrollments == {} and sim.account.memberships == {}
+
+
+async def test_unanswered_approvals_expire_as_rejected(sqlite_url):
+    from datetime import timedelta
+
+    from app.rules.engine import RuleSet
+    from app.rules.loader import parse_rules
+    from app.store.db import create_engine
+    from app.store.events import record_event
+    from app.store.models import utcnow
+    from app.store.operator import expire_approvals
+    from app.store.queries import list_actions
+    from tests.factories import RULES
+
+    engine = create_engine(sqlite_url)
+    try:
+        rules = RuleSet(parse_rules(RULES, path="r", env={}))
+        payload = {"id": "evt_exp", "data": {"object": {"metadata": {"systeme_subscription_id": "5"}}}}
+        stored = await record_event(
+            engine,
+            source="stripe",
+            event_type="customer.subscription.deleted",
+            provider_id="evt_exp",
+            payload=payload,
+            headers={},
+            occurred_at=None,
+            outcomes=rules.plan(source="stripe", event_type="customer.subscription.deleted", payload=payload),
+            rules_version=rules.version,
+            now=utcnow(),
+            dry_run=False,
+            approval_window=timedelta(days=7),
+        )
+        assert [s for _, s in stored.actions] == ["awaiting_approval"]
+        assert await expire_approvals(engine, now=utcnow() + timedelta(days=6)) == 0
+        assert await expire_approvals(engine, now=utcnow() + timedelta(days=8)) == 1
+        (action,), _ = await list_actions(engine)
+        assert (action["status"], action["decided_by"], action["last_error"]) == (
+            "rejected",
+            "deadline",
+            "no approval before the deadline",
+        )
+    finally:
+        await engine.dispose()
+
+
+async def test_operator_cli_lists_approves_and_retries(make_settings, sqlite_url, sim):
+    owner = sim.account.create_contact({"email": "cli@example.com"})
+    sim.simulator.seed(subscriptions=[{"id": 901, "contactId": owner["id"]}])
+    with running(make_settings(database_url=sqlite_url)) as url:
+        await post_stripe(
+            url,
+            {
+                "id": "evt_cli",
+                "type": "customer.subscription.deleted",
+                "created": int(time.time()),
+                "data": {"object": {"metadata": {"systeme_subscription_id": "901"}}},
+            },
+        )
+        env = {"PATH": os.environ["PATH"], "DATABASE_URL": sqlite_url}
+
+        def cli(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [sys.executable, "-m", "app", *args], env=env, capture_output=True, text=True, timeout=60
+            )
+
+        listed = json.loads(cli("actions", "--status", "awaiting_approval", "--json").stdout)
+        (action,) = listed["items"]
+        assert action["kind"] == "cancel_subscription"
+        events = cli("events", "--status", "awaiting_approval")
+        assert "stripe/customer.subscription.deleted  (1 awaiting_approval)" in events.stdout
+        approved = json.loads(cli("approve", action["id"], "--by", "carol", "--json").stdout)
+        assert (approved["status"], approved["decided_by"]) == ("pending", "carol")
+        again = cli("approve", action["id"])
+        assert again.returncode != 0 and "not awaiting approval" in again.stderr
+
+        async def cancelled() -> bool:
+            return sim.account.subscriptions[901]["status"] == "cancelled"
+
+        await wait_for(cancelled)  # the running service's sweep picked the approved action up
+        retry = cli("retry", action["id"])
+        assert retry.returncode != 0  # still running or already succeeded: nothing to retry
