@@ -32,10 +32,12 @@ async def list_events(
     event_type: str | None = None,
     status: str | None = None,
     since: datetime | None = None,
+    email: str | None = None,
     limit: int = 50,
     cursor: str | None = None,
 ) -> tuple[list[dict[str, Any]], str | None]:
-    """Newest first, with action counts by status. `status` keeps events with an action in that status."""
+    """Newest first, with action counts by status. `status` keeps events with an action in that status;
+    `email` the events a rule rendered that contact for."""
     query = sa.select(
         events.c.id, events.c.source, events.c.type, events.c.received_at, events.c.occurred_at, events.c.rules_version
     ).order_by(events.c.id.desc())
@@ -48,6 +50,12 @@ async def list_events(
     if status:
         query = query.where(
             sa.select(actions.c.id).where(actions.c.event_id == events.c.id, actions.c.status == status).exists()
+        )
+    if email:
+        query = query.where(
+            sa.select(rule_outcomes.c.id)
+            .where(rule_outcomes.c.event_id == events.c.id, rule_outcomes.c.contact_email == email.strip().lower())
+            .exists()
         )
     if cursor:
         query = query.where(events.c.id < cursor)
@@ -126,3 +134,26 @@ async def get_event(engine: AsyncEngine, event_id: str) -> dict[str, Any] | None
         for action in event["actions"]:
             action["calls"] = by_action[action["id"]]
     return event
+
+
+async def rule_stats(engine: AsyncEngine, *, since: datetime) -> dict[str, dict[str, int]]:
+    """Per rule since `since`: times matched, and its actions that succeeded or failed (failed, dead)."""
+    stats: dict[str, dict[str, int]] = {}
+    async with engine.connect() as conn:
+        matched = await conn.execute(
+            sa.select(rule_outcomes.c.rule_id, sa.func.count())
+            .join(events, events.c.id == rule_outcomes.c.event_id)
+            .where(events.c.received_at >= since, rule_outcomes.c.decision == "matched")
+            .group_by(rule_outcomes.c.rule_id)
+        )
+        for rule_id, count in matched:
+            stats.setdefault(rule_id, {"matched": 0, "succeeded": 0, "failed": 0})["matched"] = count
+        done = await conn.execute(
+            sa.select(actions.c.rule_id, actions.c.status, sa.func.count())
+            .where(actions.c.created_at >= since, actions.c.status.in_(("succeeded", "failed", "dead")))
+            .group_by(actions.c.rule_id, actions.c.status)
+        )
+        for rule_id, status, count in done:
+            entry = stats.setdefault(rule_id, {"matched": 0, "succeeded": 0, "failed": 0})
+            entry["succeeded" if status == "succeeded" else "failed"] += count
+    return stats

@@ -19,7 +19,7 @@ from app.systeme.errors import TransientApiError
 
 # Longer waits end the attempt as a transient failure scheduled for when the quota refills.
 MAX_WAIT_SECONDS = 65.0
-_MARGIN_MS = 1000
+_MARGIN_MS = 500
 
 
 class Quota(Protocol):
@@ -38,7 +38,8 @@ def read_headers(response: httpx.Response, now_ms: int) -> tuple[int, int, int] 
     except (KeyError, ValueError):
         return None
     # The unit is undocumented: seconds until the quota refills, or a Unix time when larger than a day. Whole
-    # seconds hide up to one more, so count the window as ending a second later: a little budget lost, no 429.
+    # seconds, rounded, hide up to half a second: count the window as ending that much later (a little budget
+    # lost, no 429 at the boundary).
     reset_ms = int(refill * 1000) if refill > 86_400 else now_ms + int(refill * 1000)
     return limit, remaining, reset_ms + _MARGIN_MS
 

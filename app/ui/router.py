@@ -1,0 +1,216 @@
+"""The dashboard at /ui: server-rendered pages over the same services as the operator API."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from app.deps import StateDep, operator_for, require_operator
+from app.errors import AppError, Forbidden, NotFound, Unauthorized
+from app.operator import service
+from app.preview.service import explain, render_text
+from app.store.models import utcnow
+from app.store.queries import get_event, list_actions, list_events, rule_stats
+from app.ui import charts, session
+from app.webhooks.body import build_delivery
+
+TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+TEMPLATES.env.filters["pretty"] = lambda value: json.dumps(value, indent=2, default=str, ensure_ascii=False)
+router = APIRouter(prefix="/ui", include_in_schema=False)
+
+
+class SignIn(Exception):
+    """Raised for a page view without a session: answered with a redirect to the sign-in page."""
+
+
+def _operator(request: Request, state: StateDep) -> str:
+    if request.headers.get("authorization"):
+        return require_operator(request, state)  # scripts: Bearer token, no cookie, no CSRF needed
+    if state.settings.admin_token is None:
+        raise Forbidden("the dashboard is disabled: set ADMIN_TOKEN to enable it")
+    operator = session.operator_of(state.settings, request.cookies.get(session.COOKIE))
+    if operator is None:
+        raise SignIn()
+    return operator
+
+
+Operator = Annotated[str, Depends(_operator)]
+
+
+async def _checked(request: Request, state: StateDep, operator: Operator) -> str:
+    """A state-changing form post: the CSRF token must match the session (Bearer callers have no cookie)."""
+    if request.headers.get("authorization"):
+        return operator
+    form = await request.form()
+    token = form.get("csrf")
+    if not session.csrf_ok(
+        state.settings, request.cookies.get(session.COOKIE), token if isinstance(token, str) else None
+    ):
+        raise Unauthorized("the form expired or came from another site: reload the page and try again")
+    return operator
+
+
+Checked = Annotated[str, Depends(_checked)]
+
+
+def _page(request: Request, name: str, operator: str | None, **context: Any) -> HTMLResponse:
+    cookie = request.cookies.get(session.COOKIE)
+    state = request.app.state.sf
+    csrf = session.csrf_token(state.settings, cookie) if cookie else ""
+    return TEMPLATES.TemplateResponse(request, name, {"operator": operator, "csrf": csrf, **context})
+
+
+@router.get("/login")
+async def login_form(request: Request, error: str | None = None) -> HTMLResponse:
+    return _page(request, "login.html", None, error=error)
+
+
+@router.post("/login")
+async def login(request: Request, state: StateDep, token: Annotated[str, Form()]) -> Response:
+    name = operator_for(state.settings, token.strip())
+    if name is None:
+        return RedirectResponse("/ui/login?error=1", status_code=303)
+    response = RedirectResponse("/ui", status_code=303)
+    response.set_cookie(
+        session.COOKIE,
+        session.issue(state.settings, name),
+        max_age=session.LIFETIME_SECONDS,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        path="/ui",
+    )
+    return response
+
+
+@router.post("/logout")
+async def logout(operator: Checked) -> Response:
+    response = RedirectResponse("/ui/login", status_code=303)
+    response.delete_cookie(session.COOKIE, path="/ui")
+    return response
+
+
+@router.get("")
+async def events_page(
+    request: Request,
+    state: StateDep,
+    operator: Operator,
+    source: str | None = None,
+    status: str | None = None,
+    email: str | None = None,
+    cursor: str | None = None,
+) -> HTMLResponse:
+    items, next_cursor = await list_events(
+        state.engine, source=source or None, status=status or None, email=email or None, cursor=cursor, limit=50
+    )
+    chart = charts.svg(await charts.hourly(state.engine, now=utcnow()))
+    filters = {"source": source or "", "status": status or "", "email": email or ""}
+    return _page(
+        request,
+        "events.html",
+        operator,
+        items=items,
+        next_cursor=next_cursor,
+        chart=chart,
+        filters=filters,
+        sources=sorted(state.rules.sources),
+    )
+
+
+@router.get("/events/{event_id}")
+async def event_page(event_id: str, request: Request, state: StateDep, operator: Operator) -> HTMLResponse:
+    event = await get_event(state.engine, event_id)
+    if event is None:
+        raise NotFound(f"no event {event_id!r}")
+    return _page(request, "event.html", operator, event=event)
+
+
+@router.get("/actions")
+async def actions_page(
+    request: Request, state: StateDep, operator: Operator, status: str = "attention"
+) -> HTMLResponse:
+    statuses = ["awaiting_approval", "failed", "dead"] if status == "attention" else [status]
+    items = []
+    for one in statuses:
+        found, _ = await list_actions(state.engine, status=one, limit=200)
+        items += found
+    return _page(request, "actions.html", operator, items=items, status=status)
+
+
+@router.post("/actions/{action_id}/{verb}")
+async def act(action_id: str, verb: str, request: Request, state: StateDep, operator: Checked) -> Response:
+    form = await request.form()
+    await _do(state, verb, action_id, operator, str(form.get("reason") or "") or None)
+    return RedirectResponse(str(form.get("back") or "/ui/actions"), status_code=303)
+
+
+@router.post("/bulk")
+async def bulk(request: Request, state: StateDep, operator: Checked) -> Response:
+    form = await request.form()
+    verb = str(form.get("verb"))
+    for action_id in form.getlist("ids"):
+        try:
+            await _do(state, verb, str(action_id), operator, None)
+        except AppError:
+            continue  # one that changed state meanwhile does not stop the rest
+    return RedirectResponse("/ui/actions", status_code=303)
+
+
+async def _do(state: Any, verb: str, action_id: str, operator: str, reason: str | None) -> None:
+    if verb == "approve":
+        await service.approve(state.engine, state.dispatcher, action_id, by=operator)
+    elif verb == "reject":
+        await service.reject(state.engine, action_id, by=operator, reason=reason)
+    elif verb == "retry":
+        await service.retry(state.engine, state.dispatcher, action_id, by=operator)
+    else:
+        raise NotFound(f"no such action button {verb!r}")
+
+
+@router.get("/rules")
+async def rules_page(request: Request, state: StateDep, operator: Operator) -> HTMLResponse:
+    stats = await rule_stats(state.engine, since=utcnow() - timedelta(hours=24))
+    return _page(
+        request,
+        "rules.html",
+        operator,
+        rules=state.rules,
+        stats=stats,
+        error=state.rules_error,
+        report=None,
+        test={"source": "", "payload": "{}"},
+    )
+
+
+@router.post("/rules/test")
+async def rules_test(
+    request: Request,
+    state: StateDep,
+    operator: Checked,
+) -> HTMLResponse:
+    form = await request.form()
+    source, payload = str(form.get("source") or ""), str(form.get("payload") or "{}")
+    config = state.rules.sources.get(source)
+    try:
+        body = json.dumps(json.loads(payload)).encode()
+        delivery = await build_delivery(config.type if config else "", {"content-type": "application/json"}, body, {})
+        report = render_text(await explain(state.rules, source=source, delivery=delivery))
+    except (ValueError, AppError) as exc:
+        report = f"cannot explain this event: {getattr(exc, 'message', exc)}"
+    stats = await rule_stats(state.engine, since=utcnow() - timedelta(hours=24))
+    return _page(
+        request,
+        "rules.html",
+        operator,
+        rules=state.rules,
+        stats=stats,
+        error=state.rules_error,
+        report=report,
+        test={"source": source, "payload": payload},
+    )

@@ -1,0 +1,119 @@
+"""The dashboard in a real browser: Playwright driving Debian's Chromium, headless."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Page, expect, sync_playwright
+
+from tests.conftest import running
+from tests.factories import stripe_checkout, stripe_headers
+
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+SHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
+TOKEN = "dashboard-operator-token"
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture
+def browser_page():
+    if not Path(CHROMIUM).exists():
+        pytest.fail(
+            f"Chromium not found at {CHROMIUM}: `apt-get install chromium` (.ci/run does it) or set CHROMIUM_PATH"
+        )
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        yield page
+        browser.close()
+
+
+def post(url: str, event: dict) -> None:
+    body = json.dumps(event).encode()
+    answer = httpx.post(f"{url}/hooks/stripe", content=body, headers=stripe_headers(body))
+    assert answer.status_code == 202, answer.text
+
+
+def test_sign_in_open_an_event_and_approve_an_action(make_settings, sqlite_url, sim, browser_page: Page):
+    owner = sim.account.create_contact({"email": "browser@example.com"})
+    sim.simulator.seed(subscriptions=[{"id": 4242, "contactId": owner["id"]}])
+    with running(make_settings(database_url=sqlite_url, admin_token=f"dana={TOKEN}")) as url:
+        post(url, stripe_checkout("ada@example.com"))
+        post(
+            url,
+            {
+                "id": "evt_ui_sub",
+                "type": "customer.subscription.deleted",
+                "created": int(time.time()),
+                "data": {"object": {"metadata": {"systeme_subscription_id": "4242"}}},
+            },
+        )
+        page = browser_page
+        page.goto(f"{url}/ui")
+        expect(page).to_have_url(f"{url}/ui/login")
+        page.fill("input[name=token]", "wrong")
+        page.click("button[type=submit]")
+        expect(page.locator(".error")).to_contain_text("not valid")
+        page.fill("input[name=token]", TOKEN)
+        page.click("button[type=submit]")
+        expect(page.locator("h1").nth(1)).to_have_text("Events")
+        expect(page.locator("table.list tbody tr")).to_have_count(2)
+        page.screenshot(path=str(SHOTS / "events.png"), full_page=True)
+
+        page.click("text=checkout.session.completed >> xpath=../..//a")
+        expect(page.locator(".rules")).to_contain_text("masterclass-purchase")
+        expect(page.locator(".action").first).to_contain_text("tag")
+        page.screenshot(path=str(SHOTS / "event.png"), full_page=True)
+
+        page.click("nav >> text=Actions")
+        row = page.locator("table.list tbody tr", has_text="cancel subscription")
+        expect(row.locator(".badge")).to_have_text("awaiting approval")
+        page.screenshot(path=str(SHOTS / "actions.png"), full_page=True)
+        row.locator("button", has_text="Approve").click()
+        expect(page.locator("table.list tbody tr", has_text="cancel subscription")).to_have_count(0)
+
+        page.goto(f"{url}/ui?status=succeeded")
+        deadline = time.monotonic() + 15
+        while sim.account.subscriptions[4242]["status"] != "cancelled":
+            assert time.monotonic() < deadline, "the approved cancellation never ran"
+            time.sleep(0.1)
+        page.goto(f"{url}/ui/rules")
+        expect(page.locator("table.list")).to_contain_text("subscription-ended")
+        page.select_option("select[name=source]", "stripe")
+        page.fill("textarea[name=payload]", json.dumps(stripe_checkout("preview@example.com", paid=False)))
+        page.click("button:has-text('Explain')")
+        expect(page.locator("pre.report")).to_contain_text('payment_status was "unpaid"')
+        page.screenshot(path=str(SHOTS / "rules.png"), full_page=True)
+
+        page.set_viewport_size({"width": 390, "height": 844})
+        page.goto(f"{url}/ui")
+        page.screenshot(path=str(SHOTS / "phone.png"), full_page=True)
+    assert sim.account.subscriptions[4242]["status"] == "cancelled"
+
+
+def test_state_changes_need_the_csrf_token(make_settings, sqlite_url):
+    with running(make_settings(database_url=sqlite_url, admin_token=f"dana={TOKEN}")) as url:
+        with httpx.Client(base_url=url) as http:
+            http.post("/ui/login", data={"token": TOKEN})
+            assert http.cookies.get("sf_session")
+            forged = http.post("/ui/actions/act_x/approve", data={"csrf": "guess"})
+            assert forged.status_code == 401 and "reload the page" in forged.json()["error"]
+            page = http.get("/ui/actions")
+            assert page.status_code == 200 and "Nothing needs you" in page.text
+        # Scripts may use the Bearer token instead of a session.
+        assert httpx.get(f"{url}/ui/rules", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
+        assert httpx.get(f"{url}/ui/rules", follow_redirects=False).status_code == 303
