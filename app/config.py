@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     approval_timeout_hours: float = 168.0
     embedded_concurrency: int = 4
     log_format: Literal["auto", "json", "console"] = "auto"
+    retention_days: int = 90
+    alert_webhook_url: str | None = None
+    alert_approval_hours: float = 24.0
+    alert_silence_hours: float = 48.0
     # Peers whose X-Forwarded-For is believed (comma-separated addresses or networks); none by default.
     forwarded_allow_ips: str = ""
 

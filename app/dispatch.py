@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -17,6 +18,8 @@ from arq.connections import ArqRedis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.actions.runner import RetryPolicy, run_action
+from app.config import Settings
+from app.maintenance import action_died, maintain
 from app.store.actions import due_actions
 from app.store.models import utcnow
 from app.store.operator import expire_approvals
@@ -25,6 +28,8 @@ from app.systeme.client import SystemeClient
 log = logging.getLogger(__name__)
 # A job that has waited this long in Redis is dropped by arq; the sweep dispatches the action again.
 JOB_EXPIRY = timedelta(hours=6)
+# Retention and alerts, in embedded mode (the arq cron does it with Redis).
+UPKEEP_SECONDS = 600.0
 
 
 class Dispatcher(Protocol):
@@ -63,12 +68,14 @@ class EmbeddedExecutor:
         policy: RetryPolicy,
         concurrency: int = 4,
         sweep_seconds: float = 1.0,
+        settings: Settings | None = None,
     ) -> None:
         self.engine = engine
         self.client = client
         self.policy = policy
         self.concurrency = concurrency
         self.sweep_seconds = sweep_seconds
+        self.settings = settings
         self.queue: asyncio.Queue[str] = asyncio.Queue()
         self._queued: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
@@ -101,15 +108,21 @@ class EmbeddedExecutor:
                     engine=self.engine, client=self.client, action_id=action_id, policy=self.policy
                 )
                 await self.dispatch(result.follow_up)
+                if result.status == "dead" and self.settings is not None:
+                    await action_died(self.engine, self.settings, action_id)
             except Exception:
                 # The row stays pending or running with a lease; the sweep brings it back.
                 log.exception("running action %s failed", action_id)
 
     async def _sweep(self) -> None:
+        last_upkeep = 0.0
         while True:
             try:
                 await expire_approvals(self.engine, now=utcnow())
                 await self.dispatch(await due_actions(self.engine, now=utcnow()))
+                if self.settings is not None and time.monotonic() - last_upkeep > UPKEEP_SECONDS:
+                    last_upkeep = time.monotonic()
+                    await maintain(self.engine, self.settings)
             except Exception:
                 log.exception("sweeping due actions failed; trying again")
             await asyncio.sleep(self.sweep_seconds)

@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
-from app.api import actions, events, health, metrics, rules
+from app.api import actions, contacts, events, health, metrics, rules
 from app.config import Settings, get_settings
 from app.errors import AppError, TooManyRequests
 from app.state import app_state
@@ -45,6 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(events.router)
     app.include_router(actions.router)
+    app.include_router(contacts.router)
     app.include_router(rules.router)
     app.include_router(metrics.router)
     app.include_router(ui.router)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -22,5 +22,36 @@ RATE_LIMITED = Counter(
     "systeme_flow_rate_limited",
     "Posts refused with 429 by an unsigned source's rate limit.",
     ["source"],
+    registry=REGISTRY,
+)
+INGEST_SECONDS = Histogram(
+    "systeme_flow_ingest_seconds",
+    "Time from request to answer on POST /hooks/{source}.",
+    ["source"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+    registry=REGISTRY,
+)
+# Read from the database at each scrape, so they cover every worker process.
+ACTIONS = Gauge("systeme_flow_actions", "Actions by kind and status.", ["kind", "status"], registry=REGISTRY)
+QUEUE_DEPTH = Gauge("systeme_flow_queue_depth", "Actions pending and due now.", registry=REGISTRY)
+API_CALLS = Gauge(
+    "systeme_flow_api_calls_last_hour",
+    "Systeme.io requests in the last hour, by answer status.",
+    ["status"],
+    registry=REGISTRY,
+)
+RETRIES = Gauge(
+    "systeme_flow_retried_actions_last_hour",
+    "Actions that made a second or later attempt in the last hour.",
+    registry=REGISTRY,
+)
+ACTION_SECONDS = Gauge(
+    "systeme_flow_action_seconds_last_hour",
+    "Mean time an action attempt spent calling Systeme.io, last hour.",
+    registry=REGISTRY,
+)
+QUOTA_REMAINING = Gauge(
+    "systeme_flow_rate_limit_remaining",
+    "Requests left in the current Systeme.io quota window (shared budget).",
     registry=REGISTRY,
 )

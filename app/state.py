@@ -134,6 +134,7 @@ async def app_state(settings: Settings) -> AsyncIterator[AppState]:
                 client=client,
                 policy=retry_policy(settings),
                 concurrency=settings.embedded_concurrency,
+                settings=settings,
             )
             executor.start()
             dispatcher = executor

@@ -11,7 +11,7 @@ from app.config import get_settings
 from app.state import redis_settings, retry_policy, systeme_client
 from app.store.db import create_engine
 from app.systeme.quota import RedisQuota
-from workers.tasks import run_action, sweep
+from workers.tasks import run_action, sweep, upkeep
 
 
 async def startup(ctx: dict[str, Any]) -> None:
@@ -36,7 +36,10 @@ def _redis_settings() -> RedisSettings:
 
 class WorkerSettings:
     functions: ClassVar[list[Any]] = [run_action]
-    cron_jobs: ClassVar[list[Any]] = [cron(sweep, second={0, 30}, run_at_startup=True, unique=True)]
+    cron_jobs: ClassVar[list[Any]] = [
+        cron(sweep, second={0, 30}, run_at_startup=True, unique=True),
+        cron(upkeep, minute={5, 15, 25, 35, 45, 55}, second=0, unique=True),
+    ]
     on_startup = startup
     on_shutdown = shutdown
     redis_settings = _redis_settings()

@@ -7,6 +7,7 @@ from typing import Any
 
 from app.actions.runner import run_action as run_action_service
 from app.dispatch import enqueue
+from app.maintenance import action_died, maintain
 from app.store.actions import due_actions
 from app.store.models import utcnow
 from app.store.operator import expire_approvals
@@ -23,6 +24,8 @@ async def run_action(ctx: dict[str, Any], action_id: str) -> str:
         await enqueue(ctx["redis"], action_id, result.next_attempt, result.next_attempt_at)
     for waiting_id, attempt in result.follow_up:
         await enqueue(ctx["redis"], waiting_id, attempt)
+    if result.status == "dead":
+        await action_died(ctx["engine"], ctx["settings"], action_id)
     return result.status
 
 
@@ -40,3 +43,8 @@ async def sweep(ctx: dict[str, Any]) -> int:
     if due:
         log.info("sweep dispatched %d actions", len(due))
     return len(due)
+
+
+async def upkeep(ctx: dict[str, Any]) -> None:
+    """Retention and alerts; unique in arq, so one worker runs it at a time."""
+    await maintain(ctx["engine"], ctx["settings"])

@@ -2,14 +2,62 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+from typing import Any
+
+import sqlalchemy as sa
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from app.metrics import REGISTRY
+from app.deps import StateDep
+from app.metrics import ACTION_SECONDS, ACTIONS, API_CALLS, QUEUE_DEPTH, QUOTA_REMAINING, REGISTRY, RETRIES
+from app.store.models import actions, api_calls, utcnow
 
 router = APIRouter(tags=["health"])
 
 
+async def _refresh(state: StateDep) -> None:
+    now = utcnow()
+    hour_ago = now - timedelta(hours=1)
+    async with state.engine.connect() as conn:
+        ACTIONS.clear()
+        for kind, status, count in await conn.execute(
+            sa.select(actions.c.kind, actions.c.status, sa.func.count()).group_by(actions.c.kind, actions.c.status)
+        ):
+            ACTIONS.labels(kind, status).set(count)
+        QUEUE_DEPTH.set(
+            await conn.scalar(
+                sa.select(sa.func.count()).where(actions.c.status == "pending", actions.c.next_attempt_at <= now)
+            )
+            or 0
+        )
+        API_CALLS.clear()
+        for status, count in await conn.execute(
+            sa.select(api_calls.c.status_code, sa.func.count())
+            .where(api_calls.c.started_at >= hour_ago)
+            .group_by(api_calls.c.status_code)
+        ):
+            API_CALLS.labels(str(status or "error")).set(count)
+        RETRIES.set(
+            await conn.scalar(
+                sa.select(sa.func.count(sa.distinct(api_calls.c.action_id))).where(
+                    api_calls.c.started_at >= hour_ago, api_calls.c.attempt > 1
+                )
+            )
+            or 0
+        )
+        mean = await conn.scalar(
+            sa.select(sa.func.avg(api_calls.c.duration_ms)).where(api_calls.c.started_at >= hour_ago)
+        )
+        ACTION_SECONDS.set(float(mean or 0) / 1000)
+    if state.redis is not None:
+        redis: Any = state.redis  # redis-py types hget as sync-or-async
+        remaining = await redis.hget("systeme-flow:quota", "remaining")
+        if remaining is not None:
+            QUOTA_REMAINING.set(float(remaining))
+
+
 @router.get("/metrics")
-async def metrics() -> Response:
+async def metrics(state: StateDep) -> Response:
+    await _refresh(state)
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

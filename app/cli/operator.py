@@ -130,6 +130,15 @@ def cmd_reject(args: argparse.Namespace) -> None:
     _print(args, _run(job), _action_line)
 
 
+def cmd_forget(args: argparse.Namespace) -> None:
+    from app.store.retention import forget
+
+    async def job(settings: Settings, engine: AsyncEngine, _: Dispatcher | None) -> Any:
+        return await forget(engine, args.email)
+
+    _print(args, _run(job), lambda r: f"forgotten: {r['events']} events, {r['actions']} actions")
+
+
 def add_commands(commands: Any) -> None:
     def command(name: str, help: str, func: Callable[[argparse.Namespace], None]) -> argparse.ArgumentParser:
         parser: argparse.ArgumentParser = commands.add_parser(name, help=help)
@@ -149,6 +158,9 @@ def add_commands(commands: Any) -> None:
     actions.add_argument("--rule")
     actions.add_argument("--contact", help="an email address")
     actions.add_argument("--limit", type=int, default=50)
+
+    forget = command("forget", "erase what is stored about a person (payloads, headers, fields)", cmd_forget)
+    forget.add_argument("email")
 
     for name, help, func in (
         ("replay", "run a stored event through the current rules again", cmd_replay),

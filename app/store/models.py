@@ -61,6 +61,8 @@ events = sa.Table(
     sa.Column("headers", JSON, nullable=False),
     sa.Column("payload", JSON, nullable=False),
     sa.Column("rules_version", sa.String(40), nullable=False),
+    # Set when retention emptied the event: only its deduplication key remains, so a late redelivery is known.
+    sa.Column("purged_at", UTCDateTime()),
     sa.UniqueConstraint("source", "provider_id"),
     sa.Index(None, "received_at"),
 )
@@ -123,6 +125,14 @@ api_calls = sa.Table(
     sa.Column("duration_ms", sa.Float, nullable=False),
     sa.Column("started_at", UTCDateTime(), nullable=False),
     sa.Index(None, "action_id"),
+)
+
+# When each kind of alert was last sent: at most one message per kind per hour.
+alerts = sa.Table(
+    "alerts",
+    metadata,
+    sa.Column("kind", sa.String(40), primary_key=True),
+    sa.Column("last_sent_at", UTCDateTime(), nullable=False),
 )
 
 Row = dict[str, Any]

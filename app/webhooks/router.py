@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import time
+
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
 
 from app.deps import StateDep
+from app.metrics import INGEST_SECONDS
 from app.webhooks.body import build_delivery, read_body
 from app.webhooks.service import check_rate, ingest, source_config
 
@@ -29,6 +32,15 @@ router = APIRouter(tags=["webhooks"])
 )
 async def receive(source: str, request: Request, state: StateDep) -> Response:
     """Store one delivery (verified) and answer; actions run afterwards."""
+    started = time.perf_counter()
+    try:
+        return await _receive(source, request, state)
+    finally:
+        if source in state.rules.sources:
+            INGEST_SECONDS.labels(source).observe(time.perf_counter() - started)
+
+
+async def _receive(source: str, request: Request, state: StateDep) -> Response:
     config = source_config(state, source)
     await check_rate(
         state,

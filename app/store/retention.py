@@ -1,0 +1,72 @@
+"""Retention and privacy: purge old events (keeping their deduplication key) and forget a person."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.store.models import actions, api_calls, events, rule_outcomes
+
+_BATCH = 500
+KEEP_STATUSES = ("dead", "awaiting_approval")
+
+
+async def purge(engine: AsyncEngine, *, before: datetime, now: datetime) -> int:
+    """Empty events received before `before`, with their outcomes, actions and calls; spare any event with a
+    dead action or one awaiting approval. The event row stays, slim, with its (source, provider id)."""
+    purged = 0
+    kept = sa.select(actions.c.id).where(actions.c.event_id == events.c.id, actions.c.status.in_(KEEP_STATUSES))
+    while True:
+        async with engine.begin() as conn:
+            ids = list(
+                await conn.scalars(
+                    sa.select(events.c.id)
+                    .where(events.c.received_at < before, events.c.purged_at.is_(None), ~kept.exists())
+                    .limit(_BATCH)
+                )
+            )
+            if not ids:
+                return purged
+            action_ids = sa.select(actions.c.id).where(actions.c.event_id.in_(ids))
+            await conn.execute(api_calls.delete().where(api_calls.c.action_id.in_(action_ids)))
+            await conn.execute(actions.delete().where(actions.c.event_id.in_(ids)))
+            await conn.execute(rule_outcomes.delete().where(rule_outcomes.c.event_id.in_(ids)))
+            await conn.execute(
+                events.update().where(events.c.id.in_(ids)).values(payload={}, headers={}, purged_at=now)
+            )
+            purged += len(ids)
+
+
+async def forget(engine: AsyncEngine, email: str) -> dict[str, int]:
+    """Erase what is stored about a person: payloads, headers, rendered contact data, API bodies. Rows stay, so
+    counts stay; nothing left in them names the person."""
+    email = email.strip().lower()
+    mentions = sa.or_(
+        events.c.id.in_(sa.select(rule_outcomes.c.event_id).where(rule_outcomes.c.contact_email == email)),
+        events.c.id.in_(sa.select(actions.c.event_id).where(actions.c.contact_email == email)),
+        sa.func.lower(sa.cast(events.c.payload, sa.Text)).contains(email, autoescape=True),
+    )
+    async with engine.begin() as conn:
+        ids = list(await conn.scalars(sa.select(events.c.id).where(mentions)))
+        if not ids:
+            return {"events": 0, "actions": 0}
+        action_ids = list(await conn.scalars(sa.select(actions.c.id).where(actions.c.event_id.in_(ids))))
+        await conn.execute(events.update().where(events.c.id.in_(ids)).values(payload={"forgotten": True}, headers={}))
+        await conn.execute(
+            rule_outcomes.update()
+            .where(rule_outcomes.c.event_id.in_(ids))
+            .values(contact_email=None, reason="(forgotten)")
+        )
+        await conn.execute(
+            actions.update()
+            .where(actions.c.id.in_(action_ids))
+            .values(params={}, contact=None, contact_email=None, last_error=None, note=None)
+        )
+        await conn.execute(
+            api_calls.update()
+            .where(api_calls.c.action_id.in_(action_ids))
+            .values(path="(forgotten)", request_body=None, response_body=None, error=None)
+        )
+    return {"events": len(ids), "actions": len(action_ids)}
