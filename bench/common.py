@@ -51,29 +51,59 @@ def server(args: Sequence[str], *, env: dict[str, str] | None = None, cwd: Path 
         process.wait(timeout=20)
 
 
+async def _exchange(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    host: str,
+    path: str,
+    body: bytes,
+    headers: dict[str, str],
+) -> int:
+    """One HTTP/1.1 request on a kept-alive connection; returns the status."""
+    head = f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {len(body)}\r\n"
+    head += "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+    writer.write(head.encode() + body)
+    await writer.drain()
+    status_line = await reader.readline()
+    length = 0
+    while (line := await reader.readline()) not in (b"\r\n", b""):
+        name, _, value = line.decode().partition(":")
+        if name.lower() == "content-length":
+            length = int(value)
+    await reader.readexactly(length)
+    return int(status_line.split()[1])
+
+
 async def load(
     url: str, requests: Sequence[tuple[str, bytes, dict[str, str]]], *, concurrency: int
 ) -> tuple[float, list[float], dict[int, int]]:
-    """POST every request with `concurrency` in flight; returns (seconds, latencies, status counts)."""
+    """POST every request with `concurrency` connections in flight; returns (seconds, latencies, status counts).
+
+    A bare asyncio HTTP/1.1 client: a full client library would be the slowest part of the measurement.
+    """
+    host = url.removeprefix("http://")
+    address, port = host.split(":")
     latencies: list[float] = []
     statuses: dict[int, int] = {}
     queue: asyncio.Queue[tuple[str, bytes, dict[str, str]]] = asyncio.Queue()
     for item in requests:
         queue.put_nowait(item)
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as http:
 
-        async def worker() -> None:
+    async def worker() -> None:
+        reader, writer = await asyncio.open_connection(address, int(port))
+        try:
             while not queue.empty():
                 path, body, headers = queue.get_nowait()
                 started = time.perf_counter()
-                response = await http.post(path, content=body, headers=headers)
+                status = await _exchange(reader, writer, host, path, body, headers)
                 latencies.append(time.perf_counter() - started)
-                statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+                statuses[status] = statuses.get(status, 0) + 1
+        finally:
+            writer.close()
 
-        started = time.perf_counter()
-        await asyncio.gather(*[worker() for _ in range(concurrency)])
-        return time.perf_counter() - started, latencies, statuses
+    started = time.perf_counter()
+    await asyncio.gather(*[worker() for _ in range(concurrency)])
+    return time.perf_counter() - started, latencies, statuses
 
 
 def percentile(values: Sequence[float], p: float) -> float:

@@ -42,7 +42,9 @@ def create_engine(url: str) -> AsyncEngine:
     backend = make_url(url).get_backend_name()
     if backend == "sqlite":
         ensure_sqlite_folder(url)
-        engine = create_async_engine(url)
+        # One connection per process: SQLite takes one writer at a time anyway, and queueing in the pool is far
+        # cheaper than connections spinning in SQLite's busy handler. Other processes still wait on busy_timeout.
+        engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=60)
         event.listen(engine.sync_engine, "connect", _sqlite_connect)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
