@@ -173,9 +173,11 @@ async def _do(state: Any, verb: str, action_id: str, operator: str, reason: str 
         raise NotFound(f"no such action button {verb!r}")
 
 
-@router.get("/rules")
-async def rules_page(request: Request, state: StateDep, operator: Operator) -> HTMLResponse:
+async def _rules(
+    request: Request, state: Any, operator: str, *, report: str | None = None, source: str = "", payload: str = "{}"
+) -> HTMLResponse:
     stats = await rule_stats(state.engine, since=utcnow() - timedelta(hours=24))
+    test = {"source": source, "payload": payload}
     return _page(
         request,
         "rules.html",
@@ -183,17 +185,19 @@ async def rules_page(request: Request, state: StateDep, operator: Operator) -> H
         rules=state.rules,
         stats=stats,
         error=state.rules_error,
-        report=None,
-        test={"source": "", "payload": "{}"},
+        report=report,
+        test=test,
     )
 
 
+@router.get("/rules")
+async def rules_page(request: Request, state: StateDep, operator: Operator) -> HTMLResponse:
+    return await _rules(request, state, operator)
+
+
 @router.post("/rules/test")
-async def rules_test(
-    request: Request,
-    state: StateDep,
-    operator: Checked,
-) -> HTMLResponse:
+async def rules_test(request: Request, state: StateDep, operator: Checked) -> HTMLResponse:
+    """The "test an event" box: explain, with no side effects."""
     form = await request.form()
     source, payload = str(form.get("source") or ""), str(form.get("payload") or "{}")
     config = state.rules.sources.get(source)
@@ -203,14 +207,4 @@ async def rules_test(
         report = render_text(await explain(state.rules, source=source, delivery=delivery))
     except (ValueError, AppError) as exc:
         report = f"cannot explain this event: {getattr(exc, 'message', exc)}"
-    stats = await rule_stats(state.engine, since=utcnow() - timedelta(hours=24))
-    return _page(
-        request,
-        "rules.html",
-        operator,
-        rules=state.rules,
-        stats=stats,
-        error=state.rules_error,
-        report=report,
-        test={"source": source, "payload": payload},
-    )
+    return await _rules(request, state, operator, report=report, source=source, payload=payload)
