@@ -24,6 +24,7 @@ from app.rules.engine import RuleSet
 from app.rules.loader import load_rules
 from app.rules.templates import TemplateError
 from app.store.db import create_engine
+from app.store.writer import GroupWriter
 from app.systeme.client import SystemeClient
 from app.systeme.quota import MemoryQuota, Quota
 from app.webhooks.ratelimit import Limiter, MemoryLimiter, RedisLimiter, trusted_networks
@@ -41,6 +42,7 @@ class AppState:
     redis: ArqRedis | None
     limiter: Limiter
     trusted_proxies: list[IPv4Network | IPv6Network]
+    writer: GroupWriter
     # The problems of the last refused reload; the previous rules keep serving meanwhile.
     rules_error: list[str] | None = None
 
@@ -141,7 +143,7 @@ async def app_state(settings: Settings) -> AsyncIterator[AppState]:
         log.info("rules %s loaded: %d rules, %d sources", rules.version, len(rules.rules), len(rules.sources))
         limiter: Limiter = RedisLimiter(redis) if redis is not None else MemoryLimiter()
         trusted = trusted_networks(settings.forwarded_allow_ips)
-        state = AppState(settings, rules, engine, client, dispatcher, redis, limiter, trusted)
+        state = AppState(settings, rules, engine, client, dispatcher, redis, limiter, trusted, GroupWriter(engine))
         watcher = asyncio.create_task(watch_rules(state))
         _on_sighup(state)
         yield state

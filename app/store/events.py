@@ -1,4 +1,4 @@
-"""Storing an event with its decisions and planned actions, once, in one transaction."""
+"""Storing events with their decisions and planned actions, once, in one transaction."""
 
 from __future__ import annotations
 
@@ -23,14 +23,81 @@ class StoredEvent:
     actions: tuple[tuple[str, str], ...] = ()
 
 
-def _insert_event(conn: AsyncConnection, values: Mapping[str, Any]) -> Any:
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    return (
-        dialect.insert(events)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=["source", "provider_id"])
-        .returning(events.c.id)
-    )
+@dataclass(frozen=True)
+class NewEvent:
+    """An incoming event with its plan, ready to be stored."""
+
+    source: str
+    event_type: str | None
+    provider_id: str | None
+    payload: Mapping[str, Any]
+    headers: Mapping[str, str]
+    occurred_at: datetime | None
+    outcomes: Sequence[RuleOutcome]
+    rules_version: str
+    received_at: datetime
+    dry_run: bool
+    approval_window: timedelta = timedelta(days=7)
+
+
+async def record_events(engine: AsyncEngine, items: Sequence[NewEvent]) -> list[StoredEvent]:
+    """Store several events in one transaction (a group commit): a handful of statements whatever their number.
+
+    Each event is inserted unless (source, provider id) is known, in the database or earlier in the same batch;
+    only new events get their outcomes and actions. The callers answer only after this returns.
+    """
+    rows: list[dict[str, Any]] = []
+    for item in items:
+        event_id = new_id("evt")
+        rows.append(
+            {
+                "id": event_id,
+                "source": item.source,
+                "type": item.event_type,
+                "provider_id": item.provider_id or f"delivery:{event_id}",
+                "received_at": item.received_at,
+                "occurred_at": item.occurred_at,
+                "headers": dict(item.headers),
+                "payload": dict(item.payload),
+                "rules_version": item.rules_version,
+            }
+        )
+    async with engine.begin() as conn:
+        dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+        insert = dialect.insert(events).values(rows).on_conflict_do_nothing(index_elements=["source", "provider_id"])
+        inserted = set(await conn.scalars(insert.returning(events.c.id)))
+        known: dict[tuple[str, str], str] = {}
+        if len(inserted) < len(rows):
+            keys = {(r["source"], r["provider_id"]) for r in rows if r["id"] not in inserted}
+            found = await conn.execute(
+                sa.select(events.c.id, events.c.source, events.c.provider_id).where(
+                    events.c.provider_id.in_({k[1] for k in keys})
+                )
+            )
+            known = {(f.source, f.provider_id): f.id for f in found if (f.source, f.provider_id) in keys}
+        outcome_rows: list[dict[str, Any]] = []
+        action_rows: list[dict[str, Any]] = []
+        results = []
+        for item, row in zip(items, rows, strict=True):
+            if row["id"] not in inserted:
+                results.append(StoredEvent(known[(row["source"], row["provider_id"])], duplicate=True))
+                continue
+            outcome_rows += _outcome_rows(row["id"], item.outcomes)
+            planned = _action_rows(
+                row["id"],
+                item.outcomes,
+                now=item.received_at,
+                occurred_at=item.occurred_at or item.received_at,
+                dry_run=item.dry_run,
+                approval_deadline=item.received_at + item.approval_window,
+            )
+            action_rows += planned
+            results.append(StoredEvent(row["id"], False, tuple((a["id"], a["status"]) for a in planned)))
+        if outcome_rows:
+            await conn.execute(rule_outcomes.insert(), outcome_rows)
+        if action_rows:
+            await conn.execute(actions.insert(), action_rows)
+    return results
 
 
 async def record_event(
@@ -48,36 +115,34 @@ async def record_event(
     dry_run: bool,
     approval_window: timedelta = timedelta(days=7),
 ) -> StoredEvent:
-    """Insert the event unless (source, provider id) is known; the caller answers only after this returns."""
-    event_id = new_id("evt")
-    values = {
-        "id": event_id,
-        "source": source,
-        "type": event_type,
-        "provider_id": provider_id or f"delivery:{event_id}",
-        "received_at": now,
-        "occurred_at": occurred_at,
-        "headers": dict(headers),
-        "payload": dict(payload),
-        "rules_version": rules_version,
-    }
-    async with engine.begin() as conn:
-        inserted = (await conn.execute(_insert_event(conn, values))).scalar_one_or_none()
-        if inserted is None:
-            existing = await conn.scalar(
-                sa.select(events.c.id).where(events.c.source == source, events.c.provider_id == values["provider_id"])
-            )
-            return StoredEvent(event_id=str(existing), duplicate=True)
-        rows = await _insert_plan(
-            conn,
-            event_id,
-            outcomes,
-            now=now,
-            occurred_at=occurred_at or now,
-            dry_run=dry_run,
-            approval_deadline=now + approval_window,
-        )
-    return StoredEvent(event_id, False, tuple((r["id"], r["status"]) for r in rows))
+    """Store one event (see `record_events`)."""
+    item = NewEvent(
+        source,
+        event_type,
+        provider_id,
+        payload,
+        headers,
+        occurred_at,
+        outcomes,
+        rules_version,
+        now,
+        dry_run,
+        approval_window,
+    )
+    return (await record_events(engine, [item]))[0]
+
+
+def _outcome_rows(event_id: str, outcomes: Sequence[RuleOutcome]) -> list[dict[str, Any]]:
+    return [
+        {
+            "event_id": event_id,
+            "rule_id": o.rule_id,
+            "decision": o.decision,
+            "reason": o.reason,
+            "contact_email": o.contact_email,
+        }
+        for o in outcomes
+    ]
 
 
 async def _insert_plan(
@@ -92,19 +157,7 @@ async def _insert_plan(
     note: str | None = None,
 ) -> list[dict[str, Any]]:
     if outcomes:
-        await conn.execute(
-            rule_outcomes.insert(),
-            [
-                {
-                    "event_id": event_id,
-                    "rule_id": o.rule_id,
-                    "decision": o.decision,
-                    "reason": o.reason,
-                    "contact_email": o.contact_email,
-                }
-                for o in outcomes
-            ],
-        )
+        await conn.execute(rule_outcomes.insert(), _outcome_rows(event_id, outcomes))
     rows = _action_rows(
         event_id, outcomes, now=now, occurred_at=occurred_at, dry_run=dry_run, approval_deadline=approval_deadline
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Mapping
@@ -15,7 +16,7 @@ from app.metrics import EVENTS, RATE_LIMITED, SIGNATURE_FAILURES
 from app.rules.schema import SourceConfig
 from app.sources import SECRET_HEADERS, Delivery, parse_delivery
 from app.state import AppState
-from app.store.events import record_event
+from app.store.events import NewEvent
 from app.store.models import new_id, utcnow
 from app.webhooks.ratelimit import client_address
 
@@ -53,6 +54,13 @@ async def check_rate(
         raise TooManyRequests(f"too many posts to {source!r} from this address: retry in {wait}s", retry_after=wait)
 
 
+def _bounded_id(provider_id: str | None) -> str | None:
+    """Provider ids fit the column: a longer one is replaced by its hash, which stays unique."""
+    if provider_id is None or len(provider_id) <= 250:
+        return provider_id
+    return "sha256:" + hashlib.sha256(provider_id.encode()).hexdigest()
+
+
 def source_config(state: AppState, source: str) -> SourceConfig:
     config = state.rules.sources.get(source)
     if config is None:
@@ -79,19 +87,20 @@ async def ingest(state: AppState, *, source: str, delivery: Delivery) -> IngestR
         return IngestResult(new_id("evt"), False, config.redirect)
     outcomes = rules.plan(source=source, event_type=incoming.type, payload=incoming.payload)
     try:
-        stored = await record_event(
-            state.engine,
-            source=source,
-            event_type=incoming.type,
-            provider_id=incoming.provider_id,
-            payload=incoming.payload,
-            headers=_stored_headers(delivery.headers, config),
-            occurred_at=incoming.occurred_at,
-            outcomes=outcomes,
-            rules_version=rules.version,
-            now=utcnow(),
-            dry_run=state.settings.api_mode == "dry-run",
-            approval_window=timedelta(hours=state.settings.approval_timeout_hours),
+        stored = await state.writer.write(
+            NewEvent(
+                source=source,
+                event_type=incoming.type[:200] if incoming.type else None,
+                provider_id=_bounded_id(incoming.provider_id),
+                payload=incoming.payload,
+                headers=_stored_headers(delivery.headers, config),
+                occurred_at=incoming.occurred_at,
+                outcomes=outcomes,
+                rules_version=rules.version,
+                received_at=utcnow(),
+                dry_run=state.settings.api_mode == "dry-run",
+                approval_window=timedelta(hours=state.settings.approval_timeout_hours),
+            )
         )
     except (DBAPIError, SQLAlchemyError, OSError, TimeoutError) as exc:
         log.error("storing an event from %s failed: %s", source, type(exc).__name__)
