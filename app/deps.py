@@ -12,7 +12,8 @@ from app.errors import Forbidden, Unauthorized
 from app.state import AppState
 
 
-def get_state(request: Request) -> AppState:
+async def get_state(request: Request) -> AppState:
+    # async: FastAPI runs a plain def dependency in its thread pool, a cost on every request.
     state: AppState = request.app.state.sf
     return state
 
@@ -30,7 +31,7 @@ def operator_for(settings: Settings, given: str) -> str | None:
     return name if given else None
 
 
-def require_operator(request: Request, state: StateDep) -> str:
+async def require_operator(request: Request, state: StateDep) -> str:
     """The operator's name; the API is closed until ADMIN_TOKEN is set."""
     if state.settings.admin_token is None:
         raise Forbidden("the operator API is disabled: set ADMIN_TOKEN to enable it")

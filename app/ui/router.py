@@ -29,9 +29,9 @@ class SignIn(Exception):
     """Raised for a page view without a session: answered with a redirect to the sign-in page."""
 
 
-def _operator(request: Request, state: StateDep) -> str:
+async def _operator(request: Request, state: StateDep) -> str:
     if request.headers.get("authorization"):
-        return require_operator(request, state)  # scripts: Bearer token, no cookie, no CSRF needed
+        return await require_operator(request, state)  # scripts: Bearer token, no cookie, no CSRF needed
     if state.settings.admin_token is None:
         raise Forbidden("the dashboard is disabled: set ADMIN_TOKEN to enable it")
     operator = session.operator_of(state.settings, request.cookies.get(session.COOKIE))
