@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import HistogramMetricFamily
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -45,11 +48,32 @@ RETRIES = Gauge(
     "Actions that made a second or later attempt in the last hour.",
     registry=REGISTRY,
 )
-ACTION_SECONDS = Gauge(
-    "systeme_flow_action_seconds_last_hour",
-    "Mean time an action attempt spent calling Systeme.io, last hour.",
-    registry=REGISTRY,
-)
+ATTEMPT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class AttemptLatency:
+    """Histogram of action attempt durations (time spent calling Systeme.io) over the last hour.
+
+    Attempts run in worker processes, so the figures come from the database at each scrape (see /metrics), not
+    from this process's memory.
+    """
+
+    def __init__(self) -> None:
+        self.durations: list[float] = []
+
+    def collect(self) -> Iterator[HistogramMetricFamily]:
+        buckets = [(str(bound), float(sum(1 for d in self.durations if d <= bound))) for bound in ATTEMPT_BUCKETS]
+        buckets.append(("+Inf", float(len(self.durations))))
+        yield HistogramMetricFamily(
+            "systeme_flow_action_attempt_seconds",
+            "Time action attempts spent calling Systeme.io, last hour.",
+            buckets=buckets,
+            sum_value=sum(self.durations),
+        )
+
+
+ACTION_LATENCY = AttemptLatency()
+REGISTRY.register(ACTION_LATENCY)
 QUOTA_REMAINING = Gauge(
     "systeme_flow_rate_limit_remaining",
     "Requests left in the current Systeme.io quota window (shared budget).",

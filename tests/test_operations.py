@@ -41,6 +41,7 @@ async def test_metrics_cover_events_actions_and_api_calls(make_settings, sqlite_
     assert 'systeme_flow_actions{kind="enroll",status="succeeded"} 1.0' in text
     assert re.search(r'systeme_flow_api_calls_last_hour\{status="201"\} [1-9]', text)
     assert "systeme_flow_queue_depth 0.0" in text
+    assert 'systeme_flow_action_attempt_seconds_bucket{le="+Inf"} 3.0' in text
     assert re.search(r'systeme_flow_ingest_seconds_count\{source="stripe"\} [1-9]', text)
     assert re.search(r'systeme_flow_events_received_total\{outcome="stored",source="stripe"\} [1-9]', text)
 

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from app.deps import StateDep
-from app.metrics import ACTION_SECONDS, ACTIONS, API_CALLS, QUEUE_DEPTH, QUOTA_REMAINING, REGISTRY, RETRIES
+from app.metrics import ACTION_LATENCY, ACTIONS, API_CALLS, QUEUE_DEPTH, QUOTA_REMAINING, REGISTRY, RETRIES
 from app.store.models import actions, api_calls, utcnow
 
 router = APIRouter(tags=["health"])
@@ -46,10 +46,12 @@ async def _refresh(state: StateDep) -> None:
             )
             or 0
         )
-        mean = await conn.scalar(
-            sa.select(sa.func.avg(api_calls.c.duration_ms)).where(api_calls.c.started_at >= hour_ago)
+        attempts = await conn.execute(
+            sa.select(sa.func.sum(api_calls.c.duration_ms))
+            .where(api_calls.c.started_at >= hour_ago)
+            .group_by(api_calls.c.action_id, api_calls.c.attempt)
         )
-        ACTION_SECONDS.set(float(mean or 0) / 1000)
+        ACTION_LATENCY.durations = [float(total or 0) / 1000 for (total,) in attempts]
     if state.redis is not None:
         redis: Any = state.redis  # redis-py types hget as sync-or-async
         remaining = await redis.hget("systeme-flow:quota", "remaining")

@@ -285,3 +285,16 @@ async def test_tag_conditions_are_checked_against_the_contact_when_running(engin
     assert (await run(engine, client, again)).status == "skipped"
     assert (await row(engine, again)).last_error == "skipped: the contact is tagged 'Welcomed' (unless_tagged)"
     assert sim.tag_names("w@example.com") == ["Welcomed"]
+
+
+async def test_an_action_awaiting_approval_does_not_hold_back_later_ones(engine, client, sim):
+    rules = CANCEL_RULES.replace("approval: auto", "approval: required")
+    owner = sim.account.create_contact({"email": "held@example.com"})
+    sim.simulator.seed(subscriptions=[{"id": 601, "contactId": owner["id"]}])
+    (waiting,) = await plan_and_store(
+        engine, {"email": "held@example.com", "sub": 601}, event_type="invoice.payment_failed", rules=rules
+    )
+    later = await plan_and_store(engine, stripe_checkout("held@example.com"), event_type="checkout.session.completed")
+    assert (await row(engine, waiting)).status == "awaiting_approval"
+    for action_id in later:
+        assert (await run(engine, client, action_id)).status == "succeeded"
