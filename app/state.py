@@ -78,7 +78,7 @@ async def watch_rules(state: AppState, interval: float = 2.0) -> None:
         current = stamp()
         if current != seen and current is not None:
             seen = current
-            state.reload_rules()
+            await asyncio.to_thread(state.reload_rules)  # parsing a big file must not stall requests
 
 
 def retry_policy(settings: Settings) -> RetryPolicy:

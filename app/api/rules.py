@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -40,7 +41,7 @@ async def loaded(state: StateDep, _operator: OperatorDep) -> dict[str, Any]:
 @router.post("/reload")
 async def reload(state: StateDep, _operator: OperatorDep) -> JSONResponse:
     """Reload the rules file; a broken file is refused (400) and the rules in force stay."""
-    ok = state.reload_rules()
+    ok = await asyncio.to_thread(state.reload_rules)
     body = {"reloaded": ok, "version": state.rules.version, "error": state.rules_error}
     return JSONResponse(body, status_code=200 if ok else 400)
 
