@@ -66,6 +66,18 @@ class SourceConfig(Frozen):
             raise ValueError("use N/second, N/minute, N/hour or unlimited")
         return value
 
+    @field_validator("signed")
+    @classmethod
+    def _signed_template(cls, value: str) -> str:
+        if value == "body":
+            return value
+        parts = re.findall(r"\{([^{}]*)\}", value)
+        if "body" not in parts or value.count("{") != len(parts) or value.count("}") != len(parts):
+            raise ValueError("`signed` is `body` or a template with {body} and {header:NAME} parts")
+        if any(p != "body" and not p.startswith("header:") for p in parts):
+            raise ValueError("`signed` may only use {body} and {header:NAME}")
+        return value
+
     @property
     def signed_by_secret(self) -> bool:
         return self.type in SIGNED_TYPES or (self.type in ("json", "tally") and bool(self.secret))

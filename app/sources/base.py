@@ -109,6 +109,8 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
         value = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BadRequest(f"the body is not valid JSON: {exc}") from exc
+    except RecursionError as exc:  # `[[[[...` a few thousand deep
+        raise BadRequest("the JSON body is nested too deeply") from exc
     if not isinstance(value, dict):
         raise BadRequest("the JSON body must be an object")
     return value

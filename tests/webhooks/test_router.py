@@ -78,6 +78,12 @@ STRIPE_BODY = json.dumps(stripe_checkout()).encode()
             "JSON",
         ),
         ("/hooks/stripe", {"content": b"{not json", "headers": stripe_headers(b"{not json")}, 400, "not valid JSON"),
+        (
+            "/hooks/stripe",
+            {"content": b"[" * 60_000, "headers": stripe_headers(b"[" * 60_000)},
+            400,
+            "nested too deeply",
+        ),
         ("/hooks/signup", {"data": {"email": "a@example.com"}}, 401, "token"),
         (
             f"/hooks/signup?token={FORM_TOKEN}",
