@@ -34,10 +34,16 @@ def parse(config: SourceConfig, delivery: Delivery, now: float, *, verify: bool 
     if verify:
         check_signature(config, delivery, now)
     payload = parse_json_object(delivery.body)
-    created = payload.get("created")
     return IncomingEvent(
         type=text_or_none(payload.get("type")),
         provider_id=text_or_none(payload.get("id")),
         payload=payload,
-        occurred_at=datetime.fromtimestamp(created, UTC) if isinstance(created, int) else None,
+        occurred_at=_created(payload.get("created")),
     )
+
+
+def _created(value: object) -> datetime | None:
+    try:
+        return datetime.fromtimestamp(value, UTC) if isinstance(value, int) else None
+    except (OverflowError, OSError, ValueError):
+        return None  # an absurd timestamp orders the event by its arrival instead
