@@ -18,7 +18,7 @@ from ruamel.yaml.error import MarkedYAMLError
 
 from app.errors import RulesError
 from app.rules.problems import Problem, Problems, Severity, locate, own_position, position, suggest
-from app.rules.schema import ACTION_KINDS, ACTION_MODELS, SHORTHAND, Action, Rule, RulesFile, SourceConfig
+from app.rules.schema import ACTION_KINDS, ACTION_MODELS, ID_PATTERN, SHORTHAND, Action, Rule, RulesFile, SourceConfig
 from app.rules.templates import TemplateError, compile_expression, compile_template
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -164,6 +164,11 @@ class _Loader:
         sources: dict[str, SourceConfig] = {}
         for name, body in raw.items():
             subject = f"source '{name}'"
+            if not re.fullmatch(ID_PATTERN, str(name)) or len(str(name)) > 100:
+                # It becomes a URL path segment (/hooks/<name>) and a stored column.
+                self.problems.add(
+                    position(raw, name, of_key=True), subject, "use letters, digits, `-`, `_` or `.` (at most 100)"
+                )
             self._substitute(body, subject)
             try:
                 sources[str(name)] = SourceConfig.model_validate(dict(body) if isinstance(body, dict) else body)

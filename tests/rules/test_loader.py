@@ -126,3 +126,9 @@ def test_every_problem_is_reported_at_once():
     found = problems(text)
     assert len(found) >= 3
     assert found[0] == "r.yaml:1:1: missing `version: 1`"
+
+
+def test_source_names_must_fit_a_url_path():
+    assert problems('version: 1\nsources:\n  "a b": { type: form, token: t }\n') == [
+        "r.yaml:3:3: source 'a b': use letters, digits, `-`, `_` or `.` (at most 100)"
+    ]
