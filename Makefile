@@ -32,6 +32,7 @@ test: lint
 bench: $(STAMP)
 	$(BIN)/python -m bench.ingest
 	$(BIN)/python -m bench.drain
+	$(BIN)/python -m bench.drain --limit 400 --window 10 --workers 2
 	$(BIN)/python -m bench.rules
 
 clean:
