@@ -121,7 +121,8 @@ async def drain(settings: Settings) -> tuple[float, int]:
     return seconds, worker.jobs_complete
 
 
-async def run(args: argparse.Namespace, folder: str, sim_url: str) -> None:
+async def fresh(args: argparse.Namespace, folder: str, sim_url: str) -> Settings:
+    """Settings for a new database and an empty Redis database, pointed at the simulator."""
     settings = Settings(
         _env_file=None,
         database_url=args.database_url or f"sqlite+aiosqlite:///{folder}/drain.db",
@@ -132,6 +133,11 @@ async def run(args: argparse.Namespace, folder: str, sim_url: str) -> None:
     )
     await upgrade_async(settings.database_url)
     await Redis.from_url(args.redis_url).flushdb()
+    return settings
+
+
+async def run(args: argparse.Namespace, folder: str, sim_url: str) -> None:
+    settings = await fresh(args, folder, sim_url)
     noop_rate = report("arq no-op jobs", await baseline(args.redis_url, args.actions), args.actions)
     await backlog(settings, args.actions)
     seconds, done = await drain(settings)
@@ -141,16 +147,7 @@ async def run(args: argparse.Namespace, folder: str, sim_url: str) -> None:
 
 
 async def limited(args: argparse.Namespace, folder: str, sim_url: str) -> None:
-    settings = Settings(
-        _env_file=None,
-        database_url=args.database_url or f"sqlite+aiosqlite:///{folder}/drain.db",
-        redis_url=args.redis_url,
-        systeme_api_key="bench-key",
-        systeme_api_url=sim_url,
-        maton_api_key=None,
-    )
-    await upgrade_async(settings.database_url)
-    await Redis.from_url(args.redis_url).flushdb()
+    settings = await fresh(args, folder, sim_url)
     await backlog(settings, args.actions)
     env = {
         **os.environ,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 import uuid
@@ -21,7 +22,7 @@ from app.config import Settings
 from app.main import create_app
 from app.simulator import Simulator
 from app.store.migrate import upgrade_async
-from tests.factories import write_rules
+from tests.factories import stripe_headers, write_rules
 from tests.servers import ServerThread
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -149,6 +150,15 @@ async def wait_for(check: Callable[[], Awaitable[bool]] | Callable[[], bool], ti
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(0.05)
+
+
+async def post_stripe(url: str, event: dict[str, Any]) -> str:
+    """Post a signed Stripe event; it must be stored as new. Returns its event id."""
+    body = json.dumps(event).encode()
+    async with httpx.AsyncClient(base_url=url) as http:
+        answer = await http.post("/hooks/stripe", content=body, headers=stripe_headers(body))
+    assert answer.status_code == 202, answer.text
+    return str(answer.json()["event_id"])
 
 
 def operator(url: str) -> httpx.AsyncClient:

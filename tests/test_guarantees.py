@@ -14,16 +14,8 @@ import httpx
 import redis
 
 from app.simulator.state import Fault
-from tests.conftest import SIM_KEY, operator, running, wait_for
+from tests.conftest import SIM_KEY, operator, post_stripe, running, wait_for
 from tests.factories import stripe_checkout, stripe_headers, stripe_refund
-
-
-async def post_stripe(url: str, event: dict) -> str:
-    body = json.dumps(event).encode()
-    async with httpx.AsyncClient(base_url=url) as http:
-        answer = await http.post("/hooks/stripe", content=body, headers=stripe_headers(body))
-    assert answer.status_code == 202, answer.text
-    return answer.json()["event_id"]
 
 
 async def event_actions(url: str, event_id: str) -> list[dict]:

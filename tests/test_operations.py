@@ -21,10 +21,10 @@ from app.simulator.state import Fault
 from app.store.db import create_engine
 from app.store.models import actions, api_calls, events, rule_outcomes, utcnow
 from app.store.retention import purge
-from tests.conftest import operator, running, wait_for
+from tests.conftest import operator, post_stripe, running, wait_for
 from tests.factories import stripe_checkout, stripe_headers
 from tests.servers import ServerThread
-from tests.test_guarantees import post_stripe, settled
+from tests.test_guarantees import settled
 
 
 async def test_metrics_cover_events_actions_and_api_calls(make_settings, sqlite_url, sim):

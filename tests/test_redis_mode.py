@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 
-import httpx
 from arq import Worker
 from arq.connections import RedisSettings
 
-from tests.conftest import operator, running
-from tests.factories import stripe_checkout, stripe_headers
+from tests.conftest import operator, post_stripe, running
+from tests.factories import stripe_checkout
 from workers.settings import WorkerSettings
-
-
-async def _post(url: str, event: dict) -> str:
-    body = json.dumps(event).encode()
-    async with httpx.AsyncClient(base_url=url) as http:
-        answer = await http.post("/hooks/stripe", content=body, headers=stripe_headers(body))
-    assert answer.status_code == 202, answer.text
-    return answer.json()["event_id"]
 
 
 async def _statuses(url: str, event_id: str) -> list[str]:
@@ -32,7 +22,7 @@ async def _statuses(url: str, event_id: str) -> list[str]:
 async def test_api_enqueues_and_arq_worker_runs(make_settings, database_url, clean_redis, sim):
     settings = make_settings(database_url=database_url, redis_url=clean_redis)
     with running(settings) as url:
-        event_id = await _post(url, stripe_checkout("carol@example.com"))
+        event_id = await post_stripe(url, stripe_checkout("carol@example.com"))
         # Nothing runs in the API process when Redis is configured.
         assert await _statuses(url, event_id) == ["pending", "pending", "pending"]
         assert sim.contact("carol@example.com") is None
@@ -62,7 +52,7 @@ async def test_api_enqueues_and_arq_worker_runs(make_settings, database_url, cle
 async def test_worker_command_runs_pending_actions(make_settings, postgres_url, clean_redis, sim):
     settings = make_settings(database_url=postgres_url, redis_url=clean_redis)
     with running(settings) as url:
-        event_id = await _post(url, stripe_checkout("dan@example.com"))
+        event_id = await post_stripe(url, stripe_checkout("dan@example.com"))
         env = {
             **os.environ,
             "DATABASE_URL": postgres_url,
