@@ -90,6 +90,26 @@ def check_fresh(timestamp: str, now: float, tolerance: int, *, what: str) -> int
     return int(timestamp)
 
 
+def timestamped_signatures(
+    raw: str, *, separator: str, timestamp_key: str, signature_key: str, what: str
+) -> tuple[str, list[str]]:
+    """`t=<unix>,v1=<sig>[,v1=...]`-style headers (Stripe, Paddle): the timestamp and every signature."""
+    pairs = [part.strip().partition("=") for part in raw.split(separator)]
+    timestamp = next((value for key, _, value in pairs if key == timestamp_key), None)
+    signatures = [value for key, _, value in pairs if key == signature_key]
+    if timestamp is None or not signatures:
+        raise Unauthorized(f"malformed {what} header", reason="malformed")
+    return timestamp, signatures
+
+
+def parse_iso(value: object) -> datetime | None:
+    """An ISO 8601 time from a payload or header, or None when absent or unreadable."""
+    try:
+        return datetime.fromisoformat(str(value)) if value else None
+    except ValueError:
+        return None
+
+
 def check_token(expected: str | None, delivery: Delivery) -> None:
     given = delivery.query.get("token") or delivery.headers.get("x-webhook-token") or ""
     if not expected or not hmac.compare_digest(expected.encode(), given.encode()):

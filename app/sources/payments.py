@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hmac
-from datetime import datetime
 
 from app.errors import Unauthorized
 from app.rules.schema import SourceConfig
@@ -16,18 +15,13 @@ from app.sources.base import (
     dig,
     form_or_json,
     header,
+    parse_iso,
     parse_json_object,
     require_json,
     text_or_none,
+    timestamped_signatures,
     verify_hmac,
 )
-
-
-def _iso(value: object) -> datetime | None:
-    try:
-        return datetime.fromisoformat(str(value).replace("Z", "+00:00")) if value else None
-    except ValueError:
-        return None
 
 
 def parse_paddle(config: SourceConfig, delivery: Delivery, now: float, *, verify: bool = True) -> IncomingEvent:
@@ -35,11 +29,9 @@ def parse_paddle(config: SourceConfig, delivery: Delivery, now: float, *, verify
     require_json(delivery)
     if verify:
         raw = header(delivery, "paddle-signature", what="is the notification destination's secret set?")
-        pairs = [part.strip().partition("=") for part in raw.split(";")]
-        timestamp = next((value for key, _, value in pairs if key == "ts"), None)
-        signatures = [value for key, _, value in pairs if key == "h1"]
-        if timestamp is None or not signatures:
-            raise Unauthorized("malformed Paddle-Signature header", reason="malformed")
+        timestamp, signatures = timestamped_signatures(
+            raw, separator=";", timestamp_key="ts", signature_key="h1", what="Paddle-Signature"
+        )
         check_fresh(timestamp, now, config.tolerance, what="Paddle signature")
         verify_hmac(config.secret, f"{timestamp}:".encode() + delivery.body, signatures, what="Paddle signature")
     payload = parse_json_object(delivery.body)
@@ -47,7 +39,7 @@ def parse_paddle(config: SourceConfig, delivery: Delivery, now: float, *, verify
         type=text_or_none(payload.get("event_type")),
         provider_id=text_or_none(payload.get("event_id")),
         payload=payload,
-        occurred_at=_iso(payload.get("occurred_at")),
+        occurred_at=parse_iso(payload.get("occurred_at")),
     )
 
 
@@ -62,7 +54,7 @@ def parse_lemonsqueezy(config: SourceConfig, delivery: Delivery, now: float, *, 
         type=text_or_none(event_type),
         provider_id=body_hash(delivery.body),
         payload=payload,
-        occurred_at=_iso(dig(payload, "data.attributes.updated_at")),
+        occurred_at=parse_iso(dig(payload, "data.attributes.updated_at")),
     )
 
 
@@ -82,5 +74,5 @@ def parse_gumroad(config: SourceConfig, delivery: Delivery, now: float, *, verif
         # A refund ping carries the sale's id: the resource keeps it apart from the sale itself.
         provider_id=f"{resource}:{sale}" if sale else None,
         payload=payload,
-        occurred_at=_iso(payload.get("sale_timestamp")),
+        occurred_at=parse_iso(payload.get("sale_timestamp")),
     )

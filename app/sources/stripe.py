@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from app.errors import Unauthorized
 from app.rules.schema import SourceConfig
 from app.sources.base import (
     Delivery,
@@ -14,17 +13,16 @@ from app.sources.base import (
     parse_json_object,
     require_json,
     text_or_none,
+    timestamped_signatures,
     verify_hmac,
 )
 
 
 def check_signature(config: SourceConfig, delivery: Delivery, now: float) -> None:
     raw = header(delivery, "stripe-signature", what="is this endpoint's URL set in Stripe?")
-    pairs = [part.strip().partition("=") for part in raw.split(",")]
-    timestamp = next((value for key, _, value in pairs if key == "t"), None)
-    signatures = [value for key, _, value in pairs if key == "v1"]
-    if timestamp is None or not signatures:
-        raise Unauthorized("malformed Stripe-Signature header", reason="malformed")
+    timestamp, signatures = timestamped_signatures(
+        raw, separator=",", timestamp_key="t", signature_key="v1", what="Stripe-Signature"
+    )
     check_fresh(timestamp, now, config.tolerance, what="Stripe signature")
     verify_hmac(config.secret, f"{timestamp}.".encode() + delivery.body, signatures, what="Stripe signature")
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from app.rules.schema import SourceConfig
 from app.sources.base import (
     Delivery,
@@ -11,18 +9,12 @@ from app.sources.base import (
     body_hash,
     check_token,
     header,
+    parse_iso,
     parse_json_object,
     require_json,
     text_or_none,
     verify_hmac,
 )
-
-
-def _timestamp(value: object) -> datetime | None:
-    try:
-        return datetime.fromisoformat(str(value)) if value else None
-    except ValueError:
-        return None
 
 
 def parse(config: SourceConfig, delivery: Delivery, now: float, *, verify: bool = True) -> IncomingEvent:
@@ -36,7 +28,7 @@ def parse(config: SourceConfig, delivery: Delivery, now: float, *, verify: bool 
         # Stable across Systeme.io's retries; without one, the same bytes mean the same event.
         provider_id=delivery.headers.get("x-webhook-message-id") or body_hash(delivery.body),
         payload=payload,
-        occurred_at=_timestamp(delivery.headers.get("x-webhook-event-timestamp")),
+        occurred_at=parse_iso(delivery.headers.get("x-webhook-event-timestamp")),
     )
 
 
@@ -51,5 +43,5 @@ def parse_automation(config: SourceConfig, delivery: Delivery, now: float, *, ve
         # No id is sent; `created_at` inside the body tells two real events apart, a retry resends the same bytes.
         provider_id=body_hash(delivery.body),
         payload=payload,
-        occurred_at=_timestamp(payload.get("created_at")),
+        occurred_at=parse_iso(payload.get("created_at")),
     )
