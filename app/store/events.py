@@ -159,10 +159,14 @@ async def _insert_plan(
     if outcomes:
         await conn.execute(rule_outcomes.insert(), _outcome_rows(event_id, outcomes))
     rows = _action_rows(
-        event_id, outcomes, now=now, occurred_at=occurred_at, dry_run=dry_run, approval_deadline=approval_deadline
+        event_id,
+        outcomes,
+        now=now,
+        occurred_at=occurred_at,
+        dry_run=dry_run,
+        approval_deadline=approval_deadline,
+        note=note,
     )
-    for row in rows:
-        row["note"] = note
     if rows:
         await conn.execute(actions.insert(), rows)
     return rows
@@ -224,6 +228,7 @@ def _action_rows(
     occurred_at: datetime,
     dry_run: bool,
     approval_deadline: datetime,
+    note: str | None = None,
 ) -> list[dict[str, Any]]:
     rows = []
     for rule_index, outcome in enumerate(outcomes):
@@ -248,6 +253,7 @@ def _action_rows(
                     "updated_at": now,
                     "order_key": order_key(occurred_at, event_id, rule_index, planned.seq),
                     "approval_deadline": approval_deadline if status == "awaiting_approval" else None,
+                    "note": note,
                 }
             )
     return rows
