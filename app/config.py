@@ -9,8 +9,10 @@ from typing import Literal
 from urllib.parse import unquote, urlsplit
 
 from dotenv import dotenv_values
-from pydantic import SecretStr, model_validator
+from pydantic import SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from app.timeparse import parse_duration
 
 MATON_URL = "https://api.maton.ai/systeme"
 SYSTEME_URL = "https://api.systeme.io"
@@ -33,16 +35,24 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = None
     max_body_bytes: int = 1024 * 1024
     http_timeout_seconds: float = 15.0
-    # How long a claimed action may run before another worker may take it over.
-    action_lease_seconds: int = 300
-    # 170 s doubling over 10 attempts: the last one about a day after the first.
-    retry_base_seconds: float = 170.0
+    # How long a claimed run holds its actions without a heartbeat; a live run renews it every third of that,
+    # so a killed worker's run is taken over within a lease plus one sweep.
+    action_lease_seconds: int = 30
+    # Delays before each retry of a transient failure (the last one repeats); Retry-After wins when the API sends it.
+    retry_schedule: str = "5s,30s,2m,10m,30m,1h,3h,6h,12h"
     retry_max_attempts: int = 10
+    # How long what the contact mirror learned (tags, fields, enrollments) is trusted without asking again.
+    mirror_fresh_seconds: int = 900
+    # Runs (one event's actions for one contact) a worker process executes at once; few, so that under a
+    # backlog the earliest buyers take the quota first instead of every buyer advancing one step at a time.
+    worker_concurrency: int = 4
     ordering_wait_seconds: int = 600
     # Requests per second to the API, on top of the account quota; default 10 through Maton (its limit), else none.
     api_max_rps: int | None = None
     approval_timeout_hours: float = 168.0
     embedded_concurrency: int = 4
+    # How often workers look for due, scheduled and abandoned work (the lost-hint safety net).
+    sweep_seconds: int = 10
     log_format: Literal["auto", "json", "console"] = "auto"
     retention_days: int = 90
     alert_webhook_url: str | None = None
@@ -50,6 +60,18 @@ class Settings(BaseSettings):
     alert_silence_hours: float = 48.0
     # Peers whose X-Forwarded-For is believed (comma-separated addresses or networks); none by default.
     forwarded_allow_ips: str = ""
+
+    @field_validator("retry_schedule")
+    @classmethod
+    def _schedule(cls, value: str) -> str:
+        delays = [parse_duration(part) for part in value.split(",") if part.strip()]
+        if not delays:
+            raise ValueError("RETRY_SCHEDULE needs at least one delay, e.g. 5s,30s,2m")
+        return value
+
+    @property
+    def retry_delays(self) -> tuple[float, ...]:
+        return tuple(parse_duration(part) for part in self.retry_schedule.split(",") if part.strip())
 
     @model_validator(mode="after")
     def _one_api_key(self) -> Settings:

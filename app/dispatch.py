@@ -17,7 +17,7 @@ from typing import Protocol
 from arq.connections import ArqRedis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.actions.runner import RetryPolicy, run_action
+from app.actions.runner import RetryPolicy, RunResult, run_actions
 from app.config import Settings
 from app.maintenance import action_died, maintain
 from app.store.actions import due_actions
@@ -34,18 +34,28 @@ UPKEEP_SECONDS = 600.0
 
 class Dispatcher(Protocol):
     async def dispatch(self, items: Sequence[tuple[str, int]], *, at: datetime | None = None) -> None:
-        """Hand (action id, attempt number) pairs to an executor, now or at `at`."""
+        """Hand runs, each named by one of its actions (action id, attempt number), to an executor, now or at `at`."""
 
 
 async def enqueue(redis: ArqRedis, action_id: str, attempt: int, at: datetime | None = None) -> None:
-    # One job id per attempt: arq refuses a second job with an id whose result it still keeps.
+    # One job id per attempt (and due time): arq refuses a second job under an id it still knows, so the same hint
+    # from ingest and from the sweep collapses into one job.
+    job_id = f"{action_id}:{attempt}" + (f"@{int(at.timestamp() * 1000)}" if at else "")
     await redis.enqueue_job(
-        "run_action",
+        "run_actions",
         action_id,
-        _job_id=f"{action_id}:{attempt}",
+        _job_id=job_id,
         _defer_until=at,
         _expires=((at - utcnow()) if at else timedelta(0)) + JOB_EXPIRY,
     )
+
+
+async def after_run(dispatcher: Dispatcher, result: RunResult) -> None:
+    """Schedule what a run leaves behind: its retry, and the contact's next run."""
+    if result.retry is not None and result.next_attempt_at is not None:
+        await dispatcher.dispatch([result.retry], at=result.next_attempt_at)
+    if result.follow_up:
+        await dispatcher.dispatch(result.follow_up)
 
 
 class ArqDispatcher:
@@ -81,9 +91,15 @@ class EmbeddedExecutor:
         self._tasks: list[asyncio.Task[None]] = []
 
     async def dispatch(self, items: Sequence[tuple[str, int]], *, at: datetime | None = None) -> None:
-        if at is not None and at > utcnow():
-            return  # the sweep picks it up when it is due
-        for action_id, _attempt in items:
+        delay = (at - utcnow()).total_seconds() if at is not None else 0.0
+        if delay > 0:
+            # A timer for a near retry (the sweep would find it too, up to a sweep later).
+            asyncio.get_running_loop().call_later(delay, self._put, [i for i, _ in items])
+            return
+        self._put([action_id for action_id, _attempt in items])
+
+    def _put(self, action_ids: list[str]) -> None:
+        for action_id in action_ids:
             if action_id not in self._queued:
                 self._queued.add(action_id)
                 self.queue.put_nowait(action_id)
@@ -104,12 +120,13 @@ class EmbeddedExecutor:
             action_id = await self.queue.get()
             self._queued.discard(action_id)
             try:
-                result = await run_action(
+                result = await run_actions(
                     engine=self.engine, client=self.client, action_id=action_id, policy=self.policy
                 )
-                await self.dispatch(result.follow_up)
-                if result.status == "dead" and self.settings is not None:
-                    await action_died(self.engine, self.settings, action_id)
+                await after_run(self, result)
+                for dead in result.dead:
+                    if self.settings is not None:
+                        await action_died(self.engine, self.settings, dead)
             except Exception:
                 # The row stays pending or running with a lease; the sweep brings it back.
                 log.exception("running action %s failed", action_id)

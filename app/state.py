@@ -26,6 +26,7 @@ from app.rules.templates import TemplateError
 from app.store.db import create_engine
 from app.store.writer import GroupWriter
 from app.systeme.client import SystemeClient
+from app.systeme.names import NameCache
 from app.systeme.quota import MemoryQuota, Quota
 from app.webhooks.ratelimit import Limiter, MemoryLimiter, RedisLimiter, trusted_networks
 
@@ -83,20 +84,23 @@ async def watch_rules(state: AppState, interval: float = 2.0) -> None:
 
 def retry_policy(settings: Settings) -> RetryPolicy:
     return RetryPolicy(
-        base_seconds=settings.retry_base_seconds,
+        delays=settings.retry_delays,
         max_attempts=settings.retry_max_attempts,
         lease=timedelta(seconds=settings.action_lease_seconds),
         ordering_wait=timedelta(seconds=settings.ordering_wait_seconds),
+        mirror_fresh=timedelta(seconds=settings.mirror_fresh_seconds),
     )
 
 
-def systeme_client(settings: Settings, quota: Quota | None = None) -> SystemeClient:
-    """The process's one Systeme.io client; workers pass the quota they share through Redis."""
+def systeme_client(settings: Settings, quota: Quota | None = None, names: NameCache | None = None) -> SystemeClient:
+    """The process's one Systeme.io client; workers pass the quota and name cache they share through Redis."""
     return SystemeClient(
         base_url=settings.api_base_url,
         headers=settings.api_headers,
         timeout=settings.http_timeout_seconds,
         quota=quota or MemoryQuota(per_second=settings.per_second_cap),
+        names=names,
+        dry_run=settings.api_mode == "dry-run",
     )
 
 

@@ -1,20 +1,27 @@
-"""`7d`, `12h`, `30m` or an ISO date, as a point in time."""
+"""Durations (`5s`, `2m`, `12h`, `7d`) and `--since` values (a duration ago, or an ISO date)."""
 
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
-from app.store.models import utcnow
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
-_DURATION = re.compile(r"^(\d+)([smhdw])$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+def parse_duration(value: str) -> float:
+    """Seconds in `30s`, `2m`, `1.5h`, `7d` or `2w`; ValueError otherwise."""
+    match = _DURATION.match(value.strip().lower())
+    if not match:
+        raise ValueError(f"{value!r} is not a duration: use a number and a unit, like 30s, 10m, 12h or 7d")
+    return float(match.group(1)) * _UNITS[match.group(2)]
 
 
 def parse_since(value: str) -> datetime:
-    match = _DURATION.match(value.strip())
-    if match:
-        return utcnow() - timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    try:
+        return datetime.now(UTC) - timedelta(seconds=parse_duration(value))
+    except ValueError:
+        pass
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError as exc:

@@ -94,9 +94,8 @@ async def backlog(settings: Settings, count: int) -> None:
             outcomes=rules.plan(source="signup", event_type=None, payload=payload),
             rules_version=rules.version,
             now=utcnow(),
-            dry_run=False,
         )
-        await dispatcher.dispatch([(a, 1) for a, _ in stored.actions])
+        await dispatcher.dispatch([(a, 1) for a in stored.runs])
     await redis.aclose()
     await engine.dispose()
 

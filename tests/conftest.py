@@ -122,7 +122,6 @@ def make_settings(tmp_path: Path, sim: Sim) -> Callable[..., Settings]:
             "systeme_api_key": SIM_KEY,
             "systeme_api_url": sim.url,
             "admin_token": ADMIN,
-            "retry_base_seconds": 0.2,
             "redis_url": None,
             "maton_api_key": None,
         }

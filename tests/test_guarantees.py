@@ -184,7 +184,7 @@ async def test_approval_flow_over_the_api(make_settings, database_url, sim):
 
 async def test_dead_actions_retry_in_bulk_and_replay_changes_nothing_twice(make_settings, sqlite_url, sim):
     sim.account.faults.append(Fault(500, 1000, "/api/school"))
-    settings = make_settings(database_url=sqlite_url, retry_base_seconds=0.05, retry_max_attempts=2)
+    settings = make_settings(database_url=sqlite_url, retry_schedule="0.05s", retry_max_attempts=2)
     with running(settings) as url:
         event_id = await post_stripe(url, stripe_checkout("dead@example.com"))
         await settled(url, event_id)
@@ -266,7 +266,6 @@ async def test_unanswered_approvals_expire_as_rejected(sqlite_url):
             outcomes=rules.plan(source="stripe", event_type="customer.subscription.deleted", payload=payload),
             rules_version=rules.version,
             now=utcnow(),
-            dry_run=False,
             approval_window=timedelta(days=7),
         )
         assert [s for _, s in stored.actions] == ["awaiting_approval"]

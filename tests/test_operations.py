@@ -49,7 +49,7 @@ async def test_metrics_cover_events_actions_and_api_calls(make_settings, sqlite_
 async def test_retention_purges_old_events_but_keeps_their_key_and_what_needs_attention(
     make_settings, database_url, sim
 ):
-    settings = make_settings(database_url=database_url, retry_base_seconds=0.05, retry_max_attempts=1)
+    settings = make_settings(database_url=database_url, retry_schedule="0.05s", retry_max_attempts=1)
     event = stripe_checkout("old@example.com")
     with running(settings) as url:
         done_id = await post_stripe(url, event)
@@ -140,7 +140,7 @@ async def test_alerts_go_to_the_webhook_at_most_once_an_hour(make_settings, sqli
         sim.account.faults.append(Fault(500, 1000, "/api/school"))
         settings = make_settings(
             database_url=sqlite_url,
-            retry_base_seconds=0.05,
+            retry_schedule="0.05s",
             retry_max_attempts=1,
             alert_webhook_url=f"{receiver.url}/alert",
         )
@@ -189,7 +189,6 @@ async def test_a_rule_that_fired_daily_and_went_silent_is_reported(sqlite_url):
                 outcomes=[outcome],
                 rules_version="v",
                 now=now - timedelta(days=day),
-                dry_run=True,
             )
         assert await alerts.silent_rules(engine, now=now, silence=timedelta(hours=48)) == ["daily-sales"]
         assert await alerts.silent_rules(engine, now=now - timedelta(days=2), silence=timedelta(hours=48)) == []

@@ -10,8 +10,9 @@ from arq.connections import RedisSettings
 from app.config import get_settings
 from app.state import redis_settings, retry_policy, systeme_client
 from app.store.db import create_engine
-from app.systeme.quota import RedisQuota
-from workers.tasks import run_action, sweep, upkeep
+from app.systeme.names import RedisNames
+from app.systeme.quota import RedisQuota, account_key
+from workers.tasks import run_actions, sweep, upkeep
 
 
 async def startup(ctx: dict[str, Any]) -> None:
@@ -19,7 +20,9 @@ async def startup(ctx: dict[str, Any]) -> None:
     settings = ctx.setdefault("settings", get_settings())
     ctx["engine"] = create_engine(settings.database_url)
     # One quota for every worker: paced through Redis, fed by each answer's X-RateLimit-* headers.
-    ctx["client"] = systeme_client(settings, RedisQuota(ctx["redis"], per_second=settings.per_second_cap))
+    key = account_key(settings.api_base_url, settings.api_headers)
+    quota = RedisQuota(ctx["redis"], per_second=settings.per_second_cap, key=key)
+    ctx["client"] = systeme_client(settings, quota, RedisNames(ctx["redis"], account=key.rsplit(":", 1)[-1]))
     ctx["policy"] = retry_policy(settings)
 
 
@@ -34,17 +37,27 @@ def _redis_settings() -> RedisSettings:
     return redis_settings(settings) if settings.redis_url else RedisSettings()
 
 
+def _every(seconds: int) -> set[int]:
+    return set(range(0, 60, max(1, min(seconds, 30))))
+
+
 class WorkerSettings:
-    functions: ClassVar[list[Any]] = [run_action]
+    functions: ClassVar[list[Any]] = [run_actions]
     cron_jobs: ClassVar[list[Any]] = [
-        cron(sweep, second={0, 30}, run_at_startup=True, unique=True),
+        # The safety net for lost hints and abandoned runs: with a 30 s lease, a killed worker's run is taken over
+        # within the lease plus one sweep.
+        cron(sweep, second=_every(get_settings().sweep_seconds), run_at_startup=True, unique=True),
         cron(upkeep, minute={5, 15, 25, 35, 45, 55}, second=0, unique=True),
     ]
     on_startup = startup
     on_shutdown = shutdown
     redis_settings = _redis_settings()
-    max_jobs = 20
-    job_timeout = 120
+    # Few runs at once, taken in queue order: under a backlog the earliest buyers finish first.
+    max_jobs = get_settings().worker_concurrency
+    # An idle worker looks for new jobs this often: the first API call follows the webhook's 202 within ~20 ms.
+    poll_delay = 0.02
+    # A run hands its remaining steps to a new job after 90 s; the rest is room for the last step's quota wait.
+    job_timeout = 300
     # Retries are scheduled from the database as fresh jobs, never by arq itself.
     max_tries = 1
     # Results are never read; not keeping them frees a job id as soon as its job ends, so an action that was

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from app.actions.runner import run_action as run_action_service
-from app.dispatch import enqueue
+from app.actions.runner import run_actions as run_actions_service
+from app.dispatch import ArqDispatcher, after_run, enqueue
 from app.maintenance import action_died, maintain
 from app.store.actions import due_actions
 from app.store.models import utcnow
@@ -15,17 +15,15 @@ from app.store.operator import expire_approvals
 log = logging.getLogger(__name__)
 
 
-async def run_action(ctx: dict[str, Any], action_id: str) -> str:
-    result = await run_action_service(
+async def run_actions(ctx: dict[str, Any], action_id: str) -> str:
+    """One run: the actions of one event for one contact that `action_id` belongs to."""
+    result = await run_actions_service(
         engine=ctx["engine"], client=ctx["client"], action_id=action_id, policy=ctx["policy"]
     )
-    if result.status == "pending" and result.next_attempt_at is not None:
-        # A fresh job per attempt, scheduled from the row: arq's own Retry would keep the first job's expiry.
-        await enqueue(ctx["redis"], action_id, result.next_attempt, result.next_attempt_at)
-    for waiting_id, attempt in result.follow_up:
-        await enqueue(ctx["redis"], waiting_id, attempt)
-    if result.status == "dead":
-        await action_died(ctx["engine"], ctx["settings"], action_id)
+    # A fresh job per attempt, scheduled from the row: arq's own Retry would keep the first job's expiry.
+    await after_run(ArqDispatcher(ctx["redis"]), result)
+    for dead in result.dead:
+        await action_died(ctx["engine"], ctx["settings"], dead)
     return result.status
 
 

@@ -1,15 +1,18 @@
-"""Find or create the contact an action applies to, and apply its fields under the rule's update policy."""
+"""The contact a run applies to: resolved once per run, through the mirror, with the rule's fields applied."""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
+from app.actions.mirror import Known
+from app.store.models import utcnow
 from app.systeme.client import SystemeSession, problem
 from app.systeme.errors import PermanentApiError
 
 
-def _field_values(contact: dict[str, Any]) -> dict[str, str]:
-    return {f["slug"]: f.get("value") or "" for f in contact.get("fields") or [] if isinstance(f, dict) and "slug" in f}
+class Contradiction(Exception):
+    """An answer contradicts what the mirror or a name cache said: forget it and run the step from fresh reads."""
 
 
 def _changes(current: dict[str, str], wanted: dict[str, str], update: str) -> dict[str, str]:
@@ -29,13 +32,71 @@ async def find_contact(api: SystemeSession, email: str) -> dict[str, Any] | None
     return found
 
 
-async def upsert_contact(api: SystemeSession, spec: dict[str, Any]) -> dict[str, Any]:
-    """The contact for `spec` ({email, fields, update, locale}), created or updated as the rule says."""
-    email: str = spec["email"]
-    wanted: dict[str, str] = spec.get("fields") or {}
-    contact = await find_contact(api, email)
-    if contact is None:
-        body: dict[str, Any] = {"email": email}
+class ContactHandle:
+    """One run's view of its contact: what the mirror knew, what this run read and wrote."""
+
+    def __init__(self, email: str, known: Known | None, *, window: timedelta) -> None:
+        self.email = email
+        self.known = known
+        self.window = window
+        self.read = False  # found or created by this run: its facts are current whatever the mirror's age
+        self.changed = False  # `known` differs from the stored entry
+        self._applied: set[str] = set()  # the field specs this run already applied
+        self._previous: Known | None = None  # a forgotten entry, kept for the grants of the same contact
+        # Systeme.io refused the contact (an invalid field value): every step of the run fails with it, unasked.
+        self._refused: PermanentApiError | None = None
+
+    def fresh(self, now: datetime | None = None) -> bool:
+        return self.known is not None and (self.read or self.known.fresh(now or utcnow(), self.window))
+
+    def forget(self) -> None:
+        """An answer contradicted the entry: the next use reads the contact again."""
+        self._previous, self.known = self.known or self._previous, None
+        self.read = False
+        self.changed = True
+        self._applied.clear()
+
+    async def resolve(self, api: SystemeSession, spec: dict[str, Any], *, facts: bool = False) -> Known:
+        """The contact for `spec` ({email, fields, update, locale}), created or updated as the rule says.
+
+        `facts`: the step needs the contact's tags or fields as they are now (a stale entry is read again).
+        """
+        wanted: dict[str, str] = spec.get("fields") or {}
+        update = spec.get("update", "fill")
+        facts = facts or (bool(wanted) and update != "never") or bool(spec.get("locale"))
+        if self._refused is not None:
+            raise self._refused
+        if self.known is None or (facts and not self.fresh()):
+            try:
+                await self._read(api, spec)
+            except PermanentApiError as exc:
+                self._refused = exc
+                raise
+        assert self.known is not None
+        key = repr(sorted(spec.items()))
+        if key not in self._applied:
+            await self._apply(api, spec, wanted, update)
+            self._applied.add(key)
+        return self.known
+
+    async def _read(self, api: SystemeSession, spec: dict[str, Any]) -> None:
+        previous = self.known or self._previous
+        contact = await find_contact(api, self.email)
+        now = utcnow()
+        if contact is None:
+            self.known = Known.from_contact(await self._create(api, spec), now, created=True)
+            # Created with the rule's fields: nothing left to apply.
+            self._applied.add(repr(sorted(spec.items())))
+        else:
+            self.known = Known.from_contact(contact, now, created=False)
+        # Grants belong to the contact they were made on; a contact deleted and created again starts with none.
+        if previous is not None and previous.contact_id == self.known.contact_id:
+            self.known.grants = previous.grants
+        self.read = self.changed = True
+
+    async def _create(self, api: SystemeSession, spec: dict[str, Any]) -> dict[str, Any]:
+        body: dict[str, Any] = {"email": self.email}
+        wanted: dict[str, str] = spec.get("fields") or {}
         if wanted:
             body["fields"] = [{"slug": slug, "value": value} for slug, value in wanted.items()]
         if spec.get("locale"):
@@ -45,19 +106,30 @@ async def upsert_contact(api: SystemeSession, spec: dict[str, Any]) -> dict[str,
             created: dict[str, Any] = response.json()
             return created
         # Another worker may have created it a moment ago; anything else is a real validation error.
-        contact = await find_contact(api, email)
-        if contact is None:
-            raise PermanentApiError(f"creating contact {email} was refused: 422 {problem(response)}", status=422)
-    changes = _changes(_field_values(contact), wanted, spec.get("update", "fill"))
-    patch: dict[str, Any] = {}
-    if changes:
-        patch["fields"] = [{"slug": slug, "value": value} for slug, value in changes.items()]
-    if spec.get("locale") and spec.get("update") == "overwrite" and contact.get("locale") != spec["locale"]:
-        patch["locale"] = spec["locale"]
-    if patch:
+        found = await find_contact(api, self.email)
+        if found is None:
+            raise PermanentApiError(f"creating contact {self.email} was refused: 422 {problem(response)}", status=422)
+        return found
+
+    async def _apply(self, api: SystemeSession, spec: dict[str, Any], wanted: dict[str, str], update: str) -> None:
+        known = self.known
+        assert known is not None
+        patch: dict[str, Any] = {}
+        changes = _changes(known.fields, wanted, update)
+        if changes:
+            patch["fields"] = [{"slug": slug, "value": value} for slug, value in changes.items()]
+        if spec.get("locale") and update == "overwrite" and known.locale != spec["locale"]:
+            patch["locale"] = spec["locale"]
+        if not patch:
+            return
         response = await api.request(
-            "PATCH", f"/api/contacts/{contact['id']}", body=patch, content_type="application/merge-patch+json"
+            "PATCH",
+            f"/api/contacts/{known.contact_id}",
+            body=patch,
+            content_type="application/merge-patch+json",
+            allow=() if self.read else (404,),
         )
-        updated: dict[str, Any] = response.json()
-        return updated
-    return contact
+        if response.status_code == 404:
+            raise Contradiction(f"contact {known.contact_id} no longer exists")
+        known.update(response.json())
+        self.changed = True

@@ -1,108 +1,253 @@
-"""Run one action attempt: claim it, resolve the contact, do the step, record the outcome."""
+"""One run: the planned actions of one event for one contact, in rule and step order, with the contact resolved once.
+
+Each action keeps its own row, status, outcome and API calls. A transient failure at step k records step k, gives
+back the steps after it, and the next attempt starts at step k; a permanent failure only ends its own step.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import random
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.actions.contacts import upsert_contact
-from app.actions.steps import STEPS
-from app.store.actions import claim, finish, next_for_contact, ran_out_of_order
-from app.store.models import utcnow
-from app.systeme.client import SystemeClient
+from app.actions.contacts import ContactHandle, Contradiction
+from app.actions.context import StepContext
+from app.actions.mirror import Known
+from app.actions.resolve import forget_names
+from app.actions.steps import STEPS, tag_condition
+from app.store.actions import ClaimedAction, claim_run, finish, next_for_contact, ran_out_of_order, release, renew
+from app.store.contacts import ContactWrite, load_contact
+from app.store.models import new_id, utcnow
+from app.systeme.client import SystemeClient, SystemeSession
 from app.systeme.errors import PermanentApiError, TransientApiError
 
 log = logging.getLogger(__name__)
+DRY_RUN = "dry run: no MATON_API_KEY or SYSTEME_API_KEY is set, nothing was sent"
 
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    base_seconds: float = 170.0
+    # Delays before retries 1, 2, ... (the last repeats); see Settings.retry_schedule.
+    delays: tuple[float, ...] = (5, 30, 120, 600, 1800, 3600, 10800, 21600, 43200)
     max_attempts: int = 10
-    lease: timedelta = timedelta(minutes=5)
-    # How long an action waits for an earlier action of the same contact before it runs anyway.
+    lease: timedelta = timedelta(seconds=30)
+    # How long a run waits for an earlier event's actions of the same contact before it goes anyway.
     ordering_wait: timedelta = timedelta(minutes=10)
+    mirror_fresh: timedelta = timedelta(minutes=15)
+    # A run that has taken this long hands its remaining steps to a fresh job (fairness, bounded job time).
+    run_seconds: float = 90.0
 
     def delay(self, attempt: int, retry_after: float | None) -> float:
-        """Exponential backoff with full jitter, never sooner than the API asked."""
-        backoff = self.base_seconds * (2 ** (attempt - 1))
-        return max(retry_after or 0.0, random.uniform(backoff / 2, backoff))
+        """The API's Retry-After when it gave one; else the schedule, with a little jitter so retries spread."""
+        if retry_after is not None:
+            return retry_after
+        base = self.delays[min(attempt, len(self.delays)) - 1]
+        return random.uniform(base * 0.8, base * 1.2)
 
 
-@dataclass(frozen=True)
+@dataclass
 class RunResult:
-    status: str  # the action's status after this attempt, or "not_claimed"
-    # When the action should be tried again (pending), so the caller can schedule the next job.
+    status: str  # "done", "rescheduled" (a step will be tried again at next_attempt_at) or "not_claimed"
+    statuses: dict[str, str] = field(default_factory=dict)
     next_attempt_at: datetime | None = None
-    next_attempt: int = 0
-    # Actions of the same contact that were waiting for this one: dispatch them now.
+    # The job to schedule for the rescheduled step: (action id, attempt number).
+    retry: tuple[str, int] | None = None
+    # Runs to hand over now: the contact's next event, or this run's own remainder after a long run.
     follow_up: tuple[tuple[str, int], ...] = ()
 
+    @property
+    def dead(self) -> list[str]:
+        return [action_id for action_id, status in self.statuses.items() if status == "dead"]
 
-async def run_action(*, engine: AsyncEngine, client: SystemeClient, action_id: str, policy: RetryPolicy) -> RunResult:
-    action = await claim(engine, action_id, now=utcnow(), lease=policy.lease, ordering_wait=policy.ordering_wait)
-    if action is None:
-        return RunResult("not_claimed")
-    note = None
-    if await ran_out_of_order(engine, action):
-        note = "out of order: an action of a later event for this contact already ran"
-    api = client.session()
-    context = {
-        "action_id": action.id,
-        "event_id": action.event_id,
-        "rule_id": action.rule_id,
-        "kind": action.kind,
-    }
-    status, error, next_at = "succeeded", None, None
-    try:
-        contact = await upsert_contact(api, action.contact) if action.contact else None
-        unmet = tag_condition(action.contact, contact)
-        if unmet:
-            status, error = "skipped", unmet
-            log.info("action skipped: %s", unmet, extra=context)
-        else:
-            done = await STEPS[action.kind](api, contact, action.params)
-            log.info("action succeeded: %s", done, extra=context)
-    except PermanentApiError as exc:
-        status, error = "failed", exc.message
-        log.warning("action failed: %s", exc.message, extra=context)
-    except TransientApiError as exc:
-        status, error, next_at = _transient(action.attempt, exc.message, exc.retry_after, policy)
-        log.warning("action attempt %d failed, %s: %s", action.attempt, status, exc.message, extra=context)
-    except Exception as exc:
-        # A bug or an answer we did not expect: keep the row retryable and visible rather than lose it.
-        log.exception("action attempt %d crashed", action.attempt, extra=context)
-        status, error, next_at = _transient(action.attempt, f"unexpected error: {exc!r}", None, policy)
-    recorded = await finish(
-        engine, action, status=status, error=error, next_attempt_at=next_at, calls=api.calls, now=utcnow(), note=note
+
+@dataclass
+class _Step:
+    status: str
+    outcome: str | None = None
+    error: str | None = None
+    next_attempt_at: datetime | None = None
+    counted: bool = True
+
+
+async def run_actions(*, engine: AsyncEngine, client: SystemeClient, action_id: str, policy: RetryPolicy) -> RunResult:
+    """Claim and execute the run that `action_id` belongs to."""
+    token = new_id("run")
+    claimed = await claim_run(
+        engine,
+        action_id,
+        token=token,
+        now=utcnow(),
+        lease=policy.lease,
+        ordering_wait=policy.ordering_wait,
+        max_attempts=policy.max_attempts,
     )
-    if not recorded:
-        log.warning("lease lost before the result was recorded; another worker owns the action", extra=context)
+    if not claimed:
         return RunResult("not_claimed")
-    follow_up = [f for f in await next_for_contact(engine, action.contact_email, now=utcnow()) if f[0] != action.id]
-    return RunResult(status, next_at, action.attempt + 1, tuple(follow_up))
+    heartbeat = asyncio.create_task(_heartbeat(engine, token, policy.lease))
+    try:
+        return await _Run(engine, client, policy, token, claimed).execute()
+    finally:
+        heartbeat.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await heartbeat
 
 
-def tag_condition(spec: dict[str, Any] | None, contact: dict[str, Any] | None) -> str | None:
-    """Why the rule's `unless_tagged` / `only_if_tagged` stops this action now, or None when it may run."""
-    if not spec or contact is None:
-        return None
-    tags = {str(t.get("name")) for t in contact.get("tags") or [] if isinstance(t, dict)}
-    if spec.get("unless_tagged") and spec["unless_tagged"] in tags:
-        return f"skipped: the contact is tagged {spec['unless_tagged']!r} (unless_tagged)"
-    if spec.get("only_if_tagged") and spec["only_if_tagged"] not in tags:
-        return f"skipped: the contact is not tagged {spec['only_if_tagged']!r} (only_if_tagged)"
-    return None
+async def _heartbeat(engine: AsyncEngine, token: str, lease: timedelta) -> None:
+    while True:
+        await asyncio.sleep(lease.total_seconds() / 3)
+        try:
+            await renew(engine, token, until=utcnow() + lease)
+        except Exception:
+            log.warning("renewing the lease of run %s failed; trying again", token, exc_info=True)
 
 
-def _transient(
-    attempt: int, message: str, retry_after: float | None, policy: RetryPolicy
-) -> tuple[str, str, datetime | None]:
-    if attempt >= policy.max_attempts:
-        return "dead", f"gave up after {attempt} attempts: {message}", None
-    return "pending", message, utcnow() + timedelta(seconds=policy.delay(attempt, retry_after))
+class _Run:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        client: SystemeClient,
+        policy: RetryPolicy,
+        token: str,
+        claimed: list[ClaimedAction],
+    ) -> None:
+        self.engine, self.client, self.policy, self.token, self.claimed = engine, client, policy, token, claimed
+        self.handle: ContactHandle | None = None
+        self.result = RunResult("done")
+        self._saved: tuple[int, dict[str, Any], datetime] | None = None
+
+    async def execute(self) -> RunResult:
+        first = self.claimed[0]
+        if first.contact_email is not None and not self.client.dry_run:
+            entry = await load_contact(self.engine, first.account, first.contact_email)
+            known = Known.from_json(*entry) if entry is not None else None
+            self._saved = (known.contact_id, known.to_json(), known.learned_at) if known is not None else None
+            self.handle = ContactHandle(first.contact_email, known, window=self.policy.mirror_fresh)
+        note = None
+        if await ran_out_of_order(self.engine, first):
+            note = "out of order: an action of a later event for this contact already ran"
+        started = time.monotonic()
+        for index, action in enumerate(self.claimed):
+            if index and time.monotonic() - started > self.policy.run_seconds:
+                await release(self.engine, self.token, now=utcnow(), next_attempt_at=None)
+                self.result.follow_up = ((action.id, action.attempt),)
+                break
+            api = self.client.session()
+            try:
+                step = await self._step(api, action)
+            except asyncio.CancelledError:
+                # The worker is stopping: this step's request may have gone out, so its attempt counts (the next one
+                # reads before writing); the steps not reached go back at once for another worker.
+                await asyncio.shield(self._interrupted(api, action))
+                raise
+            if not await self._record(api, action, step, note):
+                log.warning("run %s lost its lease; another worker owns its actions now", self.token)
+                return self.result
+            if step.status == "pending":
+                await release(self.engine, self.token, now=utcnow(), next_attempt_at=step.next_attempt_at)
+                attempt = action.attempt + 1 if step.counted else action.attempt
+                self.result = RunResult("rescheduled", self.result.statuses, step.next_attempt_at, (action.id, attempt))
+                break
+        await self._hand_over(first)
+        return self.result
+
+    async def _step(self, api: SystemeSession, action: ClaimedAction) -> _Step:
+        context = {"action_id": action.id, "event_id": action.event_id, "rule_id": action.rule_id, "kind": action.kind}
+        if self.client.dry_run:
+            return _Step("skipped", DRY_RUN)
+        ctx = StepContext(api, self.handle, action.contact, careful=action.attempt > 1)
+        try:
+            for second_try in (False, True):
+                try:
+                    return await self._do(ctx, action, context)
+                except Contradiction as exc:
+                    if second_try:
+                        raise PermanentApiError(str(exc)) from exc
+                    # What we knew was wrong (a contact deleted, a tag removed by hand): forget it and read again.
+                    log.info("mirror contradicted (%s); trying again from fresh reads", exc, extra=context)
+                    await forget_names(api, action.params)
+                    if self.handle is not None:
+                        self.handle.forget()
+                    ctx.careful = True
+        except PermanentApiError as exc:
+            log.warning("action failed: %s", exc.message, extra=context)
+            return _Step("failed", error=exc.message)
+        except TransientApiError as exc:
+            log.warning("action attempt %d failed: %s", action.attempt, exc.message, extra=context)
+            return self._transient(action.attempt, exc.message, exc.retry_after, counted=not exc.throttled)
+        except Exception as exc:
+            # A bug or an answer we did not expect: it counts as an attempt, so it ends dead and visible, not looping.
+            log.exception("action attempt %d crashed", action.attempt, extra=context)
+            return self._transient(action.attempt, f"unexpected error: {exc!r}"[:1000], None, counted=True)
+        raise AssertionError("unreachable")
+
+    async def _do(self, ctx: StepContext, action: ClaimedAction, context: dict[str, Any]) -> _Step:
+        spec = action.contact
+        if spec and (spec.get("unless_tagged") or spec.get("only_if_tagged")):
+            unmet = tag_condition(spec, (await ctx.contact(facts=True)).tags)
+            if unmet:
+                log.info("action skipped: %s", unmet, extra=context)
+                return _Step("skipped", unmet)
+        done = await STEPS[action.kind](ctx, action.params)
+        log.info("action succeeded: %s", done, extra=context)
+        return _Step("succeeded", done)
+
+    def _transient(self, attempt: int, message: str, retry_after: float | None, *, counted: bool) -> _Step:
+        if counted and attempt >= self.policy.max_attempts:
+            return _Step("dead", error=f"gave up after {attempt} attempts: {message}")
+        delay = self.policy.delay(attempt, retry_after)
+        return _Step("pending", error=message, next_attempt_at=utcnow() + timedelta(seconds=delay), counted=counted)
+
+    async def _record(self, api: SystemeSession, action: ClaimedAction, step: _Step, note: str | None) -> bool:
+        recorded = await finish(
+            self.engine,
+            action,
+            token=self.token,
+            status=step.status,
+            error=step.error,
+            outcome=step.outcome,
+            next_attempt_at=step.next_attempt_at,
+            calls=api.calls,
+            now=utcnow(),
+            note=note,
+            counted=step.counted,
+            mirror=self._mirror_write(action),
+        )
+        if recorded:
+            self.result.statuses[action.id] = step.status
+        return recorded
+
+    def _mirror_write(self, action: ClaimedAction) -> ContactWrite | None:
+        """The mirror entry to store with this step, when the run learned or granted something since the last one."""
+        handle = self.handle
+        if handle is None or action.contact_email is None:
+            return None
+        known = handle.known
+        entry = (known.contact_id, known.to_json(), known.learned_at) if known is not None else None
+        if entry == self._saved and not handle.changed:
+            return None
+        handle.changed, self._saved = False, entry
+        if entry is None:
+            return ContactWrite(action.account, action.contact_email, None, {}, None)
+        return ContactWrite(action.account, action.contact_email, *entry)
+
+    async def _interrupted(self, api: SystemeSession, action: ClaimedAction) -> None:
+        try:
+            step = _Step("pending", error="interrupted: the worker stopped during this step", next_attempt_at=utcnow())
+            await self._record(api, action, step, None)
+            await release(self.engine, self.token, now=utcnow(), next_attempt_at=None)
+        except Exception:
+            log.exception("releasing run %s failed; its lease runs out instead", self.token)
+
+    async def _hand_over(self, first: ClaimedAction) -> None:
+        if self.result.follow_up:
+            return
+        mine = {a.id for a in self.claimed}
+        following = await next_for_contact(self.engine, first.contact_email, now=utcnow())
+        self.result.follow_up = tuple(f for f in following if f[0] not in mine)

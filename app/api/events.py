@@ -54,6 +54,5 @@ async def replay(event_id: str, state: StateDep, operator: OperatorDep) -> dict[
         state.rules,
         event_id,
         by=operator,
-        dry_run=state.settings.api_mode == "dry-run",
         approval_window=timedelta(hours=state.settings.approval_timeout_hours),
     )

@@ -95,10 +95,7 @@ def cmd_replay(args: argparse.Namespace) -> None:
 
     async def job(settings: Settings, engine: AsyncEngine, dispatcher: Dispatcher | None) -> Any:
         window = timedelta(hours=settings.approval_timeout_hours)
-        dry = settings.api_mode == "dry-run"
-        return await service.replay(
-            engine, dispatcher, rules, args.event_id, by=args.by, dry_run=dry, approval_window=window
-        )
+        return await service.replay(engine, dispatcher, rules, args.event_id, by=args.by, approval_window=window)
 
     _print(
         args, _run(job), lambda r: f"{r['event_id']}: {len(r['actions'])} actions planned again ({r['rules_version']})"

@@ -78,7 +78,6 @@ async def replay(
     event_id: str,
     *,
     by: str,
-    dry_run: bool,
     approval_window: timedelta,
 ) -> dict[str, Any]:
     """Run a stored event through the current rules again; new actions go through approval where required."""
@@ -86,12 +85,13 @@ async def replay(
     def plan(source: str, event_type: str | None, payload: dict[str, Any]) -> Any:
         return rules.plan(source=source, event_type=event_type, payload=payload)
 
-    planned = await replan_event(
-        engine, event_id, plan, now=utcnow(), dry_run=dry_run, approval_window=approval_window, note=f"replayed by {by}"
+    replanned = await replan_event(
+        engine, event_id, plan, now=utcnow(), approval_window=approval_window, note=f"replayed by {by}"
     )
-    if planned is None:
+    if replanned is None:
         raise NotFound(f"no event {event_id!r}")
-    await _hand_over(dispatcher, [(action_id, 1) for action_id, status in planned if status == "pending"])
+    planned, runs = replanned
+    await _hand_over(dispatcher, [(action_id, 1) for action_id in runs])
     return {
         "event_id": event_id,
         "rules_version": rules.version,

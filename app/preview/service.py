@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import timedelta
 from typing import Any
 
-from app.actions.contacts import upsert_contact
-from app.actions.runner import tag_condition
-from app.actions.steps import STEPS
+from app.actions.contacts import ContactHandle
+from app.actions.context import StepContext
+from app.actions.steps import STEPS, tag_condition
 from app.errors import NotFound
 from app.preview.calls import describe
 from app.preview.readonly import ReadOnlySession
@@ -21,10 +22,12 @@ from app.systeme.errors import ApiError
 async def _live_action(client: SystemeClient, action: PlannedAction) -> dict[str, Any]:
     """Run the real action code on a session that reads the account and only records the writes."""
     session = ReadOnlySession(client)
+    # No mirror: a preview reads everything it would check, as a careful run does.
+    handle = ContactHandle(action.contact["email"], None, window=timedelta(0)) if action.contact else None
+    ctx = StepContext(session, handle, action.contact, careful=True)
     try:
-        contact = await upsert_contact(session, action.contact) if action.contact else None
-        unmet = tag_condition(action.contact, contact)
-        note = unmet or await STEPS[action.kind](session, contact, action.params)
+        unmet = tag_condition(action.contact, (await ctx.contact(facts=True)).tags) if action.contact else None
+        note = unmet or await STEPS[action.kind](ctx, action.params)
     except ApiError as exc:
         note = f"would fail: {exc.message}"
     calls = [c.as_dict() for c in session.writes]

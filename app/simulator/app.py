@@ -81,6 +81,20 @@ async def contact_patch(request: Request, acc: Account) -> Any:
     return acc.patch_contact(request.path_params["id"], body)
 
 
+async def contact_delete(request: Request, acc: Account) -> Any:
+    acc.delete_contact(request.path_params["id"])
+    return Response(status_code=204)
+
+
+async def tag_rename(request: Request, acc: Account) -> Any:
+    return acc.rename_tag(request.path_params["id"], await _json(request))
+
+
+async def tag_delete(request: Request, acc: Account) -> Any:
+    acc.delete_tag(request.path_params["id"])
+    return Response(status_code=204)
+
+
 async def contact_tag_add(request: Request, acc: Account) -> Any:
     acc.add_contact_tag(request.path_params["id"], await _json(request))
     return Response(status_code=204)
@@ -179,10 +193,13 @@ class Simulator:
             ("/api/contacts", "POST", contacts_create),
             ("/api/contacts/{id:int}", "GET", contact_get),
             ("/api/contacts/{id:int}", "PATCH", contact_patch),
+            ("/api/contacts/{id:int}", "DELETE", contact_delete),
             ("/api/contacts/{id:int}/tags", "POST", contact_tag_add),
             ("/api/contacts/{id:int}/tags/{tag}", "DELETE", contact_tag_remove),
             ("/api/tags", "GET", tags_list),
             ("/api/tags", "POST", tags_create),
+            ("/api/tags/{id}", "PUT", tag_rename),
+            ("/api/tags/{id}", "DELETE", tag_delete),
             ("/api/school/courses", "GET", courses_list),
             ("/api/school/courses/{id}/enrollments", "POST", enroll),
             ("/api/school/enrollments", "GET", enrollments_list),
@@ -228,7 +245,7 @@ class Simulator:
                     )
                 elif fault is not None and fault.status:
                     await asyncio.sleep(fault.delay)
-                    response = JSONResponse({"title": "Simulated failure", "detail": "fault injected"}, fault.status)
+                    response = JSONResponse({"title": "Simulated failure", "detail": fault.detail}, fault.status)
                 else:
                     if fault is not None:
                         # A slow server: the request has arrived whole and is acted on even if the client leaves.
@@ -273,6 +290,8 @@ class Simulator:
                 int(body.get("count", 1)),
                 body.get("path_prefix", "/"),
                 body.get("method"),
+                float(body.get("delay", 0.0)),
+                str(body.get("detail", "fault injected")),
             )
         )
         return JSONResponse({"ok": True})

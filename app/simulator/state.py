@@ -64,6 +64,7 @@ class Fault:
     path_prefix: str = "/"
     method: str | None = None
     delay: float = 0.0
+    detail: str = "fault injected"
 
 
 @dataclass
@@ -170,6 +171,34 @@ class Account:
         tag: dict[str, Any] = {"id": self.next_id(), "name": name, "createdAt": _now()}
         self.tags[tag["id"]] = tag
         return tag
+
+    def rename_tag(self, tag_id: Any, body: dict[str, Any]) -> dict[str, Any]:
+        tag = self.tags.get(int(tag_id)) if str(tag_id).isdigit() else None
+        if tag is None:
+            raise Problem(404, "Not Found")
+        name = body.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise violation("name", "This value should not be blank.")
+        if any(t["name"] == name and t["id"] != tag["id"] for t in self.tags.values()):
+            raise violation("name", "This value is already used.")
+        tag["name"] = name
+        for contact in self.contacts.values():
+            for item in contact["tags"]:
+                if item["id"] == tag["id"]:
+                    item["name"] = name
+        return tag
+
+    def delete_tag(self, tag_id: Any) -> None:
+        if not str(tag_id).isdigit() or self.tags.pop(int(tag_id), None) is None:
+            raise Problem(404, "Not Found")
+        for contact in self.contacts.values():
+            contact["tags"] = [t for t in contact["tags"] if t["id"] != int(tag_id)]
+
+    def delete_contact(self, contact_id: Any) -> None:
+        contact = self.contact(contact_id)
+        del self.contacts[contact["id"]]
+        self.enrollments = {k: e for k, e in self.enrollments.items() if e["contact"]["id"] != contact["id"]}
+        self.memberships = {k: m for k, m in self.memberships.items() if m["contact"]["id"] != contact["id"]}
 
     def add_contact_tag(self, contact_id: Any, body: dict[str, Any]) -> None:
         contact = self.contact(contact_id)

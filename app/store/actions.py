@@ -1,10 +1,14 @@
-"""The action state machine's transitions, each one a conditional row update.
+"""The action state machine's transitions, each a conditional row update, taken a run at a time.
 
 awaiting_approval ──approve──► pending ──claim──► running ──► succeeded | failed | skipped | dead
         └──reject / deadline──► rejected    ▲                  │
                                             └── transient ─────┘ (attempts < max: pending, next_attempt_at)
-A running row whose lease ran out (its worker died) can be claimed again. An action waits while an earlier one
-(by event time) of the same contact is pending or running, for at most `ordering_wait`.
+
+A run is the actions of one event for one contact, executed in order by one worker: it claims the leading actions
+that are due (a later step never overtakes an earlier one that waits), renews their lease while it lives, records
+each step as it ends, and releases what it did not reach. A running row whose lease ran out (its worker died) can be
+claimed again. A run waits while an earlier event's action for the same contact is pending or running, for at most
+`ordering_wait`.
 """
 
 from __future__ import annotations
@@ -15,12 +19,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from app.store.contacts import ContactWrite, write_contact
 from app.store.models import actions, api_calls
 
 TERMINAL = frozenset({"succeeded", "failed", "dead", "skipped", "rejected"})
 ACTIVE = ("pending", "running")
+_TEXT_LIMIT = 4000
 
 
 @dataclass(frozen=True)
@@ -34,6 +40,7 @@ class ClaimedAction:
     attempt: int
     contact_email: str | None
     order_key: str
+    account: str
 
 
 def _claimable(now: datetime) -> sa.ColumnElement[bool]:
@@ -44,61 +51,126 @@ def _claimable(now: datetime) -> sa.ColumnElement[bool]:
     )
 
 
-def _in_turn(now: datetime, ordering_wait: timedelta) -> sa.ColumnElement[bool]:
-    """No earlier action of the same contact is still pending or running (or this one waited long enough)."""
-    earlier = actions.alias("earlier")
-    blocked = (
-        sa.select(earlier.c.id)
+def _is_claimable(row: Any, now: datetime) -> bool:
+    if row.status == "pending":
+        return row.next_attempt_at is None or row.next_attempt_at <= now
+    return row.status == "running" and row.lease_until is not None and row.lease_until < now
+
+
+def _same_contact(email: str | None) -> sa.ColumnElement[bool]:
+    return actions.c.contact_email.is_(None) if email is None else actions.c.contact_email == email
+
+
+async def _blocked(conn: AsyncConnection, first: Any, now: datetime, ordering_wait: timedelta) -> bool:
+    """An earlier event's action for the same contact is still pending or running (and we have not waited long)."""
+    if first.contact_email is None or first.created_at < now - ordering_wait:
+        return False
+    earlier = await conn.scalar(
+        sa.select(actions.c.id)
         .where(
-            earlier.c.contact_email == actions.c.contact_email,
-            earlier.c.order_key < actions.c.order_key,
-            earlier.c.status.in_(ACTIVE),
+            actions.c.contact_email == first.contact_email,
+            actions.c.order_key < first.order_key,
+            actions.c.event_id != first.event_id,
+            actions.c.status.in_(ACTIVE),
         )
-        .exists()
+        .limit(1)
     )
-    return sa.or_(actions.c.contact_email.is_(None), ~blocked, actions.c.created_at < now - ordering_wait)
+    return earlier is not None
 
 
-async def claim(
+async def claim_run(
     engine: AsyncEngine,
     action_id: str,
     *,
+    token: str,
     now: datetime,
     lease: timedelta,
-    ordering_wait: timedelta = timedelta(minutes=10),
-) -> ClaimedAction | None:
-    """Take the action for this worker; None when another has it, it is not due or not its turn, or it is done."""
+    ordering_wait: timedelta,
+    max_attempts: int,
+) -> list[ClaimedAction]:
+    """Take the run `action_id` belongs to: its leading due actions, in order. Empty when there is nothing to do
+    now (another run holds them, the first is not due, or an earlier event of the contact goes first)."""
+    async with engine.begin() as conn:
+        anchor = (
+            await conn.execute(sa.select(actions.c.event_id, actions.c.contact_email).where(actions.c.id == action_id))
+        ).first()
+        if anchor is None:
+            return []
+        query = (
+            sa.select(actions)
+            .where(
+                actions.c.event_id == anchor.event_id,
+                _same_contact(anchor.contact_email),
+                actions.c.status.in_(ACTIVE),
+            )
+            .order_by(actions.c.order_key)
+        )
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update()
+        rows = list(await conn.execute(query))
+        lead = []
+        for row in rows:
+            if not _is_claimable(row, now):
+                break
+            lead.append(row)
+        if not lead or await _blocked(conn, lead[0], now, ordering_wait):
+            return []
+        # A row whose every attempt ended with its worker gone (killed, out of memory) stops here, visibly.
+        spent = [r.id for r in lead if r.status == "running" and r.attempts >= max_attempts]
+        if spent:
+            await conn.execute(
+                actions.update()
+                .where(actions.c.id.in_(spent))
+                .values(
+                    status="dead",
+                    lease_until=None,
+                    claimed_by=None,
+                    last_error=f"gave up after {max_attempts} attempts: the worker running it stopped each time",
+                    updated_at=now,
+                )
+            )
+        ids = [r.id for r in lead if r.id not in spent]
+        if not ids:
+            return []
+        claimed = await conn.execute(
+            actions.update()
+            .where(actions.c.id.in_(ids), _claimable(now))
+            .values(
+                status="running",
+                attempts=actions.c.attempts + 1,
+                lease_until=now + lease,
+                claimed_by=token,
+                updated_at=now,
+            )
+            .returning(actions)
+        )
+        taken = sorted(claimed, key=lambda r: r.order_key)
+    return [
+        ClaimedAction(
+            id=r.id,
+            event_id=r.event_id,
+            rule_id=r.rule_id,
+            kind=r.kind,
+            params=dict(r.params),
+            contact=dict(r.contact) if r.contact else None,
+            attempt=r.attempts,
+            contact_email=r.contact_email,
+            order_key=r.order_key,
+            account=r.account,
+        )
+        for r in taken
+    ]
+
+
+async def renew(engine: AsyncEngine, token: str, *, until: datetime) -> int:
+    """The run's heartbeat: extend the lease of the rows it still holds."""
     async with engine.begin() as conn:
         result = await conn.execute(
             actions.update()
-            .where(actions.c.id == action_id, _claimable(now), _in_turn(now, ordering_wait))
-            .values(status="running", attempts=actions.c.attempts + 1, lease_until=now + lease, updated_at=now)
-            .returning(
-                actions.c.id,
-                actions.c.event_id,
-                actions.c.rule_id,
-                actions.c.kind,
-                actions.c.params,
-                actions.c.contact,
-                actions.c.attempts,
-                actions.c.contact_email,
-                actions.c.order_key,
-            )
+            .where(actions.c.claimed_by == token, actions.c.status == "running")
+            .values(lease_until=until)
         )
-        row = result.first()
-    if row is None:
-        return None
-    return ClaimedAction(
-        id=row.id,
-        event_id=row.event_id,
-        rule_id=row.rule_id,
-        kind=row.kind,
-        params=dict(row.params),
-        contact=dict(row.contact) if row.contact else None,
-        attempt=row.attempts,
-        contact_email=row.contact_email,
-        order_key=row.order_key,
-    )
+    return result.rowcount
 
 
 async def ran_out_of_order(engine: AsyncEngine, action: ClaimedAction) -> bool:
@@ -118,42 +190,90 @@ async def ran_out_of_order(engine: AsyncEngine, action: ClaimedAction) -> bool:
     return later is not None
 
 
+def _call_row(call: dict[str, Any], action: ClaimedAction) -> dict[str, Any]:
+    # Bounded to the columns: a hostile value (a 64 KB tag name in a path) must not stop the result being recorded.
+    # Every key on every row: one executemany takes the shape of the first row.
+    row: dict[str, Any] = {
+        "request_body": None,
+        "status_code": None,
+        "response_body": None,
+        "error": None,
+        "duration_ms": 0.0,
+    }
+    row.update(call, action_id=action.id, attempt=action.attempt)
+    row["path"] = str(row.get("path", ""))[:500]
+    row["method"] = str(row.get("method", ""))[:10]
+    for key in ("error", "response_body"):
+        if row.get(key) is not None:
+            row[key] = str(row[key])[:_TEXT_LIMIT]
+    return row
+
+
 async def finish(
     engine: AsyncEngine,
     action: ClaimedAction,
     *,
+    token: str,
     status: str,
     error: str | None,
     next_attempt_at: datetime | None,
     calls: Sequence[dict[str, Any]],
     now: datetime,
+    outcome: str | None = None,
     note: str | None = None,
+    counted: bool = True,
+    mirror: ContactWrite | None = None,
 ) -> bool:
-    """Record the attempt's outcome; False when the lease was lost to another worker meanwhile."""
+    """Record one step's result, its API calls and what the mirror learned, in one transaction; False when the
+    run lost the row meanwhile (its lease ran out and another run took it)."""
     values: dict[str, Any] = {
         "status": status,
-        "last_error": error,
+        "last_error": error[:_TEXT_LIMIT] if error else None,
+        "outcome": outcome,
         "next_attempt_at": next_attempt_at,
         "lease_until": None,
+        "claimed_by": None,
         "updated_at": now,
     }
+    if not counted:
+        values["attempts"] = actions.c.attempts - 1
     if note is not None:
         values["note"] = note
     async with engine.begin() as conn:
         result = await conn.execute(
             actions.update()
-            .where(actions.c.id == action.id, actions.c.status == "running", actions.c.attempts == action.attempt)
+            .where(actions.c.id == action.id, actions.c.status == "running", actions.c.claimed_by == token)
             .values(**values)
         )
+        if result.rowcount != 1:
+            return False
         if calls:
-            await conn.execute(
-                api_calls.insert(), [{**c, "action_id": action.id, "attempt": action.attempt} for c in calls]
+            await conn.execute(api_calls.insert(), [_call_row(c, action) for c in calls])
+        if mirror is not None:
+            await write_contact(conn, mirror)
+    return True
+
+
+async def release(engine: AsyncEngine, token: str, *, now: datetime, next_attempt_at: datetime | None) -> int:
+    """Give back the rows a run claimed but did not reach: pending again, their attempt not counted."""
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            actions.update()
+            .where(actions.c.claimed_by == token, actions.c.status == "running")
+            .values(
+                status="pending",
+                attempts=actions.c.attempts - 1,
+                lease_until=None,
+                claimed_by=None,
+                next_attempt_at=next_attempt_at or now,
+                updated_at=now,
             )
-    return result.rowcount == 1
+        )
+    return result.rowcount
 
 
 async def next_for_contact(engine: AsyncEngine, email: str | None, *, now: datetime) -> list[tuple[str, int]]:
-    """The contact's next pending action that is due, to hand over as soon as the one before it is done."""
+    """The contact's next pending action, to hand over as soon as the run before it is done."""
     if email is None:
         return []
     async with engine.connect() as conn:
@@ -169,12 +289,15 @@ async def next_for_contact(engine: AsyncEngine, email: str | None, *, now: datet
 
 
 async def due_actions(engine: AsyncEngine, *, now: datetime, limit: int = 500) -> list[tuple[str, int]]:
-    """(id, next attempt number) of actions to hand to a worker: pending and due, or with an expired lease."""
+    """(action id, next attempt number) of the first due action of each run: pending and due, or abandoned."""
     async with engine.connect() as conn:
         rows = await conn.execute(
-            sa.select(actions.c.id, actions.c.attempts)
+            sa.select(actions.c.id, actions.c.attempts, actions.c.event_id, actions.c.contact_email)
             .where(_claimable(now))
             .order_by(actions.c.order_key)
             .limit(limit)
         )
-        return [(r.id, r.attempts + 1) for r in rows]
+        runs: dict[tuple[str, str | None], tuple[str, int]] = {}
+        for r in rows:
+            runs.setdefault((r.event_id, r.contact_email), (r.id, r.attempts + 1))
+    return list(runs.values())

@@ -21,6 +21,8 @@ class StoredEvent:
     duplicate: bool
     # (action id, status) of each planned action; empty for a duplicate.
     actions: tuple[tuple[str, str], ...] = ()
+    # One pending action per run (per contact), in order: what to hand to the executor.
+    runs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -36,7 +38,6 @@ class NewEvent:
     outcomes: Sequence[RuleOutcome]
     rules_version: str
     received_at: datetime
-    dry_run: bool
     approval_window: timedelta = timedelta(days=7)
 
 
@@ -88,11 +89,12 @@ async def record_events(engine: AsyncEngine, items: Sequence[NewEvent]) -> list[
                 item.outcomes,
                 now=item.received_at,
                 occurred_at=item.occurred_at or item.received_at,
-                dry_run=item.dry_run,
                 approval_deadline=item.received_at + item.approval_window,
             )
             action_rows += planned
-            results.append(StoredEvent(row["id"], False, tuple((a["id"], a["status"]) for a in planned)))
+            results.append(
+                StoredEvent(row["id"], False, tuple((a["id"], a["status"]) for a in planned), runs_of(planned))
+            )
         if outcome_rows:
             await conn.execute(rule_outcomes.insert(), outcome_rows)
         if action_rows:
@@ -112,7 +114,6 @@ async def record_event(
     outcomes: Sequence[RuleOutcome],
     rules_version: str,
     now: datetime,
-    dry_run: bool,
     approval_window: timedelta = timedelta(days=7),
 ) -> StoredEvent:
     """Store one event (see `record_events`)."""
@@ -126,7 +127,6 @@ async def record_event(
         outcomes,
         rules_version,
         now,
-        dry_run,
         approval_window,
     )
     return (await record_events(engine, [item]))[0]
@@ -152,7 +152,6 @@ async def _insert_plan(
     *,
     now: datetime,
     occurred_at: datetime,
-    dry_run: bool,
     approval_deadline: datetime,
     note: str | None = None,
 ) -> list[dict[str, Any]]:
@@ -163,7 +162,6 @@ async def _insert_plan(
         outcomes,
         now=now,
         occurred_at=occurred_at,
-        dry_run=dry_run,
         approval_deadline=approval_deadline,
         note=note,
     )
@@ -178,10 +176,9 @@ async def replan_event(
     plan: Callable[[str, str | None, dict[str, Any]], Sequence[RuleOutcome]],
     *,
     now: datetime,
-    dry_run: bool,
     approval_window: timedelta,
     note: str,
-) -> tuple[tuple[str, str], ...] | None:
+) -> tuple[tuple[tuple[str, str], ...], tuple[str, ...]] | None:
     """Plan a stored event again (a replay): new outcomes and actions beside the old ones; None if unknown."""
     async with engine.begin() as conn:
         event = (
@@ -199,11 +196,10 @@ async def replan_event(
             plan(event.source, event.type, dict(event.payload)),
             now=now,
             occurred_at=event.occurred_at or event.received_at,
-            dry_run=dry_run,
             approval_deadline=now + approval_window,
             note=note,
         )
-    return tuple((r["id"], r["status"]) for r in rows)
+    return tuple((r["id"], r["status"]) for r in rows), runs_of(rows)
 
 
 def order_key(occurred_at: datetime, event_id: str, rule_index: int, seq: int) -> str:
@@ -212,12 +208,21 @@ def order_key(occurred_at: datetime, event_id: str, rule_index: int, seq: int) -
     return f"{when}|{event_id}|{rule_index:05d}|{seq:03d}"
 
 
-def _status(approval: str, dry_run: bool) -> tuple[str, str | None]:
-    if dry_run:
-        return "skipped", "dry run: no MATON_API_KEY or SYSTEME_API_KEY is set"
-    if approval == "required":
-        return "awaiting_approval", None
-    return "pending", None
+def runs_of(rows: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
+    """The first pending action of each run (one event, one contact), in execution order."""
+    firsts: dict[str | None, tuple[str, str]] = {}
+    for row in rows:
+        if row["status"] == "pending":
+            key = (row["order_key"], row["id"])
+            current = firsts.get(row["contact_email"])
+            if current is None or key < current:
+                firsts[row["contact_email"]] = key
+    return tuple(action_id for _, action_id in sorted(firsts.values()))
+
+
+def _status(approval: str) -> str:
+    # Whether a run is dry is decided by the executor when it runs, never here.
+    return "awaiting_approval" if approval == "required" else "pending"
 
 
 def _action_rows(
@@ -226,14 +231,13 @@ def _action_rows(
     *,
     now: datetime,
     occurred_at: datetime,
-    dry_run: bool,
     approval_deadline: datetime,
     note: str | None = None,
 ) -> list[dict[str, Any]]:
     rows = []
     for rule_index, outcome in enumerate(outcomes):
         for planned in outcome.actions:
-            status, error = _status(planned.approval, dry_run)
+            status = _status(planned.approval)
             rows.append(
                 {
                     "id": new_id("act"),
@@ -248,7 +252,7 @@ def _action_rows(
                     "status": status,
                     "attempts": 0,
                     "next_attempt_at": now if status == "pending" else None,
-                    "last_error": error,
+                    "last_error": None,
                     "created_at": now,
                     "updated_at": now,
                     "order_key": order_key(occurred_at, event_id, rule_index, planned.seq),

@@ -104,6 +104,12 @@ actions = sa.Table(
     sa.Column("decided_by", sa.String(100)),
     sa.Column("decided_at", UTCDateTime()),
     sa.Column("note", sa.Text),
+    # What the step found or did ("tagged", "already enrolled"): the operator's one-line answer.
+    sa.Column("outcome", sa.Text),
+    # The Systeme.io account the action runs against (a name from `accounts:`; "default" is the settings' one).
+    sa.Column("account", sa.String(100), nullable=False, server_default="default"),
+    # The run that holds this row while it is `running`: only that run may record its result.
+    sa.Column("claimed_by", sa.String(40)),
     sa.Index(None, "status", "next_attempt_at"),
     sa.Index(None, "event_id"),
     sa.Index(None, "contact_email", "status"),
@@ -125,6 +131,17 @@ api_calls = sa.Table(
     sa.Column("duration_ms", sa.Float, nullable=False),
     sa.Column("started_at", UTCDateTime(), nullable=False),
     sa.Index(None, "action_id"),
+)
+
+# What we know of each account's contacts, learned from API answers and our own writes (see app/actions/mirror.py).
+contacts = sa.Table(
+    "contacts",
+    metadata,
+    sa.Column("account", sa.String(100), primary_key=True),
+    sa.Column("email", sa.String(320), primary_key=True),
+    sa.Column("contact_id", sa.BigInteger, nullable=False),
+    sa.Column("facts", JSON, nullable=False),
+    sa.Column("learned_at", UTCDateTime(), nullable=False),
 )
 
 # When each kind of alert was last sent: at most one message per kind per hour.

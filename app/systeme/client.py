@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 
 from app.systeme.errors import PermanentApiError, TransientApiError
+from app.systeme.names import MemoryNames, NameCache
 from app.systeme.quota import MemoryQuota, Quota
 
 _BODY_LIMIT = 4000  # characters of an answer kept in the call log
@@ -37,7 +38,8 @@ def problem(response: httpx.Response) -> str:
         return response.text[:300] or response.reason_phrase
     if not isinstance(body, dict):
         return str(body)[:300]
-    parts = [str(body.get("detail") or body.get("title") or body.get("message") or "")]
+    # Problem documents say `detail`; the Maton proxy and some gateways say `error` or `message`.
+    parts = [str(body.get("detail") or body.get("title") or body.get("message") or body.get("error") or "")]
     for violation in body.get("violations") or []:
         if isinstance(violation, dict):
             parts.append(f"{violation.get('propertyPath', '')}: {violation.get('message', '')}")
@@ -55,6 +57,9 @@ class SystemeClient:
         timeout: float = 15.0,
         transport: httpx.AsyncBaseTransport | None = None,
         quota: Quota | None = None,
+        names: NameCache | None = None,
+        dry_run: bool = False,
+        account: str = "default",
     ) -> None:
         self.http = httpx.AsyncClient(
             base_url=base_url,
@@ -63,8 +68,10 @@ class SystemeClient:
             transport=transport,
         )
         self.quota: Quota = quota or MemoryQuota()
-        # name -> (id, expires at); resolving "Masterclass buyer" to a tag id once per few minutes is enough.
-        self.names: dict[tuple[str, str], tuple[int, float]] = {}
+        self.names: NameCache = names or MemoryNames()
+        # No API key: every action is recorded as skipped, decided here when it runs, never when it is planned.
+        self.dry_run = dry_run
+        self.account = account
 
     def session(self) -> SystemeSession:
         return SystemeSession(self)
@@ -91,7 +98,7 @@ class SystemeSession:
         allow: Collection[int] = (),
     ) -> httpx.Response:
         """Send one request; raise Transient/PermanentApiError unless the status is 2xx or in `allow`."""
-        await self.client.quota.acquire()
+        ticket = await self.client.quota.acquire()
         started, clock = datetime.now(UTC), time.perf_counter()
         content = json.dumps(body).encode() if body is not None else None
         headers = {"Content-Type": content_type} if content is not None else {}
@@ -102,15 +109,22 @@ class SystemeSession:
         try:
             response = await self.client.http.request(method, path, params=params, content=content, headers=headers)
         except httpx.TransportError as exc:
-            await self.client.quota.observe(None)
+            await self.client.quota.observe(None, ticket)
             record.update(duration_ms=(time.perf_counter() - clock) * 1000, error=f"{type(exc).__name__}: {exc}")
             raise TransientApiError(f"{method} {path}: network error: {type(exc).__name__}") from exc
+        except Exception as exc:
+            # Anything else (an URL httpx refuses, a bug): the call is still recorded whole, and the attempt ends
+            # like a transient failure, so the action is retried a bounded number of times and ends dead.
+            await self.client.quota.observe(None, ticket)
+            text = f"{type(exc).__name__}: {exc}"[:500]
+            record.update(duration_ms=(time.perf_counter() - clock) * 1000, error=text)
+            raise TransientApiError(f"{method} {path[:200]}: unexpected error: {text}") from exc
         record.update(
             duration_ms=(time.perf_counter() - clock) * 1000,
             status_code=response.status_code,
             response_body=response.text[:_BODY_LIMIT],
         )
-        await self.client.quota.observe(response)
+        await self.client.quota.observe(response, ticket)
         if response.is_success or response.status_code in allow:
             return response
         message = f"{method} {path} answered {response.status_code}: {problem(response)}"

@@ -1,7 +1,8 @@
 """Systeme.io failures, sorted at the client boundary into ones worth retrying and ones that are final.
 
 ApiError
-├── TransientApiError   network errors, timeouts, 429 and 5xx: try again later (retry_after when the API said)
+├── TransientApiError   network errors, timeouts, 429 and 5xx, and anything unexpected while sending: try again
+│                       later (retry_after when the API said; `throttled` when only the quota stood in the way)
 └── PermanentApiError   any other 4xx: retrying would get the same answer
 """
 
@@ -16,9 +17,13 @@ class ApiError(Exception):
 
 
 class TransientApiError(ApiError):
-    def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str, *, status: int | None = None, retry_after: float | None = None, throttled: bool = False
+    ) -> None:
         super().__init__(message, status=status)
         self.retry_after = retry_after
+        # A 429 or our own quota said "not now": the attempt is not held against the action.
+        self.throttled = throttled or status == 429
 
 
 class PermanentApiError(ApiError):

@@ -4,12 +4,19 @@ Fed by the `X-RateLimit-Limit/Remaining/Refill` headers of each answer, it lets 
 current window has budget left, counting requests still in flight, so N workers together never pass the quota.
 An optional per-second cap covers the Maton proxy's own limit (10 requests/s). The budget lives in Redis when
 workers share it, in the process otherwise; both run the same algorithm (the Redis one as a Lua script, atomic).
+
+In Redis, each request in flight is a ticket that expires on its own, so a worker killed mid-request stops being
+counted a little after its request would have timed out. The keys name the account (a fingerprint of its URL and
+credentials), so a new key or connection starts from a clean budget instead of an earlier account's window.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import secrets
 import time
+from collections.abc import Mapping
 from typing import Protocol
 
 import httpx
@@ -22,11 +29,22 @@ MAX_WAIT_SECONDS = 65.0
 _MARGIN_MS = 500
 
 
-class Quota(Protocol):
-    async def acquire(self) -> None: ...
+# An in-flight ticket older than this is a request whose worker died: it stops counting.
+TICKET_SECONDS = 60
 
-    async def observe(self, response: httpx.Response | None) -> None:
+
+class Quota(Protocol):
+    async def acquire(self) -> str:
+        """Wait for budget; the ticket names this request in flight until `observe`."""
+
+    async def observe(self, response: httpx.Response | None, ticket: str = "") -> None:
         """Feed an answer's headers back (None: the request failed before any answer)."""
+
+
+def account_key(base_url: str, headers: Mapping[str, str]) -> str:
+    """The Redis key of one account's budget: the same credentials share it, other ones never do."""
+    identity = base_url + "|" + "|".join(f"{k.lower()}={v}" for k, v in sorted(headers.items()))
+    return "systeme-flow:quota:" + hashlib.sha256(identity.encode()).hexdigest()[:16]
 
 
 def read_headers(response: httpx.Response, now_ms: int) -> tuple[int, int, int] | None:
@@ -47,17 +65,18 @@ def read_headers(response: httpx.Response, now_ms: int) -> tuple[int, int, int] 
 class _Paced:
     """The waiting loop both stores share; `_try` answers 0 (go) or the milliseconds to wait."""
 
-    async def _try(self, now_ms: int) -> int:
+    async def _try(self, now_ms: int, ticket: str) -> int:
         raise NotImplementedError
 
-    async def acquire(self) -> None:
+    async def acquire(self) -> str:
         waited = 0.0
+        ticket = secrets.token_hex(8)
         while True:
-            wait_ms = await self._try(int(time.time() * 1000))
+            wait_ms = await self._try(int(time.time() * 1000), ticket)
             if wait_ms <= 0:
-                return
+                return ticket
             if waited + wait_ms / 1000 > MAX_WAIT_SECONDS:
-                raise TransientApiError("Systeme.io request quota used up", retry_after=wait_ms / 1000)
+                raise TransientApiError("Systeme.io request quota used up", retry_after=wait_ms / 1000, throttled=True)
             await asyncio.sleep(wait_ms / 1000)
             waited += wait_ms / 1000
 
@@ -76,7 +95,7 @@ class MemoryQuota(_Paced):
         self.second = (0, 0)
         self._lock = asyncio.Lock()
 
-    async def _try(self, now_ms: int) -> int:
+    async def _try(self, now_ms: int, ticket: str) -> int:
         async with self._lock:
             if self.per_second:
                 second, count = self.second
@@ -105,7 +124,7 @@ class MemoryQuota(_Paced):
         second, count = self.second
         self.second = (now_ms // 1000, count + 1 if second == now_ms // 1000 else 1)
 
-    async def observe(self, response: httpx.Response | None) -> None:
+    async def observe(self, response: httpx.Response | None, ticket: str = "") -> None:
         async with self._lock:
             self.inflight = max(0, self.inflight - 1)
             now_ms = int(time.time() * 1000)
@@ -126,12 +145,13 @@ class MemoryQuota(_Paced):
 _ACQUIRE = """
 local now = tonumber(ARGV[1])
 local per_second = tonumber(ARGV[2])
-local q = redis.call('HMGET', KEYS[1], 'limit', 'remaining', 'reset', 'window', 'inflight')
+local q = redis.call('HMGET', KEYS[1], 'limit', 'remaining', 'reset', 'window')
 local limit = tonumber(q[1] or '-1')
 local remaining = tonumber(q[2] or '-1')
 local reset = tonumber(q[3] or '0')
 local window = tonumber(q[4] or '0')
-local inflight = tonumber(q[5] or '0')
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+local inflight = redis.call('ZCARD', KEYS[3])
 local second_key = KEYS[2] .. ':' .. math.floor(now / 1000)
 if per_second > 0 then
   local used = tonumber(redis.call('GET', second_key) or '0')
@@ -147,8 +167,10 @@ if limit >= 0 and remaining <= 0 then
   redis.call('HSET', KEYS[1], 'remaining', remaining, 'reset', reset)
   return math.max(1, reset - now)
 end
-redis.call('HSET', KEYS[1], 'remaining', remaining - 1, 'reset', reset, 'inflight', inflight + 1)
+redis.call('HSET', KEYS[1], 'remaining', remaining - 1, 'reset', reset)
 redis.call('PEXPIRE', KEYS[1], 86400000)
+redis.call('ZADD', KEYS[3], now + tonumber(ARGV[4]), ARGV[3])
+redis.call('PEXPIRE', KEYS[3], 86400000)
 if per_second > 0 then
   redis.call('INCR', second_key)
   redis.call('PEXPIRE', second_key, 2000)
@@ -158,12 +180,13 @@ return 0
 
 _OBSERVE = """
 local now = tonumber(ARGV[1])
-local q = redis.call('HMGET', KEYS[1], 'remaining', 'reset', 'window', 'inflight')
+local q = redis.call('HMGET', KEYS[1], 'remaining', 'reset', 'window')
 local remaining = tonumber(q[1] or '-1')
 local reset = tonumber(q[2] or '0')
 local window = tonumber(q[3] or '0')
-local inflight = math.max(0, tonumber(q[4] or '0') - 1)
-redis.call('HSET', KEYS[1], 'inflight', inflight)
+redis.call('ZREM', KEYS[3], ARGV[6])
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+local inflight = redis.call('ZCARD', KEYS[3])
 if ARGV[2] == '' then
   -- An answer without quota headers: stop waiting to learn them.
   if ARGV[5] == '1' and tonumber(redis.call('HGET', KEYS[1], 'limit') or '-1') == -1 then
@@ -190,15 +213,16 @@ class RedisQuota(_Paced):
     def __init__(self, redis: Redis, *, per_second: int = 0, key: str = "systeme-flow:quota") -> None:
         self.redis = redis
         self.per_second = per_second
-        self.keys = [key, f"{key}:second"]
+        self.keys = [key, f"{key}:second", f"{key}:inflight"]
         self._acquire = redis.register_script(_ACQUIRE)
         self._observe = redis.register_script(_OBSERVE)
 
-    async def _try(self, now_ms: int) -> int:
-        return int(await self._acquire(keys=self.keys, args=[now_ms, self.per_second]))
+    async def _try(self, now_ms: int, ticket: str) -> int:
+        args: list[int | str] = [now_ms, self.per_second, ticket, TICKET_SECONDS * 1000]
+        return int(await self._acquire(keys=self.keys, args=args))
 
-    async def observe(self, response: httpx.Response | None) -> None:
+    async def observe(self, response: httpx.Response | None, ticket: str = "") -> None:
         now_ms = int(time.time() * 1000)
         headers = read_headers(response, now_ms) if response is not None else None
-        args: list[int | str] = [now_ms, *(headers or ("", "", "")), "1" if response is not None else "0"]
+        args: list[int | str] = [now_ms, *(headers or ("", "", "")), "1" if response is not None else "0", ticket]
         await self._observe(keys=self.keys, args=args)

@@ -98,7 +98,6 @@ async def ingest(state: AppState, *, source: str, delivery: Delivery) -> IngestR
                 outcomes=outcomes,
                 rules_version=rules.version,
                 received_at=utcnow(),
-                dry_run=state.settings.api_mode == "dry-run",
                 approval_window=timedelta(hours=state.settings.approval_timeout_hours),
             )
         )
@@ -115,7 +114,7 @@ async def ingest(state: AppState, *, source: str, delivery: Delivery) -> IngestR
             "duplicate": stored.duplicate,
         },
     )
-    pending = [(action_id, 1) for action_id, status in stored.actions if status == "pending"]
+    pending = [(action_id, 1) for action_id in stored.runs]
     if pending:
         try:
             await state.dispatcher.dispatch(pending)

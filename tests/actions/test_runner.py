@@ -1,4 +1,4 @@
-"""Running actions against the simulator over HTTP: outcomes, retries, idempotency, destructive checks."""
+"""Running actions against the simulator over HTTP: runs, outcomes, retries, idempotency, destructive checks."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from app.actions.runner import RetryPolicy, run_action
+from app.actions.runner import RetryPolicy, run_actions
 from app.config import rules_environment
 from app.rules.engine import RuleSet
 from app.rules.loader import parse_rules
-from app.store.actions import claim, due_actions, finish
+from app.simulator.state import Fault
+from app.store.actions import claim_run, due_actions, finish
 from app.store.db import create_engine
 from app.store.events import record_event
 from app.store.models import actions, api_calls, utcnow
@@ -22,7 +23,7 @@ from app.systeme.errors import PermanentApiError
 from tests.conftest import SIM_KEY
 from tests.factories import RULES, stripe_checkout
 
-POLICY = RetryPolicy(base_seconds=0.01, max_attempts=3, lease=timedelta(seconds=30))
+POLICY = RetryPolicy(delays=(0.01,), max_attempts=3, lease=timedelta(seconds=30))
 
 
 @pytest.fixture
@@ -53,7 +54,6 @@ async def plan_and_store(engine, payload: dict[str, Any], *, event_type: str, ru
         outcomes=outcomes,
         rules_version=rs.version,
         now=utcnow(),
-        dry_run=False,
     )
     return [action_id for action_id, _ in stored.actions]
 
@@ -68,67 +68,77 @@ async def calls_of(engine, action_id: str) -> list[Any]:
         return list(await conn.execute(sa.select(api_calls).where(api_calls.c.action_id == action_id)))
 
 
-async def run(engine, client, action_id: str):
-    return await run_action(engine=engine, client=client, action_id=action_id, policy=POLICY)
+async def run(engine, client, action_id: str, policy: RetryPolicy = POLICY):
+    return await run_actions(engine=engine, client=client, action_id=action_id, policy=policy)
 
 
 async def run_when_due(engine, client, action_id: str):
     async with engine.begin() as conn:
-        await conn.execute(actions.update().where(actions.c.id == action_id).values(next_attempt_at=utcnow()))
+        await conn.execute(actions.update().where(actions.c.status == "pending").values(next_attempt_at=utcnow()))
     return await run(engine, client, action_id)
 
 
-async def test_success_records_every_call_and_answer(engine, client, sim):
+async def test_one_run_does_every_step_with_the_contact_resolved_once(engine, client, sim):
     tag, enroll, community = await plan_and_store(
         engine, stripe_checkout("a@example.com"), event_type="checkout.session.completed"
     )
-    assert (await run(engine, client, tag)).status == "succeeded"
-    recorded = await calls_of(engine, tag)
-    assert [(c.method, c.path.split("?")[0], c.status_code) for c in recorded] == [
+    result = await run(engine, client, enroll)  # any action of the run names the whole run
+    assert result.statuses == {tag: "succeeded", enroll: "succeeded", community: "succeeded"}
+    contact_id = sim.contact("a@example.com")["id"]
+    recorded = {
+        a: [(c.method, c.path.split("?")[0], c.status_code) for c in await calls_of(engine, a)] for a in result.statuses
+    }
+    assert recorded[tag] == [
         ("GET", "/api/contacts", 200),
         ("POST", "/api/contacts", 201),
         ("GET", "/api/tags", 200),
         ("POST", "/api/tags", 201),
-        ("POST", f"/api/contacts/{sim.contact('a@example.com')['id']}/tags", 204),
+        ("POST", f"/api/contacts/{contact_id}/tags", 204),
     ]
-    assert recorded[1].request_body["email"] == "a@example.com"
-    for action_id in (enroll, community):
-        assert (await run(engine, client, action_id)).status == "succeeded"
-    assert (await row(engine, community)).attempts == 1
+    # A contact created seconds ago has no enrollment or membership to look for.
+    assert recorded[enroll] == [("POST", "/api/school/courses/101/enrollments", 201)]
+    assert recorded[community] == [
+        ("GET", "/api/community/communities", 200),
+        ("POST", "/api/community/communities/7/memberships", 202),
+    ]
+    outcomes = [(r.outcome, r.attempts) for r in [await row(engine, a) for a in (tag, enroll, community)]]
+    assert outcomes == [("tagged", 1), ("enrolled", 1), ("added to community", 1)]
 
 
-async def test_transient_failure_is_retried_later_then_succeeds(engine, client, sim):
-    (tag, *_) = await plan_and_store(engine, stripe_checkout("b@example.com"), event_type="checkout.session.completed")
-    sim.account.faults.append(__import__("app.simulator.state", fromlist=["Fault"]).Fault(503, 1, "/api/contacts"))
+async def test_a_transient_failure_at_a_step_resumes_there(engine, client, sim):
+    tag, enroll, community = await plan_and_store(
+        engine, stripe_checkout("b@example.com"), event_type="checkout.session.completed"
+    )
+    sim.account.faults.append(Fault(503, 1, "/api/school"))
     result = await run(engine, client, tag)
-    assert result.status == "pending" and result.next_attempt == 2
-    state = await row(engine, tag)
-    assert state.status == "pending" and state.attempts == 1
-    assert "503" in state.last_error and state.next_attempt_at > utcnow() - timedelta(seconds=1)
-    assert (await run_when_due(engine, client, tag)).status == "succeeded"
-    assert sim.tag_names("b@example.com") == ["Masterclass buyer"]
-    attempts = sorted({c.attempt for c in await calls_of(engine, tag)})
-    assert attempts == [1, 2]
+    assert result.status == "rescheduled" and result.retry == (enroll, 2)
+    assert result.statuses == {tag: "succeeded", enroll: "pending"}
+    state = await row(engine, enroll)
+    assert state.attempts == 1 and "503" in state.last_error
+    later = await row(engine, community)  # not reached: it waits behind the step that failed, its attempt unused
+    assert (later.status, later.attempts, later.next_attempt_at) == ("pending", 0, state.next_attempt_at)
+    assert (await run_when_due(engine, client, tag)).statuses == {enroll: "succeeded", community: "succeeded"}
+    assert sorted({c.attempt for c in await calls_of(engine, enroll)}) == [1, 2]
+    assert len(sim.account.enrollments) == 1  # the second attempt read before it wrote, and found none
 
 
-async def test_429_honours_retry_after(engine, client, sim):
+async def test_429_waits_retry_after_and_costs_no_attempt(engine, client, sim):
     (tag, *_) = await plan_and_store(engine, stripe_checkout("c@example.com"), event_type="checkout.session.completed")
     sim.account.rate_limit, sim.account.window_seconds, sim.account.window_used = 1, 120, 1
     result = await run(engine, client, tag)
-    assert result.status == "pending"
-    assert result.next_attempt_at is not None
-    assert result.next_attempt_at - utcnow() > timedelta(seconds=60)
-    assert "429" in (await row(engine, tag)).last_error
+    assert result.status == "rescheduled"
+    state = await row(engine, tag)
+    assert state.attempts == 0 and "429" in state.last_error
+    wait = (state.next_attempt_at - utcnow()).total_seconds()
+    assert 100 < wait <= 120  # the Retry-After the API gave, not a backoff of our own
 
 
 async def test_transient_failures_end_dead_after_the_last_attempt(engine, client, sim):
-    from app.simulator.state import Fault
-
     (tag, *_) = await plan_and_store(engine, stripe_checkout("d@example.com"), event_type="checkout.session.completed")
     sim.account.faults.append(Fault(500, 100))
-    assert (await run(engine, client, tag)).status == "pending"
-    assert (await run_when_due(engine, client, tag)).status == "pending"
-    assert (await run_when_due(engine, client, tag)).status == "dead"
+    assert (await run(engine, client, tag)).statuses[tag] == "pending"
+    assert (await run_when_due(engine, client, tag)).statuses[tag] == "pending"
+    assert (await run_when_due(engine, client, tag)).statuses[tag] == "dead"
     state = await row(engine, tag)
     assert state.attempts == 3 and state.last_error.startswith("gave up after 3 attempts")
     assert tag not in [a for a, _ in await due_actions(engine, now=utcnow() + timedelta(days=1))]
@@ -137,44 +147,56 @@ async def test_transient_failures_end_dead_after_the_last_attempt(engine, client
 async def test_permanent_failure_stops_with_the_api_message(engine, client, sim):
     payload = stripe_checkout("e@example.com")
     payload["data"]["object"]["customer_details"]["name"] = "x" * 300
-    (tag, *_) = await plan_and_store(engine, payload, event_type="checkout.session.completed")
-    assert (await run(engine, client, tag)).status == "failed"
-    state = await row(engine, tag)
+    ids = await plan_and_store(engine, payload, event_type="checkout.session.completed")
+    result = await run(engine, client, ids[0])
+    assert set(result.statuses.values()) == {"failed"}
+    state = await row(engine, ids[0])
     assert "422" in state.last_error and "too long" in state.last_error
-    # The contact upsert failed, so the tag step never ran.
+    # The contact was refused once; the other steps fail with the same answer without asking again.
     assert sim.writes() == [{"method": "POST", "path": "/api/contacts", "query": "", "status": 422}]
 
 
 async def test_effects_happen_once_across_replays(engine, client, sim):
     first = await plan_and_store(engine, stripe_checkout("f@example.com"), event_type="checkout.session.completed")
-    for action_id in first:
-        await run(engine, client, action_id)
+    await run(engine, client, first[0])
     assert (await run(engine, client, first[0])).status == "not_claimed"
-    writes = len(sim.writes())
+    calls = len(sim.account.calls)
     replay = await plan_and_store(engine, stripe_checkout("f@example.com"), event_type="checkout.session.completed")
-    for action_id in replay:
-        assert (await run(engine, client, action_id)).status == "succeeded"
-    assert len(sim.writes()) == writes  # already tagged, enrolled and a member: nothing written
-    assert len(sim.account.enrollments) == 1 and len(sim.account.memberships) == 1
+    result = await run(engine, client, replay[0])
+    assert set(result.statuses.values()) == {"succeeded"}
+    assert len(sim.account.calls) == calls  # the mirror knows it is all granted: not even a read
+    assert [(await row(engine, a)).outcome for a in replay] == [
+        "already tagged",
+        "already enrolled",
+        "already a member",
+    ]
 
 
-async def test_expired_lease_lets_another_worker_finish(engine, client, sim):
+async def test_an_abandoned_run_is_taken_over_and_the_late_answer_ignored(engine, client, sim):
     (tag, *_) = await plan_and_store(engine, stripe_checkout("g@example.com"), event_type="checkout.session.completed")
-    lost = await claim(engine, tag, now=utcnow(), lease=timedelta(seconds=-1))  # a worker that died mid-way
-    assert lost is not None
+    lost = await claim_run(  # a worker that died mid-way: its lease is already over
+        engine,
+        tag,
+        token="run_dead",
+        now=utcnow(),
+        lease=timedelta(seconds=-1),
+        ordering_wait=timedelta(minutes=10),
+        max_attempts=10,
+    )
+    assert len(lost) == 3
     assert tag in [a for a, _ in await due_actions(engine, now=utcnow())]
-    assert (await run(engine, client, tag)).status == "succeeded"
+    assert set((await run(engine, client, tag)).statuses.values()) == {"succeeded"}
     # The dead worker's late answer must not overwrite the result.
-    assert not await finish(engine, lost, status="failed", error="late", next_attempt_at=None, calls=[], now=utcnow())
-    assert (await row(engine, tag)).status == "succeeded"
+    late = await finish(
+        engine, lost[0], token="run_dead", status="failed", error="late", next_attempt_at=None, calls=[], now=utcnow()
+    )
+    assert not late and (await row(engine, tag)).status == "succeeded"
 
 
 async def test_fill_keeps_existing_values_and_overwrite_replaces(engine, client, sim):
     sim.account.create_contact({"email": "h@example.com", "fields": [{"slug": "first_name", "value": "Helen"}]})
-    for action_id in await plan_and_store(
-        engine, stripe_checkout("h@example.com"), event_type="checkout.session.completed"
-    ):
-        await run(engine, client, action_id)
+    ids = await plan_and_store(engine, stripe_checkout("h@example.com"), event_type="checkout.session.completed")
+    await run(engine, client, ids[0])
     fields = {f["slug"]: f["value"] for f in sim.contact("h@example.com")["fields"]}
     assert fields == {"first_name": "Helen"}
     overwrite = RULES.replace(
@@ -212,11 +234,12 @@ class TestCancelSubscription:
         (refused,) = await plan_and_store(
             engine, {"email": "i@example.com", "sub": 502}, event_type="invoice.payment_failed", rules=CANCEL_RULES
         )
-        assert (await run(engine, client, ok)).status == "succeeded"
-        assert (await run(engine, client, refused)).status == "failed"
+        assert (await run(engine, client, ok)).statuses[ok] == "succeeded"
+        assert (await run(engine, client, refused)).statuses[refused] == "failed"
         assert "502 is not one of i@example.com's" in (await row(engine, refused)).last_error
         assert sim.account.subscriptions[501]["cancelRequested"] == "WhenBillingPeriodEnds"
         assert "cancelRequested" not in sim.account.subscriptions[502]
+        assert (await row(engine, ok)).outcome == "cancelled at the end of the billing period"
 
     async def test_already_cancelled_is_success_without_a_call(self, engine, client, sim):
         owner = sim.account.create_contact({"email": "k@example.com"})
@@ -224,24 +247,41 @@ class TestCancelSubscription:
         (action,) = await plan_and_store(
             engine, {"email": "k@example.com", "sub": 503}, event_type="invoice.payment_failed", rules=CANCEL_RULES
         )
-        assert (await run(engine, client, action)).status == "succeeded"
+        assert (await run(engine, client, action)).statuses[action] == "succeeded"
+        assert (await row(engine, action)).outcome == "already cancelled"
         assert not [c for c in sim.writes() if "cancel" in c["path"]]
 
-    async def test_without_contact_a_422_already_cancelled_is_success(self, engine, client, sim):
+    async def test_a_refusal_that_mentions_cancel_is_not_taken_for_success(self, engine, client, sim):
+        owner = sim.account.create_contact({"email": "pending@example.com"})
+        sim.simulator.seed(subscriptions=[{"id": 505, "contactId": owner["id"]}])
+        detail = "Subscription cannot be cancelled while a payment is pending."
+        sim.account.faults.append(Fault(422, 1, "/api/payment/subscriptions/505/cancel", "POST", detail=detail))
+        (action,) = await plan_and_store(
+            engine,
+            {"email": "pending@example.com", "sub": 505},
+            event_type="invoice.payment_failed",
+            rules=CANCEL_RULES,
+        )
+        assert (await run(engine, client, action)).statuses[action] == "failed"
+        assert "cannot be cancelled while a payment is pending" in (await row(engine, action)).last_error
+
+    async def test_without_contact_a_422_is_a_failure_with_the_apis_words(self, engine, client, sim):
+        # The subscription's status cannot be read without its contact, so a refusal is reported, not guessed at.
         sim.simulator.seed(subscriptions=[{"id": 504, "contactId": 1, "status": "cancelled"}])
         payload = {"id": "evt_sub", "data": {"object": {"metadata": {"systeme_subscription_id": "504"}}}}
         (action,) = await plan_and_store(engine, payload, event_type="customer.subscription.deleted")
         assert (await row(engine, action)).status == "awaiting_approval"
         assert (await run(engine, client, action)).status == "not_claimed"
         assert await approve(engine, action, by="ops", now=utcnow()) == [(action, 1)]
-        assert (await run(engine, client, action)).status == "succeeded"
+        assert (await run(engine, client, action)).statuses[action] == "failed"
+        assert "already cancelled" in (await row(engine, action)).last_error
         assert [c["status"] for c in sim.writes()] == [422]
 
     async def test_not_a_number_fails_permanently(self, engine, client, sim):
         payload = {"id": "evt_sub2", "data": {"object": {"metadata": {}}}}
         (action,) = await plan_and_store(engine, payload, event_type="customer.subscription.deleted")
         await approve(engine, action, by="ops", now=utcnow())
-        assert (await run(engine, client, action)).status == "failed"
+        assert (await run(engine, client, action)).statuses[action] == "failed"
         assert sim.writes() == []
 
 
@@ -274,16 +314,15 @@ async def test_tag_conditions_are_checked_against_the_contact_when_running(engin
     welcome, upsell = await plan_and_store(
         engine, {"email": "w@example.com"}, event_type="customer.created", rules=CONDITION_RULES
     )
-    assert (await run(engine, client, welcome)).status == "succeeded"
-    assert (await run(engine, client, upsell)).status == "skipped"
+    assert (await run(engine, client, welcome)).statuses == {welcome: "succeeded", upsell: "skipped"}
     assert (
         await row(engine, upsell)
-    ).last_error == "skipped: the contact is not tagged 'Masterclass buyer' (only_if_tagged)"
+    ).outcome == "skipped: the contact is not tagged 'Masterclass buyer' (only_if_tagged)"
     again, _ = await plan_and_store(
         engine, {"email": "w@example.com"}, event_type="customer.created", rules=CONDITION_RULES
     )
-    assert (await run(engine, client, again)).status == "skipped"
-    assert (await row(engine, again)).last_error == "skipped: the contact is tagged 'Welcomed' (unless_tagged)"
+    assert (await run(engine, client, again)).statuses[again] == "skipped"
+    assert (await row(engine, again)).outcome == "skipped: the contact is tagged 'Welcomed' (unless_tagged)"
     assert sim.tag_names("w@example.com") == ["Welcomed"]
 
 
@@ -296,5 +335,17 @@ async def test_an_action_awaiting_approval_does_not_hold_back_later_ones(engine,
     )
     later = await plan_and_store(engine, stripe_checkout("held@example.com"), event_type="checkout.session.completed")
     assert (await row(engine, waiting)).status == "awaiting_approval"
-    for action_id in later:
-        assert (await run(engine, client, action_id)).status == "succeeded"
+    assert set((await run(engine, client, later[0])).statuses.values()) == {"succeeded"}
+
+
+async def test_an_unexpected_error_inside_a_request_ends_recorded_and_dead(engine, client, sim):
+    rules = RULES.replace("- tag: Masterclass buyer", '- tag: "{{ event.data.object.metadata.tag }}"')
+    payload = stripe_checkout("huge@example.com")
+    payload["data"]["object"]["metadata"]["tag"] = "x" * 65536  # httpx refuses the URL it makes
+    (tag, *_) = await plan_and_store(engine, payload, event_type="checkout.session.completed", rules=rules)
+    statuses = [(await run_when_due(engine, client, tag)).statuses.get(tag) for _ in range(3)]
+    assert statuses == ["pending", "pending", "dead"]
+    state = await row(engine, tag)
+    assert state.attempts == 3 and "unexpected error" in state.last_error
+    last = [c for c in await calls_of(engine, tag) if c.attempt == 3][-1]
+    assert last.error and len(last.path) <= 500  # every attempt ends recorded, whole
