@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from app.store.models import contacts
-from tests.actions.test_runner import client, engine, plan_and_store, row, run  # noqa: F401  (fixtures)
+from tests.actions.test_runner import calls_of, plan_and_store, row, run
 from tests.conftest import SIM_KEY
 from tests.factories import RULES, stripe_checkout, stripe_refund
 
@@ -41,9 +41,7 @@ def requests_made(sim, since: int) -> list[str]:
 async def age_mirror(engine, email: str, by: timedelta = timedelta(hours=2)) -> None:
     async with engine.begin() as conn:
         entry = (await conn.execute(sa.select(contacts.c.learned_at).where(contacts.c.email == email))).one()
-        await conn.execute(
-            contacts.update().where(contacts.c.email == email).values(learned_at=entry.learned_at - by)
-        )
+        await conn.execute(contacts.update().where(contacts.c.email == email).values(learned_at=entry.learned_at - by))
 
 
 @pytest.fixture
@@ -93,7 +91,7 @@ async def test_a_contact_deleted_by_hand_is_found_missing_and_created_again(engi
     (vip,) = await plan_and_store(engine, {"email": "gone@example.com"}, event_type="customer.updated", rules=VIP_RULES)
     assert (await run(engine, client, vip)).statuses == {vip: "succeeded"}
     assert sim.contact("gone@example.com")["id"] != old and sim.tag_names("gone@example.com") == ["VIP"]
-    calls = [(c.method, c.path.split("?")[0], c.status_code) for c in await _calls(engine, vip)]
+    calls = [(c.method, c.path.split("?")[0], c.status_code) for c in await calls_of(engine, vip)]
     assert ("POST", f"/api/contacts/{old}/tags", 404) in calls and ("POST", "/api/contacts", 201) in calls
 
 
@@ -139,9 +137,3 @@ async def test_a_tag_deleted_in_the_account_is_created_again_for_the_next_buyer(
     assert set(statuses.values()) == {"succeeded"}
     assert sim.tag_names("after@example.com") == ["Masterclass buyer"]
     assert [t["name"] for t in sim.account.tags.values()] == ["Masterclass buyer"]
-
-
-async def _calls(engine, action_id: str):
-    from tests.actions.test_runner import calls_of
-
-    return await calls_of(engine, action_id)

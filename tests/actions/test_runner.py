@@ -14,30 +14,13 @@ from app.rules.engine import RuleSet
 from app.rules.loader import parse_rules
 from app.simulator.state import Fault
 from app.store.actions import claim_run, due_actions, finish
-from app.store.db import create_engine
 from app.store.events import record_event
 from app.store.models import actions, api_calls, utcnow
 from app.store.operator import approve
-from app.systeme.client import SystemeClient
 from app.systeme.errors import PermanentApiError
-from tests.conftest import SIM_KEY
 from tests.factories import RULES, stripe_checkout
 
 POLICY = RetryPolicy(delays=(0.01,), max_attempts=3, lease=timedelta(seconds=30))
-
-
-@pytest.fixture
-async def engine(database_url):
-    engine = create_engine(database_url)
-    yield engine
-    await engine.dispose()
-
-
-@pytest.fixture
-async def client(sim):
-    client = SystemeClient(base_url=sim.url, headers={"X-API-Key": SIM_KEY})
-    yield client
-    await client.aclose()
 
 
 async def plan_and_store(engine, payload: dict[str, Any], *, event_type: str, rules: str = RULES) -> list[str]:
