@@ -56,17 +56,21 @@ class ContactHandle:
         self.changed = True
         self._applied.clear()
 
-    async def resolve(self, api: SystemeSession, spec: dict[str, Any], *, facts: bool = False) -> Known:
+    async def resolve(
+        self, api: SystemeSession, spec: dict[str, Any], *, facts: bool = False, careful: bool = False
+    ) -> Known:
         """The contact for `spec` ({email, fields, update, locale}), created or updated as the rule says.
 
-        `facts`: the step needs the contact's tags or fields as they are now (a stale entry is read again).
+        `facts`: the step needs the contact's tags or fields as they are now (a stale entry is read again);
+        `careful`: not even a fresh entry will do, unless this run read the contact itself.
         """
         wanted: dict[str, str] = spec.get("fields") or {}
         update = spec.get("update", "fill")
-        facts = facts or (bool(wanted) and update != "never") or bool(spec.get("locale"))
+        # Filling fields needs the current ones too; but filling twice is harmless, so a careful step need not.
+        current = facts or (bool(wanted) and update != "never") or bool(spec.get("locale"))
         if self._refused is not None:
             raise self._refused
-        if self.known is None or (facts and not self.fresh()):
+        if self.known is None or (current and not self.fresh()) or (facts and careful and not self.read):
             try:
                 await self._read(api, spec)
             except PermanentApiError as exc:

@@ -26,7 +26,7 @@ class StepContext:
         """The run's contact, resolved once; `facts`: its tags and fields must be current."""
         if self.handle is None or self.spec is None:
             raise PermanentApiError("this action needs a contact, but its rule has none")
-        return await self.handle.resolve(self.api, self.spec, facts=facts)
+        return await self.handle.resolve(self.api, self.spec, facts=facts, careful=self.careful)
 
     def trusted(self) -> bool:
         """Whether the mirror's facts about the contact may decide, without a read."""
