@@ -278,6 +278,8 @@ class Simulator:
                 "memberships": list(acc.memberships.values()),
                 "subscriptions": list(acc.subscriptions.values()),
                 "calls": acc.calls,
+                # When each call arrived (Unix seconds), in the order of `calls`.
+                "times": self.times,
                 "throttled": acc.throttled,
             }
         )

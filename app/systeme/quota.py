@@ -47,8 +47,8 @@ def account_key(base_url: str, headers: Mapping[str, str]) -> str:
     return "systeme-flow:quota:" + hashlib.sha256(identity.encode()).hexdigest()[:16]
 
 
-def read_headers(response: httpx.Response, now_ms: int) -> tuple[int, int, int] | None:
-    """(limit, remaining, reset at in ms) from the rate-limit headers, or None when they are absent."""
+def read_headers(response: httpx.Response, now_ms: int) -> tuple[int, int, int, int] | None:
+    """(limit, remaining, window end in ms, its distance in ms) from the rate-limit headers, None when absent."""
     try:
         limit = int(response.headers["x-ratelimit-limit"])
         remaining = int(response.headers["x-ratelimit-remaining"])
@@ -59,7 +59,7 @@ def read_headers(response: httpx.Response, now_ms: int) -> tuple[int, int, int] 
     # seconds, rounded, hide up to half a second: count the window as ending that much later (a little budget
     # lost, no 429 at the boundary).
     reset_ms = int(refill * 1000) if refill > 86_400 else now_ms + int(refill * 1000)
-    return limit, remaining, reset_ms + _MARGIN_MS
+    return limit, remaining, reset_ms + _MARGIN_MS, max(0, reset_ms - now_ms)
 
 
 class _Paced:
@@ -133,10 +133,14 @@ class MemoryQuota(_Paced):
                 if response is not None and self.limit == -1:
                     self.limit = -2
                 return
-            limit, remaining, reset_ms = headers
+            limit, remaining, reset_ms, refill_ms = headers
             self.limit = limit
-            self.window_ms = max(self.window_ms, reset_ms - now_ms)
-            if reset_ms > self.reset_ms + 1000:  # the server started a window we did not know about
+            self.window_ms = max(self.window_ms, refill_ms)
+            if remaining > self.remaining and remaining >= limit - 1 - self.inflight:
+                # The server's window began at most now (it has counted at most the requests still in flight):
+                # it ends at most a window from now, which is tighter than whole seconds rounded up.
+                self.reset_ms, self.remaining = min(reset_ms, now_ms + self.window_ms), remaining - self.inflight
+            elif reset_ms > self.reset_ms + 1000:  # the server started a window we did not know about
                 self.reset_ms, self.remaining = reset_ms, remaining - self.inflight
             else:
                 self.remaining = min(self.remaining, remaining - self.inflight)
@@ -195,8 +199,12 @@ if ARGV[2] == '' then
   return 0
 end
 local limit, seen, seen_reset = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-window = math.max(window, seen_reset - now)
-if seen_reset > reset + 1000 then
+window = math.max(window, tonumber(ARGV[7]))
+if seen > remaining and seen >= limit - 1 - inflight then
+  -- The server's window began at most now: it ends at most a window from now.
+  reset = math.min(seen_reset, now + window)
+  remaining = seen - inflight
+elseif seen_reset > reset + 1000 then
   reset = seen_reset
   remaining = seen - inflight
 else
@@ -224,5 +232,7 @@ class RedisQuota(_Paced):
     async def observe(self, response: httpx.Response | None, ticket: str = "") -> None:
         now_ms = int(time.time() * 1000)
         headers = read_headers(response, now_ms) if response is not None else None
-        args: list[int | str] = [now_ms, *(headers or ("", "", "")), "1" if response is not None else "0", ticket]
+        limit, remaining, reset_ms, refill_ms = headers or ("", "", "", 0)
+        args: list[int | str] = [now_ms, limit, remaining, reset_ms, "1" if response is not None else "0", ticket]
+        args.append(refill_ms)
         await self._observe(keys=self.keys, args=args)
