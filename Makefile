@@ -6,6 +6,9 @@ STAMP := $(VENV)/.installed-stamp
 # Every dependency's version is pinned here (the image installs the same); `make constraints` renews it.
 CONSTRAINTS := constraints.txt
 PIN_VENV := .pin-venv
+# Dependencies of dependencies that only some Pythons install (redis wants async-timeout below 3.11.3, as in
+# Debian 12): pinned as well, so an image on such a base gets a pinned version too.
+PIN_ALSO := async-timeout
 
 .PHONY: run test lint bench simulator constraints clean
 
@@ -45,6 +48,7 @@ constraints:
 	$(PIN_VENV)/bin/pip install --quiet --upgrade pip
 	$(PYTHON) -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
 	print('\n'.join(p['dependencies'] + p['optional-dependencies']['dev']))" > $(PIN_VENV)/requirements.in
+	echo $(PIN_ALSO) >> $(PIN_VENV)/requirements.in
 	$(PIN_VENV)/bin/pip install --quiet -r $(PIN_VENV)/requirements.in
 	{ echo "# Pinned versions of every dependency, runtime and dev (pip install -c $(CONSTRAINTS) ...)."; \
 	  echo "# Written by \`make constraints\` from pyproject.toml; do not edit by hand."; \
