@@ -1,8 +1,10 @@
 # One image for the API and the worker; the command picks the role.
 #   docker build -t systeme-flow .
-#   docker run -p 8000:8000 systeme-flow                      (API, embedded mode)
-#   docker run systeme-flow systeme-flow worker               (worker, needs REDIS_URL)
-FROM python:3.11-slim AS base
+#   docker run -p 8000:8000 -v systeme-flow-data:/srv/var --env-file .env systeme-flow     (API, embedded, SQLite)
+#   docker run --env-file .env systeme-flow systeme-flow worker                             (worker, needs REDIS_URL)
+# Without a registry, build on another base: --build-arg BASE_IMAGE=<an image with python3.11 and pip>.
+ARG BASE_IMAGE=python:3.11-slim
+FROM ${BASE_IMAGE}
 
 ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -11,23 +13,28 @@ ENV PYTHONUNBUFFERED=1 \
 
 WORKDIR /srv
 
-# Dependencies first: this layer is rebuilt only when pyproject.toml changes.
-COPY pyproject.toml README.md ./
+# Dependencies first, at the versions pinned in constraints.txt: this layer is rebuilt only when they change.
+COPY pyproject.toml README.md constraints.txt ./
 RUN mkdir -p app workers && touch app/__init__.py workers/__init__.py \
-    && pip install . \
+    && pip install -c constraints.txt . \
     && pip uninstall -y systeme-flow
 
 COPY app ./app
 COPY workers ./workers
-COPY rules.yaml ./
+COPY rules.yaml ./rules/
 RUN pip install --no-deps . \
     && useradd --create-home --uid 10001 flow \
     && mkdir -p /srv/var \
     && chown flow:flow /srv/var
 
+# The rules live in a folder, so that a folder mounted over it sees every edit (a file mount misses replaced files).
+ENV RULES_FILE=/srv/rules/rules.yaml
+# SQLite's home when DATABASE_URL is unset: a volume, so the data outlives the container.
+VOLUME /srv/var
+
 USER flow
 EXPOSE 8000
-HEALTHCHECK --interval=15s --timeout=3s --start-period=20s \
-    CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2)"
+# Role-aware: healthy when this container's API answers /healthz, or when its worker's heartbeat is fresh.
+HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 CMD ["python", "-m", "app.health"]
 
 CMD ["systeme-flow", "serve", "--host", "0.0.0.0", "--port", "8000"]

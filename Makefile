@@ -3,13 +3,19 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# Every dependency's version is pinned here (the image installs the same); `make constraints` renews it.
+CONSTRAINTS := constraints.txt
+PIN_VENV := .pin-venv
+# Dependencies of dependencies that only some Pythons install (redis wants async-timeout below 3.11.3, as in
+# Debian 12): pinned as well, so an image on such a base gets a pinned version too.
+PIN_ALSO := async-timeout
 
-.PHONY: run test lint bench simulator clean
+.PHONY: run test lint bench simulator constraints clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -c $(CONSTRAINTS) -e '.[dev]'
 	touch $(STAMP)
 
 .env:
@@ -35,5 +41,19 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.drain --limit 400 --window 10 --workers 2
 	$(BIN)/python -m bench.rules
 
+# After changing a dependency in pyproject.toml: the newest versions that fit, installed in a clean venv, frozen.
+constraints:
+	rm -rf $(PIN_VENV)
+	$(PYTHON) -m venv $(PIN_VENV)
+	$(PIN_VENV)/bin/pip install --quiet --upgrade pip
+	$(PYTHON) -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
+	print('\n'.join(p['dependencies'] + p['optional-dependencies']['dev']))" > $(PIN_VENV)/requirements.in
+	echo $(PIN_ALSO) >> $(PIN_VENV)/requirements.in
+	$(PIN_VENV)/bin/pip install --quiet -r $(PIN_VENV)/requirements.in
+	{ echo "# Pinned versions of every dependency, runtime and dev (pip install -c $(CONSTRAINTS) ...)."; \
+	  echo "# Written by \`make constraints\` from pyproject.toml; do not edit by hand."; \
+	  $(PIN_VENV)/bin/pip freeze; } > $(CONSTRAINTS)
+	rm -rf $(PIN_VENV)
+
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(PIN_VENV) var .pytest_cache .mypy_cache .ruff_cache

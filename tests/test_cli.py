@@ -127,3 +127,29 @@ def test_serve_runs_dry_without_api_key_and_keeps_tokens_out_of_logs(serve, sim)
     assert "DRY RUN" in output
     assert "/hooks/signup?token=***" in output  # the access log line, scrubbed
     assert FORM_TOKEN not in output and "admin-secret-token" not in output
+
+
+def test_an_unwritable_database_folder_is_one_line_not_a_traceback(tmp_path):
+    """As in a container whose /srv/var is a root-owned bind mount while the service runs unprivileged."""
+    folder = tmp_path / "var"
+    folder.mkdir()
+    folder.chmod(0o555)
+    url = f"sqlite+aiosqlite:///{folder}/systeme-flow.db"
+    # root writes anywhere; without the capabilities that let it, it is held to the folder's mode like anyone.
+    unprivileged = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"] if os.geteuid() == 0 else []
+    for command in (["serve"], ["worker"], ["db", "upgrade"]):
+        done = subprocess.run(
+            [*unprivileged, sys.executable, "-m", "app", *command],
+            cwd=tmp_path,
+            env=cli_env(DATABASE_URL=url, RULES_FILE=str(write_rules(tmp_path)), REDIS_URL="redis://127.0.0.1:1/0"),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 1, done.stderr
+        assert done.stderr.endswith(
+            f"systeme-flow: {folder} is not writable by user {os.getuid()}: give it to that user, mount a volume "
+            "there, or set DATABASE_URL\n"
+        )
+        assert "Traceback" not in done.stderr
+    assert list(folder.iterdir()) == []

@@ -8,6 +8,7 @@ from arq import cron
 from arq.connections import RedisSettings
 
 from app.config import get_settings
+from app.health import WORKER_HEARTBEAT_SECONDS, worker_health_key
 from app.state import redis_settings, retry_policy, systeme_client
 from app.store.db import create_engine
 from app.systeme.names import RedisNames
@@ -63,3 +64,7 @@ class WorkerSettings:
     # Results are never read; not keeping them frees a job id as soon as its job ends, so an action that was
     # not its contact's turn can be handed over again under the same `<id>:<attempt>` id.
     keep_result = 0
+    # The health check (`systeme-flow health`) reads this key: one per host (a container's hostname is its id), so
+    # a worker that stops deletes only its own, and rewritten every few seconds instead of arq's hourly default.
+    health_check_key = worker_health_key()
+    health_check_interval = WORKER_HEARTBEAT_SECONDS

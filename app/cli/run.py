@@ -1,4 +1,4 @@
-"""Service commands: serve, worker, db upgrade, simulator."""
+"""Service commands: serve, worker, health, db upgrade, simulator."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from app.config import Settings, get_settings, rules_environment
-from app.errors import RulesError
+from app.errors import RulesError, StorageUnavailable
+from app.health import add_arguments as add_health_arguments
+from app.health import run as run_health
 from app.logs import configure_logging
 from app.rules.loader import LoadedRules, load_rules
 
@@ -32,6 +34,16 @@ def rules_or_exit(path: str, *, strict_env: bool = True) -> LoadedRules:
         sys.exit(1)
 
 
+def storage_or_exit(settings: Settings) -> None:
+    """A database folder this user cannot write stops the command in one line, before SQLite's traceback would."""
+    from app.store.db import ensure_sqlite_folder
+
+    try:
+        ensure_sqlite_folder(settings.database_url)
+    except StorageUnavailable as exc:
+        sys.exit(f"systeme-flow: {exc.message}")
+
+
 def _migrate(settings: Settings) -> None:
     from app.store.migrate import upgrade
 
@@ -46,6 +58,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
     settings = settings_or_exit()
     rules = rules_or_exit(settings.rules_file)
     configure_logging(secrets=settings.secret_values() | rules.file.secret_values(), style=settings.log_format)
+    storage_or_exit(settings)
     if not args.no_migrate:
         _migrate(settings)
     # proxy_headers off: X-Forwarded-For is read by the rate limiter, and only from FORWARDED_ALLOW_IPS peers.
@@ -59,6 +72,7 @@ def cmd_worker(args: argparse.Namespace) -> None:
     if not settings.redis_url:
         sys.exit("systeme-flow worker needs REDIS_URL; without it, `serve` runs the actions itself")
     configure_logging(secrets=settings.secret_values(), style=settings.log_format)
+    storage_or_exit(settings)
     if not args.no_migrate:
         _migrate(settings)
     from workers.settings import WorkerSettings
@@ -69,6 +83,7 @@ def cmd_worker(args: argparse.Namespace) -> None:
 def cmd_db(args: argparse.Namespace) -> None:
     settings = settings_or_exit()
     configure_logging(secrets=settings.secret_values(), style=settings.log_format)
+    storage_or_exit(settings)
     _migrate(settings)
 
 
@@ -92,6 +107,10 @@ def add_commands(commands: Any) -> None:
     worker.add_argument("--no-migrate", action="store_true")
     worker.add_argument("--burst", action="store_true", help="exit once the queue is empty")
     worker.set_defaults(func=cmd_worker)
+
+    health = commands.add_parser("health", help="exit 0 when this host's API or worker is alive (Docker's check)")
+    add_health_arguments(health)
+    health.set_defaults(func=run_health)
 
     db = commands.add_parser("db", help="database maintenance")
     db_commands = db.add_subparsers(dest="db_command", required=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -9,13 +10,34 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from app.errors import StorageUnavailable
+
 SQLITE_BUSY_MS = 30_000
 
 
 def ensure_sqlite_folder(url: str) -> None:
+    """Create SQLite's folder; refuse in one sentence when this user cannot write there.
+
+    SQLite itself would only say "unable to open database file", deep in a traceback. In a container the usual
+    cause is a bind mount owned by root over `/srv/var`, while the service runs as an unprivileged user.
+    """
     parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return
+    database = Path(parsed.database)
+    folder = database.parent
+    who = f"user {os.getuid()}" if hasattr(os, "getuid") else "this user"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StorageUnavailable(f"cannot create the database folder {folder.resolve()} ({exc.strerror})") from exc
+    # WAL mode writes two files next to the database, so the folder itself must be writable, not only the file.
+    for path in (folder, database):
+        if path.exists() and not os.access(path, os.W_OK):
+            raise StorageUnavailable(
+                f"{path.resolve()} is not writable by {who}: give it to that user, mount a volume there, "
+                "or set DATABASE_URL"
+            )
 
 
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:

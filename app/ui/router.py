@@ -19,6 +19,7 @@ from app.store.models import utcnow
 from app.store.queries import get_event, list_actions, list_events, rule_stats
 from app.ui import charts, session
 from app.webhooks.body import build_delivery
+from app.webhooks.ratelimit import forwarded_https
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 TEMPLATES.env.filters["pretty"] = lambda value: json.dumps(value, indent=2, default=str, ensure_ascii=False)
@@ -83,7 +84,9 @@ async def login(request: Request, state: StateDep, token: Annotated[str, Form()]
         max_age=session.LIFETIME_SECONDS,
         httponly=True,
         samesite="strict",
-        secure=request.url.scheme == "https",
+        # Behind a TLS proxy (see FORWARDED_ALLOW_IPS) the request is plain HTTP; the proxy says what the client used.
+        secure=request.url.scheme == "https"
+        or forwarded_https(request.client.host if request.client else None, request.headers, state.trusted_proxies),
         path="/ui",
     )
     return response

@@ -72,3 +72,17 @@ def client_address(
         if not is_trusted(hop):
             break
     return address
+
+
+def forwarded_https(
+    peer: str | None, headers: Mapping[str, str], trusted: list[ipaddress.IPv4Network | ipaddress.IPv6Network]
+) -> bool:
+    """Whether a trusted proxy in front (TLS ends there) says the client came over HTTPS."""
+    try:
+        if peer is None or not any(ipaddress.ip_address(peer) in net for net in trusted):
+            return False
+    except ValueError:
+        return False
+    # The nearest proxy appends last; it is the one we trust.
+    hops = [h.strip().lower() for h in headers.get("x-forwarded-proto", "").split(",") if h.strip()]
+    return bool(hops) and hops[-1] == "https"

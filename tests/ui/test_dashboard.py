@@ -117,3 +117,14 @@ def test_state_changes_need_the_csrf_token(make_settings, sqlite_url):
         # Scripts may use the Bearer token instead of a session.
         assert httpx.get(f"{url}/ui/rules", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
         assert httpx.get(f"{url}/ui/rules", follow_redirects=False).status_code == 303
+
+
+def test_the_session_cookie_is_secure_behind_a_trusted_tls_proxy(make_settings, sqlite_url):
+    proxied = {"X-Forwarded-Proto": "https"}
+    for trusted, secure in (("", False), ("127.0.0.1", True)):
+        settings = make_settings(database_url=sqlite_url, admin_token=TOKEN, forwarded_allow_ips=trusted)
+        with running(settings) as url:
+            answer = httpx.post(f"{url}/ui/login", data={"token": TOKEN}, headers=proxied)
+        assert answer.status_code == 303
+        attributes = [part.strip().lower() for part in answer.headers["set-cookie"].split(";")]
+        assert ("secure" in attributes) is secure, attributes

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from app.webhooks.ratelimit import client_address, trusted_networks
+from app.webhooks.ratelimit import client_address, forwarded_https, trusted_networks
 from tests.conftest import running
 from tests.factories import FORM_TOKEN, RULES, write_rules
 
@@ -59,3 +59,14 @@ def test_client_address_walks_forwarded_for_from_the_right():
     assert client_address("127.0.0.1", headers, trusted) == "198.51.100.7"
     assert client_address("192.0.2.1", headers, trusted) == "192.0.2.1"
     assert client_address("127.0.0.1", {}, trusted) == "127.0.0.1"
+
+
+def test_only_a_trusted_proxy_says_the_client_used_https():
+    trusted = trusted_networks("10.0.0.0/8")
+    assert forwarded_https("10.0.0.2", {"x-forwarded-proto": "https"}, trusted)
+    # The nearest proxy's word counts: a client's own header in front of it does not.
+    assert not forwarded_https("10.0.0.2", {"x-forwarded-proto": "https, http"}, trusted)
+    assert not forwarded_https("192.0.2.1", {"x-forwarded-proto": "https"}, trusted)
+    assert not forwarded_https("10.0.0.2", {}, trusted)
+    assert not forwarded_https("not-an-address", {"x-forwarded-proto": "https"}, trusted)
+    assert not forwarded_https(None, {"x-forwarded-proto": "https"}, trusted)
