@@ -25,12 +25,17 @@ def service(make_settings, sqlite_url, tmp_path):
 
 
 async def post(
-    url: str, signed: Signed, *, headers: dict[str, str] | None = None, query: dict[str, str] | None = None
+    url: str,
+    signed: Signed,
+    *,
+    headers: dict[str, str] | None = None,
+    query: dict[str, str] | None = None,
+    body: bytes | None = None,
 ) -> httpx.Response:
     async with httpx.AsyncClient(base_url=url) as http:
         return await http.post(
             f"/hooks/{signed.source}",
-            content=signed.body,
+            content=body if body is not None else signed.body,
             headers=headers or signed.headers,
             params=query if query is not None else signed.query,
         )
@@ -55,7 +60,11 @@ async def test_valid_then_replayed_delivery(service, sqlite_url, name):
         "tally-signature",
         "x-hub-signature-256",
         "x-webhook-token",
+        "x-shopify-hmac-sha256",
+        "x-wc-webhook-signature",
+        "calendly-webhook-signature",
     } & set(event["headers"])
+    assert "thrivecart_secret" not in event["payload"]
     assert (await count_rows(sqlite_url))[0] == 1
 
 
@@ -63,7 +72,13 @@ async def test_valid_then_replayed_delivery(service, sqlite_url, name):
 async def test_forged_delivery_is_refused_and_counted(service, sqlite_url, name):
     signed = SOURCES[name]
     before = await failures(service, name)
-    answer = await post(service, signed, headers=signed.forged_headers or signed.headers, query=signed.forged_query)
+    answer = await post(
+        service,
+        signed,
+        headers=signed.forged_headers or signed.headers,
+        query=signed.forged_query,
+        body=signed.forged_body,
+    )
     assert answer.status_code == 401, answer.text
     assert await count_rows(sqlite_url) == (0, 0)
     assert await failures(service, name) == before + 1
