@@ -16,6 +16,11 @@ from tests.webhooks.test_router import count_rows
 SOURCES = {s.source: s for s in all_sources()}
 
 
+def fresh(name: str) -> Signed:
+    """Signed now: deliveries built at collection time go stale (Calendly's 180 s here) before a long run ends."""
+    return {s.source: s for s in all_sources()}[name]
+
+
 @pytest.fixture
 def service(make_settings, sqlite_url, tmp_path):
     settings = make_settings(database_url=sqlite_url, systeme_api_key=None)
@@ -43,7 +48,7 @@ async def post(
 
 @pytest.mark.parametrize("name", list(SOURCES))
 async def test_valid_then_replayed_delivery(service, sqlite_url, name):
-    signed = SOURCES[name]
+    signed = fresh(name)
     first = await post(service, signed)
     assert first.status_code == 202, first.text
     again = await post(service, signed)
@@ -70,7 +75,7 @@ async def test_valid_then_replayed_delivery(service, sqlite_url, name):
 
 @pytest.mark.parametrize("name", list(SOURCES))
 async def test_forged_delivery_is_refused_and_counted(service, sqlite_url, name):
-    signed = SOURCES[name]
+    signed = fresh(name)
     before = await failures(service, name)
     answer = await post(
         service,
@@ -86,7 +91,7 @@ async def test_forged_delivery_is_refused_and_counted(service, sqlite_url, name)
 
 @pytest.mark.parametrize("name", [n for n, s in SOURCES.items() if s.stale])
 async def test_stale_delivery_is_refused(service, sqlite_url, name):
-    signed = SOURCES[name]
+    signed = fresh(name)
     answer = await post(service, signed, headers=signed.stale)
     assert answer.status_code == 401
     assert "stale" in answer.json()["error"]
