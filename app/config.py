@@ -146,9 +146,14 @@ class Settings(BaseSettings):
         return {v for v in values if v}
 
 
+def env_file_values(env_file: str) -> dict[str, str]:
+    """The variables a `.env` file sets (none when it does not exist)."""
+    return {k: v for k, v in dotenv_values(env_file).items() if v is not None}
+
+
 def rules_environment(env_file: str = ".env") -> Mapping[str, str]:
     """Variables a rules file may reference as `${VAR}`: `.env` first, the process environment wins."""
-    values = {k: v for k, v in dotenv_values(env_file).items() if v is not None}
+    values = env_file_values(env_file)
     values.update(os.environ)
     return values
 

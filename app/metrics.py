@@ -11,7 +11,7 @@ REGISTRY = CollectorRegistry(auto_describe=True)
 
 EVENTS = Counter(
     "systeme_flow_events_received",
-    "Deliveries received, by source and outcome (stored, duplicate, rejected, dropped).",
+    "Deliveries received, by source and outcome (stored, duplicate, rejected, dropped, ping).",
     ["source", "outcome"],
     registry=REGISTRY,
 )

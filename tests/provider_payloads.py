@@ -20,6 +20,20 @@ from tests.factories import (
     systeme_headers,
     systeme_sale,
 )
+from tests.shop_payloads import (
+    CALENDLY_KEY,
+    SHOPIFY_SECRET,
+    THRIVECART_SECRET,
+    WOO_SECRET,
+    calendly_body,
+    calendly_headers,
+    php_form,
+    shopify_headers,
+    shopify_order,
+    thrivecart_order,
+    woo_headers,
+    woo_order,
+)
 
 PADDLE_SECRET = "pdl_ntfset_secret_key"
 LEMON_SECRET = "lemon-signing-secret"
@@ -38,6 +52,10 @@ SOURCES_YAML = f"""
   jotform:    {{ type: form, token: "{FORM_TOKEN}", id_field: submissionID, honeypot: website, rate_limit: unlimited }}
   zap:        {{ type: json, token: "{FORM_TOKEN}", type_field: event, id_field: id }}
   hmacjson:   {{ type: json, secret: "{JSON_SECRET}", header: X-Hub-Signature-256, prefix: "sha256=", type_field: action, id_field: "header:X-Delivery" }}
+  shop:       {{ type: shopify, secret: "{SHOPIFY_SECRET}" }}
+  woo:        {{ type: woocommerce, secret: "{WOO_SECRET}" }}
+  thrivecart: {{ type: thrivecart, secret: ["old-secret-word", "{THRIVECART_SECRET}"] }}
+  calendly:   {{ type: calendly, secret: "{CALENDLY_KEY}", tolerance: 180 }}
   hmacb64:    {{ type: json, secret: "{JSON_SECRET}", header: X-Sig, algorithm: sha512, encoding: base64, signed: "{{header:X-Ts}}.{{body}}", id_field: nonce }}
 """
 
@@ -60,6 +78,8 @@ class Signed:
     # Tampering that must be refused with 401: new headers (and query) with a wrong signature or token.
     forged_headers: dict[str, str] = field(default_factory=dict)
     forged_query: dict[str, str] | None = None
+    # Sources whose secret travels in the body (ThriveCart): the body with a wrong one.
+    forged_body: bytes | None = None
     stale: dict[str, str] | None = None
 
     @property
@@ -317,7 +337,37 @@ def all_sources() -> list[Signed]:
             },
         )
     )
+    out.extend(shop_sources(old))
     return out
+
+
+def shop_sources(old: int) -> list[Signed]:
+    """Shopify, WooCommerce, ThriveCart and Calendly, from their own examples (tests/shop_payloads.py)."""
+    body = json.dumps(shopify_order(order_id=uuid.uuid4().int % 10**18)).encode()
+    shopify = Signed(
+        "shop", body, shopify_headers(body), type="orders/paid", forged_headers=shopify_headers(body, secret="wrong")
+    )
+    body = woo_order(order_id=uuid.uuid4().int % 10**6)
+    woo = Signed("woo", body, woo_headers(body), type="order.created", forged_headers=woo_headers(body, secret="x"))
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    thrivecart = Signed(
+        "thrivecart",
+        php_form(thrivecart_order()),
+        form,
+        type="order.success",
+        forged_headers=form,
+        forged_body=php_form(thrivecart_order(secret="WRONGSECRET1")),
+    )
+    body = calendly_body()
+    calendly = Signed(
+        "calendly",
+        body,
+        calendly_headers(body),
+        type="invitee.created",
+        forged_headers=calendly_headers(body, secret="wrong"),
+        stale=calendly_headers(body, timestamp=old + 150),  # 250 s old: past this source's 180 s tolerance
+    )
+    return [shopify, woo, thrivecart, calendly]
 
 
 def rules_with_every_source(base: str) -> str:

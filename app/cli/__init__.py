@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from app.cli import operator, rules, run
+from app.cli import init, operator, rules, run
 
-__all__ = ["build_parser", "main", "operator", "rules", "run"]
+__all__ = ["build_parser", "init", "main", "operator", "rules", "run"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -15,6 +15,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     run.add_commands(commands)
     rules.add_commands(commands)
+    init.add_commands(commands)
     operator.add_commands(commands)
     return parser
 

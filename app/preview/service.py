@@ -48,8 +48,11 @@ async def explain(
         "rules_version": rules.version,
         "signature": "verified" if verify else "not checked",
         "live": client is not None,
+        "ping": incoming.ping,
         "rules": [],
     }
+    if incoming.ping:
+        return report  # a provider's set-up check: answered 200 and never judged
     for outcome in rules.explain(source=source, event_type=incoming.type, payload=incoming.payload):
         entry: dict[str, Any] = {
             "rule": outcome.rule_id,
@@ -74,6 +77,8 @@ def render_text(report: dict[str, Any]) -> str:
     """The report for a terminal: one block per rule, calls indented under their action."""
     this = f"{report['source']}/{report['event_type']}" if report["event_type"] else report["source"]
     lines = [f"event {this} (rules {report['rules_version']}, signature {report['signature']})", ""]
+    if report.get("ping"):
+        lines.append("a set-up ping from the provider: answered 200, nothing stored, no rule runs")
     for rule in report["rules"]:
         mark = "MATCH" if rule["matched"] else "no   "
         lines.append(f"{mark} {rule['rule']}: {rule['reason']}")

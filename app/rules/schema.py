@@ -19,10 +19,29 @@ SourceType = Literal[
     "typeform",
     "tally",
     "gumroad",
+    "shopify",
+    "woocommerce",
+    "thrivecart",
+    "calendly",
     "form",
     "json",
 ]
-SIGNED_TYPES = frozenset({"stripe", "systeme", "standard-webhooks", "paddle", "lemonsqueezy", "typeform"})
+# Every delivery carries proof made with `secret`: a signature, or (ThriveCart) the account's secret word, a
+# shared secret too long to guess whose sender posts in bursts a per-address rate limit would refuse.
+SIGNED_TYPES = frozenset(
+    {
+        "stripe",
+        "systeme",
+        "standard-webhooks",
+        "paddle",
+        "lemonsqueezy",
+        "typeform",
+        "shopify",
+        "woocommerce",
+        "thrivecart",
+        "calendly",
+    }
+)
 TOKEN_TYPES = frozenset({"form", "systeme-automation", "gumroad"})
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 

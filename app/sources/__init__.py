@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from app.rules.schema import SourceConfig
-from app.sources import forms, generic, payments, standard, stripe, systeme
+from app.sources import calendly, forms, generic, payments, shops, standard, stripe, systeme
 from app.sources.base import Delivery, IncomingEvent
 
 
@@ -23,6 +23,10 @@ PARSERS: dict[str, Parser] = {
     "paddle": payments.parse_paddle,
     "lemonsqueezy": payments.parse_lemonsqueezy,
     "gumroad": payments.parse_gumroad,
+    "shopify": shops.parse_shopify,
+    "woocommerce": shops.parse_woocommerce,
+    "thrivecart": shops.parse_thrivecart,
+    "calendly": calendly.parse,
     "typeform": forms.parse_typeform,
     "tally": forms.parse_tally,
     "form": forms.parse_form,
@@ -42,6 +46,9 @@ SECRET_HEADERS = frozenset(
         "x-signature",
         "typeform-signature",
         "tally-signature",
+        "x-shopify-hmac-sha256",
+        "x-wc-webhook-signature",
+        "calendly-webhook-signature",
     }
 )
 

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from app.errors import BadRequest, Unauthorized, UnsupportedMediaType
+from app.sources.nested import nest_brackets
 
 FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
 Algorithm = Literal["sha256", "sha1", "sha512"]
@@ -41,6 +42,11 @@ class IncomingEvent:
     provider_id: str | None
     payload: dict[str, Any]
     occurred_at: datetime | None = None
+    # A provider's set-up check (a test post when a webhook is added): answered 200, never stored.
+    ping: bool = False
+
+
+PING = IncomingEvent(type=None, provider_id=None, payload={}, ping=True)
 
 
 def any_equal(expected: Iterable[bytes], given: Iterable[bytes]) -> bool:
@@ -137,9 +143,9 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
 
 
 def form_or_json(delivery: Delivery, *, accept_json: bool = True) -> dict[str, Any]:
-    """Fields of a form post (urlencoded, multipart) or of a JSON object."""
+    """Fields of a form post (urlencoded, multipart), bracketed keys also nested; or of a JSON object."""
     if delivery.media_type in FORM_TYPES and delivery.form is not None:
-        return dict(delivery.form)
+        return nest_brackets(delivery.form)
     if accept_json and delivery.media_type == "application/json":
         return parse_json_object(delivery.body)
     kinds = "application/x-www-form-urlencoded, multipart/form-data" + (" or application/json" if accept_json else "")

@@ -66,7 +66,7 @@ async def parse_form(headers: Headers, body: bytes, media_type: str) -> dict[str
 
 
 # Source types whose senders post forms; no other source parses a form body (before or after its check).
-FORM_SOURCES = frozenset({"form", "gumroad"})
+FORM_SOURCES = frozenset({"form", "gumroad", "thrivecart"})
 
 
 async def build_delivery(

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from app.deps import StateDep
 from app.metrics import INGEST_SECONDS
 from app.webhooks.body import build_delivery, read_body
-from app.webhooks.service import check_rate, ingest, source_config
+from app.webhooks.service import answer_head, check_rate, ingest, source_config
 
 router = APIRouter(tags=["webhooks"])
 
@@ -19,7 +19,7 @@ router = APIRouter(tags=["webhooks"])
     "/hooks/{source}",
     status_code=202,
     responses={
-        200: {"description": "A delivery seen before"},
+        200: {"description": "A delivery seen before, or a provider's set-up ping (nothing stored)"},
         303: {"description": "Form with redirect"},
         400: {"description": "Body that cannot be parsed"},
         401: {"description": "Bad or missing signature or token"},
@@ -52,9 +52,19 @@ async def _receive(source: str, request: Request, state: StateDep) -> Response:
     body = await read_body(request, state.settings.max_body_bytes)
     delivery = await build_delivery(config.type, request.headers, body, request.query_params)
     result = await ingest(state, source=source, delivery=delivery)
+    if result.ping:
+        # WooCommerce keeps a new webhook only when its ping gets exactly 200.
+        return JSONResponse({"ping": True}, status_code=200)
     if result.redirect:
         return RedirectResponse(result.redirect, status_code=303)
     return JSONResponse(
         {"event_id": result.event_id, "duplicate": result.duplicate},
         status_code=200 if result.duplicate else 202,
     )
+
+
+@router.head("/hooks/{source}", responses={200: {"description": "A known source"}, 404: {"description": "Unknown"}})
+async def probe(source: str, state: StateDep) -> Response:
+    """Answer URL validators that probe the endpoint before saving it; nothing is read or stored."""
+    answer_head(state, source)
+    return Response(status_code=200)

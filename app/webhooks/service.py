@@ -25,9 +25,11 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class IngestResult:
-    event_id: str
+    event_id: str | None
     duplicate: bool
     redirect: str | None = None
+    # A provider's set-up check: answered 200, nothing stored.
+    ping: bool = False
 
 
 def _stored_headers(headers: Mapping[str, str], config: SourceConfig) -> dict[str, str]:
@@ -61,6 +63,12 @@ def _bounded_id(provider_id: str | None) -> str | None:
     return "sha256:" + hashlib.sha256(provider_id.encode()).hexdigest()
 
 
+def answer_head(state: AppState, source: str) -> None:
+    """`HEAD /hooks/{source}`: URL validators (ThriveCart's among them) check the endpoint exists."""
+    source_config(state, source)
+    EVENTS.labels(source, "ping").inc()
+
+
 def source_config(state: AppState, source: str) -> SourceConfig:
     config = state.rules.sources.get(source)
     if config is None:
@@ -80,6 +88,10 @@ async def ingest(state: AppState, *, source: str, delivery: Delivery) -> IngestR
     except AppError:
         EVENTS.labels(source, "rejected").inc()
         raise
+    if incoming.ping:
+        EVENTS.labels(source, "ping").inc()
+        log.info("set-up ping on %s: answered, nothing stored", source)
+        return IngestResult(None, False, ping=True)
     if config.honeypot and incoming.payload.get(config.honeypot):
         # A bot filled the hidden field: answer exactly like a success, store nothing.
         EVENTS.labels(source, "dropped").inc()

@@ -173,3 +173,35 @@ class TestRendering:
         rs = ruleset(f"  - {{ id: a, on: stripe/x, {CONTACT}, actions: [{{tag: Buyer}}, {{untag: {{id: 5}}}}] }}\n")
         (outcome,) = plan(rs, {"email": "a@example.com"})
         assert [(p.kind, p.params) for p in outcome.actions] == [("tag", {"name": "Buyer"}), ("untag", {"id": 5})]
+
+
+class TestTypesWithSlashes:
+    """Shopify topics (`orders/paid`) contain slashes: `on` splits at the first one only."""
+
+    TEXT = """version: 1
+sources:
+  shop: { type: shopify, secret: s }
+rules:
+  - { id: paid, on: shop/orders/paid, actions: [{cancel_subscription: '1'}] }
+  - { id: orders, on: 'shop/orders/*', actions: [{cancel_subscription: '2'}] }
+  - { id: all, on: shop, actions: [{cancel_subscription: '3'}] }
+"""
+
+    def test_exact_wildcard_and_bare_source(self):
+        rs = RuleSet(parse_rules(self.TEXT, path="r", env={}))
+        assert [o.rule_id for o in plan(rs, {}, source="shop", event_type="orders/paid")] == ["paid", "orders", "all"]
+        assert [o.rule_id for o in plan(rs, {}, source="shop", event_type="orders/create")] == ["orders", "all"]
+        assert [o.rule_id for o in plan(rs, {}, source="shop", event_type="refunds/create")] == ["all"]
+
+    def test_explain_names_the_whole_type(self):
+        rs = RuleSet(parse_rules(self.TEXT, path="r", env={}))
+        outcomes = rs.explain(source="shop", event_type="refunds/create", payload={})
+        assert outcomes[0].reason == "`on` is shop/orders/paid; this event is shop/refunds/create"
+
+    def test_unknown_source_is_the_part_before_the_first_slash(self):
+        text = self.TEXT.replace("on: shop/orders/paid", "on: shpo/orders/paid")
+        with pytest.raises(RulesError) as caught:
+            parse_rules(text, path="r.yaml", env={})
+        assert caught.value.problems == [
+            "r.yaml:5:21: rule 'paid': `on: shpo/orders/paid` names an unknown source (did you mean `shop`?)"
+        ]

@@ -1,0 +1,96 @@
+"""`systeme-flow init`: a commented rules file for a common setup, the `.env` lines it needs, then `check`."""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from app.config import rules_environment
+from app.errors import RulesError
+from app.recipes import RECIPES, Recipe, Variable
+from app.rules.loader import load_rules
+
+
+def _list_recipes() -> None:
+    print("recipes (systeme-flow init --recipe NAME [--dir DIR] [--force]):")
+    width = max(len(name) for name in RECIPES)
+    for recipe in RECIPES.values():
+        print(f"  {recipe.name:<{width}}  {recipe.summary}")
+
+
+def _env_lines(recipe: Recipe, known: Mapping[str, str], text: str) -> tuple[list[str], list[str], list[Variable]]:
+    """Lines to append to `.env`, the generated names, and the variables the provider gives (still to set)."""
+    lines: list[str] = []
+    generated: list[str] = []
+    todo: list[Variable] = []
+    for variable in recipe.variables:
+        if variable.name in known:
+            continue  # never overwrite a value already set, in `.env` or in the environment
+        if variable.generated:
+            lines += [f"# {variable.where}", f"{variable.name}={secrets.token_urlsafe(32)}"]
+            generated.append(variable.name)
+        else:
+            todo.append(variable)
+            if f"# {variable.name}=" not in text:
+                lines += [f"# Given by the provider: {variable.where}", f"# {variable.name}="]
+    if lines:
+        lines.insert(0, f"# systeme-flow init --recipe {recipe.name}")
+    return lines, generated, todo
+
+
+def _append(env_path: Path, lines: list[str]) -> None:
+    text = env_path.read_text(encoding="utf-8") if env_path.exists() else ""
+    if text and not text.endswith("\n"):
+        text += "\n"
+    env_path.write_text(text + "\n".join(lines) + "\n", encoding="utf-8")
+    env_path.chmod(0o600)  # it holds secrets
+
+
+def cmd_init(args: argparse.Namespace) -> None:
+    if not args.recipe:
+        _list_recipes()
+        return
+    recipe = RECIPES.get(args.recipe)
+    if recipe is None:
+        _list_recipes()
+        sys.exit(f"systeme-flow init: no recipe named {args.recipe!r}")
+    folder = Path(args.dir)
+    rules_path, env_path = folder / "rules.yaml", folder / ".env"
+    if rules_path.exists() and not args.force:
+        sys.exit(f"systeme-flow init: {rules_path} exists; use --force to replace it")
+    folder.mkdir(parents=True, exist_ok=True)
+    rules_path.write_text(recipe.text(), encoding="utf-8")
+    print(f"wrote {rules_path}: {recipe.summary}")
+    existing = env_path.read_text(encoding="utf-8") if env_path.exists() else ""
+    lines, generated, todo = _env_lines(recipe, rules_environment(str(env_path)), existing)
+    if lines:
+        _append(env_path, lines)
+    for name in generated:
+        print(f"added {name} to {env_path}: a fresh random value")
+    for variable in todo:
+        print(f"to do: set {variable.name} in {env_path}, from {variable.where}")
+    _check(rules_path, env_path)
+
+
+def _check(rules_path: Path, env_path: Path) -> None:
+    """`check` on the new file; a variable the provider has yet to give is a warning, not a failure."""
+    try:
+        loaded = load_rules(rules_path, rules_environment(str(env_path)), strict_env=False)
+    except RulesError as exc:
+        print("\n".join(exc.problems))
+        sys.exit(1)
+    for problem in loaded.warnings:
+        print(problem)
+    print(f"{len(loaded.file.rules)} rules, {len(loaded.file.sources)} sources: OK")
+
+
+def add_commands(commands: Any) -> None:
+    init = commands.add_parser("init", help="write a commented rules.yaml for a common setup (no recipe: list them)")
+    init.add_argument("--recipe", help="one of: " + ", ".join(RECIPES))
+    init.add_argument("--dir", default=".", help="where to write rules.yaml and .env (default: here)")
+    init.add_argument("--force", action="store_true", help="replace an existing rules.yaml")
+    init.set_defaults(func=cmd_init)
