@@ -60,9 +60,12 @@ def _print(args: argparse.Namespace, value: Any, line: Callable[[dict[str, Any]]
 
 
 def _action_line(a: dict[str, Any]) -> str:
-    error = f"  {a['last_error']}" if a.get("last_error") else ""
+    said = a.get("outcome") or a.get("last_error") or ""
+    if a["status"] == "pending" and a.get("last_error") and a.get("next_attempt_at"):
+        said = f"{a['last_error']} (next attempt {a['next_attempt_at']})"
     what = f"{a['rule_id']}: {a['kind']} {json.dumps(a['params'])}"
-    return f"{a['id']}  {a['status']:<17} {what} {a.get('contact_email') or ''}{error}"
+    account = f" [{a['account']}]" if a.get("account") not in (None, "default") else ""
+    return f"{a['id']}  {a['status']:<17} {what} {a.get('contact_email') or ''}{account}  {said}".rstrip()
 
 
 def cmd_events(args: argparse.Namespace) -> None:
