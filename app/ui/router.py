@@ -23,6 +23,13 @@ from app.webhooks.body import build_delivery
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 TEMPLATES.env.filters["pretty"] = lambda value: json.dumps(value, indent=2, default=str, ensure_ascii=False)
 router = APIRouter(prefix="/ui", include_in_schema=False)
+# `/` itself: a person who opens the service's address in a browser lands on the dashboard.
+home = APIRouter(include_in_schema=False)
+
+
+@home.get("/")
+async def root() -> RedirectResponse:
+    return RedirectResponse("/ui", status_code=307)
 
 
 class SignIn(Exception):
