@@ -73,7 +73,9 @@ def cmd_events(args: argparse.Namespace) -> None:
 
     def line(e: dict[str, Any]) -> str:
         counts = ", ".join(f"{n} {s}" for s, n in sorted(e["actions"].items())) or "no actions"
-        return f"{e['id']}  {e['received_at']}  {e['source']}/{e['type'] or '-'}  ({counts})"
+        who = ", ".join(e["contacts"]) or "-"
+        rules = f"[{', '.join(e['rules'])}]" if e["rules"] else "[no rule matched]"
+        return f"{e['id']}  {e['received_at'][:19]}  {who}  {e['source']}/{e['type'] or '-'}  {rules}  ({counts})"
 
     _print(args, _run(job, args.command), line)
 
