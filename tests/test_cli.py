@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from app.config import setting_source
+from tests.conftest import DB_PREFIX
 from tests.factories import FORM_TOKEN, write_rules
 
 SECRET_VARS = ("MATON_API_KEY", "SYSTEME_API_KEY", "REDIS_URL", "DATABASE_URL", "RULES_FILE", "ADMIN_TOKEN")
@@ -213,6 +214,7 @@ def test_database_errors_are_one_line_and_hide_the_password(tmp_path):
 
 
 async def test_plain_postgresql_urls_use_the_async_driver(tmp_path, postgres_url):
+    assert postgres_url.rsplit("/", 1)[1].startswith(DB_PREFIX)  # TEST_DB_PREFIX names the throwaway databases
     plain = postgres_url.replace("postgresql+asyncpg://", "postgresql://")
     done = cli("db", "upgrade", cwd=tmp_path, DATABASE_URL=plain)
     assert done.returncode == 0, done.stderr
