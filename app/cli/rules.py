@@ -13,7 +13,7 @@ from app.errors import AppError
 from app.rules.engine import RuleSet
 from app.rules.jsonschema import rules_schema
 from app.rules.loader import LoadedRules
-from app.samples import samples_for
+from app.samples import samples_for, signed_request
 from app.state import systeme_client
 
 
@@ -61,12 +61,17 @@ def cmd_explain(args: argparse.Namespace) -> None:
     else:
         names = ", ".join(s.name for s in samples_for(config.type))
         fail(f"explain: give the event as a FILE, or --sample NAME (samples for '{config.type}': {names})")
-    headers = {k.lower(): v for k, v in {**headers, **parse_headers(args.header, "explain")}.items()}
+    headers.update(parse_headers(args.header, "explain"))
+    query: dict[str, str] = {}
+    if args.sample and args.verify:
+        # A sample carries no signature: sign it with the source's secret, so --verify checks the rules' secret.
+        headers, query = signed_request(config, body, headers)
+    headers = {k.lower(): v for k, v in headers.items()}
     if args.live and settings_or_exit().api_mode == "dry-run":
         fail("explain: --live needs MATON_API_KEY or SYSTEME_API_KEY to read the account")
 
     async def run() -> dict[str, Any]:
-        delivery = await build_delivery(config.type, headers, body, {})
+        delivery = await build_delivery(config.type, headers, body, query)
         client = systeme_client(settings_or_exit()) if args.live else None
         try:
             return await explain(rules, source=args.source, delivery=delivery, verify=args.verify, client=client)

@@ -70,6 +70,11 @@ def test_explain_a_sample_of_the_example_rules(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "MATCH newsletter: matched" in done.stdout
     assert '"first_name": "Ada", "surname": "Lovelace"' in done.stdout
+    # With --verify a sample is signed with the source's secret from the rules (and its ${VAR}) first.
+    done = cli("explain", "--rules", str(ROOT / "rules.yaml"), "--source", "stripe", "--sample", "refund", "--verify",
+               cwd=tmp_path, **EXAMPLE_ENV)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "signature verified" in done.stdout and "MATCH refund-revokes-access" in done.stdout
 
 
 async def test_the_readme_trial_runs_as_written(make_settings, sqlite_url, sim, tmp_path, monkeypatch):
