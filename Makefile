@@ -1,4 +1,6 @@
 # Two commands: `make run` serves on the embedded defaults, `make test` runs every check and test.
+# The tests' services: TEST_REDIS_URL (a database they flush), TEST_POSTGRES_URL, TEST_DB_PREFIX, e.g.
+#   make test TEST_REDIS_URL=redis://127.0.0.1:6379/13 TEST_DB_PREFIX=sf_mine_
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
@@ -25,7 +27,7 @@ run: $(STAMP) .env
 	$(BIN)/systeme-flow serve
 
 simulator: $(STAMP)
-	$(BIN)/systeme-flow simulator --port 9000
+	$(BIN)/systeme-flow simulator --port 9000 --api-key dev-key
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

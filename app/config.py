@@ -158,6 +158,15 @@ def rules_environment(env_file: str = ".env") -> Mapping[str, str]:
     return values
 
 
+def setting_source(name: str, env_file: str = ".env") -> str | None:
+    """Where a setting is set, as Settings reads it (the environment wins over the file); never its value."""
+    if any(key.upper() == name for key in os.environ):
+        return "the environment"
+    if any(key.upper() == name for key in dotenv_values(env_file)):
+        return env_file
+    return None
+
+
 @lru_cache
 def get_settings() -> Settings:
     return Settings()

@@ -78,4 +78,6 @@ def configure_logging(*, secrets: Iterable[str], style: str = "auto", level: int
         logger = logging.getLogger(name)
         logger.handlers = []
         logger.propagate = True
+    # Alembic announces each of its plugins at INFO on every start: seven lines of noise before anything useful.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     return redactor

@@ -49,5 +49,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(rules.router)
     app.include_router(metrics.router)
     app.include_router(ui.router)
+    app.include_router(ui.home)
     app.mount("/ui/static", StaticFiles(directory=str(Path(__file__).parent / "ui" / "static")), name="ui-static")
     return app

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -27,6 +28,8 @@ from tests.servers import ServerThread
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+# Throwaway databases are named with this prefix, so tests sharing a server never touch anything else.
+DB_PREFIX = os.environ.get("TEST_DB_PREFIX", "sf_test_")
 SIM_KEY = "sim-api-key-for-tests"
 ADMIN = "operator-token-for-tests"
 
@@ -56,7 +59,9 @@ async def _admin_connection() -> asyncpg.Connection:
 @pytest.fixture
 async def postgres_url() -> AsyncIterator[str]:
     """A throwaway PostgreSQL database, migrated, dropped afterwards."""
-    name = f"sf_test_{uuid.uuid4().hex[:12]}"
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,40}", DB_PREFIX):
+        pytest.fail(f"TEST_DB_PREFIX={DB_PREFIX!r}: use lower-case letters, digits and _ (at most 41)")
+    name = f"{DB_PREFIX}{uuid.uuid4().hex[:12]}"
     admin = await _admin_connection()
     await admin.execute(f'CREATE DATABASE "{name}"')
     base = POSTGRES_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)

@@ -12,6 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from app.config import setting_source
+from tests.conftest import DB_PREFIX
 from tests.factories import FORM_TOKEN, write_rules
 
 SECRET_VARS = ("MATON_API_KEY", "SYSTEME_API_KEY", "REDIS_URL", "DATABASE_URL", "RULES_FILE", "ADMIN_TOKEN")
@@ -43,9 +45,49 @@ def test_check_lists_every_problem_and_exits_1(tmp_path):
     assert done.returncode == 1
     assert done.stdout.splitlines() == [
         f"{bad}:3:30: source 's': environment variable NOT_SET_ANYWHERE is not set",
-        f"{bad}:5:31: rule 'a': unknown action `x` (known: tag, untag, enroll, unenroll, add_to_community, remove_from_community, update_contact, cancel_subscription)",
         f"{bad}:5:18: rule 'a': `on: t` names an unknown source",
+        f"{bad}:5:31: rule 'a': unknown action `x` (known: tag, untag, enroll, unenroll, add_to_community, remove_from_community, update_contact, cancel_subscription)",
     ]
+
+
+def test_check_reports_every_problem_of_every_rule_in_one_run_in_line_order(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "version: 1\n"
+        "sources:\n"
+        "  s: { type: form, token: abc }\n"
+        "rules:\n"
+        "  - id: a\n"
+        "    on: s\n"
+        "    contact: { email: '{{ event.email | lower }' }\n"
+        "    actions:\n"
+        "      - tagg: X\n"
+        "      - tag: '{{ event.x }'\n"
+        "  - id: b\n"
+        "    on: s\n"
+        "    if: 'event.a =='\n"
+        "    unless_tagged: '{% if %}'\n"
+        "    actions: [ { tagx: Y } ]\n"
+        "  - id: c\n"
+        "    on: { s: 1 }\n"
+        "    actions: [ { tag: Z } ]\n"
+    )
+    done = cli("check", str(bad), cwd=tmp_path)
+    assert done.returncode == 1
+    found = [line.removeprefix(f"{bad}:") for line in done.stdout.splitlines()]
+    assert [line.split(": ", 2)[:2] for line in found] == [
+        ["7:23", "rule 'a'"],  # the contact's template
+        ["9:9", "rule 'a'"],  # the unknown action
+        ["10:14", "rule 'a'"],  # the action's template
+        ["11:5", "rule 'b'"],  # unless_tagged without a contact
+        ["13:9", "rule 'b'"],  # the `if`
+        ["14:20", "rule 'b'"],  # the unless_tagged template
+        ["15:16", "rule 'b'"],  # the unknown action
+        ["16:5", "rule 'c'"],  # a tag action without `contact`, although `on` is broken too
+        ["17:9", "rule 'c'"],  # `on` is not a string or a list
+    ]
+    assert "invalid template '{{ event.email | lower }'" in found[0] and "unknown action `tagg`" in found[1]
+    assert "invalid `if` expression" in found[4] and "has no `contact`" in found[7]
 
 
 def test_check_reads_rules_file_setting_and_dotenv(tmp_path):
@@ -120,11 +162,17 @@ def test_serve_runs_dry_without_api_key_and_keeps_tokens_out_of_logs(serve, sim)
     assert event["payload"] == {"email": "dry@example.com"}
     assert "x-webhook-token" not in event["headers"]
     assert httpx.get(f"{url}/readyz").json()["checks"]["mode"]["api"] == "dry-run"
+    home = httpx.get(f"{url}/", follow_redirects=False)
+    assert (home.status_code, home.headers["location"]) == (307, "/ui")
     assert sim.account.calls == []  # a dry run never calls out
     assert (folder / "var" / "systeme-flow.db").exists()
     process.terminate()
     output = process.communicate(timeout=20)[0]
     assert "DRY RUN" in output
+    # What a person needs first: where the dashboard is, which account, where the token is (not the token).
+    assert f"dashboard: {url}/ui  sign in with ADMIN_TOKEN (from the environment)" in output
+    assert "account:   dry run: no MATON_API_KEY or SYSTEME_API_KEY" in output
+    assert "alembic.runtime.plugins" not in output
     assert "/hooks/signup?token=***" in output  # the access log line, scrubbed
     assert FORM_TOKEN not in output and "admin-secret-token" not in output
 
@@ -153,3 +201,87 @@ def test_an_unwritable_database_folder_is_one_line_not_a_traceback(tmp_path):
         )
         assert "Traceback" not in done.stderr
     assert list(folder.iterdir()) == []
+
+
+def one_line_error(done: subprocess.CompletedProcess[str], *fragments: str) -> None:
+    """Exit status 2, one line on stderr that says what, and no traceback."""
+    assert done.returncode == 2, (done.returncode, done.stderr)
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    for fragment in fragments:
+        assert fragment in done.stderr, done.stderr
+
+
+def test_explain_says_json_syntax_error_and_missing_file(tmp_path):
+    write_rules(tmp_path)
+    (tmp_path / "broken.json").write_text('{"type": "checkout.session.completed",\n  "data": {,}}\n')
+    one_line_error(
+        cli("explain", "--source", "stripe", "broken.json", cwd=tmp_path),
+        "broken.json: JSON syntax error at line 2 column 12",
+    )
+    one_line_error(cli("explain", "--source", "stripe", "nowhere.json", cwd=tmp_path), "cannot read nowhere.json")
+    one_line_error(cli("explain", "--source", "nope", "broken.json", cwd=tmp_path), "no source 'nope'")
+
+
+def test_operator_commands_refuse_bad_arguments_in_one_line(tmp_path):
+    one_line_error(cli("events", "--since", "yesterday", cwd=tmp_path), "'yesterday': use a duration like 7d")
+    done = cli("events", "--status", "bogus", cwd=tmp_path)
+    one_line_error(done, "invalid choice: 'bogus'", "'awaiting_approval'", "'dead'")
+    one_line_error(cli("actions", "--status", "nope", cwd=tmp_path), "'succeeded'")
+
+
+def test_database_errors_are_one_line_and_hide_the_password(tmp_path):
+    one_line_error(
+        cli("events", cwd=tmp_path, DATABASE_URL="postgresql://me:hunter2-secret@127.0.0.1:1/x"),
+        "systeme-flow events: database error:",
+    )
+    done = cli("db", "upgrade", cwd=tmp_path, DATABASE_URL="postgresql://me:hunter2-secret@127.0.0.1:1/x")
+    one_line_error(done, "systeme-flow db upgrade: database error")
+    assert "hunter2" not in done.stderr
+    # A database that was never migrated says what to do.
+    one_line_error(
+        cli("events", cwd=tmp_path, DATABASE_URL=f"sqlite:///{tmp_path}/empty.db"), "run `systeme-flow db upgrade`"
+    )
+
+
+async def test_plain_postgresql_urls_use_the_async_driver(tmp_path, postgres_url):
+    assert postgres_url.rsplit("/", 1)[1].startswith(DB_PREFIX)  # TEST_DB_PREFIX names the throwaway databases
+    plain = postgres_url.replace("postgresql+asyncpg://", "postgresql://")
+    done = cli("db", "upgrade", cwd=tmp_path, DATABASE_URL=plain)
+    assert done.returncode == 0, done.stderr
+    short = postgres_url.replace("postgresql+asyncpg://", "postgres://")
+    done = cli("events", "--json", cwd=tmp_path, DATABASE_URL=short)
+    assert done.returncode == 0, done.stderr
+    assert '"items": []' in done.stdout
+
+
+def test_a_reader_that_stops_early_gets_no_traceback(tmp_path):
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app", "schema"],
+        cwd=tmp_path,
+        env=cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    process.stdout.close()  # like `| head` that has read what it wanted
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 2
+    assert stderr == ""
+
+
+def test_migrations_do_not_announce_alembic_plugins(tmp_path):
+    done = cli("db", "upgrade", cwd=tmp_path, DATABASE_URL="sqlite:///./var/db.sqlite", LOG_FORMAT="json")
+    assert done.returncode == 0, done.stderr
+    assert "Running upgrade" in done.stderr
+    assert "alembic.runtime.plugins" not in done.stderr
+
+
+def test_setting_source_names_where_a_setting_is_never_its_value(tmp_path, monkeypatch):
+    env_file = tmp_path / ".env"
+    env_file.write_text("SF_ONLY_IN_FILE=abc\n")
+    assert setting_source("SF_ONLY_IN_FILE", str(env_file)) == str(env_file)
+    monkeypatch.setenv("SF_ONLY_IN_FILE", "xyz")
+    assert setting_source("SF_ONLY_IN_FILE", str(env_file)) == "the environment"
+    assert setting_source("SF_NOWHERE", str(env_file)) is None

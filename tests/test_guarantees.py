@@ -260,7 +260,7 @@ async def test_operator_cli_lists_approves_and_retries(make_settings, sqlite_url
         (action,) = listed["items"]
         assert action["kind"] == "cancel_subscription"
         events = cli("events", "--status", "awaiting_approval")
-        assert "stripe/customer.subscription.deleted  (1 awaiting_approval)" in events.stdout
+        assert "stripe/customer.subscription.deleted  [subscription-ended]  (1 awaiting_approval)" in events.stdout
         approved = json.loads(cli("approve", action["id"], "--by", "carol", "--json").stdout)
         assert (approved["status"], approved["decided_by"]) == ("pending", "carol")
         again = cli("approve", action["id"])

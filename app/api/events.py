@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query
 from app.deps import OperatorDep, StateDep
 from app.errors import BadRequest, NotFound
 from app.operator import service
-from app.store.queries import get_event, list_events
+from app.store.queries import ACTION_STATUSES, get_event, list_events
 from app.timeparse import parse_since
 
 router = APIRouter(prefix="/v1/events", tags=["operator"])
@@ -31,6 +31,8 @@ async def events(
         after = parse_since(since) if since else None
     except ValueError as exc:
         raise BadRequest(str(exc)) from exc
+    if status and status not in ACTION_STATUSES:
+        raise BadRequest(f"status {status!r}: use one of {', '.join(ACTION_STATUSES)}")
     items, next_cursor = await list_events(
         state.engine, source=source, event_type=type, status=status, since=after, limit=limit, cursor=cursor
     )

@@ -3,23 +3,40 @@
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
-from app.cli import init, operator, rules, run
+from app.cli import init, operator, rules, run, send
 
-__all__ = ["build_parser", "init", "main", "operator", "rules", "run"]
+__all__ = ["build_parser", "init", "main", "operator", "rules", "run", "send"]
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes are one line on stderr and exit status 2, like every other error of the command."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see `{self.prog} --help`)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="systeme-flow", description="Webhooks in, rules, Systeme.io actions out.")
+    parser = _Parser(prog="systeme-flow", description="Webhooks in, rules, Systeme.io actions out.")
     commands = parser.add_subparsers(dest="command", required=True)
     run.add_commands(commands)
     rules.add_commands(commands)
     init.add_commands(commands)
     operator.add_commands(commands)
+    send.add_commands(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    args.func(args)
+    try:
+        args.func(args)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader stopped early (`| head`): what it wanted is printed; no traceback, and nothing more to say.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(2)

@@ -6,26 +6,24 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sys
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.cli.run import rules_or_exit, settings_or_exit
+from app.cli.run import database_errors, fail, rules_or_exit, settings_or_exit, since_arg
 from app.config import Settings
 from app.dispatch import ArqDispatcher, Dispatcher
 from app.errors import AppError
 from app.operator import service
 from app.rules.engine import RuleSet
-from app.store.queries import list_actions, list_events
-from app.timeparse import parse_since
+from app.store.queries import ACTION_STATUSES, list_actions, list_events
 
 Job = Callable[[Settings, AsyncEngine, Dispatcher | None], Awaitable[Any]]
 
 
-def _run(job: Job) -> Any:
+def _run(job: Job, command: str) -> Any:
     from arq import create_pool
 
     from app.state import redis_settings
@@ -44,10 +42,11 @@ def _run(job: Job) -> Any:
                 await redis.aclose()
             await engine.dispose()
 
-    try:
-        return asyncio.run(main())
-    except AppError as exc:
-        sys.exit(f"systeme-flow: {exc.message}")
+    with database_errors(command, settings):
+        try:
+            return asyncio.run(main())
+        except AppError as exc:
+            fail(f"{command}: {exc.message}")
 
 
 def _print(args: argparse.Namespace, value: Any, line: Callable[[dict[str, Any]], str]) -> None:
@@ -70,17 +69,18 @@ def _action_line(a: dict[str, Any]) -> str:
 
 def cmd_events(args: argparse.Namespace) -> None:
     async def job(settings: Settings, engine: AsyncEngine, _: Dispatcher | None) -> Any:
-        since = parse_since(args.since) if args.since else None
         items, cursor = await list_events(
-            engine, source=args.source, event_type=args.type, status=args.status, since=since, limit=args.limit
+            engine, source=args.source, event_type=args.type, status=args.status, since=args.since, limit=args.limit
         )
         return {"items": items, "next_cursor": cursor}
 
     def line(e: dict[str, Any]) -> str:
         counts = ", ".join(f"{n} {s}" for s, n in sorted(e["actions"].items())) or "no actions"
-        return f"{e['id']}  {e['received_at']}  {e['source']}/{e['type'] or '-'}  ({counts})"
+        who = ", ".join(e["contacts"]) or "-"
+        rules = f"[{', '.join(e['rules'])}]" if e["rules"] else "[no rule matched]"
+        return f"{e['id']}  {e['received_at'][:19]}  {who}  {e['source']}/{e['type'] or '-'}  {rules}  ({counts})"
 
-    _print(args, _run(job), line)
+    _print(args, _run(job, args.command), line)
 
 
 def cmd_actions(args: argparse.Namespace) -> None:
@@ -90,7 +90,7 @@ def cmd_actions(args: argparse.Namespace) -> None:
         )
         return {"items": items, "next_cursor": cursor}
 
-    _print(args, _run(job), _action_line)
+    _print(args, _run(job, args.command), _action_line)
 
 
 def cmd_replay(args: argparse.Namespace) -> None:
@@ -101,7 +101,9 @@ def cmd_replay(args: argparse.Namespace) -> None:
         return await service.replay(engine, dispatcher, rules, args.event_id, by=args.by, approval_window=window)
 
     _print(
-        args, _run(job), lambda r: f"{r['event_id']}: {len(r['actions'])} actions planned again ({r['rules_version']})"
+        args,
+        _run(job, args.command),
+        lambda r: f"{r['event_id']}: {len(r['actions'])} actions planned again ({r['rules_version']})",
     )
 
 
@@ -110,24 +112,28 @@ def cmd_retry(args: argparse.Namespace) -> None:
         if args.action_id:
             return await service.retry(engine, dispatcher, args.action_id, by=args.by)
         if not (args.status or args.rule):
-            sys.exit("systeme-flow retry: give an action id, or --status and/or --rule")
+            fail("retry: give an action id, or --status and/or --rule")
         return {"retried": await service.retry_many(engine, dispatcher, by=args.by, status=args.status, rule=args.rule)}
 
-    _print(args, _run(job), lambda r: f"retried {len(r['retried'])} actions" if "retried" in r else _action_line(r))
+    _print(
+        args,
+        _run(job, args.command),
+        lambda r: f"retried {len(r['retried'])} actions" if "retried" in r else _action_line(r),
+    )
 
 
 def cmd_approve(args: argparse.Namespace) -> None:
     async def job(settings: Settings, engine: AsyncEngine, dispatcher: Dispatcher | None) -> Any:
         return await service.approve(engine, dispatcher, args.action_id, by=args.by)
 
-    _print(args, _run(job), _action_line)
+    _print(args, _run(job, args.command), _action_line)
 
 
 def cmd_reject(args: argparse.Namespace) -> None:
     async def job(settings: Settings, engine: AsyncEngine, _: Dispatcher | None) -> Any:
         return await service.reject(engine, args.action_id, by=args.by, reason=args.reason)
 
-    _print(args, _run(job), _action_line)
+    _print(args, _run(job, args.command), _action_line)
 
 
 def cmd_forget(args: argparse.Namespace) -> None:
@@ -136,7 +142,7 @@ def cmd_forget(args: argparse.Namespace) -> None:
     async def job(settings: Settings, engine: AsyncEngine, _: Dispatcher | None) -> Any:
         return await forget(engine, args.email)
 
-    _print(args, _run(job), lambda r: f"forgotten: {r['events']} events, {r['actions']} actions")
+    _print(args, _run(job, args.command), lambda r: f"forgotten: {r['events']} events, {r['actions']} actions")
 
 
 def add_commands(commands: Any) -> None:
@@ -149,12 +155,12 @@ def add_commands(commands: Any) -> None:
     events = command("events", "list stored events, newest first", cmd_events)
     events.add_argument("--source")
     events.add_argument("--type")
-    events.add_argument("--status", help="events with an action in this status")
-    events.add_argument("--since", help="7d, 12h, 30m or an ISO date")
+    events.add_argument("--status", choices=ACTION_STATUSES, help="events with an action in this status")
+    events.add_argument("--since", type=since_arg, help="7d, 12h, 30m or an ISO date")
     events.add_argument("--limit", type=int, default=50)
 
     actions = command("actions", "list actions, newest first", cmd_actions)
-    actions.add_argument("--status")
+    actions.add_argument("--status", choices=ACTION_STATUSES)
     actions.add_argument("--rule")
     actions.add_argument("--contact", help="an email address")
     actions.add_argument("--limit", type=int, default=50)
@@ -174,7 +180,7 @@ def add_commands(commands: Any) -> None:
             parser.add_argument("event_id")
         elif name == "retry":
             parser.add_argument("action_id", nargs="?")
-            parser.add_argument("--status")
+            parser.add_argument("--status", choices=ACTION_STATUSES)
             parser.add_argument("--rule")
         else:
             parser.add_argument("action_id")

@@ -6,17 +6,15 @@ import argparse
 import asyncio
 import json
 import sys
-from datetime import datetime
-from pathlib import Path
 from typing import Any
 
-from app.cli.run import rules_or_exit, settings_or_exit
+from app.cli.run import database_errors, fail, rules_or_exit, settings_or_exit, since_arg
 from app.errors import AppError
 from app.rules.engine import RuleSet
 from app.rules.jsonschema import rules_schema
 from app.rules.loader import LoadedRules
+from app.samples import samples_for, signed_request
 from app.state import systeme_client
-from app.timeparse import parse_since
 
 
 def cmd_check(args: argparse.Namespace) -> None:
@@ -37,7 +35,7 @@ async def _live(loaded: LoadedRules) -> list[Any]:
 
     settings = settings_or_exit()
     if settings.api_mode == "dry-run":
-        sys.exit("systeme-flow check --live needs MATON_API_KEY or SYSTEME_API_KEY to read the account")
+        fail("check: --live needs MATON_API_KEY or SYSTEME_API_KEY to read the account")
     client = systeme_client(settings)
     try:
         return await live_problems(loaded, client.session())
@@ -49,33 +47,31 @@ def cmd_schema(args: argparse.Namespace) -> None:
     print(json.dumps(rules_schema(), indent=2))
 
 
-def _headers(values: list[str]) -> dict[str, str]:
-    headers = {}
-    for value in values:
-        name, sep, content = value.partition(":")
-        if not sep:
-            sys.exit(f"--header {value!r}: expected NAME:VALUE")
-        headers[name.strip().lower()] = content.strip()
-    return headers
-
-
 def cmd_explain(args: argparse.Namespace) -> None:
+    from app.cli.send import parse_headers, read_event_file, sample_or_exit, source_or_exit
     from app.preview.service import explain, render_text
     from app.webhooks.body import build_delivery
 
     rules = RuleSet(rules_or_exit(args.rules or settings_or_exit().rules_file, strict_env=args.verify))
-    body = Path(args.file).read_bytes() if args.file != "-" else sys.stdin.buffer.read()
-    headers = _headers(args.header)
-    if "content-type" not in headers:
-        try:
-            json.loads(body)
-            headers["content-type"] = "application/json"
-        except ValueError:
-            headers["content-type"] = "application/x-www-form-urlencoded"
+    config = source_or_exit(rules.loaded, args.source, "explain")
+    if args.sample:
+        body, headers = sample_or_exit(config, args.sample, "explain")
+    elif args.file:
+        body, headers = read_event_file(args.file, "explain")
+    else:
+        names = ", ".join(s.name for s in samples_for(config.type))
+        fail(f"explain: give the event as a FILE, or --sample NAME (samples for '{config.type}': {names})")
+    headers.update(parse_headers(args.header, "explain"))
+    query: dict[str, str] = {}
+    if args.sample and args.verify:
+        # A sample carries no signature: sign it with the source's secret, so --verify checks the rules' secret.
+        headers, query = signed_request(config, body, headers)
+    headers = {k.lower(): v for k, v in headers.items()}
+    if args.live and settings_or_exit().api_mode == "dry-run":
+        fail("explain: --live needs MATON_API_KEY or SYSTEME_API_KEY to read the account")
 
     async def run() -> dict[str, Any]:
-        config = rules.sources.get(args.source)
-        delivery = await build_delivery(config.type if config else "", headers, body, {})
+        delivery = await build_delivery(config.type, headers, body, query)
         client = systeme_client(settings_or_exit()) if args.live else None
         try:
             return await explain(rules, source=args.source, delivery=delivery, verify=args.verify, client=client)
@@ -83,20 +79,11 @@ def cmd_explain(args: argparse.Namespace) -> None:
             if client is not None:
                 await client.aclose()
 
-    if args.live and settings_or_exit().api_mode == "dry-run":
-        sys.exit("systeme-flow explain --live needs MATON_API_KEY or SYSTEME_API_KEY to read the account")
     try:
         report = asyncio.run(run())
     except AppError as exc:
-        sys.exit(f"systeme-flow explain: {exc.message}")
+        fail(f"explain: {exc.message}")
     print(json.dumps(report, indent=2, default=str) if args.json else render_text(report))
-
-
-def _since(value: str) -> datetime:
-    try:
-        return parse_since(value)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def cmd_backtest(args: argparse.Namespace) -> None:
@@ -113,7 +100,8 @@ def cmd_backtest(args: argparse.Namespace) -> None:
         finally:
             await engine.dispose()
 
-    report = asyncio.run(run())
+    with database_errors("backtest", settings):
+        report = asyncio.run(run())
     print(json.dumps(report, indent=2) if args.json else render_text(report))
 
 
@@ -128,7 +116,8 @@ def add_commands(commands: Any) -> None:
     schema.set_defaults(func=cmd_schema)
 
     explain = commands.add_parser("explain", help="run one event through the rules, with no side effects")
-    explain.add_argument("file", help="the event body as the source would post it (- for stdin)")
+    explain.add_argument("file", nargs="?", help="the event body as the source would post it (- for stdin)")
+    explain.add_argument("--sample", help="a sample event of the source's type instead of a file (see `samples`)")
     explain.add_argument("--source", required=True, help="the source name in the rules file")
     explain.add_argument("--rules", help="the rules file (default: RULES_FILE)")
     explain.add_argument("--header", action="append", default=[], help="NAME:VALUE, repeatable")
@@ -138,7 +127,7 @@ def add_commands(commands: Any) -> None:
     explain.set_defaults(func=cmd_explain)
 
     backtest = commands.add_parser("backtest", help="replay stored events through a rules file, and diff")
-    backtest.add_argument("--since", type=_since, default="7d", help="7d, 12h, or a date")
+    backtest.add_argument("--since", type=since_arg, default="7d", help="7d, 12h, or a date")
     backtest.add_argument("--rules", help="the rules file to try (default: RULES_FILE)")
     backtest.add_argument("--json", action="store_true")
     backtest.set_defaults(func=cmd_backtest)

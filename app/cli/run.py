@@ -3,17 +3,55 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
-from typing import Any
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any, NoReturn
 
+import asyncpg
 from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from app.config import Settings, get_settings, rules_environment
+from app.config import Settings, get_settings, rules_environment, setting_source
 from app.errors import RulesError, StorageUnavailable
 from app.health import add_arguments as add_health_arguments
 from app.health import run as run_health
 from app.logs import configure_logging
 from app.rules.loader import LoadedRules, load_rules
+from app.timeparse import parse_since
+
+
+def fail(message: str) -> NoReturn:
+    """One line on stderr and exit status 2: the command could not do what was asked."""
+    sys.stderr.write(f"systeme-flow {message}\n")
+    sys.exit(2)
+
+
+def since_arg(value: str) -> datetime:
+    """argparse type for --since: a bad value is a usage error, not a traceback."""
+    try:
+        return parse_since(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+@contextmanager
+def database_errors(command: str, settings: Settings) -> Iterator[None]:
+    """A database that cannot be reached, read or even named: one line that says so, without its password."""
+    try:
+        yield
+    except (SQLAlchemyError, OSError, ImportError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+        text = (str(cause).strip().splitlines() or [type(exc).__name__])[0]
+        text = re.sub(r"^<class '[\w.]+'>: ", "", text)  # asyncpg's errors as SQLAlchemy wraps them
+        for secret in settings.secret_values():
+            text = text.replace(secret, "***")
+        hint = ""
+        if "no such table" in text or ("relation" in text and "does not exist" in text):
+            hint = " (run `systeme-flow db upgrade` first)"
+        fail(f"{command}: database error: {text}{hint}")
 
 
 def settings_or_exit() -> Settings:
@@ -22,7 +60,7 @@ def settings_or_exit() -> Settings:
     except ValidationError as exc:
         # pydantic's message names the setting and the problem; it never contains the secret values.
         problems = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
-        sys.exit(f"systeme-flow: invalid settings: {problems}")
+        fail(f"cannot run: invalid settings: {problems}")
 
 
 def rules_or_exit(path: str, *, strict_env: bool = True) -> LoadedRules:
@@ -44,10 +82,34 @@ def storage_or_exit(settings: Settings) -> None:
         sys.exit(f"systeme-flow: {exc.message}")
 
 
-def _migrate(settings: Settings) -> None:
+def _migrate(settings: Settings, command: str) -> None:
     from app.store.migrate import upgrade
 
-    upgrade(settings.database_url)
+    with database_errors(command, settings):
+        upgrade(settings.database_url)
+
+
+def startup_lines(settings: Settings, rules: LoadedRules, *, host: str, port: int) -> list[str]:
+    """What a person starting the service needs to know first; secrets are named, never shown."""
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    base = f"http://{shown}:{port}"
+    if settings.admin_token is None:
+        sign_in = "disabled: set ADMIN_TOKEN (in .env or the environment) to enable it"
+    else:
+        sign_in = f"sign in with ADMIN_TOKEN (from {setting_source('ADMIN_TOKEN') or 'the settings'})"
+    account = {
+        "dry-run": "dry run: no MATON_API_KEY or SYSTEME_API_KEY, actions are recorded as skipped, nothing is sent",
+        "maton": f"through Maton (MATON_API_KEY), {settings.api_base_url}",
+        "direct": f"direct (SYSTEME_API_KEY), {settings.api_base_url}",
+    }[settings.api_mode]
+    executor = "arq workers on REDIS_URL" if settings.redis_url else "in this process (no REDIS_URL)"
+    return [
+        f"systeme-flow serving {base}" + (" (on every address)" if shown != host else ""),
+        f"  dashboard: {base}/ui  {sign_in}",
+        f"  account:   {account}",
+        f"  actions:   {executor}",
+        f"  rules:     {rules.path} ({len(rules.file.rules)} rules, {len(rules.file.sources)} sources)",
+    ]
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
@@ -60,7 +122,8 @@ def cmd_serve(args: argparse.Namespace) -> None:
     configure_logging(secrets=settings.secret_values() | rules.file.secret_values(), style=settings.log_format)
     storage_or_exit(settings)
     if not args.no_migrate:
-        _migrate(settings)
+        _migrate(settings, "serve")
+    print("\n".join(startup_lines(settings, rules, host=args.host, port=args.port)), flush=True)
     # proxy_headers off: X-Forwarded-For is read by the rate limiter, and only from FORWARDED_ALLOW_IPS peers.
     uvicorn.run(create_app(settings), host=args.host, port=args.port, log_config=None, proxy_headers=False)
 
@@ -70,11 +133,11 @@ def cmd_worker(args: argparse.Namespace) -> None:
 
     settings = settings_or_exit()
     if not settings.redis_url:
-        sys.exit("systeme-flow worker needs REDIS_URL; without it, `serve` runs the actions itself")
+        fail("worker: needs REDIS_URL; without it, `serve` runs the actions itself")
     configure_logging(secrets=settings.secret_values(), style=settings.log_format)
     storage_or_exit(settings)
     if not args.no_migrate:
-        _migrate(settings)
+        _migrate(settings, "worker")
     from workers.settings import WorkerSettings
 
     run_worker(WorkerSettings, burst=args.burst)  # type: ignore[arg-type]
@@ -84,7 +147,7 @@ def cmd_db(args: argparse.Namespace) -> None:
     settings = settings_or_exit()
     configure_logging(secrets=settings.secret_values(), style=settings.log_format)
     storage_or_exit(settings)
-    _migrate(settings)
+    _migrate(settings, "db upgrade")
 
 
 def cmd_simulator(args: argparse.Namespace) -> None:

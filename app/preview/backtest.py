@@ -40,20 +40,31 @@ async def backtest(engine: AsyncEngine, rules: RuleSet, *, since: datetime) -> d
                 break
             cursor = batch[-1].id
             ids = [e.id for e in batch]
+            # "At the time" is the planning made when the event arrived: a replay's outcomes are marked, and
+            # its actions were created when it ran, after the event's first replay began.
             matched_then: dict[str, set[str]] = {i: set() for i in ids}
+            first_replay: dict[str, datetime] = {}
             for row in await conn.execute(
-                sa.select(rule_outcomes.c.event_id, rule_outcomes.c.rule_id).where(
-                    rule_outcomes.c.event_id.in_(ids), rule_outcomes.c.decision == "matched"
-                )
+                sa.select(
+                    rule_outcomes.c.event_id,
+                    rule_outcomes.c.rule_id,
+                    rule_outcomes.c.decision,
+                    rule_outcomes.c.replayed_at,
+                ).where(rule_outcomes.c.event_id.in_(ids))
             ):
-                matched_then[row.event_id].add(row.rule_id)
+                if row.replayed_at is not None:
+                    first_replay[row.event_id] = min(row.replayed_at, first_replay.get(row.event_id, row.replayed_at))
+                elif row.decision == "matched":
+                    matched_then[row.event_id].add(row.rule_id)
             planned_then: dict[str, Counter[str]] = {i: Counter() for i in ids}
             for row in await conn.execute(
-                sa.select(actions.c.event_id, actions.c.rule_id, actions.c.kind, actions.c.params).where(
-                    actions.c.event_id.in_(ids)
-                )
+                sa.select(
+                    actions.c.event_id, actions.c.rule_id, actions.c.kind, actions.c.params, actions.c.created_at
+                ).where(actions.c.event_id.in_(ids))
             ):
-                planned_then[row.event_id][_key(row.rule_id, row.kind, row.params)] += 1
+                replayed = first_replay.get(row.event_id)
+                if replayed is None or row.created_at < replayed:
+                    planned_then[row.event_id][_key(row.rule_id, row.kind, row.params)] += 1
             for event in batch:
                 examined += 1
                 outcomes = rules.plan(source=event.source, event_type=event.type, payload=event.payload)

@@ -6,7 +6,7 @@ import hashlib
 import re
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,17 @@ from ruamel.yaml.error import MarkedYAMLError
 
 from app.errors import RulesError
 from app.rules.problems import Problem, Problems, Severity, locate, own_position, position, suggest
-from app.rules.schema import ACTION_KINDS, ACTION_MODELS, ID_PATTERN, SHORTHAND, Action, Rule, RulesFile, SourceConfig
+from app.rules.schema import (
+    ACTION_KINDS,
+    ACTION_MODELS,
+    ID_PATTERN,
+    SHORTHAND,
+    Action,
+    Rule,
+    RulesFile,
+    SourceConfig,
+    contact_problem,
+)
 from app.rules.templates import TemplateError, compile_expression, compile_template
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -62,10 +72,11 @@ def parse_rules(text: str, *, path: str, env: Mapping[str, str], strict_env: boo
         raise RulesError([str(p) for p in problems.items])
     loader = _Loader(problems, env, strict_env)
     rules_file = loader.validate(doc)
+    found = problems.in_order()
     if problems.errors or rules_file is None:
-        raise RulesError([str(p) for p in problems.items])
+        raise RulesError([str(p) for p in found])
     version = hashlib.sha256(text.encode()).hexdigest()[:16]
-    warnings = tuple(p for p in problems.items if p.severity != "error")
+    warnings = tuple(p for p in found if p.severity != "error")
     return LoadedRules(file=rules_file, version=version, path=path, warnings=warnings, positions=loader.positions)
 
 
@@ -85,14 +96,17 @@ def _keys(model: type[BaseModel], path: tuple[Any, ...]) -> list[str]:
     return [f.alias or name for name, f in current.model_fields.items() if name != "kind"]
 
 
-def _strings(value: Any) -> list[str]:
+def _strings_at(parent: Any, key: Any) -> Iterator[tuple[tuple[int, int], str]]:
+    """Every string under `parent[key]`, with where it starts."""
+    value = parent[key]
     if isinstance(value, str):
-        return [value]
-    if isinstance(value, dict):
-        return [s for v in value.values() for s in _strings(v)]
-    if isinstance(value, list | tuple):
-        return [s for v in value for s in _strings(v)]
-    return []
+        yield position(parent, key), value
+    elif isinstance(value, CommentedMap):
+        for inner in value:
+            yield from _strings_at(value, inner)
+    elif isinstance(value, CommentedSeq):
+        for index in range(len(value)):
+            yield from _strings_at(value, index)
 
 
 class _Loader:
@@ -210,30 +224,37 @@ class _Loader:
             if source not in source_names:
                 hint = suggest(source, source_names)
                 self.problems.add(position(body, "on"), subject, f"`on: {name}` names an unknown source{hint}")
+        # Checked on the raw nodes, so a broken template is reported in the same run as any other problem.
+        self._templates(body, subject)
         try:
-            rule = Rule.model_validate(data)
+            return Rule.model_validate(data)
         except ValidationError as exc:
             self._report(exc, body, subject, Rule, skip=skip)
+            if not any(err["loc"] == () for err in exc.errors()):
+                # The rule-wide check runs only once every field is valid: make it now, for one complete report.
+                kinds = [str(next(iter(a))) for a in body.get("actions") or [] if isinstance(a, dict) and a]
+                tag_conditions = bool(body.get("unless_tagged") or body.get("only_if_tagged"))
+                problem = contact_problem(kinds, has_contact="contact" in body, tag_conditions=tag_conditions)
+                if problem:
+                    self.problems.add(own_position(body), subject, problem)
             return None
-        self._templates(rule, body, subject)
-        return rule
 
-    def _templates(self, rule: Rule, body: CommentedMap, subject: str) -> None:
+    def _templates(self, body: CommentedMap, subject: str) -> None:
         """Jinja syntax errors are load errors, reported where they are, not surprises at the first event."""
-        try:
-            if rule.if_:
-                compile_expression(rule.if_)
-        except TemplateError as exc:
-            self.problems.add(position(body, "if"), subject, str(exc))
-        parts: list[tuple[str, Any]] = [("actions", [a.model_dump() for a in rule.actions])]
-        if rule.contact is not None:
-            parts.append(("contact", rule.contact.model_dump()))
-        for key, dumped in parts:
-            for text in _strings(dumped):
+        condition = body.get("if")
+        if isinstance(condition, str):
+            try:
+                compile_expression(condition)
+            except TemplateError as exc:
+                self.problems.add(position(body, "if"), subject, str(exc))
+        for key in ("contact", "unless_tagged", "only_if_tagged", "actions"):
+            if key not in body:
+                continue
+            for where, text in _strings_at(body, key):
                 try:
                     compile_template(text)
                 except TemplateError as exc:
-                    self.problems.add(position(body, key), subject, str(exc))
+                    self.problems.add(where, subject, str(exc))
 
     def _actions(self, raw: Any, subject: str) -> list[dict[str, Any]]:
         """`- tag: NAME` becomes `{"kind": "tag", "name": NAME}` so one discriminated union validates it."""

@@ -36,6 +36,10 @@ class Problems:
     def add(self, where: tuple[int, int], subject: str, message: str, severity: Severity = "error") -> None:
         self.items.append(Problem(self.path, where[0], where[1], subject, message, severity))
 
+    def in_order(self) -> list[Problem]:
+        """As they appear in the file, so a reader fixes them top to bottom."""
+        return sorted(self.items, key=lambda p: (p.line, p.column))
+
     @property
     def errors(self) -> list[Problem]:
         return [p for p in self.items if p.severity == "error"]

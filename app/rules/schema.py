@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -252,12 +253,24 @@ class Rule(Frozen):
 
     @model_validator(mode="after")
     def _contact_for_contact_actions(self) -> Rule:
-        kinds = sorted({a.kind for a in self.actions if a.kind in CONTACT_KINDS})
-        if kinds and self.contact is None:
-            raise ValueError(f"actions {', '.join(kinds)} act on a contact, but the rule has no `contact`")
-        if (self.unless_tagged or self.only_if_tagged) and self.contact is None:
-            raise ValueError("`unless_tagged` and `only_if_tagged` need a `contact` to look at")
+        tag_conditions = bool(self.unless_tagged or self.only_if_tagged)
+        kinds = [a.kind for a in self.actions]
+        problem = contact_problem(kinds, has_contact=self.contact is not None, tag_conditions=tag_conditions)
+        if problem:
+            raise ValueError(problem)
         return self
+
+
+def contact_problem(kinds: Sequence[str], *, has_contact: bool, tag_conditions: bool) -> str | None:
+    """Why a rule needs a `contact` it lacks; also called by the loader when other problems stop validation."""
+    if has_contact:
+        return None
+    needing = sorted({k for k in kinds if k in CONTACT_KINDS})
+    if needing:
+        return f"actions {', '.join(needing)} act on a contact, but the rule has no `contact`"
+    if tag_conditions:
+        return "`unless_tagged` and `only_if_tagged` need a `contact` to look at"
+    return None
 
 
 class RulesFile(Frozen):

@@ -92,6 +92,25 @@ def _first_word(value: Any) -> str:
     return words[0] if words else ""
 
 
+def _name_parts(value: Any) -> tuple[str, str]:
+    """A full name as (first name, surname): "Ada King Lovelace" → ("Ada", "King Lovelace"); with a comma the
+    surname comes first, as many forms and CRMs write it: "Lovelace, Ada" → ("Ada", "Lovelace")."""
+    text = " ".join(str(_finalize(value) if not isinstance(value, Missing) else "").split())
+    if "," in text:
+        surname, _, first = text.partition(",")
+        return first.strip(), surname.strip()
+    first, _, rest = text.partition(" ")
+    return first, rest
+
+
+def _first_name_of(value: Any) -> str:
+    return _name_parts(value)[0]
+
+
+def _surname_of(value: Any) -> str:
+    return _name_parts(value)[1]
+
+
 def _cents_to_units(value: Any, decimals: int = 2) -> str:
     """19900 → "199.00": payment providers send amounts in cents."""
     if isinstance(value, Missing) or value is None or value == "":
@@ -108,7 +127,14 @@ def _default(value: Any, fallback: Any = "") -> Any:
 
 
 ENV = _Environment(undefined=Missing, finalize=_finalize, autoescape=False)
-ENV.filters.update(first_word=_first_word, cents_to_units=_cents_to_units, default=_default, d=_default)
+ENV.filters.update(
+    first_word=_first_word,
+    first_name_of=_first_name_of,
+    surname_of=_surname_of,
+    cents_to_units=_cents_to_units,
+    default=_default,
+    d=_default,
+)
 
 
 class TemplateError(ValueError):

@@ -305,7 +305,10 @@ class Simulator:
         return JSONResponse({"ok": True})
 
     async def _seed(self, request: Request) -> Response:
-        self.seed(**(await request.json()))
+        try:
+            self.seed(**(await request.json()))
+        except (TypeError, ValueError) as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
         return JSONResponse({"ok": True})
 
     def seed(
@@ -315,7 +318,8 @@ class Simulator:
         communities: Iterable[dict[str, Any]] = (),
         subscriptions: Iterable[dict[str, Any]] = (),
     ) -> None:
-        """Add courses ({id, name}), communities ({id, name}) and subscriptions ({id, contactId, status})."""
+        """Add courses ({id, name}), communities ({id, name}) and subscriptions ({id, contactId, status}); a
+        subscription may name its contact by `contactEmail` instead, for trials by hand."""
         acc = self.account
         for course in courses:
             acc.courses[int(course["id"])] = {"active": True, "modules": [], **course}
@@ -326,6 +330,12 @@ class Simulator:
                 **community,
             }
         for subscription in subscriptions:
+            if "contactEmail" in subscription:
+                subscription = dict(subscription)
+                owner = acc.contact_by_email(str(subscription.pop("contactEmail")))
+                if owner is None:
+                    raise ValueError("no contact with that contactEmail: create it first (send an event for it)")
+                subscription["contactId"] = owner["id"]
             acc.subscriptions[int(subscription["id"])] = {
                 "status": "active",
                 "createdAt": "2026-01-01T00:00:00+00:00",

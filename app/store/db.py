@@ -13,6 +13,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from app.errors import StorageUnavailable
 
 SQLITE_BUSY_MS = 30_000
+# The drivers this package installs: a plain `postgresql://` URL (the usual form) would ask for psycopg2.
+_ASYNC_DRIVERS = {"postgresql": "postgresql+asyncpg", "postgres": "postgresql+asyncpg", "sqlite": "sqlite+aiosqlite"}
+
+
+def async_url(url: str) -> str:
+    """`postgresql://`, `postgres://` and `sqlite://` URLs with the async driver named; others as given."""
+    scheme, sep, rest = url.partition("://")
+    return f"{_ASYNC_DRIVERS.get(scheme.lower(), scheme)}{sep}{rest}" if sep else url
 
 
 def ensure_sqlite_folder(url: str) -> None:
@@ -61,6 +69,7 @@ def _sqlite_begin(connection: Any) -> None:
 
 
 def create_engine(url: str) -> AsyncEngine:
+    url = async_url(url)
     backend = make_url(url).get_backend_name()
     if backend == "sqlite":
         ensure_sqlite_folder(url)

@@ -132,7 +132,9 @@ async def record_event(
     return (await record_events(engine, [item]))[0]
 
 
-def _outcome_rows(event_id: str, outcomes: Sequence[RuleOutcome]) -> list[dict[str, Any]]:
+def _outcome_rows(
+    event_id: str, outcomes: Sequence[RuleOutcome], *, replayed_at: datetime | None = None
+) -> list[dict[str, Any]]:
     return [
         {
             "event_id": event_id,
@@ -140,6 +142,7 @@ def _outcome_rows(event_id: str, outcomes: Sequence[RuleOutcome]) -> list[dict[s
             "decision": o.decision,
             "reason": o.reason,
             "contact_email": o.contact_email,
+            "replayed_at": replayed_at,
         }
         for o in outcomes
     ]
@@ -154,9 +157,10 @@ async def _insert_plan(
     occurred_at: datetime,
     approval_deadline: datetime,
     note: str | None = None,
+    replayed_at: datetime | None = None,
 ) -> list[dict[str, Any]]:
     if outcomes:
-        await conn.execute(rule_outcomes.insert(), _outcome_rows(event_id, outcomes))
+        await conn.execute(rule_outcomes.insert(), _outcome_rows(event_id, outcomes, replayed_at=replayed_at))
     rows = _action_rows(
         event_id,
         outcomes,
@@ -198,6 +202,8 @@ async def replan_event(
             occurred_at=event.occurred_at or event.received_at,
             approval_deadline=now + approval_window,
             note=note,
+            # Marked, so counts and the event page tell a replay's judgement from the first one.
+            replayed_at=now,
         )
     return tuple((r["id"], r["status"]) for r in rows), runs_of(rows)
 

@@ -76,6 +76,8 @@ rule_outcomes = sa.Table(
     sa.Column("decision", sa.String(20), nullable=False),
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("contact_email", sa.String(320)),
+    # Set on the outcomes a replay added (when it ran); null for the judgement made when the event arrived.
+    sa.Column("replayed_at", UTCDateTime()),
     sa.Index(None, "event_id"),
 )
 

@@ -10,6 +10,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.store.models import actions, api_calls, events, rule_outcomes
 
+# Every status an action can be in, for filters that must refuse a typo rather than find nothing.
+ACTION_STATUSES = ("pending", "running", "succeeded", "failed", "dead", "awaiting_approval", "rejected", "skipped")
+
 
 def _plain(row: Any) -> dict[str, Any]:
     out = dict(row._mapping)
@@ -36,8 +39,9 @@ async def list_events(
     limit: int = 50,
     cursor: str | None = None,
 ) -> tuple[list[dict[str, Any]], str | None]:
-    """Newest first, with action counts by status. `status` keeps events with an action in that status;
-    `email` the events a rule rendered that contact for."""
+    """Newest first, each with who (`contacts`), which rules matched (`rules`, once each, replays included)
+    and its actions' counts by status. `status` keeps events with an action in that status; `email` the events
+    a rule rendered that contact for."""
     query = sa.select(
         events.c.id, events.c.source, events.c.type, events.c.received_at, events.c.occurred_at, events.c.rules_version
     ).order_by(events.c.id.desc())
@@ -70,7 +74,21 @@ async def list_events(
         by_event: dict[str, dict[str, int]] = {i: {} for i in ids}
         for event_id, action_status, count in counts:
             by_event[event_id][action_status] = count
+        outcomes = await conn.execute(
+            sa.select(rule_outcomes.c.event_id, rule_outcomes.c.rule_id, rule_outcomes.c.contact_email)
+            .where(rule_outcomes.c.event_id.in_(ids), rule_outcomes.c.decision == "matched")
+            .order_by(rule_outcomes.c.id)
+        )
+        # Dicts as ordered sets: a rule a replay matched again is listed once, in the order first matched.
+        matched: dict[str, dict[str, None]] = {i: {} for i in ids}
+        contacts: dict[str, dict[str, None]] = {i: {} for i in ids}
+        for event_id, rule_id, contact_email in outcomes:
+            matched[event_id][rule_id] = None
+            if contact_email:
+                contacts[event_id][contact_email] = None
     for row in rows:
+        row["contacts"] = list(contacts[row["id"]])
+        row["rules"] = list(matched[row["id"]])
         row["actions"] = by_event[row["id"]]
     return _page(rows, limit)
 
@@ -121,7 +139,7 @@ async def get_event(engine: AsyncEngine, event_id: str) -> dict[str, Any] | None
         outcomes = await conn.execute(
             sa.select(rule_outcomes).where(rule_outcomes.c.event_id == event_id).order_by(rule_outcomes.c.id)
         )
-        event["rules"] = [_plain(o) for o in outcomes]
+        event["rules"] = _latest_judgements([_plain(o) for o in outcomes])
         action_rows = await conn.execute(
             sa.select(actions).where(actions.c.event_id == event_id).order_by(actions.c.rule_id, actions.c.seq)
         )
@@ -136,24 +154,70 @@ async def get_event(engine: AsyncEngine, event_id: str) -> dict[str, Any] | None
     return event
 
 
+def _latest_judgements(outcomes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One entry per rule: its latest decision, with the ones a replay superseded in `earlier`."""
+    by_rule: dict[str, dict[str, Any]] = {}
+    for outcome in outcomes:
+        previous = by_rule.get(outcome["rule_id"])
+        outcome["earlier"] = [*previous.pop("earlier"), previous] if previous else []
+        by_rule[outcome["rule_id"]] = outcome
+    return list(by_rule.values())
+
+
 async def rule_stats(engine: AsyncEngine, *, since: datetime) -> dict[str, dict[str, int]]:
-    """Per rule since `since`: times matched, and its actions that succeeded or failed (failed, dead)."""
+    """Per rule, over the events received since `since`, each event counted once whatever its replays:
+
+    - `matched`: events the rule matched;
+    - `succeeded`: of those, events whose actions from this rule all succeeded;
+    - `failed`: of those, events with an action from this rule failed or dead.
+
+    The actions are those of the rule's latest planning of the event (a replay's, when there was one);
+    the rest are waiting, skipped or rejected.
+    """
     stats: dict[str, dict[str, int]] = {}
+
+    def entry(rule_id: str) -> dict[str, int]:
+        return stats.setdefault(rule_id, {"matched": 0, "succeeded": 0, "failed": 0})
+
+    recent = sa.select(events.c.id).where(events.c.received_at >= since)
     async with engine.connect() as conn:
         matched = await conn.execute(
-            sa.select(rule_outcomes.c.rule_id, sa.func.count())
-            .join(events, events.c.id == rule_outcomes.c.event_id)
-            .where(events.c.received_at >= since, rule_outcomes.c.decision == "matched")
+            sa.select(rule_outcomes.c.rule_id, sa.func.count(sa.distinct(rule_outcomes.c.event_id)))
+            .where(rule_outcomes.c.event_id.in_(recent), rule_outcomes.c.decision == "matched")
             .group_by(rule_outcomes.c.rule_id)
         )
         for rule_id, count in matched:
-            stats.setdefault(rule_id, {"matched": 0, "succeeded": 0, "failed": 0})["matched"] = count
-        done = await conn.execute(
-            sa.select(actions.c.rule_id, actions.c.status, sa.func.count())
-            .where(actions.c.created_at >= since, actions.c.status.in_(("succeeded", "failed", "dead")))
-            .group_by(actions.c.rule_id, actions.c.status)
+            entry(rule_id)["matched"] = count
+        latest = (
+            sa.select(actions.c.event_id, actions.c.rule_id, sa.func.max(actions.c.created_at).label("at"))
+            .where(actions.c.event_id.in_(recent))
+            .group_by(actions.c.event_id, actions.c.rule_id)
+            .subquery()
         )
-        for rule_id, status, count in done:
-            entry = stats.setdefault(rule_id, {"matched": 0, "succeeded": 0, "failed": 0})
-            entry["succeeded" if status == "succeeded" else "failed"] += count
+        per_event = (
+            sa.select(
+                actions.c.rule_id,
+                sa.func.sum(sa.case((actions.c.status == "succeeded", 0), else_=1)).label("unfinished"),
+                sa.func.sum(sa.case((actions.c.status.in_(("failed", "dead")), 1), else_=0)).label("failures"),
+            )
+            .join(
+                latest,
+                sa.and_(
+                    latest.c.event_id == actions.c.event_id,
+                    latest.c.rule_id == actions.c.rule_id,
+                    latest.c.at == actions.c.created_at,
+                ),
+            )
+            .group_by(actions.c.event_id, actions.c.rule_id)
+            .subquery()
+        )
+        done = await conn.execute(
+            sa.select(
+                per_event.c.rule_id,
+                sa.func.sum(sa.case((per_event.c.unfinished == 0, 1), else_=0)),
+                sa.func.sum(sa.case((per_event.c.failures > 0, 1), else_=0)),
+            ).group_by(per_event.c.rule_id)
+        )
+        for rule_id, succeeded, failed in done:
+            entry(rule_id).update(succeeded=int(succeeded or 0), failed=int(failed or 0))
     return stats

@@ -16,14 +16,21 @@ from app.errors import AppError, Forbidden, NotFound, Unauthorized
 from app.operator import service
 from app.preview.service import explain, render_text
 from app.store.models import utcnow
-from app.store.queries import get_event, list_actions, list_events, rule_stats
-from app.ui import charts, session
+from app.store.queries import ACTION_STATUSES, get_event, list_actions, list_events, rule_stats
+from app.ui import charts, rules_view, session
 from app.webhooks.body import build_delivery
 from app.webhooks.ratelimit import forwarded_https
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 TEMPLATES.env.filters["pretty"] = lambda value: json.dumps(value, indent=2, default=str, ensure_ascii=False)
 router = APIRouter(prefix="/ui", include_in_schema=False)
+# `/` itself: a person who opens the service's address in a browser lands on the dashboard.
+home = APIRouter(include_in_schema=False)
+
+
+@home.get("/")
+async def root() -> RedirectResponse:
+    return RedirectResponse("/ui", status_code=307)
 
 
 class SignIn(Exception):
@@ -123,6 +130,7 @@ async def events_page(
         chart=chart,
         filters=filters,
         sources=sorted(state.rules.sources),
+        statuses=ACTION_STATUSES,
     )
 
 
@@ -177,25 +185,39 @@ async def _do(state: Any, verb: str, action_id: str, operator: str, reason: str 
 
 
 async def _rules(
-    request: Request, state: Any, operator: str, *, report: str | None = None, source: str = "", payload: str = "{}"
+    request: Request,
+    state: Any,
+    operator: str,
+    *,
+    report: str | None = None,
+    source: str = "",
+    payload: str = "{}",
+    headers: str = "",
 ) -> HTMLResponse:
     stats = await rule_stats(state.engine, since=utcnow() - timedelta(hours=24))
-    test = {"source": source, "payload": payload}
     return _page(
         request,
         "rules.html",
         operator,
         rules=state.rules,
+        rows=rules_view.rule_rows(state.rules),
+        samples=rules_view.sample_menu(state.rules),
         stats=stats,
         error=state.rules_error,
         report=report,
-        test=test,
+        test={"source": source, "payload": payload, "headers": headers},
     )
 
 
 @router.get("/rules")
-async def rules_page(request: Request, state: StateDep, operator: Operator) -> HTMLResponse:
-    return await _rules(request, state, operator)
+async def rules_page(
+    request: Request, state: StateDep, operator: Operator, source: str = "", sample: str = ""
+) -> HTMLResponse:
+    """With `source` and `sample`, the test box holds that sample event, ready to explain."""
+    if source and sample:
+        payload, headers = rules_view.prefill(state.rules, source, sample)
+        return await _rules(request, state, operator, source=source, payload=payload, headers=headers)
+    return await _rules(request, state, operator, source=source)
 
 
 @router.post("/rules/test")
@@ -203,11 +225,13 @@ async def rules_test(request: Request, state: StateDep, operator: Checked) -> HT
     """The "test an event" box: explain, with no side effects."""
     form = await request.form()
     source, payload = str(form.get("source") or ""), str(form.get("payload") or "{}")
+    header_text = str(form.get("headers") or "")
     config = state.rules.sources.get(source)
     try:
-        body = json.dumps(json.loads(payload)).encode()
-        delivery = await build_delivery(config.type if config else "", {"content-type": "application/json"}, body, {})
+        body, content_type = rules_view.test_body(config.type if config else "", payload)
+        headers = {"content-type": content_type, **rules_view.header_lines(header_text)}
+        delivery = await build_delivery(config.type if config else "", headers, body, {})
         report = render_text(await explain(state.rules, source=source, delivery=delivery))
     except (ValueError, AppError) as exc:
         report = f"cannot explain this event: {getattr(exc, 'message', exc)}"
-    return await _rules(request, state, operator, report=report, source=source, payload=payload)
+    return await _rules(request, state, operator, report=report, source=source, payload=payload, headers=header_text)

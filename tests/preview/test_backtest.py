@@ -8,7 +8,7 @@ import sys
 
 import httpx
 
-from tests.conftest import running
+from tests.conftest import operator, post_stripe, running
 from tests.factories import RULES, stripe_checkout, stripe_headers, stripe_refund
 
 
@@ -57,3 +57,24 @@ async def test_backtest_reports_what_a_new_rules_file_would_change(make_settings
     ).stdout
     assert text.startswith("3 events since ") and "3 would change" in text
     assert sim.account.calls == []
+
+
+async def test_backtest_counts_only_the_first_planning_of_a_replayed_event(make_settings, database_url, tmp_path):
+    with running(make_settings(database_url=database_url, systeme_api_key=None)) as url:
+        event_id = await post_stripe(url, stripe_checkout("r@example.com"))
+        async with operator(url) as http:
+            for _ in range(2):
+                assert (await http.post(f"/v1/events/{event_id}/replay")).status_code == 200
+    done = subprocess.run(
+        [sys.executable, "-m", "app", "backtest", "--since", "1h", "--json"],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "DATABASE_URL": database_url, "RULES_FILE": str(tmp_path / "rules.yaml")},
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    # Unchanged rules, an event planned once and replayed twice: nothing would differ.
+    assert (report["events"], report["events_changed"]) == (1, 0)
+    assert report["totals"] == {"rules_gained": 0, "rules_lost": 0, "actions_added": 0, "actions_removed": 0}

@@ -66,7 +66,7 @@ class TestConditions:
             )
         first, second = caught.value.problems
         assert first.startswith("r:8:9: rule 'a': invalid `if` expression:")
-        assert second.startswith("r:9:14: rule 'a': invalid template '{{ event.email':")
+        assert second.startswith("r:9:23: rule 'a': invalid template '{{ event.email':")
 
 
 class TestOn:

@@ -99,8 +99,18 @@ def test_sign_in_open_an_event_and_approve_an_action(make_settings, sqlite_url, 
         expect(page.locator("pre.report")).to_contain_text('payment_status was "unpaid"')
         page.screenshot(path=str(SHOTS / "rules.png"), full_page=True)
 
+        page.goto(f"{url}/ui")
+        buyer = page.locator("table.events tbody tr", has_text="ada@example.com")
+        expect(buyer.locator("td.wide").first).to_be_visible()
+        expect(buyer.locator("td.wide").nth(1)).to_have_text("masterclass-purchase")
         page.set_viewport_size({"width": 390, "height": 844})
         page.goto(f"{url}/ui")
+        # On a phone, who and what happened stay in view; source, type and rules make room for them.
+        expect(buyer.locator("td.who")).to_be_visible()
+        expect(buyer.locator("td.outcome .badge").first).to_be_visible()
+        expect(buyer.locator("td.wide").first).to_be_hidden()
+        box = buyer.locator("td.outcome").bounding_box()
+        assert box is not None and box["x"] + box["width"] <= 390
         page.screenshot(path=str(SHOTS / "phone.png"), full_page=True)
     assert sim.account.subscriptions[4242]["status"] == "cancelled"
 

@@ -1,0 +1,129 @@
+"""The dashboard's pages over plain HTTP: who and what on the events list, honest per-rule counts, samples."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import httpx
+
+from app.simulator.state import Fault
+from tests.conftest import ADMIN, operator, post_stripe, running
+from tests.factories import FORM_TOKEN, stripe_checkout
+from tests.test_cli import cli_env
+from tests.test_guarantees import settled
+
+BEARER = {"Authorization": f"Bearer {ADMIN}"}
+
+
+async def test_events_show_who_and_which_rules_in_the_ui_the_api_and_the_cli(make_settings, sqlite_url, tmp_path):
+    with running(make_settings(database_url=sqlite_url)) as url:
+        paid = await post_stripe(url, stripe_checkout("Ada@Example.com"))
+        await post_stripe(url, stripe_checkout("unpaid@example.com", paid=False))
+        async with httpx.AsyncClient(base_url=url) as http:
+            form = await http.post(f"/hooks/contact?token={FORM_TOKEN}", data={"email": "grace@example.com"})
+            assert form.status_code == 202
+        await settled(url, paid)
+        async with operator(url) as http:
+            items = (await http.get("/v1/events")).json()["items"]
+            page = (await http.get("/ui")).text
+            rejected = await http.get("/v1/events", params={"status": "bogus"})
+    assert [(e["contacts"], e["rules"]) for e in items] == [
+        ([], []),  # the `contact` form source: no rule listens to it
+        ([], []),  # an unpaid checkout: the rule did not match, nobody to name
+        (["ada@example.com"], ["masterclass-purchase"]),
+    ]
+    assert items[2]["actions"] == {"succeeded": 3}
+    assert '<a href="/ui?email=ada%40example.com">ada@example.com</a>' in page
+    assert re.search(r'<td class="wide">masterclass-purchase</td>\s*<td class="outcome">', page)
+    assert rejected.status_code == 400 and "awaiting_approval" in rejected.json()["error"]
+    done = subprocess.run(
+        [sys.executable, "-m", "app", "events"],
+        cwd=tmp_path, env=cli_env(DATABASE_URL=sqlite_url), capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    last = done.stdout.splitlines()[-1]
+    assert re.fullmatch(
+        r"evt_\w+  \S{10}T\S{8}  ada@example\.com  stripe/checkout\.session\.completed  "
+        r"\[masterclass-purchase\]  \(3 succeeded\)",
+        last,
+    ), last
+    assert "[no rule matched]  (no actions)" in done.stdout.splitlines()[0]
+
+
+async def test_rule_counts_are_events_and_replays_neither_inflate_nor_repeat(make_settings, sqlite_url, sim):
+    settings = make_settings(database_url=sqlite_url, retry_base_seconds=0.05, retry_max_attempts=1)
+    with running(settings) as url:
+        good = await post_stripe(url, stripe_checkout("good@example.com"))
+        await settled(url, good)
+        sim.account.faults.append(Fault(500, 1000, "/api/school"))
+        bad = await post_stripe(url, stripe_checkout("bad@example.com"))
+        await settled(url, bad)
+        sim.account.faults.clear()
+        async with operator(url) as http:
+            for _ in range(2):
+                assert (await http.post(f"/v1/events/{good}/replay")).status_code == 200
+                await settled(url, good)
+            page = (await http.get("/ui/rules")).text
+            assert counts(page, "masterclass-purchase") == (2, 1, 1)  # 2 events, not 4 matches; 9 actions
+            event = (await http.get(f"/v1/events/{good}")).json()
+            event_page = (await http.get(f"/ui/events/{good}")).text
+            listed = (await http.get("/v1/events")).json()["items"]
+            # A replay after the fault is gone: the rule's latest planning of that event is what counts.
+            await http.post(f"/v1/events/{bad}/replay")
+            await settled(url, bad)
+            assert counts((await http.get("/ui/rules")).text, "masterclass-purchase") == (2, 2, 0)
+    (judged,) = [r for r in event["rules"] if r["rule_id"] == "masterclass-purchase"]
+    assert judged["decision"] == "matched" and judged["replayed_at"] is not None
+    assert [e["replayed_at"] is None for e in judged["earlier"]] == [True, False]
+    assert len(event["actions"]) == 9
+    assert event_page.count('<strong>masterclass-purchase</strong> <span class="badge matched">') == 1
+    assert "judged again by a replay at" in event_page and "(before: matched, then matched)" in event_page
+    assert listed[1]["rules"] == ["masterclass-purchase"] and listed[1]["actions"] == {"succeeded": 9}
+    assert "Counts cover the events received in the last 24 hours" in page
+
+
+def counts(page: str, rule_id: str) -> tuple[int, int, int]:
+    row = page[page.index(f'<tr id="rule-{rule_id}"') :]
+    row = row[: row.index("</tr>")]
+    found = re.findall(r"<td>(\d+)</td>", row)
+    return int(found[0]), int(found[1]), int(found[2])
+
+
+async def test_rules_page_shows_when_and_what_and_tests_a_sample(make_settings, sqlite_url):
+    with running(make_settings(database_url=sqlite_url)) as url:
+        async with operator(url) as http:
+            page = (await http.get("/ui/rules")).text
+            sample = (await http.get("/ui/rules", params={"source": "systeme", "sample": "sale"})).text
+            payload = json.loads(
+                sample.split('name="payload" rows="12">')[1].split("</textarea>")[0].replace("&#34;", '"')
+            )
+            tested = await http.post(
+                "/ui/rules/test",
+                data={"source": "systeme", "payload": json.dumps(payload), "headers": "X-Webhook-Event: SALE_NEW"},
+            )
+            form = await http.post(
+                "/ui/rules/test",
+                data={"source": "signup", "payload": json.dumps({"email": "f@example.com", "first_name": "Fay"})},
+            )
+            unknown = await http.get("/ui/rules", params={"source": "stripe", "sample": "nope"})
+    row = page[page.index('<tr id="rule-masterclass-purchase"') :].split("</tr>")[0]
+    assert "on <code>stripe/checkout.session.completed</code>" in row
+    assert "if <code>event.data.object.payment_status == &#34;paid&#34;</code>" in row
+    assert "<li>tag: Masterclass buyer</li>" in row and "<li>enroll: course 101, access full_access</li>" in row
+    assert "cancel_subscription: subscription {{ event.data.object.metadata.systeme_subscription_id }}" in page
+    assert "when Now · approval required" in page
+    assert 'href="/ui/rules?source=stripe&amp;sample=refund#test"' in page
+    assert payload["pricePlan"]["name"] == "VIP"
+    assert "X-Webhook-Event: SALE_NEW</textarea>" in sample
+    assert "MATCH vip-sale" in tested.text
+    assert "MATCH newsletter" in form.text and "&#34;first_name&#34;: &#34;Fay&#34;" in form.text
+    assert unknown.status_code == 404 and "samples: checkout, refund, subscription-deleted" in unknown.json()["error"]
+
+
+def test_root_redirects_to_the_dashboard(make_settings, sqlite_url):
+    with running(make_settings(database_url=sqlite_url)) as url:
+        answer = httpx.get(f"{url}/", headers=BEARER, follow_redirects=True)
+    assert answer.status_code == 200 and answer.url.path == "/ui" and "<h1>Events</h1>" in answer.text
