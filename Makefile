@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.drain
 	$(BIN)/python -m bench.drain --limit 400 --window 10 --workers 2
 	$(BIN)/python -m bench.rules
+	$(BIN)/python -m bench.hostile
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

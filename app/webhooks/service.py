@@ -15,6 +15,7 @@ from app.errors import AppError, NotFound, StorageUnavailable, TooManyRequests, 
 from app.metrics import EVENTS, RATE_LIMITED, SIGNATURE_FAILURES
 from app.rules.schema import SourceConfig
 from app.sources import SECRET_HEADERS, Delivery, parse_delivery
+from app.sources.base import check_token
 from app.state import AppState
 from app.store.events import NewEvent
 from app.store.models import new_id, utcnow
@@ -52,6 +53,20 @@ async def check_rate(
     if wait is not None:
         RATE_LIMITED.labels(source).inc()
         raise TooManyRequests(f"too many posts to {source!r} from this address: retry in {wait}s", retry_after=wait)
+
+
+def check_token_first(
+    *, source: str, config: SourceConfig, headers: Mapping[str, str], query: Mapping[str, str]
+) -> None:
+    """A token source's token is checked before its body is read or parsed: a stranger's post costs nothing."""
+    if config.signed_by_secret or not config.token:
+        return
+    try:
+        check_token(config.token, Delivery(headers=headers, body=b"", query=query))
+    except Unauthorized as exc:
+        SIGNATURE_FAILURES.labels(source, exc.reason).inc()
+        EVENTS.labels(source, "rejected").inc()
+        raise
 
 
 def _bounded_id(provider_id: str | None) -> str | None:
