@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.conftest import operator, running
-from tests.factories import FORM_TOKEN
+from tests.conftest import operator, post_stripe, running
+from tests.factories import FORM_TOKEN, RULES, stripe_checkout, write_rules
 from tests.webhooks.test_router import count_rows
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
@@ -54,3 +54,38 @@ class TestFormFields:
         answer = await post(service, "/hooks/contact", content=body, headers=FORM, params=query)
         assert answer.status_code == 401, answer.text
         assert await count_rows(sqlite_url) == (0, 0)
+
+
+BIG_ORDER = """
+  - id: big-order
+    on: stripe/checkout.session.completed
+    if: event.data.object.amount_total > 50000
+    contact: { email: "{{ event.data.object.customer_details.email.lower() }}" }
+    actions: [ { tag: Big spender } ]
+  - id: greeting
+    on: stripe/checkout.session.completed
+    contact:
+      email: "{{ event.data.object.customer_details.email }}"
+      first_name: "{{ event.data.object.customer_details.name.split(' ')[0] }}"
+      fields: { amount: "{{ event.data.object.amount_total / event.data.object.quantity }}" }
+    actions: [ { tag: Greeted } ]
+"""
+
+
+async def test_a_rule_that_fails_over_a_payload_only_fails_itself(make_settings, database_url, tmp_path):
+    """Stripe's setup mode sends `amount_total: null`: a comparison over it is that rule's "not matched"."""
+    settings = make_settings(database_url=database_url, systeme_api_key=None)
+    write_rules(tmp_path, RULES + BIG_ORDER)
+    event = stripe_checkout("nul@example.com")
+    event["data"]["object"].update(amount_total=None, quantity=0)
+    del event["data"]["object"]["customer_details"]["name"]
+    with running(settings) as url:
+        event_id = await post_stripe(url, event)
+        async with operator(url) as http:
+            stored = (await http.get(f"/v1/events/{event_id}")).json()
+    decisions = {r["rule_id"]: (r["decision"], r["reason"]) for r in stored["rules"]}
+    assert decisions["masterclass-purchase"] == ("matched", "matched")
+    assert decisions["big-order"][0] == "not_matched"
+    assert "event.data.object.amount_total was null" in decisions["big-order"][1]
+    assert decisions["greeting"][0] == "invalid" and "TypeError" in decisions["greeting"][1]
+    assert sorted(a["rule_id"] for a in stored["actions"]) == ["masterclass-purchase"] * 3
