@@ -17,7 +17,7 @@ from app.sources import Delivery
 async def read_body(request: Request, limit: int) -> bytes:
     """The raw bytes, refused with 413 as soon as they pass `limit` (uvicorn itself sets no limit)."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared[:20]) > limit:
         raise PayloadTooLarge(f"body of {declared} bytes is over the {limit}-byte limit")
     chunks: list[bytes] = []
     size = 0

@@ -6,7 +6,8 @@ import httpx
 import pytest
 
 from tests.conftest import operator, post_stripe, running
-from tests.factories import FORM_TOKEN, RULES, stripe_checkout, write_rules
+from tests.factories import FORM_TOKEN, RULES, standard_headers, stripe_checkout, stripe_headers, write_rules
+from tests.provider_payloads import paddle, rules_with_every_source
 from tests.webhooks.test_router import count_rows
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
@@ -89,3 +90,53 @@ async def test_a_rule_that_fails_over_a_payload_only_fails_itself(make_settings,
     assert "event.data.object.amount_total was null" in decisions["big-order"][1]
     assert decisions["greeting"][0] == "invalid" and "TypeError" in decisions["greeting"][1]
     assert sorted(a["rule_id"] for a in stored["actions"]) == ["masterclass-purchase"] * 3
+
+
+BAD_TIMESTAMPS = ["\xb2", "1" * 400, "1" * 5_000, "-1", "1e9", "1_0", "\u0661\u0662"]
+
+
+class TestMalformedTimestamps:
+    """Unauthenticated garbage in a signature's timestamp is a 401, whatever its digits."""
+
+    @pytest.fixture
+    def every_source(self, make_settings, sqlite_url, tmp_path):
+        settings = make_settings(database_url=sqlite_url, systeme_api_key=None)
+        write_rules(tmp_path, rules_with_every_source(RULES))
+        with running(settings) as url:
+            yield url
+
+    @staticmethod
+    def latin1(headers: dict[str, str]) -> dict[str, bytes]:
+        # Header bytes as a client may send them; servers decode them as latin-1.
+        return {k: v.encode("latin-1", "replace") for k, v in headers.items()}
+
+    @pytest.mark.parametrize("timestamp", BAD_TIMESTAMPS)
+    async def test_stripe(self, every_source, sqlite_url, timestamp):
+        body = b'{"id": "evt_1", "type": "x"}'
+        headers = {**stripe_headers(body), "Stripe-Signature": f"t={timestamp},v1=00"}
+        answer = await post(every_source, "/hooks/stripe", content=body, headers=self.latin1(headers))
+        assert answer.status_code == 401, answer.text
+        assert await count_rows(sqlite_url) == (0, 0)
+
+    @pytest.mark.parametrize("timestamp", BAD_TIMESTAMPS)
+    async def test_standard_webhooks(self, every_source, sqlite_url, timestamp):
+        body = b'{"type": "user.created"}'
+        headers = {**standard_headers(body), "webhook-timestamp": timestamp}
+        answer = await post(every_source, "/hooks/partner", content=body, headers=self.latin1(headers))
+        assert answer.status_code == 401, answer.text
+        assert await count_rows(sqlite_url) == (0, 0)
+
+    @pytest.mark.parametrize("timestamp", BAD_TIMESTAMPS)
+    async def test_paddle(self, every_source, sqlite_url, timestamp):
+        body, headers = paddle()
+        headers["Paddle-Signature"] = f"ts={timestamp};h1=00"
+        answer = await post(every_source, "/hooks/paddle", content=body, headers=self.latin1(headers))
+        assert answer.status_code == 401, answer.text
+        assert await count_rows(sqlite_url) == (0, 0)
+
+    async def test_a_json_integer_too_long_to_read_is_a_400(self, every_source, sqlite_url):
+        body = b'{"id": "evt_2", "type": "x", "n": ' + b"9" * 5_000 + b"}"
+        answer = await post(every_source, "/hooks/stripe", content=body, headers=stripe_headers(body))
+        assert answer.status_code == 400, answer.text
+        assert "not valid JSON" in answer.json()["error"]
+        assert await count_rows(sqlite_url) == (0, 0)
