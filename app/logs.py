@@ -78,4 +78,7 @@ def configure_logging(*, secrets: Iterable[str], style: str = "auto", level: int
         logger = logging.getLogger(name)
         logger.handlers = []
         logger.propagate = True
+    # httpx logs each request's full URL, `?email=` included, where `forget` cannot reach it; the Systeme.io
+    # client logs its calls without the query instead.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     return redactor
