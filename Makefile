@@ -42,6 +42,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.drain
 	$(BIN)/python -m bench.drain --limit 400 --window 10 --workers 2
 	$(BIN)/python -m bench.rules
+	$(BIN)/python -m bench.hostile
 
 # After changing a dependency in pyproject.toml: the newest versions that fit, installed in a clean venv, frozen.
 constraints:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import os
+import re
 from collections.abc import Mapping
 from functools import lru_cache
 from typing import Literal
@@ -16,7 +18,35 @@ from app.timeparse import parse_duration
 
 MATON_URL = "https://api.maton.ai/systeme"
 SYSTEME_URL = "https://api.systeme.io"
-_PLACEHOLDERS = {"changeme", "change-me", "secret", "xxx", "your-key-here"}
+_PLACEHOLDERS = {"secret", "xxx", "placeholder", "todo"}
+# `.env.example` holds `replace_me` (and `whsec_` + its base64): a copy that was never edited must not start.
+_PLACEHOLDER_WORDS = re.compile(r"(replace|change)[-_ ]?me|your[-_ ].*[-_ ]here|^x+$|^\.+$|^<.*>$")
+# `name=token` pairs only when every name is a plain identifier: base64 tokens end in `=` and hold `+` and `/`.
+_OPERATOR_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
+
+
+def is_placeholder(value: str) -> bool:
+    """True for example values such as `replace_me`, `whsec_replace_me` or `whsec_` + base64 of one, any case."""
+    text = value.strip().lower()
+    candidates = [text, text.removeprefix("whsec_")]
+    try:
+        candidates.append(base64.b64decode(value.strip().removeprefix("whsec_"), validate=True).decode().lower())
+    except ValueError:  # not base64, or not text once decoded
+        pass
+    return any(c in _PLACEHOLDERS or _PLACEHOLDER_WORDS.search(c) for c in candidates)
+
+
+def _operator_pairs(raw: str) -> dict[str, str] | None:
+    """token -> name for `name=token,...`, or None when the value is not made of such pairs."""
+    pairs: dict[str, str] = {}
+    for part in raw.split(","):
+        if not part.strip():
+            continue
+        name, sep, token = (p.strip() for p in part.partition("="))
+        if not sep or not _OPERATOR_NAME.fullmatch(name) or not token.strip("="):
+            return None
+        pairs[token] = name
+    return pairs or None
 
 
 class Settings(BaseSettings):
@@ -34,6 +64,8 @@ class Settings(BaseSettings):
     rules_file: str = "rules.yaml"
     admin_token: SecretStr | None = None
     max_body_bytes: int = 1024 * 1024
+    # Fields of one form post (urlencoded or multipart); more is a 400, refused before any are collected.
+    max_form_fields: int = 1000
     http_timeout_seconds: float = 15.0
     # How long a claimed run holds its actions without a heartbeat; a live run renews it every third of that,
     # so a killed worker's run is taken over within a lease plus one sweep.
@@ -80,10 +112,14 @@ class Settings(BaseSettings):
                 "both MATON_API_KEY and SYSTEME_API_KEY are set: keep one "
                 "(MATON_API_KEY to go through the Maton proxy, SYSTEME_API_KEY to call Systeme.io directly)"
             )
-        for name in ("maton_api_key", "systeme_api_key", "admin_token"):
+        for name in ("maton_api_key", "systeme_api_key"):
             value: SecretStr | None = getattr(self, name)
-            if value is not None and value.get_secret_value().strip().lower() in _PLACEHOLDERS:
+            if value is not None and is_placeholder(value.get_secret_value()):
                 raise ValueError(f"{name.upper()} still holds a placeholder value: set a real one")
+        for token, operator in self.operators().items():
+            if is_placeholder(token):
+                whose = f" for operator {operator!r}" if len(self.operators()) > 1 or operator != "admin" else ""
+                raise ValueError(f"ADMIN_TOKEN still holds a placeholder value{whose}: set a real one")
         return self
 
     @property
@@ -113,14 +149,13 @@ class Settings(BaseSettings):
         return {}
 
     def operators(self) -> dict[str, str]:
-        """token -> operator name. ADMIN_TOKEN is one token (named "admin") or `name=token` pairs, comma-separated."""
+        """token -> operator name. ADMIN_TOKEN is one token (named "admin") or `name=token` pairs, comma-separated,
+        each name a plain identifier (so a base64 token with `=` in it stays one token)."""
         if self.admin_token is None:
             return {}
         raw = self.admin_token.get_secret_value()
-        if "=" not in raw:
-            return {raw.strip(): "admin"}
-        pairs = (part.split("=", 1) for part in raw.split(",") if part.strip())
-        return {token.strip(): name.strip() for name, token in pairs if token.strip()}
+        pairs = _operator_pairs(raw)
+        return pairs if pairs is not None else {raw.strip(): "admin"}
 
     @property
     def per_second_cap(self) -> int:

@@ -80,4 +80,7 @@ def configure_logging(*, secrets: Iterable[str], style: str = "auto", level: int
         logger.propagate = True
     # Alembic announces each of its plugins at INFO on every start: seven lines of noise before anything useful.
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    # httpx logs each request's full URL, `?email=` included, where `forget` cannot reach it; the Systeme.io
+    # client logs its calls without the query instead.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     return redactor

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from app.config import setting_source
-from tests.conftest import DB_PREFIX
+from tests.conftest import DB_PREFIX, SIM_KEY
 from tests.factories import FORM_TOKEN, write_rules
 
 SECRET_VARS = ("MATON_API_KEY", "SYSTEME_API_KEY", "REDIS_URL", "DATABASE_URL", "RULES_FILE", "ADMIN_TOKEN")
@@ -119,12 +119,19 @@ def free_port() -> int:
 @pytest.fixture
 def serve(tmp_path, sim):
     """`systeme-flow serve` on the embedded defaults, with no API key (dry run)."""
-    write_rules(tmp_path)
+    url, process = start_serve(tmp_path, ADMIN_TOKEN="admin-secret-token", SYSTEME_API_URL=sim.url, LOG_FORMAT="json")
+    yield url, process, tmp_path
+    process.terminate()
+    process.communicate(timeout=20)
+
+
+def start_serve(folder: Path, **env: str) -> tuple[str, subprocess.Popen[str]]:
+    write_rules(folder)
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "app", "serve", "--port", str(port)],
-        cwd=tmp_path,
-        env=cli_env(ADMIN_TOKEN="admin-secret-token", SYSTEME_API_URL=sim.url, LOG_FORMAT="json"),
+        cwd=folder,
+        env=cli_env(**env),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -140,9 +147,7 @@ def serve(tmp_path, sim):
         assert process.poll() is None, process.stdout.read() if process.stdout else ""
         assert time.monotonic() < deadline, "serve did not start"
         time.sleep(0.1)
-    yield url, process, tmp_path
-    process.terminate()
-    process.communicate(timeout=20)
+    return url, process
 
 
 def test_serve_runs_dry_without_api_key_and_keeps_tokens_out_of_logs(serve, sim):
@@ -285,3 +290,20 @@ def test_setting_source_names_where_a_setting_is_never_its_value(tmp_path, monke
     monkeypatch.setenv("SF_ONLY_IN_FILE", "xyz")
     assert setting_source("SF_ONLY_IN_FILE", str(env_file)) == "the environment"
     assert setting_source("SF_NOWHERE", str(env_file)) is None
+
+
+def test_api_calls_are_logged_without_their_query(tmp_path, sim):
+    """`forget` cannot reach log files: an address must never be written there, e.g. in `?email=`."""
+    url, process = start_serve(tmp_path, SYSTEME_API_KEY=SIM_KEY, SYSTEME_API_URL=sim.url, LOG_FORMAT="json")
+    try:
+        answer = httpx.post(f"{url}/hooks/signup?token={FORM_TOKEN}", data={"email": "hidden.person@example.com"})
+        assert answer.status_code == 303
+        deadline = time.monotonic() + 30
+        while "Newsletter" not in sim.tag_names("hidden.person@example.com"):
+            assert time.monotonic() < deadline, "the action did not run"
+            time.sleep(0.1)
+    finally:
+        process.terminate()
+        output = process.communicate(timeout=20)[0]
+    assert "GET /api/contacts answered 200" in output
+    assert "hidden.person" not in output and "example.com" not in output

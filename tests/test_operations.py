@@ -129,6 +129,26 @@ async def test_forget_erases_a_person_but_keeps_counts(make_settings, database_u
     assert done.stdout.strip() == "forgotten: 1 events, 3 actions"
 
 
+async def test_forget_matches_the_address_exactly_not_as_a_substring(make_settings, database_url, sim):
+    with running(make_settings(database_url=database_url)) as url:
+        short = await post_stripe(url, stripe_checkout("a@example.com"))
+        longer = await post_stripe(url, stripe_checkout("ada@example.com"))
+        other = stripe_checkout("bea@example.com")
+        other["data"]["object"]["metadata"] = {"referred_by": "A@Example.COM", "note": "ask ba@example.com"}
+        mentioned = await post_stripe(url, other)
+        prefix = await post_stripe(url, stripe_checkout("a@example.co"))
+        await settled(url, short, longer, mentioned, prefix)
+        async with operator(url) as http:
+            answer = await http.delete("/v1/contacts/a@example.com")
+            payloads = {
+                i: (await http.get(f"/v1/events/{i}")).json()["payload"] for i in (short, longer, mentioned, prefix)
+            }
+    assert answer.json() == {"events": 2, "actions": 6}
+    assert payloads[short] == payloads[mentioned] == {"forgotten": True}
+    assert payloads[longer]["data"]["object"]["customer_details"]["email"] == "ada@example.com"
+    assert payloads[prefix]["data"]["object"]["customer_details"]["email"] == "a@example.co"
+
+
 async def test_alerts_go_to_the_webhook_at_most_once_an_hour(make_settings, sqlite_url, sim):
     received: list[dict] = []
 

@@ -15,6 +15,7 @@ from app.preview.calls import describe
 from app.preview.readonly import ReadOnlySession
 from app.rules.engine import PlannedAction, RuleSet
 from app.sources import Delivery, parse_delivery
+from app.store.storable import storable, storable_text
 from app.systeme.client import SystemeClient
 from app.systeme.errors import ApiError
 
@@ -42,9 +43,12 @@ async def explain(
     if config is None:
         raise NotFound(f"no source named {source!r} in the rules")
     incoming = parse_delivery(config, delivery, time.time(), verify=verify)
+    # The rules judge what ingest would store, so explain shows exactly what a delivery would do.
+    payload = storable(incoming.payload)
+    event_type = storable_text(incoming.type[:200]) if incoming.type else None
     report: dict[str, Any] = {
         "source": source,
-        "event_type": incoming.type,
+        "event_type": event_type,
         "rules_version": rules.version,
         "signature": "verified" if verify else "not checked",
         "live": client is not None,
@@ -53,7 +57,7 @@ async def explain(
     }
     if incoming.ping:
         return report  # a provider's set-up check: answered 200 and never judged
-    for outcome in rules.explain(source=source, event_type=incoming.type, payload=incoming.payload):
+    for outcome in rules.explain(source=source, event_type=event_type, payload=payload):
         entry: dict[str, Any] = {
             "rule": outcome.rule_id,
             "matched": outcome.decision == "matched",

@@ -150,14 +150,25 @@ class RuleSet:
         return outcomes
 
     def _judge(self, compiled: _CompiledRule, context: Mapping[str, Any]) -> RuleOutcome:
+        """One rule's decision. Whatever the payload holds, a rule's own failure is its outcome, never an error."""
         rule = compiled.rule
         if compiled.condition is not None:
             result = evaluate(compiled.condition, context)
             if result.missing:
-                return RuleOutcome(rule.id, "not_matched", f"`if` read {result.missing[0]}, which is missing")
+                return _outcome(rule.id, "not_matched", f"`if` read {result.missing[0]}, which is missing")
+            if result.error is not None:
+                why = f"`if` failed: {_describe(result.error)}"
+                return _outcome(rule.id, "not_matched", f"{why} ({_values(result.reads)})" if result.reads else why)
             if not result.value:
-                values = ", ".join(f"{path} was {json.dumps(v, default=str)}" for path, v in result.reads.items())
-                return RuleOutcome(rule.id, "not_matched", f"`if` was false: {values or rule.if_}")
+                return _outcome(rule.id, "not_matched", f"`if` was false: {_values(result.reads) or rule.if_}")
+        try:
+            return self._plan_actions(compiled, context)
+        except Exception as exc:
+            return _outcome(rule.id, "invalid", f"a template failed: {_describe(exc)}")
+
+    @staticmethod
+    def _plan_actions(compiled: _CompiledRule, context: Mapping[str, Any]) -> RuleOutcome:
+        rule = compiled.rule
         contact = None
         email = None
         if compiled.contact is not None and rule.contact is not None:
@@ -166,7 +177,7 @@ class RuleSet:
             try:
                 email = validate_email(email, check_deliverability=False).normalized.lower()
             except EmailNotValidError as exc:
-                return RuleOutcome(rule.id, "invalid", f"contact email {email!r} is empty or invalid: {exc}")
+                return _outcome(rule.id, "invalid", f"contact email {email!r} is empty or invalid: {exc}")
             contact = {"email": email, "update": rule.contact.update, "fields": _contact_fields(rendered)}
             for key in ("locale", "unless_tagged", "only_if_tagged"):
                 if rendered.get(key):
@@ -176,6 +187,22 @@ class RuleSet:
             for seq, (kind, params, approval) in enumerate(compiled.actions)
         )
         return RuleOutcome(rule.id, "matched", "matched", email, actions)
+
+
+# Reasons quote payload values; a huge one must not make a huge row.
+_MAX_REASON = 500
+
+
+def _outcome(rule_id: str, decision: Decision, reason: str) -> RuleOutcome:
+    return RuleOutcome(rule_id, decision, reason if len(reason) <= _MAX_REASON else reason[: _MAX_REASON - 1] + "…")
+
+
+def _describe(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {str(exc)[:_MAX_REASON]}"
+
+
+def _values(reads: Mapping[str, Any]) -> str:
+    return ", ".join(f"{path} was {json.dumps(v, default=str)[:_MAX_REASON]}" for path, v in reads.items())
 
 
 def _contact_fields(rendered: Mapping[str, Any]) -> dict[str, str]:

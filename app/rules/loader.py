@@ -16,6 +16,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
 
+from app.config import is_placeholder
 from app.errors import RulesError
 from app.rules.problems import Problem, Problems, Severity, locate, own_position, position, suggest
 from app.rules.schema import (
@@ -34,6 +35,7 @@ from app.rules.templates import TemplateError, compile_expression, compile_templ
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _ACTION = TypeAdapter[Action](Action)
 TOP_KEYS = ("version", "sources", "rules")
+_CREDENTIALS = ("secret", "token")
 
 
 @dataclass(frozen=True)
@@ -183,12 +185,33 @@ class _Loader:
                 self.problems.add(
                     position(raw, name, of_key=True), subject, "use letters, digits, `-`, `_` or `.` (at most 100)"
                 )
+            # Which `${VAR}` each credential came from, to name it when its value is a placeholder.
+            variables = (
+                {key: _VAR.findall(str(body.get(key, ""))) for key in _CREDENTIALS} if isinstance(body, dict) else {}
+            )
             self._substitute(body, subject)
             try:
-                sources[str(name)] = SourceConfig.model_validate(dict(body) if isinstance(body, dict) else body)
+                sources[str(name)] = config = SourceConfig.model_validate(
+                    dict(body) if isinstance(body, dict) else body
+                )
             except ValidationError as exc:
                 self._report(exc, body, subject, SourceConfig)
+                continue
+            self._placeholders(config, body, subject, variables)
         return sources
+
+    def _placeholders(
+        self, config: SourceConfig, body: CommentedMap, subject: str, variables: Mapping[str, list[str]]
+    ) -> None:
+        """An example value (`replace_me`, often from an unedited .env) would let anyone post: refused at load."""
+        for key, values in (("secret", config.secret), ("token", (config.token or "",))):
+            if not any(is_placeholder(v) for v in values if v):
+                continue
+            names = [n for n in variables.get(key, []) if is_placeholder(self.env.get(n, ""))]
+            origin = f" (from {', '.join('${' + n + '}' for n in names)})" if names else ""
+            self.problems.add(
+                position(body, key), subject, f"`{key}` still holds a placeholder value{origin}: set a real one"
+            )
 
     def _rules(self, raw: Any, source_names: set[str]) -> list[Rule]:
         if not isinstance(raw, CommentedSeq):

@@ -39,26 +39,65 @@ class ListNode(UserList[Any]):
 def wrap(value: Any, path: str) -> Any:
     if isinstance(value, Mapping) and not isinstance(value, Node):
         return Node(value, path)
-    if isinstance(value, list):
-        return ListNode(value, path)
     reads = _reads.get()
     if reads is not None:
         reads[path] = value
+    if isinstance(value, list):
+        return ListNode(value, path)
     return value
 
 
+def _path_of(obj: Any) -> str:
+    """Where a value came from: a node knows its path; a plain value (a null) is found among the reads."""
+    path = getattr(obj, "path", None)
+    if isinstance(path, str):
+        return path
+    reads = _reads.get() or {}
+    return next((p for p, v in reversed(reads.items()) if v is obj), type(obj).__name__)
+
+
 class Missing(ChainableUndefined):
-    """An absent value: renders as "", chains silently, and is recorded where it was first read."""
+    """An absent value: renders as "", chains silently (method calls too), and is recorded where it was first read."""
 
     def __init__(self, hint: str | None = None, obj: Any = missing, name: str | None = None, **_: Any) -> None:
         super().__init__(hint, obj, name)
         paths = _missing_paths.get()
         if paths is not None and not isinstance(obj, Missing):
-            base = getattr(obj, "path", None)
-            paths.append(f"{base}.{name}" if base else str(name))
+            paths.append(f"{_path_of(obj)}.{name}")
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Missing:  # type: ignore[override]  # Undefined always raises
+        # `event.name.split(' ')[0]` on a missing or null name renders "", like the missing value itself.
+        return self
+
+
+# Arithmetic over payload values must not take the process's memory or time: `'x' * n`, `2 ** n`.
+_MAX_LENGTH = 100_000
+_MAX_BITS = 100_000
+
+
+def _too_large(operator: str, left: Any, right: Any) -> bool:
+    if operator == "**":
+        return (
+            isinstance(left, int)
+            and isinstance(right, int)
+            and abs(left) > 1
+            and right > 0
+            and left.bit_length() * right > _MAX_BITS
+        )
+    for seq, times in ((left, right), (right, left)):
+        if isinstance(seq, str | list | tuple | UserList) and isinstance(times, int):
+            return len(seq) * times > _MAX_LENGTH
+    return False
 
 
 class _Environment(SandboxedEnvironment):
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if _too_large(operator, left, right):
+            raise OverflowError(f"the result of `{operator}` would be too large")
+        return super().call_binop(context, operator, left, right)
+
     def getattr(self, obj: Any, attribute: str) -> Any:
         if isinstance(obj, Node):
             if attribute in obj.data:
@@ -167,6 +206,8 @@ class Evaluation:
     value: Any
     missing: list[str]  # paths read that were not in the payload
     reads: dict[str, Any]  # path -> value of every leaf the expression read
+    # What the expression raised over this payload (None > 5, 1 / 0): the rule's own failure, not the caller's.
+    error: Exception | None = None
 
 
 def evaluate(expression: Callable[..., Any], context: Mapping[str, Any]) -> Evaluation:
@@ -175,6 +216,8 @@ def evaluate(expression: Callable[..., Any], context: Mapping[str, Any]) -> Eval
     tokens = _missing_paths.set(missing), _reads.set(reads)
     try:
         return Evaluation(expression(**context), missing, reads)
+    except Exception as exc:
+        return Evaluation(None, missing, reads, exc)
     finally:
         _missing_paths.reset(tokens[0])
         _reads.reset(tokens[1])

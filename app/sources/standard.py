@@ -6,8 +6,6 @@ at five minutes and raises on non-UTF-8 bodies and malformed headers instead of 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from app.errors import Unauthorized
 from app.rules.schema import SourceConfig
 from app.sources.base import (
@@ -19,6 +17,7 @@ from app.sources.base import (
     parse_json_object,
     require_json,
     text_or_none,
+    unix_time,
     verify_hmac,
 )
 
@@ -40,10 +39,9 @@ def parse(config: SourceConfig, delivery: Delivery, now: float, *, verify: bool 
     if verify:
         check_signature(config, delivery, now)
     payload = parse_json_object(delivery.body)
-    timestamp = delivery.headers.get("webhook-timestamp", "")
     return IncomingEvent(
         type=text_or_none(payload.get("type")),
         provider_id=delivery.headers.get("webhook-id") or None,
         payload=payload,
-        occurred_at=datetime.fromtimestamp(int(timestamp), UTC) if timestamp.isdigit() else None,
+        occurred_at=unix_time(delivery.headers.get("webhook-timestamp", "")),
     )

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from app.rules.schema import SourceConfig
 from app.sources.base import (
     Delivery,
@@ -14,6 +12,7 @@ from app.sources.base import (
     require_json,
     text_or_none,
     timestamped_signatures,
+    unix_time,
     verify_hmac,
 )
 
@@ -36,12 +35,6 @@ def parse(config: SourceConfig, delivery: Delivery, now: float, *, verify: bool 
         type=text_or_none(payload.get("type")),
         provider_id=text_or_none(payload.get("id")),
         payload=payload,
-        occurred_at=_created(payload.get("created")),
+        # An absurd timestamp orders the event by its arrival instead.
+        occurred_at=unix_time(payload.get("created")),
     )
-
-
-def _created(value: object) -> datetime | None:
-    try:
-        return datetime.fromtimestamp(value, UTC) if isinstance(value, int) else None
-    except (OverflowError, OSError, ValueError):
-        return None  # an absurd timestamp orders the event by its arrival instead

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.rules.engine import RuleOutcome
 from app.store.models import actions, events, new_id, rule_outcomes
+from app.store.storable import storable_time
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,8 @@ async def record_events(engine: AsyncEngine, items: Sequence[NewEvent]) -> list[
     Each event is inserted unless (source, provider id) is known, in the database or earlier in the same batch;
     only new events get their outcomes and actions. The callers answer only after this returns.
     """
+    # An absurd time is dropped here, where it would become a column and an order key: arrival orders instead.
+    items = [replace(item, occurred_at=storable_time(item.occurred_at)) for item in items]
     rows: list[dict[str, Any]] = []
     for item in items:
         event_id = new_id("evt")

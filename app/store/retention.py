@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -39,17 +41,36 @@ async def purge(engine: AsyncEngine, *, before: datetime, now: datetime) -> int:
             purged += len(ids)
 
 
+def _mentions(value: Any, email: str) -> bool:
+    """True when some string value of the payload is the address, whatever its case."""
+    if isinstance(value, str):
+        return value.strip().lower() == email
+    if isinstance(value, dict):
+        return any(_mentions(v, email) for v in value.values())
+    if isinstance(value, list):
+        return any(_mentions(v, email) for v in value)
+    return False
+
+
 async def forget(engine: AsyncEngine, email: str) -> dict[str, int]:
     """Erase what is stored about a person: payloads, headers, rendered contact data, API bodies. Rows stay, so
     counts stay; nothing left in them names the person."""
     email = email.strip().lower()
-    mentions = sa.or_(
+    rendered = sa.or_(
         events.c.id.in_(sa.select(rule_outcomes.c.event_id).where(rule_outcomes.c.contact_email == email)),
         events.c.id.in_(sa.select(actions.c.event_id).where(actions.c.contact_email == email)),
-        sa.func.lower(sa.cast(events.c.payload, sa.Text)).contains(email, autoescape=True),
     )
+    # The payload's text narrows the search (as stored: SQLite keeps JSON with \u escapes, PostgreSQL does not);
+    # only an exact value decides, so forgetting a@example.com leaves ada@example.com alone.
+    text = sa.func.lower(sa.cast(events.c.payload, sa.Text))
+    escaped = json.dumps(email)[1:-1]
+    in_text = sa.or_(text.contains(email, autoescape=True), text.contains(escaped, autoescape=True))
     async with engine.begin() as conn:
-        ids = list(await conn.scalars(sa.select(events.c.id).where(mentions)))
+        ids = list(await conn.scalars(sa.select(events.c.id).where(rendered)))
+        candidates = await conn.execute(
+            sa.select(events.c.id, events.c.payload).where(in_text, events.c.id.not_in(ids) if ids else sa.true())
+        )
+        ids += [row.id for row in candidates if _mentions(row.payload, email)]
         if not ids:
             return {"events": 0, "actions": 0}
         action_ids = list(await conn.scalars(sa.select(actions.c.id).where(actions.c.event_id.in_(ids))))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import AsyncIterator, Collection
 from datetime import UTC, datetime
@@ -15,6 +16,7 @@ from app.systeme.errors import PermanentApiError, TransientApiError
 from app.systeme.names import MemoryNames, NameCache
 from app.systeme.quota import MemoryQuota, Quota
 
+log = logging.getLogger(__name__)
 _BODY_LIMIT = 4000  # characters of an answer kept in the call log
 
 
@@ -125,6 +127,7 @@ class SystemeSession:
             response_body=response.text[:_BODY_LIMIT],
         )
         await self.client.quota.observe(response, ticket)
+        log.info("%s %s answered %d", method, path, response.status_code)  # never the query: it may hold an email
         if response.is_success or response.status_code in allow:
             return response
         message = f"{method} {path} answered {response.status_code}: {problem(response)}"

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from app.deps import StateDep
 from app.metrics import INGEST_SECONDS
 from app.webhooks.body import build_delivery, read_body
-from app.webhooks.service import answer_head, check_rate, ingest, source_config
+from app.webhooks.service import answer_head, check_rate, check_token_first, ingest, source_config
 
 router = APIRouter(tags=["webhooks"])
 
@@ -42,15 +42,13 @@ async def receive(source: str, request: Request, state: StateDep) -> Response:
 
 async def _receive(source: str, request: Request, state: StateDep) -> Response:
     config = source_config(state, source)
-    await check_rate(
-        state,
-        source=source,
-        config=config,
-        peer=request.client.host if request.client else None,
-        headers={k.lower(): v for k, v in request.headers.items()},
-    )
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    peer = request.client.host if request.client else None
+    await check_rate(state, source=source, config=config, peer=peer, headers=headers)
+    query = dict(request.query_params)
+    check_token_first(source=source, config=config, headers=headers, query=query)
     body = await read_body(request, state.settings.max_body_bytes)
-    delivery = await build_delivery(config.type, request.headers, body, request.query_params)
+    delivery = await build_delivery(config.type, headers, body, query, max_fields=state.settings.max_form_fields)
     result = await ingest(state, source=source, delivery=delivery)
     if result.ping:
         # WooCommerce keeps a new webhook only when its ping gets exactly 200.

@@ -11,13 +11,15 @@ from datetime import timedelta
 
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from app.errors import AppError, NotFound, StorageUnavailable, TooManyRequests, Unauthorized
+from app.errors import AppError, BadRequest, NotFound, StorageUnavailable, TooManyRequests, Unauthorized
 from app.metrics import EVENTS, RATE_LIMITED, SIGNATURE_FAILURES
 from app.rules.schema import SourceConfig
 from app.sources import SECRET_HEADERS, Delivery, parse_delivery
+from app.sources.base import check_token
 from app.state import AppState
 from app.store.events import NewEvent
 from app.store.models import new_id, utcnow
+from app.store.storable import storable, storable_text
 from app.webhooks.ratelimit import client_address
 
 log = logging.getLogger(__name__)
@@ -56,11 +58,25 @@ async def check_rate(
         raise TooManyRequests(f"too many posts to {source!r} from this address: retry in {wait}s", retry_after=wait)
 
 
+def check_token_first(
+    *, source: str, config: SourceConfig, headers: Mapping[str, str], query: Mapping[str, str]
+) -> None:
+    """A token source's token is checked before its body is read or parsed: a stranger's post costs nothing."""
+    if config.signed_by_secret or not config.token:
+        return
+    try:
+        check_token(config.token, Delivery(headers=headers, body=b"", query=query))
+    except Unauthorized as exc:
+        SIGNATURE_FAILURES.labels(source, exc.reason).inc()
+        EVENTS.labels(source, "rejected").inc()
+        raise
+
+
 def _bounded_id(provider_id: str | None) -> str | None:
-    """Provider ids fit the column: a longer one is replaced by its hash, which stays unique."""
-    if provider_id is None or len(provider_id) <= 250:
+    """Provider ids fit the column: a longer one, or one a database would refuse, is replaced by its hash."""
+    if provider_id is None or (len(provider_id) <= 250 and storable_text(provider_id) == provider_id):
         return provider_id
-    return "sha256:" + hashlib.sha256(provider_id.encode()).hexdigest()
+    return "sha256:" + hashlib.sha256(provider_id.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def answer_head(state: AppState, source: str) -> None:
@@ -97,15 +113,22 @@ async def ingest(state: AppState, *, source: str, delivery: Delivery) -> IngestR
         EVENTS.labels(source, "dropped").inc()
         log.info("honeypot hit on %s: dropped", source)
         return IngestResult(new_id("evt"), False, config.redirect)
-    outcomes = rules.plan(source=source, event_type=incoming.type, payload=incoming.payload)
+    try:
+        # The rules see what is stored, so what they render (tags, fields) is storable too.
+        payload = storable(incoming.payload)
+    except BadRequest:
+        EVENTS.labels(source, "rejected").inc()
+        raise
+    event_type = storable_text(incoming.type[:200]) if incoming.type else None
+    outcomes = rules.plan(source=source, event_type=event_type, payload=payload)
     try:
         stored = await state.writer.write(
             NewEvent(
                 source=source,
-                event_type=incoming.type[:200] if incoming.type else None,
+                event_type=event_type,
                 provider_id=_bounded_id(incoming.provider_id),
-                payload=incoming.payload,
-                headers=_stored_headers(delivery.headers, config),
+                payload=payload,
+                headers=storable(_stored_headers(delivery.headers, config)),
                 occurred_at=incoming.occurred_at,
                 outcomes=outcomes,
                 rules_version=rules.version,

@@ -205,3 +205,92 @@ rules:
         assert caught.value.problems == [
             "r.yaml:5:21: rule 'paid': `on: shpo/orders/paid` names an unknown source (did you mean `shop`?)"
         ]
+
+
+class TestRuleErrors:
+    """A rule's own error (a comparison over null, a method on a missing value) only makes that rule not match."""
+
+    RULES = (
+        "  - { id: big, on: stripe/x, if: 'event.amount > 50000', contact: { email: a@example.com }, actions: [{tag: Big}] }\n"
+        "  - { id: all, on: stripe/x, contact: { email: a@example.com }, actions: [{tag: Every}] }\n"
+    )
+
+    @pytest.mark.parametrize(("amount", "shown"), [(None, "null"), ("lots", '"lots"'), ([1, 2], "[1, 2]")])
+    def test_a_comparison_over_a_mistyped_value_does_not_match(self, amount, shown):
+        big, every = plan(ruleset(self.RULES), {"amount": amount})
+        assert big.decision == "not_matched" and big.actions == ()
+        assert big.reason.startswith("`if` failed: TypeError: ")
+        assert f"event.amount was {shown}" in big.reason
+        assert every.decision == "matched" and [a.kind for a in every.actions] == ["tag"]
+
+    def test_a_comparison_with_a_mapping_does_not_match(self):
+        big, every = plan(ruleset(self.RULES), {"amount": {"v": 1}})
+        assert big.decision == "not_matched" and big.reason.startswith("`if` failed: TypeError: ")
+        assert every.decision == "matched"
+
+    @pytest.mark.parametrize("payload", [{"data": {}}, {"data": {"total": None}}])
+    def test_a_comparison_over_a_missing_value_reports_the_missing_path(self, payload):
+        rs = ruleset(f"  - {{ id: a, on: stripe/x, if: 'event.data.total.x > 5', {CONTACT}, actions: [{{tag: T}}] }}\n")
+        (outcome,) = plan(rs, {**payload, "email": "a@example.com"})
+        assert outcome.decision == "not_matched"
+        assert outcome.reason.startswith("`if` read event.data.total"), outcome.reason
+
+    @pytest.mark.parametrize("payload", [{}, {"name": None}, {"name": 42}, {"name": ""}])
+    def test_a_method_on_a_missing_or_null_value_renders_empty(self, payload):
+        rs = ruleset(
+            "  - { id: a, on: stripe/x, contact: { email: a@example.com, first_name: \"{{ event.name.split(' ')[0] }}\" }, actions: [{tag: T}] }\n"
+            "  - { id: b, on: stripe/x, if: \"event.name.split(' ')[0] == 'Ada'\", contact: { email: a@example.com }, actions: [{tag: T}] }\n"
+        )
+        a, b = plan(rs, payload)
+        assert a.decision == "matched" and a.actions[0].contact["fields"] == {}
+        assert b.decision == "not_matched"
+
+    @pytest.mark.parametrize(
+        ("template", "payload"),
+        [
+            ("{{ event.n / event.d }}", {"n": 1, "d": 0}),
+            ("{{ event.n + 1 }}", {"n": "1"}),
+            ("{{ event.name.startswith(event.p) }}", {"name": "Ada", "p": 5}),
+        ],
+    )
+    def test_a_template_that_raises_makes_only_its_rule_invalid(self, template, payload):
+        rs = ruleset(
+            f'  - {{ id: a, on: stripe/x, contact: {{ email: a@example.com, first_name: "{template}" }}, actions: [{{tag: T}}] }}\n'
+            f"  - {{ id: b, on: stripe/x, contact: {{ email: b@example.com }}, actions: [{{tag: U}}] }}\n"
+        )
+        a, b = plan(rs, payload)
+        assert a.decision == "invalid" and a.actions == ()
+        assert a.reason.startswith("a template failed: ")
+        assert b.decision == "matched"
+
+    def test_an_action_parameter_that_raises_makes_the_rule_invalid(self):
+        rs = ruleset(
+            "  - id: a\n    on: stripe/x\n    actions:\n"
+            "      - cancel_subscription: { subscription: '{{ event.sub + 1 }}', when: Now }\n"
+        )
+        (outcome,) = plan(rs, {"sub": "12"})
+        assert outcome.decision == "invalid" and outcome.actions == ()
+
+    @pytest.mark.parametrize(
+        "expr", ["2 ** event.n > 1", "'ab' * event.n == 'x'", "event.s * event.n == 'x'", "event.n * [1] == []"]
+    )
+    def test_arithmetic_that_would_exhaust_memory_or_time_is_refused(self, expr):
+        rs = ruleset(f'  - {{ id: a, on: stripe/x, if: "{expr}", {CONTACT}, actions: [{{tag: T}}] }}\n')
+        (outcome,) = plan(rs, {"n": 10**12, "s": "ab", "email": "a@example.com"})
+        assert outcome.decision == "not_matched" and "too large" in outcome.reason
+
+    @pytest.mark.parametrize("expr", ["2 ** event.n == 1024", "'ab' * event.n == 'abababababababababab'"])
+    def test_ordinary_arithmetic_still_works(self, expr):
+        rs = ruleset(f'  - {{ id: a, on: stripe/x, if: "{expr}", {CONTACT}, actions: [{{tag: T}}] }}\n')
+        assert plan(rs, {"n": 10, "email": "a@example.com"})[0].decision == "matched"
+
+    def test_explain_reports_the_same_failure(self):
+        rs = ruleset(self.RULES)
+        big, every = rs.explain(source="stripe", event_type="x", payload={"amount": None})
+        assert big.decision == "not_matched" and "event.amount was null" in big.reason
+        assert every.decision == "matched"
+
+    def test_a_long_reason_is_cut(self):
+        rs = ruleset(self.RULES)
+        big, _ = plan(rs, {"amount": "x" * 100_000})
+        assert big.decision == "not_matched" and len(big.reason) <= 1000

@@ -12,10 +12,10 @@ from app.rules.schema import EnrollAction, TagAction
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_ENV = {
-    "STRIPE_WEBHOOK_SECRET": "whsec_x",
-    "SYSTEME_WEBHOOK_SECRET": "s",
-    "PARTNER_WEBHOOK_SECRET": "whsec_eA==",
-    "SIGNUP_FORM_TOKEN": "t",
+    "STRIPE_WEBHOOK_SECRET": "whsec_loader_test_stripe",
+    "SYSTEME_WEBHOOK_SECRET": "loader-test-systeme",
+    "PARTNER_WEBHOOK_SECRET": "whsec_bG9hZGVyLXRlc3QtcGFydG5lcg==",
+    "SIGNUP_FORM_TOKEN": "loader-test-form",
 }
 
 
@@ -38,7 +38,7 @@ def test_example_rules_file_loads():
     first = loaded.file.rules[0]
     assert first.actions[0] == TagAction(kind="tag", name="Masterclass buyer")
     assert first.actions[1] == EnrollAction(kind="enroll", course=101, access="full_access")
-    assert loaded.file.sources["stripe"].secret == ("whsec_x",)
+    assert loaded.file.sources["stripe"].secret == ("whsec_loader_test_stripe",)
     assert len(loaded.version) == 16
 
 

@@ -54,7 +54,7 @@ async def test_events_show_who_and_which_rules_in_the_ui_the_api_and_the_cli(mak
 
 
 async def test_rule_counts_are_events_and_replays_neither_inflate_nor_repeat(make_settings, sqlite_url, sim):
-    settings = make_settings(database_url=sqlite_url, retry_base_seconds=0.05, retry_max_attempts=1)
+    settings = make_settings(database_url=sqlite_url, retry_schedule="0.05s", retry_max_attempts=1)
     with running(settings) as url:
         good = await post_stripe(url, stripe_checkout("good@example.com"))
         await settled(url, good)

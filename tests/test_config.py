@@ -1,0 +1,120 @@
+"""Settings and secrets: operator tokens as written by people, and placeholders refused at start."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from pydantic import ValidationError
+
+from app.config import Settings
+from app.errors import RulesError
+from app.rules.loader import parse_rules
+from tests.conftest import running
+from tests.test_cli import cli
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def settings(**values: str) -> Settings:
+    return Settings(_env_file=None, **values)  # type: ignore[arg-type]
+
+
+class TestOperatorTokens:
+    @pytest.mark.parametrize(
+        "token",
+        [
+            "q1w2e3r4t5y6u7i8o9p0aa==",  # openssl rand -base64 16
+            "q1w2e3r4t5y6u7i8o9p0abc=",
+            "ab+c/d9=",
+            "k=",
+            "=leading",
+            "alice=tok-alice,==",
+        ],
+    )
+    def test_a_token_with_equals_signs_is_one_token(self, token):
+        assert settings(admin_token=token).operators() == {token: "admin"}
+
+    def test_name_token_pairs_are_still_read(self):
+        assert settings(admin_token="alice=tok-alice, bob=dGVzdA==").operators() == {
+            "tok-alice": "alice",
+            "dGVzdA==": "bob",
+        }
+
+    async def test_a_base64_token_signs_in_and_its_padding_does_not(self, make_settings, sqlite_url):
+        token = "q1w2e3r4t5y6u7i8o9p0aa=="
+        with running(make_settings(database_url=sqlite_url, admin_token=token)) as url:
+            async with httpx.AsyncClient(base_url=url) as http:
+                good = await http.get("/v1/events", headers={"Authorization": f"Bearer {token}"})
+                bad = await http.get("/v1/events", headers={"Authorization": "Bearer ="})
+        assert (good.status_code, bad.status_code) == (200, 401)
+
+
+PLACEHOLDERS = [
+    "replace_me",
+    "REPLACE_ME",
+    " Replace-Me ",
+    "whsec_replace_me",
+    "whsec_cmVwbGFjZV9tZQ==",  # base64 of replace_me, as in .env.example
+    "changeme",
+    "your-key-here",
+    "replace_me_with_a_real_key",
+]
+
+
+class TestPlaceholders:
+    @pytest.mark.parametrize("value", PLACEHOLDERS)
+    @pytest.mark.parametrize("name", ["admin_token", "maton_api_key", "systeme_api_key"])
+    def test_a_placeholder_secret_is_refused_by_name(self, name, value):
+        with pytest.raises(ValidationError) as caught:
+            settings(**{name: value})
+        assert f"{name.upper()} still holds a placeholder" in str(caught.value)
+        assert value not in str(caught.value)
+
+    def test_a_placeholder_among_operator_tokens_is_refused(self):
+        with pytest.raises(ValidationError, match="ADMIN_TOKEN still holds a placeholder.*'bob'"):
+            settings(admin_token="alice=tok-alice,bob=replace_me")
+
+    @pytest.mark.parametrize("value", PLACEHOLDERS)
+    def test_a_placeholder_source_secret_is_a_load_error_naming_source_and_variable(self, value):
+        text = (
+            "version: 1\nsources:\n"
+            "  stripe: { type: stripe, secret: ['whsec_real0123', '${STRIPE_WEBHOOK_SECRET}'] }\n"
+            "  signup: { type: form, token: '${SIGNUP_FORM_TOKEN}' }\n"
+        )
+        env = {"STRIPE_WEBHOOK_SECRET": value, "SIGNUP_FORM_TOKEN": value}
+        with pytest.raises(RulesError) as caught:
+            parse_rules(text, path="r.yaml", env=env)
+        assert caught.value.problems == [
+            "r.yaml:3:35: source 'stripe': `secret` still holds a placeholder value (from ${STRIPE_WEBHOOK_SECRET}): set a real one",
+            "r.yaml:4:32: source 'signup': `token` still holds a placeholder value (from ${SIGNUP_FORM_TOKEN}): set a real one",
+        ]
+
+    def test_a_placeholder_written_in_the_file_is_a_load_error(self):
+        text = "version: 1\nsources:\n  signup: { type: form, token: replace_me }\n"
+        with pytest.raises(RulesError, match="`token` still holds a placeholder value: set a real one"):
+            parse_rules(text, path="r.yaml", env={})
+
+    def test_serve_refuses_to_start_with_a_placeholder_admin_token(self, tmp_path):
+        shutil.copy(ROOT / "rules.yaml", tmp_path)
+        done = cli("serve", cwd=tmp_path, ADMIN_TOKEN="replace_me")
+        assert done.returncode != 0
+        assert "ADMIN_TOKEN still holds a placeholder" in done.stderr
+
+    def test_env_example_copied_as_is_is_refused_and_make_run_secrets_are_accepted(self, tmp_path):
+        for name in (".env.example", "rules.yaml"):
+            shutil.copy(ROOT / name, tmp_path)
+        shutil.copy(ROOT / ".env.example", tmp_path / ".env")
+        raw = cli("check", "rules.yaml", cwd=tmp_path)
+        assert raw.returncode == 1 and "still holds a placeholder value (from ${STRIPE_WEBHOOK_SECRET})" in raw.stdout
+        refused = cli("serve", cwd=tmp_path)
+        assert refused.returncode != 0 and "ADMIN_TOKEN still holds a placeholder" in refused.stderr
+        (tmp_path / ".env").unlink()
+        subprocess.run([sys.executable, str(ROOT / "scripts" / "init_env.py"), ".env"], cwd=tmp_path, check=True)
+        fresh = cli("check", cwd=tmp_path)
+        assert fresh.returncode == 0, fresh.stdout
+        assert Settings(_env_file=tmp_path / ".env").operators()
