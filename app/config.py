@@ -77,7 +77,7 @@ class Settings(BaseSettings):
     mirror_fresh_seconds: int = 900
     # Runs (one event's actions for one contact) a worker process executes at once; few, so that under a
     # backlog the earliest buyers take the quota first instead of every buyer advancing one step at a time.
-    worker_concurrency: int = 4
+    worker_concurrency: int = 3
     ordering_wait_seconds: int = 600
     # Requests per second to the API, on top of the account quota; default 10 through Maton (its limit), else none.
     api_max_rps: int | None = None

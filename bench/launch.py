@@ -182,6 +182,13 @@ async def measure(args: argparse.Namespace, api: str, sim: str, embedded_api: st
         ends = await launch.done_at([event_id for event_id, _ in posted])
         state = await launch.sim_state()
         access = sorted(ends[event_id] - started for event_id, _ in posted)
+        burst_times = sorted(state["times"][calls_before:])
+        if args.verbose:
+            # Where the quota went: requests per second of the burst, and the gaps between the simulator's windows.
+            per_second: dict[int, int] = {}
+            for at in burst_times:
+                per_second[int(at - started)] = per_second.get(int(at - started), 0) + 1
+            print("requests per second:", [per_second.get(n, 0) for n in range(int(max(access)) + 1)])
         figures["burst"] = {
             "drain": max(access),
             "floor": args.buyers * 5 / (args.limit / args.window),
@@ -251,6 +258,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=10)
     parser.add_argument("--window", type=float, default=1.0)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--verbose", action="store_true", help="print the burst's requests per second")
     args = parser.parse_args()
     redis_url = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/8")
     redis.Redis.from_url(redis_url).flushdb()

@@ -5,6 +5,11 @@ current window has budget left, counting requests still in flight, so N workers 
 An optional per-second cap covers the Maton proxy's own limit (10 requests/s). The budget lives in Redis when
 workers share it, in the process otherwise; both run the same algorithm (the Redis one as a Lua script, atomic).
 
+Where the window ends is learned tightly: after we roll over to a new window (never before the old one ended), the
+server's new window begins at the latest when it answers the first request we sent after the rollover, so it ends at
+most a window after that answer. The `Refill` header, in whole seconds, is only the fallback: rounded up and with
+a margin, it would waste a third of a one-second window.
+
 In Redis, each request in flight is a ticket that expires on its own, so a worker killed mid-request stops being
 counted a little after its request would have timed out. The keys name the account (a fingerprint of its URL and
 credentials), so a new key or connection starts from a clean budget instead of an earlier account's window.
@@ -82,7 +87,7 @@ class _Paced:
 
 
 class MemoryQuota(_Paced):
-    """The budget of one process (embedded mode)."""
+    """The budget of one process (embedded mode): the same algorithm as the Redis script below."""
 
     def __init__(self, per_second: int = 0) -> None:
         self.per_second = per_second
@@ -91,9 +96,15 @@ class MemoryQuota(_Paced):
         self.remaining = -1
         self.reset_ms = 0
         self.window_ms = 0
-        self.inflight = 0
+        self.rolled_ms = 0  # when we last rolled over to a new window
+        self.pinned = False  # whether an answer since then told where the server's window ends
+        self.tickets: dict[str, int] = {}  # in flight: ticket -> when it was granted
         self.second = (0, 0)
         self._lock = asyncio.Lock()
+
+    @property
+    def inflight(self) -> int:
+        return len(self.tickets)
 
     async def _try(self, now_ms: int, ticket: str) -> int:
         async with self._lock:
@@ -102,48 +113,48 @@ class MemoryQuota(_Paced):
                 if second == now_ms // 1000 and count >= self.per_second:
                     return 1000 - now_ms % 1000
             if self.limit == -2:
-                self.limit_free()
+                self._grant(ticket, now_ms)
                 return 0
             if now_ms >= self.reset_ms and self.limit >= 0:
-                # The window rolled over: assume a full budget until an answer says otherwise.
-                self.remaining, self.reset_ms = self.limit, now_ms + self.window_ms
+                # The window rolled over: a full budget until an answer says otherwise, less the requests still in
+                # flight, which may land in the new window.
+                self.remaining, self.reset_ms = self.limit - self.inflight, now_ms + self.window_ms
+                self.rolled_ms, self.pinned = now_ms, False
             if self.limit < 0 and self.inflight > 0:
                 return 50  # learn the quota from one answer before sending more
             if self.limit >= 0 and self.remaining <= 0:
                 return max(1, self.reset_ms - now_ms)
             self.remaining -= 1
-            self.inflight += 1
-            self._count_second(now_ms)
+            self._grant(ticket, now_ms)
             return 0
 
-    def limit_free(self) -> None:
-        self.inflight += 1
-        self._count_second(int(time.time() * 1000))
-
-    def _count_second(self, now_ms: int) -> None:
+    def _grant(self, ticket: str, now_ms: int) -> None:
+        self.tickets[ticket] = now_ms
         second, count = self.second
         self.second = (now_ms // 1000, count + 1 if second == now_ms // 1000 else 1)
 
     async def observe(self, response: httpx.Response | None, ticket: str = "") -> None:
         async with self._lock:
-            self.inflight = max(0, self.inflight - 1)
+            granted = self.tickets.pop(ticket, None)
             now_ms = int(time.time() * 1000)
             headers = read_headers(response, now_ms) if response is not None else None
             if headers is None:
                 if response is not None and self.limit == -1:
                     self.limit = -2
                 return
-            limit, remaining, reset_ms, refill_ms = headers
+            limit, seen, seen_reset, refill_ms = headers
             self.limit = limit
             self.window_ms = max(self.window_ms, refill_ms)
-            if remaining > self.remaining and remaining >= limit - 1 - self.inflight:
-                # The server's window began at most now (it has counted at most the requests still in flight):
-                # it ends at most a window from now, which is tighter than whole seconds rounded up.
-                self.reset_ms, self.remaining = min(reset_ms, now_ms + self.window_ms), remaining - self.inflight
-            elif reset_ms > self.reset_ms + 1000:  # the server started a window we did not know about
-                self.reset_ms, self.remaining = reset_ms, remaining - self.inflight
+            if granted is not None and granted < self.rolled_ms:
+                return  # sent before our rollover: which window it counted in is not known
+            if granted is not None and self.rolled_ms and not self.pinned:
+                # The first answer to a request sent after the rollover: the server's window began by now.
+                self.reset_ms, self.pinned = min(seen_reset, now_ms + self.window_ms), True
+                self.remaining = min(self.remaining, seen - self.inflight)
+            elif not self.pinned and seen_reset > self.reset_ms + 1000:  # a window we did not know about
+                self.reset_ms, self.remaining = seen_reset, seen - self.inflight
             else:
-                self.remaining = min(self.remaining, remaining - self.inflight)
+                self.remaining = min(self.remaining, seen - self.inflight)
 
 
 _ACQUIRE = """
@@ -163,8 +174,10 @@ if per_second > 0 then
 end
 if limit == -2 then remaining = 1 end
 if now >= reset and limit >= 0 then
-  remaining = limit
+  -- Requests still in flight may land in the new window: count them in it.
+  remaining = limit - inflight
   reset = now + window
+  redis.call('HSET', KEYS[1], 'rolled', now, 'pinned', 0)
 end
 if limit == -1 and inflight > 0 then return 50 end
 if limit >= 0 and remaining <= 0 then
@@ -184,10 +197,13 @@ return 0
 
 _OBSERVE = """
 local now = tonumber(ARGV[1])
-local q = redis.call('HMGET', KEYS[1], 'remaining', 'reset', 'window')
+local q = redis.call('HMGET', KEYS[1], 'remaining', 'reset', 'window', 'rolled', 'pinned')
 local remaining = tonumber(q[1] or '-1')
 local reset = tonumber(q[2] or '0')
 local window = tonumber(q[3] or '0')
+local rolled = tonumber(q[4] or '0')
+local pinned = tonumber(q[5] or '0')
+local expiry = redis.call('ZSCORE', KEYS[3], ARGV[6])
 redis.call('ZREM', KEYS[3], ARGV[6])
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
 local inflight = redis.call('ZCARD', KEYS[3])
@@ -200,17 +216,25 @@ if ARGV[2] == '' then
 end
 local limit, seen, seen_reset = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 window = math.max(window, tonumber(ARGV[7]))
-if seen > remaining and seen >= limit - 1 - inflight then
-  -- The server's window began at most now: it ends at most a window from now.
+local granted = expiry and (tonumber(expiry) - tonumber(ARGV[8])) or nil
+if granted and granted < rolled then
+  -- Sent before our rollover: which window it counted in is not known.
+  redis.call('HSET', KEYS[1], 'limit', limit, 'window', window)
+  return 0
+end
+if granted and rolled > 0 and pinned == 0 then
+  -- The first answer to a request sent after the rollover: the server's window began by now.
   reset = math.min(seen_reset, now + window)
-  remaining = seen - inflight
-elseif seen_reset > reset + 1000 then
+  pinned = 1
+  remaining = math.min(remaining, seen - inflight)
+elseif pinned == 0 and seen_reset > reset + 1000 then
+  -- A window we did not know about (a pinned end is already tight; a slow answer must not push it back).
   reset = seen_reset
   remaining = seen - inflight
 else
   remaining = math.min(remaining, seen - inflight)
 end
-redis.call('HSET', KEYS[1], 'limit', limit, 'remaining', remaining, 'reset', reset, 'window', window)
+redis.call('HSET', KEYS[1], 'limit', limit, 'remaining', remaining, 'reset', reset, 'window', window, 'pinned', pinned)
 return 0
 """
 
@@ -234,5 +258,5 @@ class RedisQuota(_Paced):
         headers = read_headers(response, now_ms) if response is not None else None
         limit, remaining, reset_ms, refill_ms = headers or ("", "", "", 0)
         args: list[int | str] = [now_ms, limit, remaining, reset_ms, "1" if response is not None else "0", ticket]
-        args.append(refill_ms)
+        args += [refill_ms, TICKET_SECONDS * 1000]
         await self._observe(keys=self.keys, args=args)

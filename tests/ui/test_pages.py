@@ -10,7 +10,7 @@ import sys
 import httpx
 
 from app.simulator.state import Fault
-from tests.conftest import ADMIN, operator, post_stripe, running
+from tests.conftest import ADMIN, operator, post_stripe, running, wait_for
 from tests.factories import FORM_TOKEN, stripe_checkout
 from tests.test_cli import cli_env
 from tests.test_guarantees import settled
@@ -127,3 +127,27 @@ def test_root_redirects_to_the_dashboard(make_settings, sqlite_url):
     with running(make_settings(database_url=sqlite_url)) as url:
         answer = httpx.get(f"{url}/", headers=BEARER, follow_redirects=True)
     assert answer.status_code == 200 and answer.url.path == "/ui" and "<h1>Events</h1>" in answer.text
+
+
+async def test_every_action_shows_its_outcome_and_when_it_runs_again(make_settings, sqlite_url, sim, tmp_path):
+    sim.account.faults.append(Fault(503, 1, "/api/school"))
+    with running(make_settings(database_url=sqlite_url)) as url:  # the default retry schedule: 5 s, then 30 s...
+        event_id = await post_stripe(url, stripe_checkout("later@example.com"))
+
+        async def enroll_waits() -> bool:
+            async with operator(url) as http:
+                actions = (await http.get(f"/v1/events/{event_id}")).json()["actions"]
+            return any(a["kind"] == "enroll" and a["status"] == "pending" and a["attempts"] == 1 for a in actions)
+
+        await wait_for(enroll_waits)
+        async with operator(url) as http:
+            actions = {a["kind"]: a for a in (await http.get(f"/v1/events/{event_id}")).json()["actions"]}
+            page = (await http.get(f"/ui/events/{event_id}")).text
+            listed = (await http.get("/ui/actions", params={"status": "pending"})).text
+        done = subprocess.run(
+            [sys.executable, "-m", "app", "actions", "--status", "pending"],
+            cwd=tmp_path, env=cli_env(DATABASE_URL=sqlite_url), capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    assert actions["tag"]["outcome"] == "tagged" and actions["enroll"]["next_attempt_at"]
+    assert "tagged" in page and "next attempt" in page and "next attempt" in listed
+    assert "503" in done.stdout and "(next attempt " in done.stdout
