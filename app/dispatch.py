@@ -17,13 +17,14 @@ from typing import Protocol
 from arq.connections import ArqRedis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.accounts import AccountClients
 from app.actions.runner import RetryPolicy, RunResult, run_actions
 from app.config import Settings
+from app.holds import on_held, probe_holds
 from app.maintenance import action_died, maintain
 from app.store.actions import due_actions
 from app.store.models import utcnow
 from app.store.operator import expire_approvals
-from app.systeme.client import SystemeClient
 
 log = logging.getLogger(__name__)
 # A job that has waited this long in Redis is dropped by arq; the sweep dispatches the action again.
@@ -74,7 +75,7 @@ class EmbeddedExecutor:
         self,
         *,
         engine: AsyncEngine,
-        client: SystemeClient,
+        client: AccountClients,
         policy: RetryPolicy,
         concurrency: int = 4,
         sweep_seconds: float = 1.0,
@@ -124,8 +125,10 @@ class EmbeddedExecutor:
                     engine=self.engine, client=self.client, action_id=action_id, policy=self.policy
                 )
                 await after_run(self, result)
-                for dead in result.dead:
-                    if self.settings is not None:
+                if self.settings is not None:
+                    if result.held is not None:
+                        await on_held(self.engine, self.settings, *result.held)
+                    for dead in result.dead:
                         await action_died(self.engine, self.settings, dead)
             except Exception:
                 # The row stays pending or running with a lease; the sweep brings it back.
@@ -136,6 +139,8 @@ class EmbeddedExecutor:
         while True:
             try:
                 await expire_approvals(self.engine, now=utcnow())
+                if self.settings is not None:
+                    await probe_holds(self.engine, self.client, self.settings)
                 await self.dispatch(await due_actions(self.engine, now=utcnow()))
                 if self.settings is not None and time.monotonic() - last_upkeep > UPKEEP_SECONDS:
                     last_upkeep = time.monotonic()

@@ -35,7 +35,15 @@ INGEST_SECONDS = Histogram(
     registry=REGISTRY,
 )
 # Read from the database at each scrape, so they cover every worker process.
-ACTIONS = Gauge("systeme_flow_actions", "Actions by kind and status.", ["kind", "status"], registry=REGISTRY)
+ACTIONS = Gauge(
+    "systeme_flow_actions", "Actions by account, kind and status.", ["account", "kind", "status"], registry=REGISTRY
+)
+ACCOUNT_HELD = Gauge(
+    "systeme_flow_account_held",
+    "1 while the Systeme.io account is held (it refused our key or connection), else 0.",
+    ["account"],
+    registry=REGISTRY,
+)
 QUEUE_DEPTH = Gauge("systeme_flow_queue_depth", "Actions pending and due now.", registry=REGISTRY)
 API_CALLS = Gauge(
     "systeme_flow_api_calls_last_hour",
@@ -76,6 +84,7 @@ ACTION_LATENCY = AttemptLatency()
 REGISTRY.register(ACTION_LATENCY)
 QUOTA_REMAINING = Gauge(
     "systeme_flow_rate_limit_remaining",
-    "Requests left in the current Systeme.io quota window (shared budget).",
+    "Requests left in the current Systeme.io quota window (shared budget), by account.",
+    ["account"],
     registry=REGISTRY,
 )

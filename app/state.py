@@ -16,10 +16,12 @@ from arq import create_pool
 from arq.connections import ArqRedis, RedisSettings
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.accounts import AccountClients
 from app.actions.runner import RetryPolicy
 from app.config import Settings, rules_environment
 from app.dispatch import ArqDispatcher, Dispatcher, EmbeddedExecutor
 from app.errors import RulesError
+from app.holds import check_accounts
 from app.rules.engine import RuleSet
 from app.rules.loader import load_rules
 from app.rules.templates import TemplateError
@@ -38,7 +40,7 @@ class AppState:
     settings: Settings
     rules: RuleSet
     engine: AsyncEngine
-    client: SystemeClient
+    clients: AccountClients
     dispatcher: Dispatcher
     redis: ArqRedis | None
     limiter: Limiter
@@ -59,6 +61,7 @@ class AppState:
         if rules.version != self.rules.version:
             log.info("rules reloaded: %s -> %s", self.rules.version, rules.version)
             self.rules = rules
+            self.clients.update(rules.loaded.file)
         return True
 
 
@@ -125,29 +128,31 @@ async def app_state(settings: Settings) -> AsyncIterator[AppState]:
             "skipped and nothing is sent to Systeme.io"
         )
     engine = create_engine(settings.database_url)
-    client = systeme_client(settings)
     redis: ArqRedis | None = None
     executor: EmbeddedExecutor | None = None
+    clients: AccountClients | None = None
     watcher: asyncio.Task[None] | None = None
     dispatcher: Dispatcher
     try:
         if settings.redis_url:
             redis = await create_pool(redis_settings(settings))
             dispatcher = ArqDispatcher(redis)
-        else:
+        clients = AccountClients(settings, rules.loaded.file, redis=redis)
+        if not settings.redis_url:
             executor = EmbeddedExecutor(
                 engine=engine,
-                client=client,
+                client=clients,
                 policy=retry_policy(settings),
                 concurrency=settings.embedded_concurrency,
                 settings=settings,
             )
+            await check_accounts(engine, clients, settings)  # workers check it themselves in Redis mode
             executor.start()
             dispatcher = executor
         log.info("rules %s loaded: %d rules, %d sources", rules.version, len(rules.rules), len(rules.sources))
         limiter: Limiter = RedisLimiter(redis) if redis is not None else MemoryLimiter()
         trusted = trusted_networks(settings.forwarded_allow_ips)
-        state = AppState(settings, rules, engine, client, dispatcher, redis, limiter, trusted, GroupWriter(engine))
+        state = AppState(settings, rules, engine, clients, dispatcher, redis, limiter, trusted, GroupWriter(engine))
         watcher = asyncio.create_task(watch_rules(state))
         _on_sighup(state)
         yield state
@@ -158,5 +163,6 @@ async def app_state(settings: Settings) -> AsyncIterator[AppState]:
             await executor.stop()
         if redis is not None:
             await redis.aclose()
-        await client.aclose()
+        if clients is not None:
+            await clients.aclose()
         await engine.dispose()

@@ -27,6 +27,7 @@ class ServerThread:
         deadline = time.monotonic() + 20
         while not self.server.started:
             if not self.thread.is_alive():
+                self.sock.close()
                 raise RuntimeError("the test server failed to start; see the log above")
             if time.monotonic() > deadline:
                 raise RuntimeError("the test server did not start within 20 s")

@@ -38,7 +38,7 @@ async def test_metrics_cover_events_actions_and_api_calls(make_settings, sqlite_
                 headers={"Content-Type": "application/json", "Stripe-Signature": "t=1,v1=00"},
             )
             text = (await http.get("/metrics")).text
-    assert 'systeme_flow_actions{kind="enroll",status="succeeded"} 1.0' in text
+    assert 'systeme_flow_actions{account="default",kind="enroll",status="succeeded"} 1.0' in text
     assert re.search(r'systeme_flow_api_calls_last_hour\{status="201"\} [1-9]', text)
     assert "systeme_flow_queue_depth 0.0" in text
     assert 'systeme_flow_action_attempt_seconds_bucket{le="+Inf"} 3.0' in text

@@ -7,12 +7,12 @@ from typing import Any, ClassVar
 from arq import cron
 from arq.connections import RedisSettings
 
+from app.accounts import AccountClients, accounts_file, rules_file_stamp
 from app.config import get_settings
 from app.health import WORKER_HEARTBEAT_SECONDS, worker_health_key
-from app.state import redis_settings, retry_policy, systeme_client
+from app.holds import check_accounts
+from app.state import redis_settings, retry_policy
 from app.store.db import create_engine
-from app.systeme.names import RedisNames
-from app.systeme.quota import RedisQuota, account_key
 from workers.tasks import run_actions, sweep, upkeep
 
 
@@ -20,15 +20,16 @@ async def startup(ctx: dict[str, Any]) -> None:
     # Tests hand their own Settings in through Worker(ctx=...); a deployed worker reads the environment.
     settings = ctx.setdefault("settings", get_settings())
     ctx["engine"] = create_engine(settings.database_url)
-    # One quota for every worker: paced through Redis, fed by each answer's X-RateLimit-* headers.
-    key = account_key(settings.api_base_url, settings.api_headers)
-    quota = RedisQuota(ctx["redis"], per_second=settings.per_second_cap, key=key)
-    ctx["client"] = systeme_client(settings, quota, RedisNames(ctx["redis"], account=key.rsplit(":", 1)[-1]))
+    # One client per account, each with one quota for every worker: paced through Redis, fed by each answer's
+    # X-RateLimit-* headers. The accounts come from the rules file, read again when it changes (see sweep).
+    ctx["rules_stamp"] = rules_file_stamp(settings)
+    ctx["clients"] = AccountClients(settings, accounts_file(settings), redis=ctx["redis"])
     ctx["policy"] = retry_policy(settings)
+    await check_accounts(ctx["engine"], ctx["clients"], settings)
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
-    await ctx["client"].aclose()
+    await ctx["clients"].aclose()
     await ctx["engine"].dispose()
 
 

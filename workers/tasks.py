@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from app.accounts import accounts_file, rules_file_stamp
 from app.actions.runner import run_actions as run_actions_service
 from app.dispatch import ArqDispatcher, after_run, enqueue
+from app.holds import on_held, probe_holds
 from app.maintenance import action_died, maintain
 from app.store.actions import due_actions
 from app.store.models import utcnow
@@ -18,10 +20,12 @@ log = logging.getLogger(__name__)
 async def run_actions(ctx: dict[str, Any], action_id: str) -> str:
     """One run: the actions of one event for one contact that `action_id` belongs to."""
     result = await run_actions_service(
-        engine=ctx["engine"], client=ctx["client"], action_id=action_id, policy=ctx["policy"]
+        engine=ctx["engine"], client=ctx["clients"], action_id=action_id, policy=ctx["policy"]
     )
     # A fresh job per attempt, scheduled from the row: arq's own Retry would keep the first job's expiry.
     await after_run(ArqDispatcher(ctx["redis"]), result)
+    if result.held is not None:
+        await on_held(ctx["engine"], ctx["settings"], *result.held)
     for dead in result.dead:
         await action_died(ctx["engine"], ctx["settings"], dead)
     return result.status
@@ -35,6 +39,13 @@ async def sweep(ctx: dict[str, Any]) -> int:
     expired = await expire_approvals(ctx["engine"], now=utcnow())
     if expired:
         log.info("%d approvals expired", expired)
+    stamp = rules_file_stamp(ctx["settings"])
+    if stamp != ctx.get("rules_stamp"):
+        ctx["rules_stamp"] = stamp
+        changed = accounts_file(ctx["settings"])
+        if changed is not None:  # an unreadable file keeps the accounts known so far
+            ctx["clients"].update(changed)
+    await probe_holds(ctx["engine"], ctx["clients"], ctx["settings"])
     due = await due_actions(ctx["engine"], now=utcnow())
     for action_id, attempt in due:
         await enqueue(ctx["redis"], action_id, attempt)

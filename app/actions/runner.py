@@ -13,7 +13,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -26,7 +26,10 @@ from app.store.actions import ClaimedAction, claim_run, finish, next_for_contact
 from app.store.contacts import ContactWrite, load_contact
 from app.store.models import new_id, utcnow
 from app.systeme.client import SystemeClient, SystemeSession
-from app.systeme.errors import PermanentApiError, TransientApiError
+from app.systeme.errors import AccountUnusable, PermanentApiError, TransientApiError
+
+if TYPE_CHECKING:
+    from app.accounts import AccountClients
 
 log = logging.getLogger(__name__)
 DRY_RUN = "dry run: no MATON_API_KEY or SYSTEME_API_KEY is set, nothing was sent"
@@ -54,13 +57,16 @@ class RetryPolicy:
 
 @dataclass
 class RunResult:
-    status: str  # "done", "rescheduled" (a step will be tried again at next_attempt_at) or "not_claimed"
+    # "done", "rescheduled" (a step will be tried again at next_attempt_at), "held" or "not_claimed"
+    status: str
     statuses: dict[str, str] = field(default_factory=dict)
     next_attempt_at: datetime | None = None
     # The job to schedule for the rescheduled step: (action id, attempt number).
     retry: tuple[str, int] | None = None
     # Runs to hand over now: the contact's next event, or this run's own remainder after a long run.
     follow_up: tuple[tuple[str, int], ...] = ()
+    # (account, the API's own words) when the account refused us: the caller puts it on hold.
+    held: tuple[str, str] | None = None
 
     @property
     def dead(self) -> list[str]:
@@ -74,10 +80,13 @@ class _Step:
     error: str | None = None
     next_attempt_at: datetime | None = None
     counted: bool = True
+    held: str | None = None
 
 
-async def run_actions(*, engine: AsyncEngine, client: SystemeClient, action_id: str, policy: RetryPolicy) -> RunResult:
-    """Claim and execute the run that `action_id` belongs to."""
+async def run_actions(
+    *, engine: AsyncEngine, client: SystemeClient | AccountClients, action_id: str, policy: RetryPolicy
+) -> RunResult:
+    """Claim and execute the run that `action_id` belongs to, with its account's client."""
     token = new_id("run")
     claimed = await claim_run(
         engine,
@@ -90,9 +99,15 @@ async def run_actions(*, engine: AsyncEngine, client: SystemeClient, action_id: 
     )
     if not claimed:
         return RunResult("not_claimed")
+    account = claimed[0].account
+    chosen = client if isinstance(client, SystemeClient) else client.client(account)
+    problem = None if isinstance(client, SystemeClient) else client.problem(account)
+    if chosen is None or problem is not None:
+        await release(engine, token, now=utcnow(), next_attempt_at=None)
+        return RunResult("held", held=(account, problem or f"account '{account}' is not configured"))
     heartbeat = asyncio.create_task(_heartbeat(engine, token, policy.lease))
     try:
-        return await _Run(engine, client, policy, token, claimed).execute()
+        return await _Run(engine, chosen, policy, token, claimed).execute()
     finally:
         heartbeat.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -149,6 +164,11 @@ class _Run:
             if not await self._record(api, action, step, note):
                 log.warning("run %s lost its lease; another worker owns its actions now", self.token)
                 return self.result
+            if step.held is not None:
+                # The account refused us: everything waits as it is, and the account is held until a probe passes.
+                await release(self.engine, self.token, now=utcnow(), next_attempt_at=None)
+                self.result.status, self.result.held = "held", (action.account, step.held)
+                break
             if step.status == "pending":
                 await release(self.engine, self.token, now=utcnow(), next_attempt_at=step.next_attempt_at)
                 attempt = action.attempt + 1 if step.counted else action.attempt
@@ -175,6 +195,10 @@ class _Run:
                     if self.handle is not None:
                         self.handle.forget()
                     ctx.careful = True
+        except AccountUnusable as exc:
+            log.error("account %s refused the request, held: %s", action.account, exc.message, extra=context)
+            message = f"waiting: the account is held ({exc.message})"
+            return _Step("pending", error=message, next_attempt_at=utcnow(), counted=False, held=exc.message)
         except PermanentApiError as exc:
             log.warning("action failed: %s", exc.message, extra=context)
             return _Step("failed", error=exc.message)
@@ -249,5 +273,5 @@ class _Run:
         if self.result.follow_up:
             return
         mine = {a.id for a in self.claimed}
-        following = await next_for_contact(self.engine, first.contact_email, now=utcnow())
+        following = await next_for_contact(self.engine, first.contact_email, now=utcnow(), account=first.account)
         self.result.follow_up = tuple(f for f in following if f[0] not in mine)

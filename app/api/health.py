@@ -9,6 +9,8 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from app.deps import StateDep
+from app.rules.schema import DEFAULT_ACCOUNT
+from app.store.holds import holds
 
 router = APIRouter(tags=["health"])
 
@@ -36,4 +38,15 @@ async def readyz(state: StateDep) -> JSONResponse:
             checks["redis"] = {"ok": False, "error": type(exc).__name__}
     checks["mode"] = {"ok": True, "api": state.settings.api_mode, "embedded": state.settings.embedded}
     ready = all(c["ok"] for c in checks.values())
-    return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+    body: dict[str, Any] = {"ready": ready, "checks": checks}
+    if checks["database"]["ok"]:
+        # A held account does not make the service unready: ingest keeps storing events; it says so here.
+        held = {h.account: h for h in await holds(state.engine)}
+        body["accounts"] = {
+            name: {"state": "held", "reason": held[name].reason, "since": held[name].since.isoformat()}
+            if name in held
+            else {"state": "ok"}
+            for name in sorted({*state.clients.accounts, *held})
+        }
+        body["account"] = body["accounts"].get(DEFAULT_ACCOUNT, {"state": "ok"})
+    return JSONResponse(body, status_code=200 if ready else 503)

@@ -10,8 +10,19 @@ from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from app.deps import StateDep
-from app.metrics import ACTION_LATENCY, ACTIONS, API_CALLS, QUEUE_DEPTH, QUOTA_REMAINING, REGISTRY, RETRIES
+from app.metrics import (
+    ACCOUNT_HELD,
+    ACTION_LATENCY,
+    ACTIONS,
+    API_CALLS,
+    QUEUE_DEPTH,
+    QUOTA_REMAINING,
+    REGISTRY,
+    RETRIES,
+)
+from app.store.holds import holds
 from app.store.models import actions, api_calls, utcnow
+from app.systeme.quota import account_key
 
 router = APIRouter(tags=["health"])
 
@@ -21,10 +32,12 @@ async def _refresh(state: StateDep) -> None:
     hour_ago = now - timedelta(hours=1)
     async with state.engine.connect() as conn:
         ACTIONS.clear()
-        for kind, status, count in await conn.execute(
-            sa.select(actions.c.kind, actions.c.status, sa.func.count()).group_by(actions.c.kind, actions.c.status)
+        for account, kind, status, count in await conn.execute(
+            sa.select(actions.c.account, actions.c.kind, actions.c.status, sa.func.count()).group_by(
+                actions.c.account, actions.c.kind, actions.c.status
+            )
         ):
-            ACTIONS.labels(kind, status).set(count)
+            ACTIONS.labels(account, kind, status).set(count)
         QUEUE_DEPTH.set(
             await conn.scalar(
                 sa.select(sa.func.count()).where(actions.c.status == "pending", actions.c.next_attempt_at <= now)
@@ -52,11 +65,16 @@ async def _refresh(state: StateDep) -> None:
             .group_by(api_calls.c.action_id, api_calls.c.attempt)
         )
         ACTION_LATENCY.durations = [float(total or 0) / 1000 for (total,) in attempts]
+    held = {h.account for h in await holds(state.engine)}
+    ACCOUNT_HELD.clear()
+    for name in sorted({*state.clients.accounts, *held}):
+        ACCOUNT_HELD.labels(name).set(1 if name in held else 0)
     if state.redis is not None:
         redis: Any = state.redis  # redis-py types hget as sync-or-async
-        remaining = await redis.hget("systeme-flow:quota", "remaining")
-        if remaining is not None:
-            QUOTA_REMAINING.set(float(remaining))
+        for name, account in state.clients.accounts.items():
+            remaining = await redis.hget(account_key(account.base_url, account.headers), "remaining")
+            if remaining is not None:
+                QUOTA_REMAINING.labels(name).set(float(remaining))
 
 
 @router.get("/metrics")

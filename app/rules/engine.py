@@ -27,6 +27,8 @@ class PlannedAction:
     params: dict[str, Any]
     contact: dict[str, Any] | None
     approval: str
+    # The Systeme.io account it goes to (see RulesFile.account_of).
+    account: str = "default"
 
 
 @dataclass(frozen=True)
@@ -166,9 +168,9 @@ class RuleSet:
         except Exception as exc:
             return _outcome(rule.id, "invalid", f"a template failed: {_describe(exc)}")
 
-    @staticmethod
-    def _plan_actions(compiled: _CompiledRule, context: Mapping[str, Any]) -> RuleOutcome:
+    def _plan_actions(self, compiled: _CompiledRule, context: Mapping[str, Any]) -> RuleOutcome:
         rule = compiled.rule
+        account = self.loaded.file.account_of(rule, str(context["source"]))
         contact = None
         email = None
         if compiled.contact is not None and rule.contact is not None:
@@ -183,7 +185,7 @@ class RuleSet:
                 if rendered.get(key):
                     contact[key] = rendered[key]
         actions = tuple(
-            PlannedAction(rule.id, seq, kind, _render_tree(params, context), contact, approval)
+            PlannedAction(rule.id, seq, kind, _render_tree(params, context), contact, approval, account)
             for seq, (kind, params, approval) in enumerate(compiled.actions)
         )
         return RuleOutcome(rule.id, "matched", "matched", email, actions)

@@ -22,8 +22,10 @@ from app.rules.problems import Problem, Problems, Severity, locate, own_position
 from app.rules.schema import (
     ACTION_KINDS,
     ACTION_MODELS,
+    DEFAULT_ACCOUNT,
     ID_PATTERN,
     SHORTHAND,
+    AccountConfig,
     Action,
     Rule,
     RulesFile,
@@ -34,7 +36,7 @@ from app.rules.templates import TemplateError, compile_expression, compile_templ
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _ACTION = TypeAdapter[Action](Action)
-TOP_KEYS = ("version", "sources", "rules")
+TOP_KEYS = ("version", "accounts", "sources", "rules")
 _CREDENTIALS = ("secret", "token")
 
 
@@ -128,14 +130,62 @@ class _Loader:
             self.problems.add((1, 1), "", "missing `version: 1`")
         elif doc["version"] != 1:
             self.problems.add(position(doc, "version"), "", f"unsupported version {doc['version']!r}: expected 1")
+        accounts = self._accounts(doc.get("accounts"), doc)
         raw_sources = doc.get("sources")
         sources = self._sources(raw_sources, doc)
         # Rules are checked against every named source, even one that failed validation, to report each once.
         names = {str(n) for n in raw_sources} if isinstance(raw_sources, CommentedMap) else set()
         rules = self._rules(doc.get("rules") or CommentedSeq(), names)
+        self._account_names(doc, {DEFAULT_ACCOUNT, *accounts})
         if self.problems.errors:
             return None
-        return RulesFile(version=1, sources=sources, rules=tuple(rules))
+        return RulesFile(version=1, accounts=accounts, sources=sources, rules=tuple(rules))
+
+    def _accounts(self, raw: Any, doc: CommentedMap) -> dict[str, AccountConfig]:
+        if raw is None:
+            return {}
+        if not isinstance(raw, CommentedMap):
+            self.problems.add(position(doc, "accounts"), "", "`accounts` must be a mapping of names to accounts")
+            return {}
+        accounts: dict[str, AccountConfig] = {}
+        for name, body in raw.items():
+            subject = f"account '{name}'"
+            if not re.fullmatch(ID_PATTERN, str(name)) or len(str(name)) > 100:
+                self.problems.add(
+                    position(raw, name, of_key=True), subject, "use letters, digits, `-`, `_` or `.` (at most 100)"
+                )
+            variables = {"api_key": _VAR.findall(str(body.get("api_key", "")))} if isinstance(body, dict) else {}
+            self._substitute(body, subject)
+            try:
+                accounts[str(name)] = config = AccountConfig.model_validate(
+                    dict(body) if isinstance(body, dict) else body
+                )
+            except ValidationError as exc:
+                self._report(exc, body, subject, AccountConfig)
+                continue
+            if config.api_key and is_placeholder(config.api_key):
+                names = [n for n in variables.get("api_key", []) if is_placeholder(self.env.get(n, ""))]
+                origin = f" (from {', '.join('${' + n + '}' for n in names)})" if names else ""
+                self.problems.add(
+                    position(body, "api_key"),
+                    subject,
+                    f"`api_key` still holds a placeholder value{origin}: set a real one",
+                )
+        return accounts
+
+    def _account_names(self, doc: CommentedMap, known: set[str]) -> None:
+        """Every `account:` a source or rule names must be one of `accounts:` (or `default`, the settings' own)."""
+        places: list[tuple[Any, str]] = []
+        if isinstance(doc.get("sources"), CommentedMap):
+            places += [(body, f"source '{name}'") for name, body in doc["sources"].items()]
+        if isinstance(doc.get("rules"), CommentedSeq):
+            places += [
+                (body, f"rule '{body.get('id', '?')}'") for body in doc["rules"] if isinstance(body, CommentedMap)
+            ]
+        for body, subject in places:
+            if isinstance(body, CommentedMap) and "account" in body and str(body["account"]) not in known:
+                hint = suggest(str(body["account"]), sorted(known)) or f" (accounts: {', '.join(sorted(known))})"
+                self.problems.add(position(body, "account"), subject, f"unknown account `{body['account']}`{hint}")
 
     def _substitute(self, node: Any, subject: str) -> None:
         """Replace `${VAR}` inside parsed string values (never in the raw text, so YAML stays intact)."""

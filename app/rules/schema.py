@@ -51,10 +51,31 @@ class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
 
+class AccountConfig(Frozen):
+    """One entry of `accounts:`: a Systeme.io account reached through a Maton connection or its own API key."""
+
+    # A Maton connection id (sent as Maton-Connection with MATON_API_KEY).
+    connection: str | None = None
+    # Direct mode: the account's own X-API-Key (and base URL, for a simulator or a proxy).
+    api_key: str | None = None
+    api_url: str | None = None
+
+    @model_validator(mode="after")
+    def _one_way_in(self) -> AccountConfig:
+        connection, key = bool((self.connection or "").strip()), bool((self.api_key or "").strip())
+        if connection == key:
+            raise ValueError("give an account either `connection` (a Maton connection id) or `api_key`, not both")
+        if self.api_url and not key:
+            raise ValueError("`api_url` goes with `api_key` (direct mode)")
+        return self
+
+
 class SourceConfig(Frozen):
     """One entry of `sources:`: where events come from and how they prove it."""
 
     type: SourceType
+    # The account the rules of this source act on, unless a rule names its own.
+    account: str | None = None
     secret: tuple[str, ...] = ()
     token: str | None = None
     tolerance: int = Field(300, ge=1)
@@ -238,6 +259,8 @@ class Rule(Frozen):
     unless_tagged: str | None = None
     only_if_tagged: str | None = None
     approval: Approval | None = None
+    # The Systeme.io account its actions go to (a name under `accounts:`); default: its source's, else the settings'.
+    account: str | None = None
     actions: tuple[Action, ...] = Field(min_length=1)
 
     @field_validator("on", mode="before")
@@ -273,13 +296,23 @@ def contact_problem(kinds: Sequence[str], *, has_contact: bool, tag_conditions: 
     return None
 
 
+# The account of the settings (MATON_API_KEY / SYSTEME_API_KEY): what rules act on unless they name another.
+DEFAULT_ACCOUNT = "default"
+
+
 class RulesFile(Frozen):
     version: Literal[1]
+    accounts: dict[str, AccountConfig] = Field(default_factory=dict)
     sources: dict[str, SourceConfig]
     rules: tuple[Rule, ...] = ()
 
     def secret_values(self) -> set[str]:
-        """Source secrets and tokens, for the log scrubber."""
+        """Source secrets and tokens, and accounts' API keys, for the log scrubber."""
         values = {s for source in self.sources.values() for s in source.secret}
         values |= {source.token for source in self.sources.values() if source.token}
+        values |= {a.api_key for a in self.accounts.values() if a.api_key}
         return values
+
+    def account_of(self, rule: Rule, source: str) -> str:
+        config = self.sources.get(source)
+        return rule.account or (config.account if config else None) or DEFAULT_ACCOUNT

@@ -22,7 +22,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.store.contacts import ContactWrite, write_contact
-from app.store.models import actions, api_calls
+from app.store.holds import held_accounts
+from app.store.models import account_holds, actions, api_calls
 
 TERMINAL = frozenset({"succeeded", "failed", "dead", "skipped", "rejected"})
 ACTIVE = ("pending", "running")
@@ -69,6 +70,7 @@ async def _blocked(conn: AsyncConnection, first: Any, now: datetime, ordering_wa
         sa.select(actions.c.id)
         .where(
             actions.c.contact_email == first.contact_email,
+            actions.c.account == first.account,
             actions.c.order_key < first.order_key,
             actions.c.event_id != first.event_id,
             actions.c.status.in_(ACTIVE),
@@ -92,15 +94,22 @@ async def claim_run(
     now (another run holds them, the first is not due, or an earlier event of the contact goes first)."""
     async with engine.begin() as conn:
         anchor = (
-            await conn.execute(sa.select(actions.c.event_id, actions.c.contact_email).where(actions.c.id == action_id))
+            await conn.execute(
+                sa.select(actions.c.event_id, actions.c.contact_email, actions.c.account).where(
+                    actions.c.id == action_id
+                )
+            )
         ).first()
         if anchor is None:
             return []
+        if await conn.scalar(sa.select(account_holds.c.account).where(account_holds.c.account == anchor.account)):
+            return []  # the account is on hold: its actions wait as they are
         query = (
             sa.select(actions)
             .where(
                 actions.c.event_id == anchor.event_id,
                 _same_contact(anchor.contact_email),
+                actions.c.account == anchor.account,
                 actions.c.status.in_(ACTIVE),
             )
             .order_by(actions.c.order_key)
@@ -182,6 +191,7 @@ async def ran_out_of_order(engine: AsyncEngine, action: ClaimedAction) -> bool:
             sa.select(actions.c.id)
             .where(
                 actions.c.contact_email == action.contact_email,
+                actions.c.account == action.account,
                 actions.c.order_key > action.order_key,
                 actions.c.status == "succeeded",
             )
@@ -272,7 +282,9 @@ async def release(engine: AsyncEngine, token: str, *, now: datetime, next_attemp
     return result.rowcount
 
 
-async def next_for_contact(engine: AsyncEngine, email: str | None, *, now: datetime) -> list[tuple[str, int]]:
+async def next_for_contact(
+    engine: AsyncEngine, email: str | None, *, now: datetime, account: str = "default"
+) -> list[tuple[str, int]]:
     """The contact's next pending action, to hand over as soon as the run before it is done."""
     if email is None:
         return []
@@ -280,7 +292,7 @@ async def next_for_contact(engine: AsyncEngine, email: str | None, *, now: datet
         row = (
             await conn.execute(
                 sa.select(actions.c.id, actions.c.attempts)
-                .where(actions.c.contact_email == email, actions.c.status.in_(ACTIVE))
+                .where(actions.c.contact_email == email, actions.c.account == account, actions.c.status.in_(ACTIVE))
                 .order_by(actions.c.order_key)
                 .limit(1)
             )
@@ -292,12 +304,12 @@ async def due_actions(engine: AsyncEngine, *, now: datetime, limit: int = 500) -
     """(action id, next attempt number) of the first due action of each run: pending and due, or abandoned."""
     async with engine.connect() as conn:
         rows = await conn.execute(
-            sa.select(actions.c.id, actions.c.attempts, actions.c.event_id, actions.c.contact_email)
-            .where(_claimable(now))
+            sa.select(actions.c.id, actions.c.attempts, actions.c.event_id, actions.c.contact_email, actions.c.account)
+            .where(_claimable(now), actions.c.account.not_in(held_accounts()))
             .order_by(actions.c.order_key)
             .limit(limit)
         )
-        runs: dict[tuple[str, str | None], tuple[str, int]] = {}
+        runs: dict[tuple[str, str | None, str], tuple[str, int]] = {}
         for r in rows:
-            runs.setdefault((r.event_id, r.contact_email), (r.id, r.attempts + 1))
+            runs.setdefault((r.event_id, r.contact_email, r.account), (r.id, r.attempts + 1))
     return list(runs.values())

@@ -218,14 +218,15 @@ def order_key(occurred_at: datetime, event_id: str, rule_index: int, seq: int) -
 
 
 def runs_of(rows: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
-    """The first pending action of each run (one event, one contact), in execution order."""
-    firsts: dict[str | None, tuple[str, str]] = {}
+    """The first pending action of each run (one event, one contact, one account), in execution order."""
+    firsts: dict[tuple[str | None, str], tuple[str, str]] = {}
     for row in rows:
         if row["status"] == "pending":
             key = (row["order_key"], row["id"])
-            current = firsts.get(row["contact_email"])
+            run = (row["contact_email"], row.get("account", "default"))
+            current = firsts.get(run)
             if current is None or key < current:
-                firsts[row["contact_email"]] = key
+                firsts[run] = key
     return tuple(action_id for _, action_id in sorted(firsts.values()))
 
 
@@ -258,6 +259,7 @@ def _action_rows(
                     "contact": planned.contact,
                     "contact_email": planned.contact["email"] if planned.contact else None,
                     "approval": planned.approval,
+                    "account": planned.account,
                     "status": status,
                     "attempts": 0,
                     "next_attempt_at": now if status == "pending" else None,

@@ -146,6 +146,18 @@ contacts = sa.Table(
     sa.Column("learned_at", UTCDateTime(), nullable=False),
 )
 
+# Accounts on hold: Systeme.io said the account itself is unusable (a revoked key, no connection). Their actions
+# wait, unclaimed, until a probe passes.
+account_holds = sa.Table(
+    "account_holds",
+    metadata,
+    sa.Column("account", sa.String(100), primary_key=True),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("since", UTCDateTime(), nullable=False),
+    sa.Column("next_probe_at", UTCDateTime(), nullable=False),
+    sa.Column("probes", sa.Integer, nullable=False, default=0),
+)
+
 # When each kind of alert was last sent: at most one message per kind per hour.
 alerts = sa.Table(
     "alerts",

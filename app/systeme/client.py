@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Collection
 from datetime import UTC, datetime
@@ -12,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from app.systeme.errors import PermanentApiError, TransientApiError
+from app.systeme.errors import AccountUnusable, PermanentApiError, TransientApiError
 from app.systeme.names import MemoryNames, NameCache
 from app.systeme.quota import MemoryQuota, Quota
 
@@ -48,6 +49,20 @@ def problem(response: httpx.Response) -> str:
     return "; ".join(p for p in parts if p) or response.reason_phrase
 
 
+# A 500 from the Maton proxy that says the upstream authorisation is gone: waiting will not fix it.
+_EXPIRED = re.compile(r"authori[sz]|reconnect|re-connect|expired|revoked|oauth", re.IGNORECASE)
+
+
+def account_refused(response: httpx.Response, *, maton: bool) -> bool:
+    """Whether an answer says the account itself is unusable, rather than this one request."""
+    status = response.status_code
+    if status in (401, 403):
+        return True
+    if maton and status == 400 and "connection" in response.text.lower():
+        return True  # Maton: no connection for this app (or the one named does not exist)
+    return status == 500 and bool(_EXPIRED.search(response.text[:2000]))
+
+
 class SystemeClient:
     """Owns the connection pool and the process-wide caches; hand out a `session()` per action run."""
 
@@ -62,6 +77,7 @@ class SystemeClient:
         names: NameCache | None = None,
         dry_run: bool = False,
         account: str = "default",
+        maton: bool = False,
     ) -> None:
         self.http = httpx.AsyncClient(
             base_url=base_url,
@@ -74,6 +90,7 @@ class SystemeClient:
         # No API key: every action is recorded as skipped, decided here when it runs, never when it is planned.
         self.dry_run = dry_run
         self.account = account
+        self.maton = maton
 
     def session(self) -> SystemeSession:
         return SystemeSession(self)
@@ -131,6 +148,8 @@ class SystemeSession:
         if response.is_success or response.status_code in allow:
             return response
         message = f"{method} {path} answered {response.status_code}: {problem(response)}"
+        if account_refused(response, maton=self.client.maton):
+            raise AccountUnusable(message, status=response.status_code)
         if response.status_code == 429 or response.status_code >= 500:
             retry = _retry_after(response.headers.get("retry-after"))
             raise TransientApiError(message, status=response.status_code, retry_after=retry)

@@ -3,7 +3,9 @@
 ApiError
 ├── TransientApiError   network errors, timeouts, 429 and 5xx, and anything unexpected while sending: try again
 │                       later (retry_after when the API said; `throttled` when only the quota stood in the way)
-└── PermanentApiError   any other 4xx: retrying would get the same answer
+├── PermanentApiError   any other 4xx: retrying would get the same answer
+└── AccountUnusable     the account itself refused us (a revoked key, no Maton connection, an expired
+                        authorisation): nothing fails for it; the account is held until a probe passes
 """
 
 from __future__ import annotations
@@ -27,4 +29,8 @@ class TransientApiError(ApiError):
 
 
 class PermanentApiError(ApiError):
+    pass
+
+
+class AccountUnusable(ApiError):
     pass

@@ -15,6 +15,7 @@ from app.deps import StateDep, operator_for, require_operator
 from app.errors import AppError, Forbidden, NotFound, Unauthorized
 from app.operator import service
 from app.preview.service import explain, render_text
+from app.store.holds import holds
 from app.store.models import utcnow
 from app.store.queries import ACTION_STATUSES, get_event, list_actions, list_events, rule_stats
 from app.ui import charts, rules_view, session
@@ -67,16 +68,18 @@ async def _checked(request: Request, state: StateDep, operator: Operator) -> str
 Checked = Annotated[str, Depends(_checked)]
 
 
-def _page(request: Request, name: str, operator: str | None, **context: Any) -> HTMLResponse:
+async def _page(request: Request, name: str, operator: str | None, **context: Any) -> HTMLResponse:
     cookie = request.cookies.get(session.COOKIE)
     state = request.app.state.sf
     csrf = session.csrf_token(state.settings, cookie) if cookie else ""
-    return TEMPLATES.TemplateResponse(request, name, {"operator": operator, "csrf": csrf, **context})
+    # Every signed-in page says when an account is held: nothing fails, but nothing reaches Systeme.io either.
+    held = await holds(state.engine) if operator is not None else []
+    return TEMPLATES.TemplateResponse(request, name, {"operator": operator, "csrf": csrf, "holds": held, **context})
 
 
 @router.get("/login")
 async def login_form(request: Request, error: str | None = None) -> HTMLResponse:
-    return _page(request, "login.html", None, error=error)
+    return await _page(request, "login.html", None, error=error)
 
 
 @router.post("/login")
@@ -121,7 +124,7 @@ async def events_page(
     )
     chart = charts.svg(await charts.hourly(state.engine, now=utcnow()))
     filters = {"source": source or "", "status": status or "", "email": email or ""}
-    return _page(
+    return await _page(
         request,
         "events.html",
         operator,
@@ -139,7 +142,7 @@ async def event_page(event_id: str, request: Request, state: StateDep, operator:
     event = await get_event(state.engine, event_id)
     if event is None:
         raise NotFound(f"no event {event_id!r}")
-    return _page(request, "event.html", operator, event=event)
+    return await _page(request, "event.html", operator, event=event)
 
 
 @router.get("/actions")
@@ -151,7 +154,7 @@ async def actions_page(
     for one in statuses:
         found, _ = await list_actions(state.engine, status=one, limit=200)
         items += found
-    return _page(request, "actions.html", operator, items=items, status=status)
+    return await _page(request, "actions.html", operator, items=items, status=status)
 
 
 @router.post("/actions/{action_id}/{verb}")
@@ -195,7 +198,7 @@ async def _rules(
     headers: str = "",
 ) -> HTMLResponse:
     stats = await rule_stats(state.engine, since=utcnow() - timedelta(hours=24))
-    return _page(
+    return await _page(
         request,
         "rules.html",
         operator,

@@ -129,6 +129,7 @@ def test_check_no_env_turns_unset_variables_into_warnings(tmp_path):
 
 async def test_rules_test_endpoint_answers_the_explain_report(make_settings, sqlite_url, sim):
     with running(make_settings(database_url=sqlite_url)) as url:
+        started = len(sim.account.calls)  # the service checks its key once at start
         async with operator(url) as http:
             answer = await http.post(
                 "/v1/rules/test", json={"source": "stripe", "payload": stripe_checkout("t@example.com")}
@@ -139,7 +140,7 @@ async def test_rules_test_endpoint_answers_the_explain_report(make_settings, sql
     matched = [r["rule"] for r in answer.json()["rules"] if r["matched"]]
     assert matched == ["masterclass-purchase"]
     assert unauthorised.status_code == 401
-    assert sim.account.calls == []
+    assert sim.account.calls[started:] == []
 
 
 @pytest.mark.parametrize("path", ["/v1/rules", "/v1/events"])

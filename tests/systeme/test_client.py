@@ -6,7 +6,7 @@ import pytest
 
 from app.config import Settings
 from app.systeme.client import SystemeClient
-from app.systeme.errors import PermanentApiError, TransientApiError
+from app.systeme.errors import AccountUnusable, PermanentApiError, TransientApiError
 from tests.conftest import SIM_KEY
 
 
@@ -27,14 +27,35 @@ async def test_pagination_follows_has_more(client, sim):
     assert "startingAfter" in pages[1]["query"] and "limit=100" in pages[0]["query"]
 
 
-async def test_wrong_key_is_a_permanent_error(sim):
+async def test_wrong_key_says_the_account_is_unusable_in_its_own_words(sim):
     client = SystemeClient(base_url=sim.url, headers={"X-API-Key": "wrong"})
     try:
-        with pytest.raises(PermanentApiError) as caught:
+        with pytest.raises(AccountUnusable) as caught:
             await client.session().get_json("/api/tags")
-        assert caught.value.status == 401
+        assert caught.value.status == 401 and "Invalid API key" in caught.value.message
     finally:
         await client.aclose()
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "maton", "refused"),
+    [
+        (403, {"error": "Forbidden"}, False, True),
+        (400, {"error": "No connection found for app systeme"}, True, True),
+        (400, {"error": "No connection found for app systeme"}, False, False),  # direct: a plain bad request
+        (500, {"error": "The upstream authorization expired: reconnect the account"}, True, True),
+        (500, {"error": "Internal Server Error"}, True, False),
+        (422, {"detail": "email: This value is already used."}, False, False),
+    ],
+)
+def test_which_answers_say_the_account_is_unusable(status, body, maton, refused):
+    import httpx
+
+    from app.systeme.client import account_refused, problem
+
+    answer = httpx.Response(status, json=body)
+    assert account_refused(answer, maton=maton) is refused
+    assert problem(answer) == next(iter(body.values()))  # `error` is read too, not only `detail`
 
 
 async def test_422_carries_the_problem_detail(client, sim):

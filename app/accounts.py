@@ -1,0 +1,151 @@
+"""Systeme.io accounts: the settings' own (`default`) and those named under `accounts:` in the rules file.
+
+Each account gets its own client: its base URL and credentials, its own quota budget and name cache (shared with
+the other workers through Redis when configured), and its own hold (app/holds.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Literal
+
+from redis.asyncio import Redis
+
+from app.config import MATON_URL, SYSTEME_URL, Settings, rules_environment
+from app.errors import RulesError
+from app.rules.loader import load_rules
+from app.rules.schema import DEFAULT_ACCOUNT, AccountConfig, RulesFile
+from app.systeme.client import SystemeClient
+from app.systeme.names import MemoryNames, NameCache, RedisNames
+from app.systeme.quota import MemoryQuota, Quota, RedisQuota, account_key
+
+log = logging.getLogger(__name__)
+Mode = Literal["maton", "direct", "dry-run"]
+
+
+@dataclass(frozen=True)
+class Account:
+    name: str
+    mode: Mode
+    base_url: str
+    headers: dict[str, str]
+    connection: str | None = None
+    # Why it cannot be used as configured (e.g. a Maton connection without MATON_API_KEY); it is held with this.
+    problem: str | None = None
+
+    def describe(self) -> str:
+        """For logs and `serve`: the mode and connection, never a key."""
+        if self.mode == "dry-run":
+            return "dry run (no API key: nothing is sent)"
+        where = f"Maton proxy ({self.base_url})" if self.mode == "maton" else f"direct ({self.base_url})"
+        return where + (f", connection {self.connection}" if self.connection else "")
+
+
+def _named(name: str, config: AccountConfig, settings: Settings) -> Account:
+    if config.connection:
+        if settings.maton_api_key is None:
+            problem = f"account '{name}' uses a Maton connection, but MATON_API_KEY is not set"
+            return Account(name, "dry-run", MATON_URL, {}, config.connection, problem)
+        headers = {"Authorization": f"Bearer {settings.maton_api_key.get_secret_value()}"}
+        headers["Maton-Connection"] = config.connection
+        base = (settings.systeme_api_url or MATON_URL).rstrip("/")
+        return Account(name, "maton", base, headers, config.connection)
+    base = (config.api_url or settings.systeme_api_url or SYSTEME_URL).rstrip("/")
+    return Account(name, "direct", base, {"X-API-Key": config.api_key or ""})
+
+
+def accounts_of(settings: Settings, rules: RulesFile | None) -> dict[str, Account]:
+    """Every account by name; `default` is the settings' unless the rules file defines its own."""
+    found = {
+        DEFAULT_ACCOUNT: Account(
+            DEFAULT_ACCOUNT, settings.api_mode, settings.api_base_url, settings.api_headers, settings.maton_connection
+        )
+    }
+    for name, config in (rules.accounts if rules is not None else {}).items():
+        found[name] = _named(name, config, settings)
+    return found
+
+
+class AccountClients:
+    """One SystemeClient per account, built on first use and rebuilt when the account's configuration changes."""
+
+    def __init__(self, settings: Settings, rules: RulesFile | None, *, redis: Redis | None = None) -> None:
+        self.settings = settings
+        self.redis = redis
+        self.accounts = accounts_of(settings, rules)
+        self._clients: dict[str, tuple[Account, SystemeClient]] = {}
+        self._retired: list[SystemeClient] = []
+
+    def update(self, rules: RulesFile | None) -> None:
+        """The rules file changed: new accounts appear, changed ones get a new client on their next use."""
+        self.accounts = accounts_of(self.settings, rules)
+
+    def problem(self, name: str) -> str | None:
+        """Why the account cannot be used as configured, or None."""
+        account = self.accounts.get(name)
+        if account is None:
+            return f"account '{name}' is not configured: add it under `accounts:` in the rules file"
+        return account.problem
+
+    def client(self, name: str) -> SystemeClient | None:
+        """The account's client; None for a name no longer configured."""
+        account = self.accounts.get(name)
+        if account is None:
+            return None
+        current = self._clients.get(name)
+        if current is not None and current[0] == account:
+            return current[1]
+        if current is not None:
+            self._retired.append(current[1])  # a run may still use it; closed with the others
+        client = self._build(account)
+        self._clients[name] = (account, client)
+        return client
+
+    def _build(self, account: Account) -> SystemeClient:
+        key = account_key(account.base_url, account.headers)
+        per_second = self.settings.api_max_rps if self.settings.api_max_rps is not None else 0
+        if account.mode == "maton" and self.settings.api_max_rps is None:
+            per_second = 10  # the Maton proxy's own limit, per account
+        quota: Quota
+        names: NameCache
+        if self.redis is not None:
+            quota = RedisQuota(self.redis, per_second=per_second, key=key)
+            names = RedisNames(self.redis, account=key.rsplit(":", 1)[-1])
+        else:
+            quota, names = MemoryQuota(per_second=per_second), MemoryNames()
+        return SystemeClient(
+            base_url=account.base_url,
+            headers=account.headers,
+            timeout=self.settings.http_timeout_seconds,
+            quota=quota,
+            names=names,
+            dry_run=account.mode == "dry-run" and account.problem is None,
+            account=account.name,
+            maton=account.mode == "maton",
+        )
+
+    async def aclose(self) -> None:
+        for _, client in self._clients.values():
+            await client.aclose()
+        for client in self._retired:
+            await client.aclose()
+        self._clients, self._retired = {}, []
+
+
+def rules_file_stamp(settings: Settings) -> tuple[int, int] | None:
+    try:
+        stat = os.stat(settings.rules_file)
+    except OSError:
+        return None
+    return stat.st_mtime_ns, stat.st_size
+
+
+def accounts_file(settings: Settings) -> RulesFile | None:
+    """The rules file, for its `accounts:` (workers run planned actions and need only those); None if unreadable."""
+    try:
+        return load_rules(settings.rules_file, rules_environment()).file
+    except RulesError as exc:
+        log.error("the rules file cannot be read, only the default account is known: %s", "; ".join(exc.problems))
+        return None

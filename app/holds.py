@@ -1,0 +1,110 @@
+"""An account Systeme.io refuses (a revoked key, no Maton connection, an expired authorisation) is held, not failed.
+
+Its actions wait as they are, unclaimed; one probe request (a cheap GET) at a growing interval finds when it is
+usable again, and everything resumes by itself. A hold starts and ends with a log line and one alert each.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app import alerts
+from app.accounts import AccountClients
+from app.config import Settings
+from app.store import holds as store
+from app.store.models import utcnow
+from app.systeme.client import SystemeClient
+from app.systeme.errors import AccountUnusable, ApiError
+
+log = logging.getLogger(__name__)
+
+
+async def on_held(engine: AsyncEngine, settings: Settings, account: str, reason: str) -> None:
+    """The account refused a request: hold it (once), say so in the log and in one alert."""
+    now = utcnow()
+    if not await store.hold(engine, account, reason, now=now):
+        return
+    log.error(
+        "account %s is on hold: %s. Its actions wait; it is probed every 30 s at first and resumes by itself",
+        account,
+        reason,
+        extra={"account": account},
+    )
+    text = f"Systeme.io account '{account}' is held: {reason}. Actions wait and resume by themselves once it works."
+    await alerts.send(engine, settings, kind=f"held:{account}:{now:%Y%m%dT%H%M%S}", text=text, now=now)
+
+
+async def _resumed(engine: AsyncEngine, settings: Settings, account: str) -> None:
+    ended = await store.release(engine, account)
+    if ended is None:
+        return
+    now = utcnow()
+    minutes = (now - ended.since).total_seconds() / 60
+    log.warning("account %s resumed after %.0f min on hold", account, minutes, extra={"account": account})
+    text = f"Systeme.io account '{account}' works again after {minutes:.0f} min on hold; its actions resume."
+    await alerts.send(engine, settings, kind=f"resumed:{account}:{ended.since:%Y%m%dT%H%M%S}", text=text, now=now)
+
+
+async def probe(client: SystemeClient) -> tuple[bool, str]:
+    """One cheap read: (usable, why not)."""
+    try:
+        await client.session().request("GET", "/api/tags", params={"limit": 10})
+    except AccountUnusable as exc:
+        return False, exc.message
+    except ApiError as exc:
+        # The API is down or slow: not proof the account works; the next probe will tell.
+        return False, exc.message
+    return True, ""
+
+
+async def probe_holds(engine: AsyncEngine, clients: AccountClients, settings: Settings) -> list[str]:
+    """Probe the held accounts whose probe is due (one worker each); the accounts that resumed."""
+    resumed = []
+    now = utcnow()
+    for held in await store.holds(engine):
+        if held.next_probe_at > now or not await store.take_probe(engine, held.account, now=now):
+            continue
+        client = clients.client(held.account)
+        if client is None or clients.problem(held.account):
+            continue  # a configuration problem: fixed by editing the rules or settings, which reloads
+        usable, why = await probe(client)
+        if usable:
+            await _resumed(engine, settings, held.account)
+            resumed.append(held.account)
+        else:
+            log.info("account %s still held: %s", held.account, why, extra={"account": held.account})
+    return resumed
+
+
+async def check_accounts(engine: AsyncEngine, clients: AccountClients, settings: Settings) -> None:
+    """At start: say which account mode and connection each account uses, and check each key once (one GET).
+
+    A refused key starts the service with the account held, not crashed; a working one ends an earlier hold.
+    """
+    for name, account in clients.accounts.items():
+        log.info("account %s: %s", name, account.describe(), extra={"account": name})
+        try:
+            await _check(engine, clients, settings, name)
+        except Exception as exc:
+            # Never a reason not to start: ingest must go on storing events (the store may be down too).
+            log.warning("account %s could not be checked at start: %s", name, exc, extra={"account": name})
+
+
+async def _check(engine: AsyncEngine, clients: AccountClients, settings: Settings, name: str) -> None:
+    problem = clients.problem(name)
+    if problem is not None:
+        await on_held(engine, settings, name, problem)
+        return
+    client = clients.client(name)
+    if client is None or client.dry_run:
+        return
+    try:
+        await client.session().request("GET", "/api/tags", params={"limit": 10})
+    except AccountUnusable as exc:
+        await on_held(engine, settings, name, exc.message)
+    except ApiError as exc:
+        log.warning("account %s could not be checked at start: %s", name, exc.message, extra={"account": name})
+    else:
+        await _resumed(engine, settings, name)

@@ -1,0 +1,152 @@
+"""The account is part of the system: a refused key holds it (nothing fails), several accounts each their own."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from app.simulator import Simulator
+from tests.conftest import ADMIN, SIM_KEY, operator, post_stripe, running, wait_for
+from tests.factories import RULES, stripe_checkout, write_rules
+from tests.servers import ServerThread
+from tests.test_guarantees import event_actions, settled
+
+
+@contextmanager
+def alert_receiver() -> Iterator[tuple[str, list[str]]]:
+    received: list[str] = []
+
+    async def hook(request: Request) -> JSONResponse:
+        received.append((await request.json())["text"])
+        return JSONResponse({"ok": True})
+
+    with ServerThread(Starlette(routes=[Route("/alert", hook, methods=["POST"])])) as server:
+        yield f"{server.url}/alert", received
+
+
+async def readiness(url: str) -> dict:
+    async with httpx.AsyncClient(base_url=url) as http:
+        answer = await http.get("/readyz")
+    assert answer.status_code == 200  # ingest keeps storing events while an account is held
+    return dict(answer.json())
+
+
+def refused(sim) -> int:
+    return sum(1 for c in sim.account.calls if c["status"] == 401)
+
+
+async def test_a_revoked_key_holds_the_account_then_everything_resumes_by_itself(make_settings, sqlite_url, sim):
+    with alert_receiver() as (alert_url, alerts):
+        settings = make_settings(database_url=sqlite_url, alert_webhook_url=alert_url)
+        with running(settings) as url:
+            await settled(url, await post_stripe(url, stripe_checkout("before@example.com")))
+            sim.simulator.api_key = "the-new-key"  # the seller revoked ours in Systeme.io
+            backlog = [await post_stripe(url, stripe_checkout(f"buyer{n}@example.com")) for n in range(6)]
+
+            async def held() -> bool:
+                return (await readiness(url)).get("account", {}).get("state") == "held"
+
+            await wait_for(held)
+            state = await readiness(url)
+            assert state["ready"] is True and "Invalid API key" in state["account"]["reason"]
+            await asyncio.sleep(3)  # a backlog waiting on a held account asks nothing more
+            actions = [a for event in backlog for a in await event_actions(url, event)]
+            assert {a["status"] for a in actions} == {"pending"}
+            assert all(a["attempts"] == 0 for a in actions)  # no attempt spent: none can fail or die of it
+            assert refused(sim) <= settings.embedded_concurrency  # the runs in flight when it happened, no more
+            async with operator(url) as http:
+                page = (await http.get("/ui")).text
+                metrics = (await http.get("/metrics")).text
+            assert "is held" in page and "Invalid API key" in page
+            assert 'systeme_flow_account_held{account="default"} 1.0' in metrics
+
+            sim.simulator.api_key = SIM_KEY  # the seller pasted the right key into Systeme.io's side, say
+            started = time.monotonic()
+            await settled(url, *backlog)  # the next probe (30 s after the hold began, at first) passes
+            assert time.monotonic() - started < 45
+            actions = [a for event in backlog for a in await event_actions(url, event)]
+            assert {a["status"] for a in actions} == {"succeeded"}
+            assert (await readiness(url))["account"] == {"state": "ok"}
+            await wait_for(lambda: len(alerts) >= 2)
+    assert len(alerts) == 2
+    assert "is held" in alerts[0] and "Invalid API key" in alerts[0] and "works again" in alerts[1]
+    assert refused(sim) <= settings.embedded_concurrency + 1  # plus the one probe that still failed, at most
+
+
+async def test_a_bad_key_at_start_starts_the_service_held_not_crashed(make_settings, sqlite_url, sim):
+    with running(make_settings(database_url=sqlite_url, systeme_api_key="not-the-key")) as url:
+        state = await readiness(url)
+        assert state["account"]["state"] == "held" and "Invalid API key" in state["account"]["reason"]
+        assert len(sim.account.calls) == 1  # one GET to check the key
+
+
+TWO_ACCOUNTS = (
+    RULES.replace(
+        "version: 1\n",
+        """version: 1
+accounts:
+  school:   { api_key: "school-key", api_url: "SCHOOL_URL" }
+  coaching: { api_key: "coaching-key", api_url: "COACHING_URL" }
+""",
+    ).replace(
+        "  - id: masterclass-purchase\n    on: [stripe/checkout.session.completed]\n",
+        "  - id: masterclass-purchase\n    account: school\n    on: [stripe/checkout.session.completed]\n",
+    )
+    + """
+  - id: coaching-call
+    account: coaching
+    on: stripe/checkout.session.completed
+    if: event.data.object.metadata.product == "coaching"
+    contact: { email: "{{ event.data.object.customer_details.email }}" }
+    actions: [ { tag: Coaching client } ]
+"""
+)
+
+
+async def test_two_accounts_are_routed_by_rule_each_with_its_own_quota_and_hold(make_settings, sqlite_url, tmp_path):
+    school, coaching = Simulator(api_key="school-key"), Simulator(api_key="coaching-key")
+    school.seed(courses=[{"id": 101, "name": "Masterclass"}], communities=[{"id": 7, "name": "Insiders"}])
+    with ServerThread(school.app) as school_server, ServerThread(coaching.app) as coaching_server:
+        text = TWO_ACCOUNTS.replace("SCHOOL_URL", school_server.url).replace("COACHING_URL", coaching_server.url)
+        (tmp_path / "accounts").mkdir()
+        rules = write_rules(tmp_path / "accounts", text)
+        settings = make_settings(database_url=sqlite_url, rules_file=str(rules))
+        with running(settings) as url:
+            sale = stripe_checkout("both@example.com")
+            sale["data"]["object"]["metadata"]["product"] = "coaching"
+            first = await post_stripe(url, sale)
+            await settled(url, first)
+            routed = sorted((a["rule_id"], a["kind"], a["account"]) for a in await event_actions(url, first))
+            school.api_key = "revoked"  # one account's key stops working; the other goes on
+            second = stripe_checkout("next@example.com")
+            second["data"]["object"]["metadata"]["product"] = "coaching"
+            later = await post_stripe(url, second)
+
+            async def coaching_done() -> bool:
+                return any(c.get("kind") == "tag" and c["account"] == "coaching" and c["status"] == "succeeded"
+                           for c in await event_actions(url, later))  # fmt: skip
+
+            await wait_for(coaching_done)
+            state = await readiness(url)
+            async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {ADMIN}"}) as http:
+                listed = (await http.get("/v1/actions", params={"status": "pending"})).json()["items"]
+    assert routed == [
+        ("coaching-call", "tag", "coaching"),
+        ("masterclass-purchase", "add_to_community", "school"),
+        ("masterclass-purchase", "enroll", "school"),
+        ("masterclass-purchase", "tag", "school"),
+    ]
+    assert school.account.contact_by_email("both@example.com") is not None
+    coached = coaching.account.contact_by_email("both@example.com")
+    assert coached is not None and [t["name"] for t in coached["tags"]] == ["Coaching client"]
+    assert state["accounts"]["school"]["state"] == "held" and state["accounts"]["coaching"] == {"state": "ok"}
+    assert state["accounts"]["default"] == {"state": "ok"}
+    assert {a["account"] for a in listed} == {"school"}  # the held account's actions wait; the others ran
