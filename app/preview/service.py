@@ -93,8 +93,8 @@ async def explain(
     if incoming.ping:
         return report  # a provider's set-up check: answered 200 and never judged
     now = utcnow()
-    # As ingest would store it: a delayed step is counted from the event's time, else from its arrival.
-    event_time = storable_time(incoming.occurred_at) or now
+    # As ingest would store it: a delayed step is counted from the event's time (never later than its arrival).
+    event_time = min(storable_time(incoming.occurred_at) or now, now)
     for outcome in rules.explain(source=source, event_type=event_type, payload=payload):
         entry: dict[str, Any] = {
             "rule": outcome.rule_id,

@@ -249,8 +249,9 @@ def _action_rows(
     rows = []
     for rule_index, outcome in enumerate(outcomes):
         for planned in outcome.actions:
-            # A delayed step is a row like any other, due in `next_attempt_at`: the sweep runs it then.
-            due = occurred_at + timedelta(seconds=planned.after) if planned.after else None
+            # A delayed step is a row like any other, due in `next_attempt_at`: the sweep runs it then. Counted from
+            # the event's time, but never from later than its arrival (a provider's clock ahead of ours).
+            due = min(occurred_at, now) + timedelta(seconds=planned.after) if planned.after else None
             status = _status(planned.approval, due, now)
             rows.append(
                 {

@@ -127,6 +127,12 @@ async def test_a_delayed_step_waits_as_a_scheduled_row_and_runs_once_due(engine,
     assert {(await row(engine, a)).event_id for a in (community, week_two)} == {event_id}
 
 
+async def test_a_delay_never_starts_after_the_event_arrived(engine):
+    # A provider's clock three days ahead of ours must not make the buyer wait ten days.
+    _, (_, community, *_) = await store(engine, "checkout.session.completed", "h@x.io", at=timedelta(days=3))
+    assert (await row(engine, community)).next_attempt_at <= utcnow() + timedelta(days=7)
+
+
 async def test_a_refund_cancels_the_waiting_steps_at_once_and_only_earlier_ones(engine, client, sim):
     _, (enroll, community, week_two, _welcome) = await store(engine, "checkout.session.completed", "b@x.io")
     await run(engine, client, enroll)
