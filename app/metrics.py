@@ -44,7 +44,9 @@ ACCOUNT_HELD = Gauge(
     ["account"],
     registry=REGISTRY,
 )
-QUEUE_DEPTH = Gauge("systeme_flow_queue_depth", "Actions pending and due now.", registry=REGISTRY)
+QUEUE_DEPTH = Gauge(
+    "systeme_flow_queue_depth", "Actions due now: pending, or scheduled and their time has come.", registry=REGISTRY
+)
 API_CALLS = Gauge(
     "systeme_flow_api_calls_last_hour",
     "Systeme.io requests in the last hour, by answer status.",

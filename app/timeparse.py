@@ -17,6 +17,14 @@ def parse_duration(value: str) -> float:
     return float(match.group(1)) * _UNITS[match.group(2)]
 
 
+def format_duration(seconds: float) -> str:
+    """`7d`, `90m`, `45s`: the largest of d, h, m, s that says it exactly (what `parse_duration` reads back)."""
+    for unit in ("d", "h", "m"):
+        if seconds >= _UNITS[unit] and seconds % _UNITS[unit] == 0:
+            return f"{int(seconds // _UNITS[unit])}{unit}"
+    return f"{seconds:g}s"
+
+
 def parse_since(value: str) -> datetime:
     try:
         return datetime.now(UTC) - timedelta(seconds=parse_duration(value))

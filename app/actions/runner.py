@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.actions.contacts import ContactHandle, Contradiction
 from app.actions.context import StepContext
+from app.actions.local import LOCAL_STEPS
 from app.actions.mirror import Known
 from app.actions.resolve import forget_names
 from app.actions.steps import STEPS, tag_condition
@@ -145,7 +146,7 @@ class _Run:
             self._saved = (known.contact_id, known.to_json(), known.learned_at) if known is not None else None
             self.handle = ContactHandle(first.contact_email, known, window=self.policy.mirror_fresh)
         note = None
-        if await ran_out_of_order(self.engine, first):
+        if not first.delayed and await ran_out_of_order(self.engine, first):
             note = "out of order: an action of a later event for this contact already ran"
         started = time.monotonic()
         for index, action in enumerate(self.claimed):
@@ -179,7 +180,7 @@ class _Run:
 
     async def _step(self, api: SystemeSession, action: ClaimedAction) -> _Step:
         context = {"action_id": action.id, "event_id": action.event_id, "rule_id": action.rule_id, "kind": action.kind}
-        if self.client.dry_run:
+        if self.client.dry_run and action.kind not in LOCAL_STEPS:
             return _Step("skipped", DRY_RUN)
         ctx = StepContext(api, self.handle, action.contact, careful=action.attempt > 1)
         try:
@@ -212,6 +213,11 @@ class _Run:
         raise AssertionError("unreachable")
 
     async def _do(self, ctx: StepContext, action: ClaimedAction, context: dict[str, Any]) -> _Step:
+        if action.kind in LOCAL_STEPS:
+            # Our own rows, not Systeme.io: no contact to read, so no tag condition either.
+            done = await LOCAL_STEPS[action.kind](self.engine, action)
+            log.info("action succeeded: %s", done, extra=context)
+            return _Step("succeeded", done)
         spec = action.contact
         if spec and (spec.get("unless_tagged") or spec.get("only_if_tagged")):
             unmet = tag_condition(spec, (await ctx.contact(facts=True)).tags)

@@ -1,4 +1,4 @@
-"""Operator API for actions: list, retry (one or in bulk), approve, reject."""
+"""Operator API for actions: list, retry (one or in bulk), approve, reject, run a scheduled step now or cancel it."""
 
 from __future__ import annotations
 
@@ -10,13 +10,16 @@ from pydantic import BaseModel
 from app.deps import OperatorDep, StateDep
 from app.errors import BadRequest, NotFound
 from app.operator import service
-from app.store.queries import get_action, list_actions
+from app.store.queries import ACTION_STATUSES, get_action, list_actions
 
 router = APIRouter(prefix="/v1/actions", tags=["operator"])
 
 
 class Rejection(BaseModel):
     reason: str | None = None
+
+
+Reason = Annotated[Rejection | None, Body()]
 
 
 class BulkRetry(BaseModel):
@@ -34,6 +37,8 @@ async def actions(
     limit: int = Query(50, ge=1, le=500),
     cursor: str | None = None,
 ) -> dict[str, Any]:
+    if status and status not in ACTION_STATUSES:
+        raise BadRequest(f"status {status!r}: use one of {', '.join(ACTION_STATUSES)}")
     items, next_cursor = await list_actions(
         state.engine, status=status, rule=rule, contact=contact, limit=limit, cursor=cursor
     )
@@ -67,7 +72,15 @@ async def approve(action_id: str, state: StateDep, operator: OperatorDep) -> dic
 
 
 @router.post("/{action_id}/reject")
-async def reject(
-    action_id: str, state: StateDep, operator: OperatorDep, body: Annotated[Rejection | None, Body()] = None
-) -> dict[str, Any]:
+async def reject(action_id: str, state: StateDep, operator: OperatorDep, body: Reason = None) -> dict[str, Any]:
     return await service.reject(state.engine, action_id, by=operator, reason=body.reason if body else None)
+
+
+@router.post("/{action_id}/run-now")
+async def run_now(action_id: str, state: StateDep, operator: OperatorDep) -> dict[str, Any]:
+    return await service.run_now(state.engine, state.dispatcher, action_id, by=operator)
+
+
+@router.post("/{action_id}/cancel")
+async def cancel(action_id: str, state: StateDep, operator: OperatorDep, body: Reason = None) -> dict[str, Any]:
+    return await service.cancel(state.engine, action_id, by=operator, reason=body.reason if body else None)

@@ -40,7 +40,9 @@ async def _refresh(state: StateDep) -> None:
             ACTIONS.labels(account, kind, status).set(count)
         QUEUE_DEPTH.set(
             await conn.scalar(
-                sa.select(sa.func.count()).where(actions.c.status == "pending", actions.c.next_attempt_at <= now)
+                sa.select(sa.func.count()).where(
+                    actions.c.status.in_(("pending", "scheduled")), actions.c.next_attempt_at <= now
+                )
             )
             or 0
         )

@@ -53,4 +53,4 @@ async def test_event(test: RuleTest, state: StateDep, _operator: OperatorDep) ->
     headers = {"content-type": "application/json", **{k.lower(): v for k, v in test.headers.items()}}
     body = json.dumps(test.payload).encode()
     delivery = await build_delivery(config.type if config else "", headers, body, {})
-    return await explain(state.rules, source=test.source, delivery=delivery)
+    return await explain(state.rules, source=test.source, delivery=delivery, engine=state.engine)

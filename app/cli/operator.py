@@ -1,5 +1,5 @@
 """Operator commands, reading the database through the same settings as the service: events, actions,
-replay, retry, approve, reject."""
+replay, retry, approve, reject, run-now, cancel."""
 
 from __future__ import annotations
 
@@ -62,6 +62,10 @@ def _action_line(a: dict[str, Any]) -> str:
     said = a.get("outcome") or a.get("last_error") or ""
     if a["status"] == "pending" and a.get("last_error") and a.get("next_attempt_at"):
         said = f"{a['last_error']} (next attempt {a['next_attempt_at']})"
+    elif a["status"] == "scheduled" and a.get("next_attempt_at"):
+        said = f"due {a['next_attempt_at']}"
+    elif a["status"] == "cancelled":
+        said = a.get("note") or ""
     what = f"{a['rule_id']}: {a['kind']} {json.dumps(a['params'])}"
     account = f" [{a['account']}]" if a.get("account") not in (None, "default") else ""
     return f"{a['id']}  {a['status']:<17} {what} {a.get('contact_email') or ''}{account}  {said}".rstrip()
@@ -136,6 +140,20 @@ def cmd_reject(args: argparse.Namespace) -> None:
     _print(args, _run(job, args.command), _action_line)
 
 
+def cmd_run_now(args: argparse.Namespace) -> None:
+    async def job(settings: Settings, engine: AsyncEngine, dispatcher: Dispatcher | None) -> Any:
+        return await service.run_now(engine, dispatcher, args.action_id, by=args.by)
+
+    _print(args, _run(job, args.command), _action_line)
+
+
+def cmd_cancel(args: argparse.Namespace) -> None:
+    async def job(settings: Settings, engine: AsyncEngine, _: Dispatcher | None) -> Any:
+        return await service.cancel(engine, args.action_id, by=args.by, reason=args.reason)
+
+    _print(args, _run(job, args.command), _action_line)
+
+
 def cmd_forget(args: argparse.Namespace) -> None:
     from app.store.retention import forget
 
@@ -173,6 +191,8 @@ def add_commands(commands: Any) -> None:
         ("retry", "retry a failed, dead, rejected or skipped action (or many)", cmd_retry),
         ("approve", "approve an action that awaits approval", cmd_approve),
         ("reject", "reject an action that awaits approval", cmd_reject),
+        ("run-now", "run a scheduled action now instead of at its time", cmd_run_now),
+        ("cancel", "cancel a scheduled action", cmd_cancel),
     ):
         parser = command(name, help, func)
         parser.add_argument("--by", default="cli", help="the operator's name, recorded on the action")
@@ -184,5 +204,5 @@ def add_commands(commands: Any) -> None:
             parser.add_argument("--rule")
         else:
             parser.add_argument("action_id")
-        if name == "reject":
+        if name in ("reject", "cancel"):
             parser.add_argument("--reason")

@@ -38,11 +38,39 @@ async def _current(engine: AsyncEngine, action_id: str) -> dict[str, Any]:
 
 async def approve(engine: AsyncEngine, dispatcher: Dispatcher | None, action_id: str, *, by: str) -> dict[str, Any]:
     handed = await transitions.approve(engine, action_id, by=by, now=utcnow())
-    if not handed:
+    if handed is None:
         action = await _current(engine, action_id)
         raise Conflict(f"action {action_id} is {action['status']}, not awaiting approval")
     log.info("action approved by %s", by, extra={"action_id": action_id})
+    await _hand_over(dispatcher, handed)  # nothing when it is a delayed step now scheduled: the sweep runs it then
+    return await _current(engine, action_id)
+
+
+async def run_now(engine: AsyncEngine, dispatcher: Dispatcher | None, action_id: str, *, by: str) -> dict[str, Any]:
+    """A scheduled step runs now instead of at its time."""
+    handed = await transitions.run_now(engine, action_id, by=by, now=utcnow())
+    if not handed:
+        action = await _current(engine, action_id)
+        if action["status"] != "scheduled":
+            raise Conflict(f"action {action_id} is {action['status']}, not scheduled")
+        earlier = await transitions.earlier_scheduled(engine, action_id)
+        if earlier is not None:
+            raise Conflict(
+                f"action {action_id} waits behind {earlier[0]} ({earlier[1]}), an earlier step of its rule that is "
+                "scheduled too: run that one now first, or cancel it"
+            )
+        raise Conflict(f"action {action_id} changed meanwhile: reload it")
+    log.info("scheduled action run now by %s", by, extra={"action_id": action_id})
     await _hand_over(dispatcher, handed)
+    return await _current(engine, action_id)
+
+
+async def cancel(engine: AsyncEngine, action_id: str, *, by: str, reason: str | None) -> dict[str, Any]:
+    """A scheduled step will not run: cancelled, with who (and why)."""
+    if not await transitions.cancel(engine, action_id, by=by, reason=reason, now=utcnow()):
+        action = await _current(engine, action_id)
+        raise Conflict(f"action {action_id} is {action['status']}, not scheduled")
+    log.info("scheduled action cancelled by %s", by, extra={"action_id": action_id})
     return await _current(engine, action_id)
 
 

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from app.rules.engine import PlannedAction
+from app.rules.schema import LOCAL_KINDS
 
 
 @dataclass(frozen=True)
@@ -105,5 +106,7 @@ def _step_calls(kind: str, params: dict[str, Any]) -> list[PlannedCall]:
 
 def describe(action: PlannedAction) -> list[PlannedCall]:
     """The writes an action would make, in order, with the contact steps first."""
+    if action.kind in LOCAL_KINDS:
+        return []  # it acts on this service's own rows
     calls = _contact_calls(action.contact) if action.contact else []
     return calls + _step_calls(action.kind, action.params)

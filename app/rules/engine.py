@@ -29,6 +29,9 @@ class PlannedAction:
     approval: str
     # The Systeme.io account it goes to (see RulesFile.account_of).
     account: str = "default"
+    # Seconds after the event's time when the step runs (None: at once). A step also waits for the steps before it
+    # in its rule, so this is the largest `after` of the step and those before it.
+    after: float | None = None
 
 
 @dataclass(frozen=True)
@@ -49,7 +52,8 @@ class _CompiledRule:
     order: int
     condition: Callable[..., Any] | None
     contact: dict[str, Any] | None
-    actions: list[tuple[str, dict[str, Any], str]] = field(default_factory=list)
+    # (kind, compiled params, approval, after)
+    actions: list[tuple[str, dict[str, Any], str, float | None]] = field(default_factory=list)
 
 
 def _compile_tree(value: Any) -> Any:
@@ -116,10 +120,13 @@ class RuleSet:
             condition=compile_expression(rule.if_) if rule.if_ else None,
             contact=contact,
         )
+        after: float | None = None
         for action in rule.actions:
-            params = action.model_dump(exclude={"kind", "approval"}, exclude_none=True)
+            params = action.model_dump(exclude={"kind", "approval", "after"}, exclude_none=True)
             approval = action.approval or rule.approval or _default_approval(action.kind)
-            compiled.actions.append((action.kind, _compile_tree(params), approval))
+            if action.delay is not None:
+                after = max(after or 0.0, action.delay)
+            compiled.actions.append((action.kind, _compile_tree(params), approval, after))
         return compiled
 
     def candidates(self, source: str, event_type: str | None) -> list[_CompiledRule]:
@@ -185,8 +192,8 @@ class RuleSet:
                 if rendered.get(key):
                     contact[key] = rendered[key]
         actions = tuple(
-            PlannedAction(rule.id, seq, kind, _render_tree(params, context), contact, approval, account)
-            for seq, (kind, params, approval) in enumerate(compiled.actions)
+            PlannedAction(rule.id, seq, kind, _render_tree(params, context), contact, approval, account, after)
+            for seq, (kind, params, approval, after) in enumerate(compiled.actions)
         )
         return RuleOutcome(rule.id, "matched", "matched", email, actions)
 

@@ -7,11 +7,19 @@ from typing import Any
 from app.rules.schema import ACTION_MODELS, SHORTHAND, ContactSpec, SourceConfig
 
 SCHEMA_ID = "https://github.com/systeme-flow/systeme-flow/rules.schema.json"
+# What `after_seconds` reads (parse_duration: any case, spaces around); the one-year bound is left to `check`.
+AFTER = {
+    "type": "string",
+    "pattern": "^\\s*[0-9]+(\\.[0-9]+)?\\s*[smhdwSMHDW]\\s*$",
+    "description": "run this step this long after the event's time: 30s, 10m, 12h, 7d (at most 365d)",
+}
+APPROVAL = {"enum": ["auto", "required"]}
 
 
 def _params(kind: str) -> dict[str, Any]:
     schema = ACTION_MODELS[kind].model_json_schema()
     schema["properties"].pop("kind", None)
+    schema["properties"]["after"] = AFTER
     schema["required"] = [r for r in schema.get("required", []) if r != "kind"]
     schema.pop("title", None)
     if kind in SHORTHAND:
@@ -21,8 +29,14 @@ def _params(kind: str) -> dict[str, Any]:
 
 
 def rules_schema() -> dict[str, Any]:
+    # `after` and `approval` may also sit beside the action's name.
     actions = [
-        {"type": "object", "additionalProperties": False, "required": [kind], "properties": {kind: _params(kind)}}
+        {
+            "type": "object",
+            "additionalProperties": False,
+            "required": [kind],
+            "properties": {kind: _params(kind), "after": AFTER, "approval": APPROVAL},
+        }
         for kind in ACTION_MODELS
     ]
     one_or_many = {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 1}]}
@@ -39,7 +53,7 @@ def rules_schema() -> dict[str, Any]:
             "contact": ContactSpec.model_json_schema(),
             "unless_tagged": {"type": "string"},
             "only_if_tagged": {"type": "string"},
-            "approval": {"enum": ["auto", "required"]},
+            "approval": APPROVAL,
             "actions": {"type": "array", "minItems": 1, "items": {"oneOf": actions}},
         },
     }

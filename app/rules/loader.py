@@ -25,11 +25,13 @@ from app.rules.schema import (
     DEFAULT_ACCOUNT,
     ID_PATTERN,
     SHORTHAND,
+    STEP_OPTIONS,
     AccountConfig,
     Action,
     Rule,
     RulesFile,
     SourceConfig,
+    _Action,
     contact_problem,
 )
 from app.rules.templates import TemplateError, compile_expression, compile_template
@@ -119,6 +121,8 @@ class _Loader:
         self.env = env
         self.strict_env = strict_env
         self.positions: dict[str, tuple[int, int]] = {}
+        # Every rule id in the file, for `cancel_scheduled` (which may name a rule written below it).
+        self.rule_ids: list[str] = []
 
     def validate(self, doc: CommentedMap) -> RulesFile | None:
         for key in doc:
@@ -269,6 +273,7 @@ class _Loader:
             return []
         rules: list[Rule] = []
         seen: set[str] = set()
+        self.rule_ids = [str(b["id"]) for b in raw if isinstance(b, CommentedMap) and "id" in b]
         for index, body in enumerate(raw):
             rule_id = str(body.get("id", f"#{index + 1}")) if isinstance(body, CommentedMap) else f"#{index + 1}"
             subject = f"rule '{rule_id}'"
@@ -305,7 +310,8 @@ class _Loader:
             self._report(exc, body, subject, Rule, skip=skip)
             if not any(err["loc"] == () for err in exc.errors()):
                 # The rule-wide check runs only once every field is valid: make it now, for one complete report.
-                kinds = [str(next(iter(a))) for a in body.get("actions") or [] if isinstance(a, dict) and a]
+                actions = body.get("actions") if isinstance(body.get("actions"), list) else []
+                kinds = [str(k) for a in actions if isinstance(a, dict) for k in a if k not in STEP_OPTIONS]
                 tag_conditions = bool(body.get("unless_tagged") or body.get("only_if_tagged"))
                 problem = contact_problem(kinds, has_contact="contact" in body, tag_conditions=tag_conditions)
                 if problem:
@@ -330,27 +336,58 @@ class _Loader:
                     self.problems.add(where, subject, str(exc))
 
     def _actions(self, raw: Any, subject: str) -> list[dict[str, Any]]:
-        """`- tag: NAME` becomes `{"kind": "tag", "name": NAME}` so one discriminated union validates it."""
+        """`- tag: NAME` becomes `{"kind": "tag", "name": NAME}` so one discriminated union validates it; `after` and
+        `approval` may sit beside the action's name as well as among its parameters."""
         if not isinstance(raw, CommentedSeq):
             return []
         actions: list[dict[str, Any]] = []
         for index, item in enumerate(raw):
             where = position(raw, index)
-            if not isinstance(item, dict) or len(item) != 1:
+            names = [k for k in item if k not in STEP_OPTIONS] if isinstance(item, dict) else []
+            kinds = [k for k in names if k in ACTION_KINDS]
+            if len(names) == 1 and not kinds:
+                hint = suggest(str(names[0]), ACTION_KINDS) or f" (known: {', '.join(ACTION_KINDS)})"
+                self.problems.add(where, subject, f"unknown action `{names[0]}`{hint}")
+                continue
+            if len(kinds) != 1:
                 self.problems.add(where, subject, "each action is a mapping with one key, the action's name")
                 continue
-            kind, params = next(iter(item.items()))
-            if kind not in ACTION_KINDS:
-                hint = suggest(str(kind), ACTION_KINDS) or f" (known: {', '.join(ACTION_KINDS)})"
-                self.problems.add(where, subject, f"unknown action `{kind}`{hint}")
+            kind = kinds[0]
+            for extra in (k for k in names if k != kind):
+                message = f"unknown key `{extra}` beside `{kind}`{suggest(str(extra), STEP_OPTIONS)}"
+                self.problems.add(position(item, extra, of_key=True), subject, message)
+            params = item[kind]
+            options = self._options(item, params, subject)
+            if options is None or len(names) > 1:
                 continue
             if not isinstance(params, dict):
                 params = {SHORTHAND.get(kind, "value"): params}
-            data = {"kind": kind, **dict(params)}
+            data = {"kind": kind, **dict(params), **options}
             try:
                 _ACTION.validate_python(data)
             except ValidationError as exc:
                 self._report(exc, params if isinstance(params, CommentedMap) else item, subject, ACTION_MODELS[kind])
                 continue
+            if kind == "cancel_scheduled" and str(data["rule"]) not in self.rule_ids:
+                named = str(data["rule"])
+                at = position(params, "rule") if isinstance(params, CommentedMap) else position(item, kind)
+                message = f"`cancel_scheduled` names rule '{named}', which is not in this file"
+                self.problems.add(at, subject, message + suggest(named, self.rule_ids))
+                continue
             actions.append(data)
         return actions
+
+    def _options(self, item: Any, params: Any, subject: str) -> dict[str, Any] | None:
+        """The `after` / `approval` written beside the action's name; None when one of them is wrong."""
+        options = {str(k): item[k] for k in item if k in STEP_OPTIONS}
+        if not options:
+            return options
+        twice = [k for k in options if isinstance(params, dict) and k in params]
+        for key in twice:
+            self.problems.add(position(item, key, of_key=True), subject, f"`{key}` is given twice: beside and inside")
+        try:
+            _Action.model_validate(options)
+        except ValidationError as exc:
+            self._report(exc, item, subject, _Action)
+            return None
+        return None if twice else options

@@ -8,6 +8,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from app.timeparse import format_duration, parse_duration
+
 Approval = Literal["auto", "required"]
 AccessType = Literal["full_access", "partial_access", "dripping_content", "partial_dripping_access"]
 SourceType = Literal[
@@ -45,6 +47,10 @@ SIGNED_TYPES = frozenset(
 )
 TOKEN_TYPES = frozenset({"form", "systeme-automation", "gumroad"})
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+# How far ahead a step may be scheduled: a year, which also keeps every due time a valid date.
+MAX_AFTER_SECONDS = 365 * 86400
+# Keys an action may carry beside its name as well as among its parameters (`- tag: X` with `after: 7d` below).
+STEP_OPTIONS = ("after", "approval")
 
 
 class Frozen(BaseModel):
@@ -161,8 +167,32 @@ class ContactSpec(Frozen):
     update: Literal["fill", "overwrite", "never"] = "fill"
 
 
+def after_seconds(value: Any) -> float:
+    """The seconds in an `after:` value; ValueError with a reader's message otherwise."""
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not a duration: use a number and a unit, like 30s, 10m, 12h or 7d")
+    seconds = parse_duration(value)
+    if seconds > MAX_AFTER_SECONDS:
+        raise ValueError(f"{value!r} is too far ahead: at most {format_duration(MAX_AFTER_SECONDS)}")
+    return seconds
+
+
 class _Action(Frozen):
     approval: Approval | None = None
+    # Counted from the event's time; the step waits as `scheduled` until then.
+    after: str | None = None
+
+    @field_validator("after", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        if value is not None:
+            after_seconds(value)
+        return value
+
+    @property
+    def delay(self) -> float | None:
+        """Seconds after the event's time, or None to run at once."""
+        return after_seconds(self.after) if self.after is not None else None
 
 
 class TagAction(_Action):
@@ -211,8 +241,19 @@ class CancelSubscriptionAction(_Action):
     when: Literal["Now", "WhenBillingPeriodEnds"] = "WhenBillingPeriodEnds"
 
 
+class CancelScheduledAction(_Action):
+    kind: Literal["cancel_scheduled"]
+    rule: str
+
+
 Action = Annotated[
-    TagAction | EnrollAction | UnenrollAction | CommunityAction | UpdateContactAction | CancelSubscriptionAction,
+    TagAction
+    | EnrollAction
+    | UnenrollAction
+    | CommunityAction
+    | UpdateContactAction
+    | CancelSubscriptionAction
+    | CancelScheduledAction,
     Field(discriminator="kind"),
 ]
 ACTION_KINDS = (
@@ -224,7 +265,10 @@ ACTION_KINDS = (
     "remove_from_community",
     "update_contact",
     "cancel_subscription",
+    "cancel_scheduled",
 )
+# Actions on this service's own rows (the contact's waiting steps): no Systeme.io request, even in a dry run.
+LOCAL_KINDS = frozenset({"cancel_scheduled"})
 # Actions that need a Systeme.io contact, and so a `contact:` on their rule.
 CONTACT_KINDS = frozenset(ACTION_KINDS) - {"cancel_subscription"}
 ACTION_MODELS: dict[str, type[_Action]] = {
@@ -236,6 +280,7 @@ ACTION_MODELS: dict[str, type[_Action]] = {
     "remove_from_community": CommunityAction,
     "update_contact": UpdateContactAction,
     "cancel_subscription": CancelSubscriptionAction,
+    "cancel_scheduled": CancelScheduledAction,
 }
 # `- tag: NAME` is short for `- tag: {name: NAME}`; likewise for the other one-parameter actions.
 SHORTHAND = {
@@ -245,6 +290,7 @@ SHORTHAND = {
     "add_to_community": "community",
     "remove_from_community": "community",
     "cancel_subscription": "subscription",
+    "cancel_scheduled": "rule",
 }
 
 

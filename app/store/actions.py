@@ -3,12 +3,15 @@
 awaiting_approval ──approve──► pending ──claim──► running ──► succeeded | failed | skipped | dead
         └──reject / deadline──► rejected    ▲                  │
                                             └── transient ─────┘ (attempts < max: pending, next_attempt_at)
+scheduled (a delayed step, due at next_attempt_at) ──claim once due──► running;  run now ──► pending
+pending | scheduled ──cancel (operator, or a `cancel_scheduled` step)──► cancelled
 
 A run is the actions of one event for one contact, executed in order by one worker: it claims the leading actions
 that are due (a later step never overtakes an earlier one that waits), renews their lease while it lives, records
 each step as it ends, and releases what it did not reach. A running row whose lease ran out (its worker died) can be
 claimed again. A run waits while an earlier event's action for the same contact is pending or running, for at most
-`ordering_wait`.
+`ordering_wait`. A scheduled step that is not due holds back only the later steps of its own rule: neither the other
+rules of its run nor the contact's later events wait days behind it.
 """
 
 from __future__ import annotations
@@ -25,8 +28,10 @@ from app.store.contacts import ContactWrite, write_contact
 from app.store.holds import held_accounts
 from app.store.models import account_holds, actions, api_calls
 
-TERMINAL = frozenset({"succeeded", "failed", "dead", "skipped", "rejected"})
+TERMINAL = frozenset({"succeeded", "failed", "dead", "skipped", "rejected", "cancelled"})
 ACTIVE = ("pending", "running")
+# A scheduled row runs like a pending one once due.
+WAITING = ("pending", "scheduled")
 _TEXT_LIMIT = 4000
 
 
@@ -42,20 +47,35 @@ class ClaimedAction:
     contact_email: str | None
     order_key: str
     account: str
+    # It was a scheduled step: later events of the contact ran meanwhile by design, not out of order.
+    delayed: bool = False
 
 
 def _claimable(now: datetime) -> sa.ColumnElement[bool]:
     due = sa.or_(actions.c.next_attempt_at.is_(None), actions.c.next_attempt_at <= now)
     return sa.or_(
-        sa.and_(actions.c.status == "pending", due),
+        sa.and_(actions.c.status.in_(WAITING), due),
         sa.and_(actions.c.status == "running", actions.c.lease_until < now),
     )
 
 
 def _is_claimable(row: Any, now: datetime) -> bool:
-    if row.status == "pending":
+    if row.status in WAITING:
         return row.next_attempt_at is None or row.next_attempt_at <= now
     return row.status == "running" and row.lease_until is not None and row.lease_until < now
+
+
+def _not_yet(row: Any, now: datetime) -> bool:
+    """A scheduled step whose time has not come."""
+    return row.status == "scheduled" and row.next_attempt_at is not None and row.next_attempt_at > now
+
+
+def _in_the_way(now: datetime) -> sa.ColumnElement[bool]:
+    # Pending or running, or scheduled and due: a scheduled step that is not due never holds the contact's other
+    # events (a refund must run at once, to cancel it).
+    return sa.or_(
+        actions.c.status.in_(ACTIVE), sa.and_(actions.c.status == "scheduled", actions.c.next_attempt_at <= now)
+    )
 
 
 def _same_contact(email: str | None) -> sa.ColumnElement[bool]:
@@ -73,7 +93,7 @@ async def _blocked(conn: AsyncConnection, first: Any, now: datetime, ordering_wa
             actions.c.account == first.account,
             actions.c.order_key < first.order_key,
             actions.c.event_id != first.event_id,
-            actions.c.status.in_(ACTIVE),
+            _in_the_way(now),
         )
         .limit(1)
     )
@@ -110,7 +130,7 @@ async def claim_run(
                 actions.c.event_id == anchor.event_id,
                 _same_contact(anchor.contact_email),
                 actions.c.account == anchor.account,
-                actions.c.status.in_(ACTIVE),
+                actions.c.status.in_((*ACTIVE, "scheduled")),
             )
             .order_by(actions.c.order_key)
         )
@@ -118,7 +138,13 @@ async def claim_run(
             query = query.with_for_update()
         rows = list(await conn.execute(query))
         lead = []
+        held: set[str] = set()
         for row in rows:
+            # A step waiting for its time holds back the later steps of its own rule, and only those: the run's
+            # other rules go on past it.
+            if row.rule_id in held or _not_yet(row, now):
+                held.add(row.rule_id)
+                continue
             if not _is_claimable(row, now):
                 break
             lead.append(row)
@@ -141,6 +167,7 @@ async def claim_run(
         ids = [r.id for r in lead if r.id not in spent]
         if not ids:
             return []
+        delayed = {r.id for r in lead if r.status == "scheduled"}
         claimed = await conn.execute(
             actions.update()
             .where(actions.c.id.in_(ids), _claimable(now))
@@ -166,6 +193,7 @@ async def claim_run(
             contact_email=r.contact_email,
             order_key=r.order_key,
             account=r.account,
+            delayed=r.id in delayed,
         )
         for r in taken
     ]
@@ -292,7 +320,7 @@ async def next_for_contact(
         row = (
             await conn.execute(
                 sa.select(actions.c.id, actions.c.attempts)
-                .where(actions.c.contact_email == email, actions.c.account == account, actions.c.status.in_(ACTIVE))
+                .where(actions.c.contact_email == email, actions.c.account == account, _in_the_way(now))
                 .order_by(actions.c.order_key)
                 .limit(1)
             )
@@ -301,7 +329,8 @@ async def next_for_contact(
 
 
 async def due_actions(engine: AsyncEngine, *, now: datetime, limit: int = 500) -> list[tuple[str, int]]:
-    """(action id, next attempt number) of the first due action of each run: pending and due, or abandoned."""
+    """(action id, next attempt number) of the first due action of each run: pending or scheduled and due, or
+    abandoned."""
     async with engine.connect() as conn:
         rows = await conn.execute(
             sa.select(actions.c.id, actions.c.attempts, actions.c.event_id, actions.c.contact_email, actions.c.account)

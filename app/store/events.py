@@ -230,9 +230,12 @@ def runs_of(rows: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
     return tuple(action_id for _, action_id in sorted(firsts.values()))
 
 
-def _status(approval: str) -> str:
-    # Whether a run is dry is decided by the executor when it runs, never here.
-    return "awaiting_approval" if approval == "required" else "pending"
+def _status(approval: str, due: datetime | None, now: datetime) -> str:
+    # Whether a run is dry is decided by the executor when it runs, never here. A required approval is asked at
+    # once, even for a delayed step: approving it before its time makes it `scheduled` (see store.operator.approve).
+    if approval == "required":
+        return "awaiting_approval"
+    return "scheduled" if due is not None and due > now else "pending"
 
 
 def _action_rows(
@@ -247,7 +250,10 @@ def _action_rows(
     rows = []
     for rule_index, outcome in enumerate(outcomes):
         for planned in outcome.actions:
-            status = _status(planned.approval)
+            # A delayed step is a row like any other, due in `next_attempt_at`: the sweep runs it then. Counted from
+            # the event's time, but never from later than its arrival (a provider's clock ahead of ours).
+            due = min(occurred_at, now) + timedelta(seconds=planned.after) if planned.after else None
+            status = _status(planned.approval, due, now)
             rows.append(
                 {
                     "id": new_id("act"),
@@ -262,7 +268,7 @@ def _action_rows(
                     "account": planned.account,
                     "status": status,
                     "attempts": 0,
-                    "next_attempt_at": now if status == "pending" else None,
+                    "next_attempt_at": now if status == "pending" else due,
                     "last_error": None,
                     "created_at": now,
                     "updated_at": now,

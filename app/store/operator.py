@@ -1,8 +1,10 @@
-"""Transitions an operator makes: approve, reject, retry; and approvals that expire."""
+"""Transitions an operator makes: approve, reject, retry, run a scheduled step now or cancel it; and approvals
+that expire."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -15,24 +17,104 @@ RETRYABLE = ("failed", "dead", "rejected", "skipped")
 async def _transition(
     engine: AsyncEngine, where: sa.ColumnElement[bool], values: dict[str, object]
 ) -> list[tuple[str, int]]:
+    """The rows that changed, as (id, next attempt number) to dispatch; only those now pending."""
     async with engine.begin() as conn:
         rows = await conn.execute(
-            actions.update().where(where).values(**values).returning(actions.c.id, actions.c.attempts)
+            actions.update().where(where).values(**values).returning(actions.c.id, actions.c.attempts, actions.c.status)
         )
-        return [(r.id, r.attempts + 1) for r in rows]
+        return [(r.id, r.attempts + 1) for r in rows if r.status == "pending"]
 
 
-async def approve(engine: AsyncEngine, action_id: str, *, by: str, now: datetime) -> list[tuple[str, int]]:
-    """awaiting_approval → pending, due now; empty when the action is not awaiting approval."""
-    return await _transition(
-        engine,
-        sa.and_(actions.c.id == action_id, actions.c.status == "awaiting_approval"),
-        {"status": "pending", "next_attempt_at": now, "decided_by": by, "decided_at": now, "updated_at": now},
+async def approve(engine: AsyncEngine, action_id: str, *, by: str, now: datetime) -> list[tuple[str, int]] | None:
+    """awaiting_approval → pending, due now, or `scheduled` when it is a delayed step whose time has not come (its
+    due time waits in next_attempt_at). None when the action is not awaiting approval."""
+    later: Any = sa.and_(actions.c.next_attempt_at.is_not(None), actions.c.next_attempt_at > now)
+    async with engine.begin() as conn:
+        rows = list(
+            await conn.execute(
+                actions.update()
+                .where(actions.c.id == action_id, actions.c.status == "awaiting_approval")
+                .values(
+                    status=sa.case((later, "scheduled"), else_="pending"),
+                    next_attempt_at=sa.case((later, actions.c.next_attempt_at), else_=now),
+                    decided_by=by,
+                    decided_at=now,
+                    updated_at=now,
+                )
+                .returning(actions.c.id, actions.c.attempts, actions.c.status)
+            )
+        )
+    if not rows:
+        return None
+    return [(r.id, r.attempts + 1) for r in rows if r.status == "pending"]
+
+
+def _earlier_scheduled(this: Any) -> sa.Select[Any]:
+    return (
+        sa.select(actions.c.id, actions.c.kind)
+        .where(
+            actions.c.event_id == this.event_id,
+            actions.c.rule_id == this.rule_id,
+            actions.c.order_key < this.order_key,
+            actions.c.status == "scheduled",
+        )
+        .order_by(actions.c.order_key)
+        .limit(1)
     )
 
 
+def _this(action_id: str) -> sa.Select[Any]:
+    return sa.select(actions.c.event_id, actions.c.rule_id, actions.c.order_key).where(actions.c.id == action_id)
+
+
+async def run_now(engine: AsyncEngine, action_id: str, *, by: str, now: datetime) -> list[tuple[str, int]]:
+    """scheduled → pending, due now; empty when it is not scheduled, or when an earlier step of its rule still is
+    (it would only wait behind that one)."""
+    async with engine.begin() as conn:
+        this = (await conn.execute(_this(action_id).where(actions.c.status == "scheduled"))).first()
+        if this is None or (await conn.execute(_earlier_scheduled(this))).first() is not None:
+            return []
+        changed = await conn.execute(
+            actions.update()
+            .where(actions.c.id == action_id, actions.c.status == "scheduled")
+            .values(status="pending", next_attempt_at=now, note=f"run now by {by}", updated_at=now)
+            .returning(actions.c.id, actions.c.attempts)
+        )
+        return [(r.id, r.attempts + 1) for r in changed]
+
+
+async def earlier_scheduled(engine: AsyncEngine, action_id: str) -> tuple[str, str] | None:
+    """(id, kind) of the first scheduled step of the same event and rule before this one, if any."""
+    async with engine.connect() as conn:
+        this = (await conn.execute(_this(action_id))).first()
+        found = (await conn.execute(_earlier_scheduled(this))).first() if this is not None else None
+    return (found.id, found.kind) if found is not None else None
+
+
+async def cancel(engine: AsyncEngine, action_id: str, *, by: str, reason: str | None, now: datetime) -> bool:
+    """scheduled → cancelled, with who (and why) recorded; False when it is not scheduled."""
+    done = await _changed(
+        engine,
+        sa.and_(actions.c.id == action_id, actions.c.status == "scheduled"),
+        {
+            "status": "cancelled",
+            "decided_by": by,
+            "decided_at": now,
+            "note": f"cancelled by {by}" + (f": {reason}" if reason else ""),
+            "updated_at": now,
+        },
+    )
+    return done > 0
+
+
+async def _changed(engine: AsyncEngine, where: sa.ColumnElement[bool], values: dict[str, object]) -> int:
+    async with engine.begin() as conn:
+        result = await conn.execute(actions.update().where(where).values(**values))
+    return result.rowcount
+
+
 async def reject(engine: AsyncEngine, action_id: str, *, by: str, reason: str | None, now: datetime) -> bool:
-    done = await _transition(
+    done = await _changed(
         engine,
         sa.and_(actions.c.id == action_id, actions.c.status == "awaiting_approval"),
         {
@@ -43,7 +125,7 @@ async def reject(engine: AsyncEngine, action_id: str, *, by: str, reason: str | 
             "updated_at": now,
         },
     )
-    return bool(done)
+    return done > 0
 
 
 async def retry(
@@ -79,7 +161,7 @@ async def retry(
 
 async def expire_approvals(engine: AsyncEngine, *, now: datetime) -> int:
     """Approvals not given by their deadline are rejected, so nothing waits forever."""
-    done = await _transition(
+    return await _changed(
         engine,
         sa.and_(actions.c.status == "awaiting_approval", actions.c.approval_deadline < now),
         {
@@ -90,4 +172,3 @@ async def expire_approvals(engine: AsyncEngine, *, now: datetime) -> int:
             "updated_at": now,
         },
     )
-    return len(done)

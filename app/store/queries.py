@@ -11,7 +11,18 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.store.models import actions, api_calls, events, rule_outcomes
 
 # Every status an action can be in, for filters that must refuse a typo rather than find nothing.
-ACTION_STATUSES = ("pending", "running", "succeeded", "failed", "dead", "awaiting_approval", "rejected", "skipped")
+ACTION_STATUSES = (
+    "pending",
+    "scheduled",
+    "running",
+    "succeeded",
+    "failed",
+    "dead",
+    "awaiting_approval",
+    "rejected",
+    "skipped",
+    "cancelled",
+)
 
 
 def _plain(row: Any) -> dict[str, Any]:

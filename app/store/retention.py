@@ -12,12 +12,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.store.models import actions, api_calls, events, rule_outcomes
 
 _BATCH = 500
-KEEP_STATUSES = ("dead", "awaiting_approval")
+# A scheduled step may be due after RETENTION_DAYS: its event stays until it has run.
+KEEP_STATUSES = ("dead", "awaiting_approval", "scheduled")
 
 
 async def purge(engine: AsyncEngine, *, before: datetime, now: datetime) -> int:
     """Empty events received before `before`, with their outcomes, actions and calls; spare any event with a
-    dead action or one awaiting approval. The event row stays, slim, with its (source, provider id)."""
+    dead action, one awaiting approval or one scheduled. The event row stays, slim, with its (source, provider id)."""
     purged = 0
     kept = sa.select(actions.c.id).where(actions.c.event_id == events.c.id, actions.c.status.in_(KEEP_STATUSES))
     while True:
@@ -84,6 +85,12 @@ async def forget(engine: AsyncEngine, email: str) -> dict[str, int]:
             actions.update()
             .where(actions.c.id.in_(action_ids))
             .values(params={}, contact=None, contact_email=None, last_error=None, note=None)
+        )
+        # What has not run yet never will: without its contact it could only fail.
+        await conn.execute(
+            actions.update()
+            .where(actions.c.id.in_(action_ids), actions.c.status.in_(("pending", "scheduled")))
+            .values(status="cancelled", note="cancelled: the person was forgotten")
         )
         await conn.execute(
             api_calls.update()

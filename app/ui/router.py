@@ -173,7 +173,8 @@ async def bulk(request: Request, state: StateDep, operator: Checked) -> Response
             await _do(state, verb, str(action_id), operator, None)
         except AppError:
             continue  # one that changed state meanwhile does not stop the rest
-    return RedirectResponse("/ui/actions", status_code=303)
+    status = str(form.get("status") or "attention")
+    return RedirectResponse("/ui/actions" + (f"?status={status}" if status in ACTION_STATUSES else ""), status_code=303)
 
 
 async def _do(state: Any, verb: str, action_id: str, operator: str, reason: str | None) -> None:
@@ -183,6 +184,10 @@ async def _do(state: Any, verb: str, action_id: str, operator: str, reason: str 
         await service.reject(state.engine, action_id, by=operator, reason=reason)
     elif verb == "retry":
         await service.retry(state.engine, state.dispatcher, action_id, by=operator)
+    elif verb == "run-now":
+        await service.run_now(state.engine, state.dispatcher, action_id, by=operator)
+    elif verb == "cancel":
+        await service.cancel(state.engine, action_id, by=operator, reason=reason)
     else:
         raise NotFound(f"no such action button {verb!r}")
 
@@ -234,7 +239,7 @@ async def rules_test(request: Request, state: StateDep, operator: Checked) -> HT
         body, content_type = rules_view.test_body(config.type if config else "", payload)
         headers = {"content-type": content_type, **rules_view.header_lines(header_text)}
         delivery = await build_delivery(config.type if config else "", headers, body, {})
-        report = render_text(await explain(state.rules, source=source, delivery=delivery))
+        report = render_text(await explain(state.rules, source=source, delivery=delivery, engine=state.engine))
     except (ValueError, AppError) as exc:
         report = f"cannot explain this event: {getattr(exc, 'message', exc)}"
     return await _rules(request, state, operator, report=report, source=source, payload=payload, headers=header_text)

@@ -18,15 +18,16 @@ def _value(value: Any) -> str:
 
 
 def describe_action(rule: Rule, action: Any) -> str:
-    """`tag: Masterclass buyer`, `enroll: course 101, access full_access · approval required`."""
-    params = action.model_dump(exclude={"kind", "approval"}, exclude_none=True)
+    """`tag: Masterclass buyer`, `enroll: course 101, access full_access · approval required`, `... · after 7d`."""
+    params = action.model_dump(exclude={"kind", "approval", "after"}, exclude_none=True)
     if len(params) == 1:
         text = f"{action.kind}: {_value(next(iter(params.values())))}"
     else:
         text = f"{action.kind}: " + ", ".join(f"{key} {_value(value)}" for key, value in params.items())
     # The same default as the engine's: cancelling a subscription waits for an operator unless a rule says auto.
     approval = action.approval or rule.approval or ("required" if action.kind == "cancel_subscription" else "auto")
-    return text + (" · approval required" if approval == "required" else "")
+    text += " · approval required" if approval == "required" else ""
+    return text + (f" · after {action.after}" if action.after else "")
 
 
 def rule_rows(rules: RuleSet) -> list[dict[str, Any]]:

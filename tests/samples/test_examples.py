@@ -87,6 +87,8 @@ async def test_the_readme_trial_runs_as_written(make_settings, sqlite_url, sim, 
             done = cli("send", "--source", source, sample, "--url", url, cwd=tmp_path, **env)
             assert done.returncode == 0, done.stdout + done.stderr
         await wait_for(lambda: sim.tag_names("ada@example.com") == ["Masterclass buyer", "Newsletter"])
+        (later,) = cli("actions", "--status", "scheduled", cwd=tmp_path, **env).stdout.splitlines()
+        assert 'masterclass-purchase: tag {"name": "Masterclass week 2"} ada@example.com  due ' in later
         ada = sim.contact("ada@example.com")
         assert ada is not None
         fields = {f["slug"]: f["value"] for f in ada["fields"]}

@@ -1,0 +1,24 @@
+"""Steps that act on this service's own rows instead of Systeme.io, run in order with a run's other steps."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.store.actions import ClaimedAction
+from app.store.models import utcnow
+from app.store.schedule import cancel_rule_steps
+
+LocalStep = Callable[[AsyncEngine, ClaimedAction], Awaitable[str]]
+
+
+async def cancel_scheduled(engine: AsyncEngine, action: ClaimedAction) -> str:
+    rule = str(action.params.get("rule") or "")
+    count = await cancel_rule_steps(engine, action, rule=rule, now=utcnow())
+    if not count:
+        return f"nothing to cancel: no step of rule {rule} was waiting for this contact"
+    return f"cancelled {count} waiting step{'' if count == 1 else 's'} of rule {rule}"
+
+
+LOCAL_STEPS: dict[str, LocalStep] = {"cancel_scheduled": cancel_scheduled}
