@@ -41,6 +41,8 @@ class IncomingEvent:
     provider_id: str | None
     payload: dict[str, Any]
     occurred_at: datetime | None = None
+    # Other ids this event may already be stored under (see NewEvent.aliases).
+    aliases: tuple[str, ...] = ()
 
 
 def any_equal(expected: Iterable[bytes], given: Iterable[bytes]) -> bool:

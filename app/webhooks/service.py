@@ -123,6 +123,7 @@ async def ingest(state: AppState, *, source: str, delivery: Delivery) -> IngestR
                 received_at=utcnow(),
                 dry_run=state.settings.api_mode == "dry-run",
                 approval_window=timedelta(hours=state.settings.approval_timeout_hours),
+                aliases=tuple(a for a in map(_bounded_id, incoming.aliases) if a),
             )
         )
     except (DBAPIError, SQLAlchemyError, OSError, TimeoutError) as exc:

@@ -8,6 +8,9 @@ import uuid
 import httpx
 import pytest
 
+from app.store.db import create_engine
+from app.store.events import record_event
+from app.store.models import utcnow
 from tests.conftest import operator, post_stripe, running
 from tests.factories import (
     FORM_TOKEN,
@@ -246,3 +249,45 @@ class TestOddPayloads:
                 refused = await http.post("/v1/rules/test", content=deep, headers={"Content-Type": "application/json"})
         assert answer.status_code == 200, answer.text
         assert refused.status_code == 400 and "nested" in refused.json()["error"]
+
+
+class TestSystemeReplays:
+    """Only a Systeme.io body is signed: its unsigned headers cannot make a captured body a new event."""
+
+    async def test_a_captured_body_resent_with_a_new_message_id_is_a_duplicate(self, service, sqlite_url):
+        body = php_json(systeme_sale())
+        first = await post(service, "/hooks/systeme", content=body, headers=systeme_headers(body, message_id="m-1"))
+        again = await post(service, "/hooks/systeme", content=body, headers=systeme_headers(body, message_id="m-2"))
+        assert (first.status_code, again.status_code) == (202, 200)
+        assert again.json() == {"event_id": first.json()["event_id"], "duplicate": True}
+        assert (await count_rows(sqlite_url))[0] == 1
+
+    async def test_a_delivery_stored_under_its_message_id_is_still_recognised(self, service, sqlite_url):
+        # Events stored before bodies were the key carry the message id; a late retry of one is still a duplicate.
+        engine = create_engine(sqlite_url)
+        try:
+            old = await record_event(
+                engine,
+                source="systeme",
+                event_type="SALE_NEW",
+                provider_id="m-old",
+                payload={},
+                headers={},
+                occurred_at=None,
+                outcomes=[],
+                rules_version="v0",
+                now=utcnow(),
+                dry_run=True,
+            )
+        finally:
+            await engine.dispose()
+        body = php_json(systeme_sale())
+        again = await post(service, "/hooks/systeme", content=body, headers=systeme_headers(body, message_id="m-old"))
+        assert again.status_code == 200 and again.json()["event_id"] == old.event_id
+
+    async def test_the_event_type_comes_from_the_signed_body_when_it_has_one(self, service):
+        body = php_json({"type": "SALE_CANCELED", **systeme_sale()})
+        answer = await post(service, "/hooks/systeme", content=body, headers=systeme_headers(body))
+        async with operator(service) as http:
+            event = (await http.get(f"/v1/events/{answer.json()['event_id']}")).json()
+        assert event["type"] == "SALE_CANCELED"
