@@ -62,6 +62,8 @@ class Settings(BaseSettings):
     rules_file: str = "rules.yaml"
     admin_token: SecretStr | None = None
     max_body_bytes: int = 1024 * 1024
+    # Bytes of one request's line and headers; more is a 431 and the connection is closed.
+    max_header_bytes: int = 16 * 1024
     # Fields of one form post (urlencoded or multipart); more is a 400, refused before any are collected.
     max_form_fields: int = 1000
     http_timeout_seconds: float = 15.0

@@ -42,14 +42,14 @@ def cmd_serve(args: argparse.Namespace) -> None:
     import uvicorn
 
     from app.main import create_app
+    from app.server import server_options
 
     settings = settings_or_exit()
     rules = rules_or_exit(settings.rules_file)
     configure_logging(secrets=settings.secret_values() | rules.file.secret_values(), style=settings.log_format)
     if not args.no_migrate:
         _migrate(settings)
-    # proxy_headers off: X-Forwarded-For is read by the rate limiter, and only from FORWARDED_ALLOW_IPS peers.
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_config=None, proxy_headers=False)
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, **server_options(settings))
 
 
 def cmd_worker(args: argparse.Namespace) -> None:

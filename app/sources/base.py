@@ -15,6 +15,8 @@ from typing import Any, Literal
 from app.errors import BadRequest, Unauthorized, UnsupportedMediaType
 
 FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
+# Signatures one header may carry: one per active secret (two while rotating); each costs an HMAC comparison.
+MAX_SIGNATURES = 16
 Algorithm = Literal["sha256", "sha1", "sha512"]
 Encoding = Literal["hex", "base64"]
 
@@ -66,6 +68,9 @@ def verify_hmac(
     what: str = "signature",
 ) -> None:
     """The one HMAC check every signed source uses: any key (rotation) against any given signature."""
+    given = list(given)
+    if len(given) > MAX_SIGNATURES:
+        raise Unauthorized(f"too many {what}s: at most {MAX_SIGNATURES} are read", reason="malformed")
     expected = []
     for key in keys:
         digest = hmac.new(key.encode() if isinstance(key, str) else key, message, algorithm).digest()
@@ -116,6 +121,8 @@ def timestamped_signatures(
     raw: str, *, separator: str, timestamp_key: str, signature_key: str, what: str
 ) -> tuple[str, list[str]]:
     """`t=<unix>,v1=<sig>[,v1=...]`-style headers (Stripe, Paddle): the timestamp and every signature."""
+    if raw.count(separator) > 2 * MAX_SIGNATURES:
+        raise Unauthorized(f"malformed {what} header: too many entries", reason="malformed")
     pairs = [part.strip().partition("=") for part in raw.split(separator)]
     timestamp = next((value for key, _, value in pairs if key == timestamp_key), None)
     signatures = [value for key, _, value in pairs if key == signature_key]
