@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from app.store.models import utcnow
 
@@ -12,11 +12,13 @@ _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks
 
 
 def parse_since(value: str) -> datetime:
-    match = _DURATION.match(value.strip())
-    if match:
-        return utcnow() - timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    """A point in time; ValueError (never OverflowError) for text that is not one, or lies before year 1."""
     try:
+        match = _DURATION.match(value.strip())
+        if match:
+            return utcnow() - timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
         parsed = datetime.fromisoformat(value)
-    except ValueError as exc:
-        raise ValueError(f"{value!r}: use a duration like 7d, 12h, 30m or an ISO date") from exc
-    return parsed if parsed.tzinfo else parsed.astimezone()
+        parsed = parsed if parsed.tzinfo else parsed.astimezone()
+        return parsed.astimezone(UTC)  # the stores compare in UTC: it must exist there
+    except (ValueError, OverflowError) as exc:
+        raise ValueError(f"since {value!r}: use a duration like 7d, 12h, 30m or an ISO date after year 1") from exc
