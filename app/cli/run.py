@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
+import logging
+import signal
 import sys
+import time
 from typing import Any
 
 from pydantic import ValidationError
@@ -12,6 +17,8 @@ from app.config import Settings, get_settings, rules_environment
 from app.errors import RulesError
 from app.logs import configure_logging
 from app.rules.loader import LoadedRules, load_rules
+
+log = logging.getLogger(__name__)
 
 
 def settings_or_exit() -> Settings:
@@ -63,7 +70,58 @@ def cmd_worker(args: argparse.Namespace) -> None:
         _migrate(settings)
     from workers.settings import WorkerSettings
 
-    run_worker(WorkerSettings, burst=args.burst)  # type: ignore[arg-type]
+    if args.burst:
+        run_worker(WorkerSettings, burst=True)  # type: ignore[arg-type]
+    else:
+        _work_through_redis_outages(WorkerSettings)
+
+
+REDIS_BACKOFF_MAX_SECONDS = 30.0
+
+
+def _work_through_redis_outages(settings_cls: Any) -> None:
+    """arq's worker exits when Redis is unreachable, at start or later: run it again, with backoff, instead.
+
+    Nothing is lost meanwhile: the actions are in the database, and the sweep dispatches them once Redis is back.
+    """
+    from arq.worker import create_worker
+    from redis.exceptions import RedisError
+
+    # One attempt per run: the backoff here replaces arq's fixed retries.
+    redis_settings = dataclasses.replace(settings_cls.redis_settings, conn_retries=0)
+    delay = 1.0
+    while True:
+        started = time.monotonic()
+        worker = create_worker(settings_cls, redis_settings=redis_settings)
+        try:
+            worker.run()
+            return  # stopped by a signal
+        except (RedisError, OSError) as exc:
+            error = exc
+        _release(worker)
+        if time.monotonic() - started > 60:
+            delay = 1.0  # it ran a while: this is a new outage
+        log.warning(
+            "Redis is unavailable (%s: %s): the worker starts again in %.0f s", type(error).__name__, error, delay
+        )
+        try:
+            time.sleep(delay)
+        except KeyboardInterrupt:
+            return
+        delay = min(delay * 2, REDIS_BACKOFF_MAX_SECONDS)
+
+
+def _release(worker: Any) -> None:
+    """What a worker that failed on Redis still holds (database engine, HTTP client); and the default signal
+    handling back, so that SIGTERM or Ctrl-C during the wait stops the process at once."""
+    if worker.on_shutdown is not None and "engine" in worker.ctx:
+        try:
+            worker.loop.run_until_complete(worker.on_shutdown(worker.ctx))
+        except Exception:
+            log.exception("releasing the failed worker's resources")
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            worker.loop.remove_signal_handler(signum)
 
 
 def cmd_db(args: argparse.Namespace) -> None:
