@@ -64,6 +64,8 @@ class Settings(BaseSettings):
     rules_file: str = "rules.yaml"
     admin_token: SecretStr | None = None
     max_body_bytes: int = 1024 * 1024
+    # Bytes of one request's line and headers; more is a 431 and the connection is closed.
+    max_header_bytes: int = 16 * 1024
     # Fields of one form post (urlencoded or multipart); more is a 400, refused before any are collected.
     max_form_fields: int = 1000
     http_timeout_seconds: float = 15.0
@@ -92,6 +94,10 @@ class Settings(BaseSettings):
     alert_silence_hours: float = 48.0
     # Peers whose X-Forwarded-For is believed (comma-separated addresses or networks); none by default.
     forwarded_allow_ips: str = ""
+    # /docs, /redoc and /openapi.json describe every endpoint to anyone: off unless asked for.
+    api_docs: bool = False
+    # When set, GET /metrics needs `Authorization: Bearer <METRICS_TOKEN>`.
+    metrics_token: SecretStr | None = None
 
     @field_validator("retry_schedule")
     @classmethod
@@ -112,7 +118,7 @@ class Settings(BaseSettings):
                 "both MATON_API_KEY and SYSTEME_API_KEY are set: keep one "
                 "(MATON_API_KEY to go through the Maton proxy, SYSTEME_API_KEY to call Systeme.io directly)"
             )
-        for name in ("maton_api_key", "systeme_api_key"):
+        for name in ("maton_api_key", "systeme_api_key", "metrics_token"):
             value: SecretStr | None = getattr(self, name)
             if value is not None and is_placeholder(value.get_secret_value()):
                 raise ValueError(f"{name.upper()} still holds a placeholder value: set a real one")
@@ -170,7 +176,7 @@ class Settings(BaseSettings):
     def secret_values(self) -> set[str]:
         """Values that must never reach a log line."""
         values: set[str] = set()
-        for secret in (self.maton_api_key, self.systeme_api_key, self.admin_token):
+        for secret in (self.maton_api_key, self.systeme_api_key, self.admin_token, self.metrics_token):
             if secret is not None:
                 values.add(secret.get_secret_value())
         values |= set(self.operators())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -9,6 +10,8 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from app.api import actions, contacts, events, health, metrics, rules
 from app.config import Settings, get_settings
@@ -18,9 +21,19 @@ from app.ui import router as ui
 from app.ui.router import SignIn
 from app.webhooks import router as webhooks
 
+log = logging.getLogger(__name__)
+# What a read raises when the database cannot be reached (asyncpg's refused connection is a plain OSError).
+DATABASE_OUTAGES: tuple[type[Exception], ...] = (OperationalError, InterfaceError, PoolTimeout, OSError)
+
 
 async def _sign_in(_request: Request, _exc: Exception) -> RedirectResponse:
     return RedirectResponse("/ui/login", status_code=303)
+
+
+async def _database_down(request: Request, exc: Exception) -> JSONResponse:
+    # An outage is not a bug: the client should retry, and the log says what failed without a traceback.
+    log.error("%s %s: the database is unavailable (%s)", request.method, request.url.path, type(exc).__name__)
+    return JSONResponse({"error": "the database is unavailable: please retry"}, status_code=503)
 
 
 async def _app_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -38,8 +51,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.sf = state
             yield
 
-    app = FastAPI(title="systeme-flow", version="0.1.0", lifespan=lifespan)
+    docs = settings.api_docs
+    app = FastAPI(
+        title="systeme-flow",
+        version="0.1.0",
+        lifespan=lifespan,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
+    )
     app.add_exception_handler(AppError, _app_error)
+    for outage in DATABASE_OUTAGES:
+        app.add_exception_handler(outage, _database_down)
     app.add_exception_handler(SignIn, _sign_in)
     app.include_router(webhooks.router)
     app.include_router(health.router)

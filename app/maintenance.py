@@ -11,6 +11,7 @@ from app import alerts
 from app.config import Settings
 from app.store.models import utcnow
 from app.store.retention import purge
+from app.store.sessions import purge_sessions
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +21,7 @@ async def maintain(engine: AsyncEngine, settings: Settings) -> None:
     purged = await purge(engine, before=now - timedelta(days=settings.retention_days), now=now)
     if purged:
         log.info("retention: %d events older than %d days purged", purged, settings.retention_days)
+    await purge_sessions(engine, now=now)
     await alerts.check(engine, settings, now=now)
 
 

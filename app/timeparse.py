@@ -26,12 +26,12 @@ def format_duration(seconds: float) -> str:
 
 
 def parse_since(value: str) -> datetime:
+    """A point in time; ValueError (never OverflowError) for text that is not one, or lies before year 1."""
     try:
-        return datetime.now(UTC) - timedelta(seconds=parse_duration(value))
-    except ValueError:
-        pass
-    try:
+        if _DURATION.match(value.strip().lower()):
+            return datetime.now(UTC) - timedelta(seconds=parse_duration(value))
         parsed = datetime.fromisoformat(value)
-    except ValueError as exc:
-        raise ValueError(f"{value!r}: use a duration like 7d, 12h, 30m or an ISO date") from exc
-    return parsed if parsed.tzinfo else parsed.astimezone()
+        parsed = parsed if parsed.tzinfo else parsed.astimezone()
+        return parsed.astimezone(UTC)  # the stores compare in UTC: it must exist there
+    except (ValueError, OverflowError) as exc:
+        raise ValueError(f"since {value!r}: use a duration like 7d, 12h, 30m or an ISO date after year 1") from exc

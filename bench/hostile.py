@@ -7,10 +7,13 @@ meanwhile (the event loop's stall). Figures, not tests.
 from __future__ import annotations
 
 import asyncio
+import functools
+import socket
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -33,9 +36,35 @@ SCENARIOS: dict[str, Callable[[], Request]] = {
 }
 
 
-async def measure(url: str, request: Request) -> tuple[int, float, float]:
-    """(status, seconds to answer, longest /healthz wait while it ran)."""
-    path, body, headers = request
+def huge_head(url: str, head: bytes, filler: bytes, total: int) -> str:
+    """Send a request head growing to `total` bytes on a raw socket; what came back, or how the server hung up."""
+    parts = urlsplit(url)
+    sent = 0
+    with socket.create_connection((parts.hostname, parts.port), timeout=120) as sock:
+        try:
+            sock.sendall(head)
+            while sent < total:
+                sock.sendall(filler)
+                sent += len(filler)
+            sock.sendall(b"\r\n\r\n")
+            answer = sock.recv(64).split(b"\r\n", 1)[0].decode()
+        except OSError as exc:
+            return f"cut off after {sent / 1e6:.1f} MB ({type(exc).__name__})"
+    return f"{answer} after {sent / 1e6:.1f} MB"
+
+
+HEADS: dict[str, tuple[bytes, bytes, int]] = {
+    "64 MB header": (b"POST /hooks/stripe HTTP/1.1\r\nHost: b\r\nX-Big: ", b"a" * 65_536, 64 * 1024 * 1024),
+    "Stripe-Signature with 1,000,000 v1= entries": (
+        b"POST /hooks/stripe HTTP/1.1\r\nHost: b\r\nContent-Type: application/json\r\nStripe-Signature: t=1",
+        b",v1=00" * 10_000,
+        6_000_000,
+    ),
+}
+
+
+async def measure(url: str, request: Request | Callable[[], str]) -> tuple[str, float, float]:
+    """(answer, seconds to answer, longest /healthz wait while it ran)."""
     longest = 0.0
     done = asyncio.Event()
 
@@ -52,11 +81,15 @@ async def measure(url: str, request: Request) -> tuple[int, float, float]:
         prober = asyncio.create_task(probe())
         await asyncio.sleep(0.05)
         started = time.perf_counter()
-        answer = await http.post(path, content=body, headers=headers)
+        if callable(request):
+            answer = await asyncio.to_thread(request)
+        else:
+            path, body, headers = request
+            answer = str((await http.post(path, content=body, headers=headers)).status_code)
         seconds = time.perf_counter() - started
         done.set()
         await prober
-    return answer.status_code, seconds, longest
+    return answer, seconds, longest
 
 
 def main() -> None:
@@ -69,10 +102,14 @@ def main() -> None:
             "PYTHONWARNINGS": "ignore",
         }
         with server(["-m", "app", "serve"], env=env, cwd=Path(folder)) as url:
-            print(f"{'request':<44} {'status':>6} {'answer':>10} {'/healthz max':>13}")
+            print(f"{'request':<46} {'time':>10} {'/healthz max':>13}   answer")
             for name, build in SCENARIOS.items():
-                status, seconds, longest = asyncio.run(measure(url, build()))
-                print(f"{name:<44} {status:>6} {seconds * 1000:>8.1f} ms {longest * 1000:>10.1f} ms")
+                answer, seconds, longest = asyncio.run(measure(url, build()))
+                print(f"{name:<46} {seconds * 1000:>7.1f} ms {longest * 1000:>10.1f} ms   {answer}")
+            for name, (head, filler, total) in HEADS.items():
+                send = functools.partial(huge_head, url, head, filler, total)
+                answer, seconds, longest = asyncio.run(measure(url, send))
+                print(f"{name:<46} {seconds * 1000:>7.1f} ms {longest * 1000:>10.1f} ms   {answer}")
 
 
 if __name__ == "__main__":

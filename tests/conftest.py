@@ -21,6 +21,7 @@ import redis
 
 from app.config import Settings
 from app.main import create_app
+from app.server import server_options
 from app.simulator import Simulator
 from app.store.migrate import upgrade_async
 from tests.factories import stripe_headers, write_rules
@@ -139,7 +140,7 @@ def make_settings(tmp_path: Path, sim: Sim) -> Callable[..., Settings]:
 @contextmanager
 def running(settings: Settings) -> Iterator[str]:
     """The real service on a loopback port; yields its base URL."""
-    with ServerThread(create_app(settings)) as server:
+    with ServerThread(create_app(settings), server_options(settings)) as server:
         yield server.url
 
 

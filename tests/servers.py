@@ -11,14 +11,15 @@ import uvicorn
 
 
 class ServerThread:
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, options: dict[str, Any] | None = None) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        # proxy_headers off, as `systeme-flow serve` runs it: X-Forwarded-For is the app's business.
-        config = uvicorn.Config(app, log_config=None, lifespan="on", access_log=False, proxy_headers=False)
+        # The service passes the options `systeme-flow serve` uses (app.server); others get plain uvicorn.
+        options = options or {"log_config": None, "proxy_headers": False}
+        config = uvicorn.Config(app, lifespan="on", access_log=False, **options)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 

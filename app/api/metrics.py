@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import hmac
 from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from app.deps import StateDep
+from app.errors import Unauthorized
 from app.metrics import (
     ACCOUNT_HELD,
     ACTION_LATENCY,
@@ -80,6 +82,11 @@ async def _refresh(state: StateDep) -> None:
 
 
 @router.get("/metrics")
-async def metrics(state: StateDep) -> Response:
+async def metrics(request: Request, state: StateDep) -> Response:
+    token = state.settings.metrics_token
+    if token is not None:
+        given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        if not hmac.compare_digest(given.encode(), token.get_secret_value().encode()):
+            raise Unauthorized("missing or wrong metrics token: send Authorization: Bearer <METRICS_TOKEN>")
     await _refresh(state)
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

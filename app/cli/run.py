@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
+import logging
 import re
+import signal
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -52,6 +57,9 @@ def database_errors(command: str, settings: Settings) -> Iterator[None]:
         if "no such table" in text or ("relation" in text and "does not exist" in text):
             hint = " (run `systeme-flow db upgrade` first)"
         fail(f"{command}: database error: {text}{hint}")
+
+
+log = logging.getLogger(__name__)
 
 
 def settings_or_exit() -> Settings:
@@ -116,6 +124,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
     import uvicorn
 
     from app.main import create_app
+    from app.server import server_options
 
     settings = settings_or_exit()
     rules = rules_or_exit(settings.rules_file)
@@ -124,8 +133,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
     if not args.no_migrate:
         _migrate(settings, "serve")
     print("\n".join(startup_lines(settings, rules, host=args.host, port=args.port)), flush=True)
-    # proxy_headers off: X-Forwarded-For is read by the rate limiter, and only from FORWARDED_ALLOW_IPS peers.
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_config=None, proxy_headers=False)
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, **server_options(settings))
 
 
 def cmd_worker(args: argparse.Namespace) -> None:
@@ -140,7 +148,58 @@ def cmd_worker(args: argparse.Namespace) -> None:
         _migrate(settings, "worker")
     from workers.settings import WorkerSettings
 
-    run_worker(WorkerSettings, burst=args.burst)  # type: ignore[arg-type]
+    if args.burst:
+        run_worker(WorkerSettings, burst=True)  # type: ignore[arg-type]
+    else:
+        _work_through_redis_outages(WorkerSettings)
+
+
+REDIS_BACKOFF_MAX_SECONDS = 30.0
+
+
+def _work_through_redis_outages(settings_cls: Any) -> None:
+    """arq's worker exits when Redis is unreachable, at start or later: run it again, with backoff, instead.
+
+    Nothing is lost meanwhile: the actions are in the database, and the sweep dispatches them once Redis is back.
+    """
+    from arq.worker import create_worker
+    from redis.exceptions import RedisError
+
+    # One attempt per run: the backoff here replaces arq's fixed retries.
+    redis_settings = dataclasses.replace(settings_cls.redis_settings, conn_retries=0)
+    delay = 1.0
+    while True:
+        started = time.monotonic()
+        worker = create_worker(settings_cls, redis_settings=redis_settings)
+        try:
+            worker.run()
+            return  # stopped by a signal
+        except (RedisError, OSError) as exc:
+            error = exc
+        _release(worker)
+        if time.monotonic() - started > 60:
+            delay = 1.0  # it ran a while: this is a new outage
+        log.warning(
+            "Redis is unavailable (%s: %s): the worker starts again in %.0f s", type(error).__name__, error, delay
+        )
+        try:
+            time.sleep(delay)
+        except KeyboardInterrupt:
+            return
+        delay = min(delay * 2, REDIS_BACKOFF_MAX_SECONDS)
+
+
+def _release(worker: Any) -> None:
+    """What a worker that failed on Redis still holds (database engine, HTTP client); and the default signal
+    handling back, so that SIGTERM or Ctrl-C during the wait stops the process at once."""
+    if worker.on_shutdown is not None and "engine" in worker.ctx:
+        try:
+            worker.loop.run_until_complete(worker.on_shutdown(worker.ctx))
+        except Exception:
+            log.exception("releasing the failed worker's resources")
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            worker.loop.remove_signal_handler(signum)
 
 
 def cmd_db(args: argparse.Namespace) -> None:

@@ -16,6 +16,8 @@ from app.errors import BadRequest, Unauthorized, UnsupportedMediaType
 from app.sources.nested import nest_brackets
 
 FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
+# Signatures one header may carry: one per active secret (two while rotating); each costs an HMAC comparison.
+MAX_SIGNATURES = 16
 Algorithm = Literal["sha256", "sha1", "sha512"]
 Encoding = Literal["hex", "base64"]
 
@@ -44,6 +46,8 @@ class IncomingEvent:
     occurred_at: datetime | None = None
     # A provider's set-up check (a test post when a webhook is added): answered 200, never stored.
     ping: bool = False
+    # Other ids this event may already be stored under (see NewEvent.aliases).
+    aliases: tuple[str, ...] = ()
 
 
 PING = IncomingEvent(type=None, provider_id=None, payload={}, ping=True)
@@ -70,6 +74,9 @@ def verify_hmac(
     what: str = "signature",
 ) -> None:
     """The one HMAC check every signed source uses: any key (rotation) against any given signature."""
+    given = list(given)
+    if len(given) > MAX_SIGNATURES:
+        raise Unauthorized(f"too many {what}s: at most {MAX_SIGNATURES} are read", reason="malformed")
     expected = []
     for key in keys:
         digest = hmac.new(key.encode() if isinstance(key, str) else key, message, algorithm).digest()
@@ -120,6 +127,8 @@ def timestamped_signatures(
     raw: str, *, separator: str, timestamp_key: str, signature_key: str, what: str
 ) -> tuple[str, list[str]]:
     """`t=<unix>,v1=<sig>[,v1=...]`-style headers (Stripe, Paddle): the timestamp and every signature."""
+    if raw.count(separator) > 2 * MAX_SIGNATURES:
+        raise Unauthorized(f"malformed {what} header: too many entries", reason="malformed")
     pairs = [part.strip().partition("=") for part in raw.split(separator)]
     timestamp = next((value for key, _, value in pairs if key == timestamp_key), None)
     signatures = [value for key, _, value in pairs if key == signature_key]

@@ -23,12 +23,16 @@ def parse(config: SourceConfig, delivery: Delivery, now: float, *, verify: bool 
         given = header(delivery, "x-webhook-signature", what="is the webhook's secret set in Systeme.io?")
         verify_hmac(config.secret, delivery.body, [given], what="X-Webhook-Signature")
     payload = parse_json_object(delivery.body)
+    message_id = delivery.headers.get("x-webhook-message-id")
     return IncomingEvent(
-        type=delivery.headers.get("x-webhook-event") or None,
-        # Stable across Systeme.io's retries; without one, the same bytes mean the same event.
-        provider_id=delivery.headers.get("x-webhook-message-id") or body_hash(delivery.body),
+        # Only the body is signed: the headers are believed only where the body says nothing.
+        type=text_or_none(payload.get("type")) or delivery.headers.get("x-webhook-event") or None,
+        # The signed bytes are the key: a captured body re-sent under a new message id is the same event.
+        # Retries resend the same bytes; events stored before this keyed on the message id, hence the alias.
+        provider_id=body_hash(delivery.body),
         payload=payload,
         occurred_at=parse_iso(delivery.headers.get("x-webhook-event-timestamp")),
+        aliases=(message_id,) if message_id else (),
     )
 
 

@@ -40,6 +40,9 @@ class NewEvent:
     rules_version: str
     received_at: datetime
     approval_window: timedelta = timedelta(days=7)
+    # Other keys the same event may have been stored under (a Systeme.io message id, from before bodies were
+    # the key): a stored event with one of them makes this delivery a duplicate.
+    aliases: tuple[str, ...] = ()
 
 
 async def record_events(engine: AsyncEngine, items: Sequence[NewEvent]) -> list[StoredEvent]:
@@ -67,12 +70,18 @@ async def record_events(engine: AsyncEngine, items: Sequence[NewEvent]) -> list[
             }
         )
     async with engine.begin() as conn:
-        dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-        insert = dialect.insert(events).values(rows).on_conflict_do_nothing(index_elements=["source", "provider_id"])
-        inserted = set(await conn.scalars(insert.returning(events.c.id)))
+        aliased = await _aliased(conn, items)
+        fresh = [row for index, row in enumerate(rows) if index not in aliased]
+        inserted: set[str] = set()
+        if fresh:
+            dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+            insert = (
+                dialect.insert(events).values(fresh).on_conflict_do_nothing(index_elements=["source", "provider_id"])
+            )
+            inserted = set(await conn.scalars(insert.returning(events.c.id)))
         known: dict[tuple[str, str], str] = {}
-        if len(inserted) < len(rows):
-            keys = {(r["source"], r["provider_id"]) for r in rows if r["id"] not in inserted}
+        if len(inserted) < len(fresh):
+            keys = {(r["source"], r["provider_id"]) for r in fresh if r["id"] not in inserted}
             found = await conn.execute(
                 sa.select(events.c.id, events.c.source, events.c.provider_id).where(
                     events.c.provider_id.in_({k[1] for k in keys})
@@ -82,7 +91,10 @@ async def record_events(engine: AsyncEngine, items: Sequence[NewEvent]) -> list[
         outcome_rows: list[dict[str, Any]] = []
         action_rows: list[dict[str, Any]] = []
         results = []
-        for item, row in zip(items, rows, strict=True):
+        for index, (item, row) in enumerate(zip(items, rows, strict=True)):
+            if index in aliased:
+                results.append(StoredEvent(aliased[index], duplicate=True))
+                continue
             if row["id"] not in inserted:
                 results.append(StoredEvent(known[(row["source"], row["provider_id"])], duplicate=True))
                 continue
@@ -103,6 +115,23 @@ async def record_events(engine: AsyncEngine, items: Sequence[NewEvent]) -> list[
         if action_rows:
             await conn.execute(actions.insert(), action_rows)
     return results
+
+
+async def _aliased(conn: AsyncConnection, items: Sequence[NewEvent]) -> dict[int, str]:
+    """Index of each item already stored under one of its aliases -> that event's id."""
+    wanted = {alias for item in items for alias in item.aliases}
+    if not wanted:
+        return {}
+    found = await conn.execute(
+        sa.select(events.c.id, events.c.source, events.c.provider_id).where(events.c.provider_id.in_(wanted))
+    )
+    stored = {(f.source, f.provider_id): f.id for f in found}
+    return {
+        index: stored[(item.source, alias)]
+        for index, item in enumerate(items)
+        for alias in item.aliases
+        if (item.source, alias) in stored
+    }
 
 
 async def record_event(

@@ -166,4 +166,15 @@ alerts = sa.Table(
     sa.Column("last_sent_at", UTCDateTime(), nullable=False),
 )
 
+# Dashboard sessions: a cookie is honoured only while its row exists, so signing out ends it on the server.
+ui_sessions = sa.Table(
+    "ui_sessions",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),  # SHA-256 of the cookie's random id
+    sa.Column("operator", sa.String(100), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("expires_at", UTCDateTime(), nullable=False),
+    sa.Index(None, "expires_at"),
+)
+
 Row = dict[str, Any]

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -18,6 +19,7 @@ from app.preview.service import explain, render_text
 from app.store.holds import holds
 from app.store.models import utcnow
 from app.store.queries import ACTION_STATUSES, get_event, list_actions, list_events, rule_stats
+from app.store.sessions import close_session, open_session, session_operator
 from app.ui import charts, rules_view, session
 from app.webhooks.body import build_delivery
 from app.webhooks.ratelimit import forwarded_https
@@ -43,7 +45,8 @@ async def _operator(request: Request, state: StateDep) -> str:
         return await require_operator(request, state)  # scripts: Bearer token, no cookie, no CSRF needed
     if state.settings.admin_token is None:
         raise Forbidden("the dashboard is disabled: set ADMIN_TOKEN to enable it")
-    operator = session.operator_of(state.settings, request.cookies.get(session.COOKIE))
+    signed = session.parse(state.settings, request.cookies.get(session.COOKIE))
+    operator = await session_operator(state.engine, signed.key, now=utcnow()) if signed else None
     if operator is None:
         raise SignIn()
     return operator
@@ -87,26 +90,45 @@ async def login(request: Request, state: StateDep, token: Annotated[str, Form()]
     name = operator_for(state.settings, token.strip())
     if name is None:
         return RedirectResponse("/ui/login?error=1", status_code=303)
+    cookie, opened = session.issue(state.settings, name)
+    expires = datetime.fromtimestamp(opened.expires, UTC)
+    await open_session(state.engine, key=opened.key, operator=name, now=utcnow(), expires=expires)
+    peer = request.client.host if request.client else None
+    https = request.url.scheme == "https" or forwarded_https(peer, request.headers, state.trusted_proxies)
     response = RedirectResponse("/ui", status_code=303)
     response.set_cookie(
         session.COOKIE,
-        session.issue(state.settings, name),
+        cookie,
         max_age=session.LIFETIME_SECONDS,
         httponly=True,
         samesite="strict",
-        # Behind a TLS proxy (see FORWARDED_ALLOW_IPS) the request is plain HTTP; the proxy says what the client used.
-        secure=request.url.scheme == "https"
-        or forwarded_https(request.client.host if request.client else None, request.headers, state.trusted_proxies),
+        secure=https,
         path="/ui",
     )
     return response
 
 
 @router.post("/logout")
-async def logout(operator: Checked) -> Response:
+async def logout(request: Request, state: StateDep, operator: Checked) -> Response:
+    signed = session.parse(state.settings, request.cookies.get(session.COOKIE))
+    if signed is not None:
+        await close_session(state.engine, signed.key)  # a copy of the cookie opens nothing from now on
     response = RedirectResponse("/ui/login", status_code=303)
     response.delete_cookie(session.COOKIE, path="/ui")
     return response
+
+
+def _inside(back: str) -> str:
+    """`back` if it is a dashboard path, else the actions page: a form field must not lead off the site."""
+    parts = urlsplit(back)
+    safe = (
+        not parts.scheme
+        and not parts.netloc
+        and (parts.path == "/ui" or parts.path.startswith("/ui/"))
+        and "\\" not in back
+        and ".." not in parts.path.split("/")
+    )
+    return back if safe else "/ui/actions"
 
 
 @router.get("")
@@ -161,7 +183,7 @@ async def actions_page(
 async def act(action_id: str, verb: str, request: Request, state: StateDep, operator: Checked) -> Response:
     form = await request.form()
     await _do(state, verb, action_id, operator, str(form.get("reason") or "") or None)
-    return RedirectResponse(str(form.get("back") or "/ui/actions"), status_code=303)
+    return RedirectResponse(_inside(str(form.get("back") or "")), status_code=303)
 
 
 @router.post("/bulk")

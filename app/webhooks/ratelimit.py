@@ -51,17 +51,30 @@ def trusted_networks(setting: str) -> list[ipaddress.IPv4Network | ipaddress.IPv
     return [ipaddress.ip_network(part.strip(), strict=False) for part in setting.split(",") if part.strip()]
 
 
+def _is_trusted(address: str, trusted: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in net for net in trusted)
+
+
+def forwarded_https(
+    peer: str | None, headers: Mapping[str, str], trusted: list[ipaddress.IPv4Network | ipaddress.IPv6Network]
+) -> bool:
+    """True when a trusted proxy says the client came over HTTPS (`X-Forwarded-Proto: https`, its last hop)."""
+    if peer is None or not _is_trusted(peer, trusted):
+        return False
+    return headers.get("x-forwarded-proto", "").split(",")[-1].strip().lower() == "https"
+
+
 def client_address(
     peer: str | None, headers: Mapping[str, str], trusted: list[ipaddress.IPv4Network | ipaddress.IPv6Network]
 ) -> str:
     """The peer's address, or, when the peer is a trusted proxy, the nearest untrusted X-Forwarded-For entry."""
 
     def is_trusted(address: str) -> bool:
-        try:
-            ip = ipaddress.ip_address(address)
-        except ValueError:
-            return False
-        return any(ip in net for net in trusted)
+        return _is_trusted(address, trusted)
 
     address = peer or "unknown"
     if not is_trusted(address):
@@ -72,17 +85,3 @@ def client_address(
         if not is_trusted(hop):
             break
     return address
-
-
-def forwarded_https(
-    peer: str | None, headers: Mapping[str, str], trusted: list[ipaddress.IPv4Network | ipaddress.IPv6Network]
-) -> bool:
-    """Whether a trusted proxy in front (TLS ends there) says the client came over HTTPS."""
-    try:
-        if peer is None or not any(ipaddress.ip_address(peer) in net for net in trusted):
-            return False
-    except ValueError:
-        return False
-    # The nearest proxy appends last; it is the one we trust.
-    hops = [h.strip().lower() for h in headers.get("x-forwarded-proto", "").split(",") if h.strip()]
-    return bool(hops) and hops[-1] == "https"

@@ -134,6 +134,7 @@ async def ingest(state: AppState, *, source: str, delivery: Delivery) -> IngestR
                 rules_version=rules.version,
                 received_at=utcnow(),
                 approval_window=timedelta(hours=state.settings.approval_timeout_hours),
+                aliases=tuple(a for a in map(_bounded_id, incoming.aliases) if a),
             )
         )
     except (DBAPIError, SQLAlchemyError, OSError, TimeoutError) as exc:

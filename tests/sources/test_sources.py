@@ -10,6 +10,7 @@ import pytest
 from app.errors import BadRequest, Unauthorized, UnsupportedMediaType
 from app.rules.schema import SourceConfig
 from app.sources import Delivery, parse_delivery
+from app.sources.base import body_hash
 from tests.factories import (
     FORM_TOKEN,
     PARTNER_SECRET,
@@ -119,7 +120,7 @@ class TestSysteme:
         assert b"\\/" in self.body and b"\\u00eb" in self.body
         headers = systeme_headers(self.body, message_id="m-1")
         event = parse_delivery(SYSTEME, delivery(headers, self.body), NOW)
-        assert (event.type, event.provider_id) == ("SALE_NEW", "m-1")
+        assert (event.type, event.provider_id, event.aliases) == ("SALE_NEW", body_hash(self.body), ("m-1",))
         assert event.payload["customer"]["fields"]["first_name"] == "Zoë"
         assert event.payload["customer"]["sourceUrl"] == "https://shop.example.com/funnel/vip-offer"
 

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import socket
 import uuid
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
+from app.store.db import create_engine
+from app.store.events import record_event
+from app.store.models import utcnow
 from tests.conftest import operator, post_stripe, running
 from tests.factories import (
     FORM_TOKEN,
@@ -246,3 +251,98 @@ class TestOddPayloads:
                 refused = await http.post("/v1/rules/test", content=deep, headers={"Content-Type": "application/json"})
         assert answer.status_code == 200, answer.text
         assert refused.status_code == 400 and "nested" in refused.json()["error"]
+
+
+class TestSystemeReplays:
+    """Only a Systeme.io body is signed: its unsigned headers cannot make a captured body a new event."""
+
+    async def test_a_captured_body_resent_with_a_new_message_id_is_a_duplicate(self, service, sqlite_url):
+        body = php_json(systeme_sale())
+        first = await post(service, "/hooks/systeme", content=body, headers=systeme_headers(body, message_id="m-1"))
+        again = await post(service, "/hooks/systeme", content=body, headers=systeme_headers(body, message_id="m-2"))
+        assert (first.status_code, again.status_code) == (202, 200)
+        assert again.json() == {"event_id": first.json()["event_id"], "duplicate": True}
+        assert (await count_rows(sqlite_url))[0] == 1
+
+    async def test_a_delivery_stored_under_its_message_id_is_still_recognised(self, service, sqlite_url):
+        # Events stored before bodies were the key carry the message id; a late retry of one is still a duplicate.
+        engine = create_engine(sqlite_url)
+        try:
+            old = await record_event(
+                engine,
+                source="systeme",
+                event_type="SALE_NEW",
+                provider_id="m-old",
+                payload={},
+                headers={},
+                occurred_at=None,
+                outcomes=[],
+                rules_version="v0",
+                now=utcnow(),
+            )
+        finally:
+            await engine.dispose()
+        body = php_json(systeme_sale())
+        again = await post(service, "/hooks/systeme", content=body, headers=systeme_headers(body, message_id="m-old"))
+        assert again.status_code == 200 and again.json()["event_id"] == old.event_id
+
+    async def test_the_event_type_comes_from_the_signed_body_when_it_has_one(self, service):
+        body = php_json({"type": "SALE_CANCELED", **systeme_sale()})
+        answer = await post(service, "/hooks/systeme", content=body, headers=systeme_headers(body))
+        async with operator(service) as http:
+            event = (await http.get(f"/v1/events/{answer.json()['event_id']}")).json()
+        assert event["type"] == "SALE_CANCELED"
+
+
+def _send_head(url: str, head: bytes, *, filler: bytes, total: int) -> int:
+    """Send a request head that grows by `filler` up to `total` bytes; how many were sent before the server hung up."""
+    parts = urlsplit(url)
+    sent = 0
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+        try:
+            sock.sendall(head)
+            while sent < total:
+                sock.sendall(filler)
+                sent += len(filler)
+            sock.sendall(b"\r\n\r\n")
+            sock.recv(1024)
+        except OSError:
+            pass
+    return sent
+
+
+class TestHeaderLimits:
+    @pytest.mark.parametrize(
+        ("head", "filler"),
+        [
+            (b"POST /hooks/stripe HTTP/1.1\r\nHost: t\r\nX-Big: ", b"a" * 65_536),
+            (
+                b"POST /hooks/stripe HTTP/1.1\r\nHost: t\r\n",
+                b"".join(b"X-H%d: %s\r\n" % (i, b"b" * 500) for i in range(100)),
+            ),
+            (b"POST /hooks/stripe HTTP/1.1\r\nHost: t\r\nStripe-Signature: t=1", b",v1=00" * 10_000),
+            (b"GET /healthz?", b"q" * 65_536),
+        ],
+    )
+    async def test_headers_over_the_limit_are_cut_off_before_they_are_buffered(self, service, head, filler):
+        total = 32 * 1024 * 1024
+        sent = _send_head(service, head, filler=filler, total=total)
+        assert sent < total
+        async with httpx.AsyncClient(base_url=service) as http:
+            assert (await http.get("/healthz")).status_code == 200
+
+    async def test_the_limit_counts_headers_not_bodies(self, service):
+        event = stripe_checkout("big@example.com")
+        event["data"]["object"]["metadata"]["notes"] = "n" * 500_000
+        body = json.dumps(event).encode()
+        headers = {**stripe_headers(body), "X-Padding": "p" * 8_000}
+        answer = await post(service, "/hooks/stripe", content=body, headers=headers)
+        assert answer.status_code == 202, answer.text
+
+    async def test_too_many_signature_entries_are_refused(self, service, sqlite_url):
+        body = json.dumps(stripe_checkout()).encode()
+        good = stripe_headers(body)["Stripe-Signature"]
+        headers = {**stripe_headers(body), "Stripe-Signature": good + ",v1=00" * 40}
+        answer = await post(service, "/hooks/stripe", content=body, headers=headers)
+        assert answer.status_code == 401 and "too many" in answer.json()["error"]
+        assert await count_rows(sqlite_url) == (0, 0)
