@@ -14,20 +14,21 @@ from pathlib import Path
 
 from arq import create_pool
 from arq.connections import ArqRedis, RedisSettings
+from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.actions.runner import RetryPolicy
 from app.config import Settings, rules_environment
 from app.dispatch import ArqDispatcher, Dispatcher, EmbeddedExecutor
-from app.errors import RulesError
+from app.errors import NotFound, RulesError
 from app.rules.engine import RuleSet
 from app.rules.loader import load_rules
 from app.rules.templates import TemplateError
 from app.store.db import create_engine
 from app.store.writer import GroupWriter
 from app.systeme.client import SystemeClient
-from app.systeme.names import NameCache
-from app.systeme.quota import MemoryQuota, Quota
+from app.systeme.names import NameCache, RedisNames
+from app.systeme.quota import MemoryQuota, Quota, RedisQuota, account_key
 from app.webhooks.ratelimit import Limiter, MemoryLimiter, RedisLimiter, trusted_networks
 
 log = logging.getLogger(__name__)
@@ -102,6 +103,27 @@ def systeme_client(settings: Settings, quota: Quota | None = None, names: NameCa
         names=names,
         dry_run=settings.api_mode == "dry-run",
     )
+
+
+def shared_client(settings: Settings, redis: Redis) -> SystemeClient:
+    """The client of a process that shares the account's quota and name cache through Redis (workers, reconcile).
+
+    The keys name the account (a fingerprint of its URL and credentials), so every process with the same
+    credentials draws on one budget, whatever it is doing.
+    """
+    key = account_key(settings.api_base_url, settings.api_headers)
+    quota = RedisQuota(redis, per_second=settings.per_second_cap, key=key)
+    return systeme_client(settings, quota, RedisNames(redis, account=key.rsplit(":", 1)[-1]))
+
+
+def account_client(settings: Settings, account: str, redis: Redis | None = None) -> SystemeClient:
+    """The client for the account an action names (its `account` column); NotFound for one without a client yet.
+
+    Only "default", the settings' own credentials, has one so far.
+    """
+    if account != "default":
+        raise NotFound(f"account {account!r} has no client yet: only the default account can be read for now")
+    return shared_client(settings, redis) if redis is not None else systeme_client(settings)
 
 
 def redis_settings(settings: Settings) -> RedisSettings:

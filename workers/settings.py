@@ -9,10 +9,8 @@ from arq.connections import RedisSettings
 
 from app.config import get_settings
 from app.health import WORKER_HEARTBEAT_SECONDS, worker_health_key
-from app.state import redis_settings, retry_policy, systeme_client
+from app.state import redis_settings, retry_policy, shared_client
 from app.store.db import create_engine
-from app.systeme.names import RedisNames
-from app.systeme.quota import RedisQuota, account_key
 from workers.tasks import run_actions, sweep, upkeep
 
 
@@ -21,9 +19,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     settings = ctx.setdefault("settings", get_settings())
     ctx["engine"] = create_engine(settings.database_url)
     # One quota for every worker: paced through Redis, fed by each answer's X-RateLimit-* headers.
-    key = account_key(settings.api_base_url, settings.api_headers)
-    quota = RedisQuota(ctx["redis"], per_second=settings.per_second_cap, key=key)
-    ctx["client"] = systeme_client(settings, quota, RedisNames(ctx["redis"], account=key.rsplit(":", 1)[-1]))
+    ctx["client"] = shared_client(settings, ctx["redis"])
     ctx["policy"] = retry_policy(settings)
 
 
