@@ -122,7 +122,7 @@ def account_client(settings: Settings, account: str, redis: Redis | None = None)
     Only "default", the settings' own credentials, has one so far.
     """
     if account != "default":
-        raise NotFound(f"account {account!r} has no client yet: only the default account can be read for now")
+        raise NotFound(f"no client for account {account!r} yet: only the default account is read for now")
     return shared_client(settings, redis) if redis is not None else systeme_client(settings)
 
 

@@ -67,7 +67,7 @@ async def _reconcile(args: argparse.Namespace, state: _State, rules: RulesFile |
     report = await reconcile(
         state.engine, client_for=state.client, since=args.since, rule=args.rule, progress=_progress
     )
-    for error in report.errors:
+    for error in report.errors + [f"{u['contact']} not checked: {u['error']}" for u in report.unchecked]:
         sys.stderr.write(f"systeme-flow reconcile: error: {error}\n")
     output = report.to_json()
     if not args.json:

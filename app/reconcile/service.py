@@ -104,7 +104,7 @@ async def reconcile(
             client = client_for(account)
         except AppError as exc:
             report.accounts[account].error = exc.message
-            report.errors.append(f"account {account!r}: {len(emails)} contacts not checked: {exc.message}")
+            report.errors.append(f"{_contacts(len(emails))} not checked: {exc.message}")
             continue
         await _Account(engine, client, account, report, progress).check(emails, selection, concurrency)
     report.drifts.sort(key=lambda d: (d.account, d.email, d.last.order_key, d.about, d.target))
@@ -214,16 +214,21 @@ def render_text(report: Report) -> list[str]:
     return lines
 
 
+def _contacts(count: int) -> str:
+    return f"{count} contact" + ("" if count == 1 else "s")
+
+
 def summary(report: Report, deleted: int) -> str:
     per = f", {report.requests / report.checked:.1f} per contact" if report.checked else ""
-    head = f"{report.checked} contacts checked with {report.requests} requests (GET only{per})"
+    head = f"{_contacts(report.checked)} checked with {report.requests} requests (GET only{per})"
     whys = Counter(d.why for d in report.drifts if d.kind != "contact_deleted")
     if deleted:
         whys["contact deleted"] = deleted
     found = ", ".join(f"{n} {why}" for why, n in sorted(whys.items(), key=lambda w: (-w[1], w[0])))
-    text = f"{head}: " + (f"{sum(whys.values())} drifts ({found})" if whys else "no drift")
+    count = sum(whys.values())
+    text = f"{head}: " + (f"{count} drift{'' if count == 1 else 's'} ({found})" if whys else "no drift")
     if report.in_flight:
         text += f"; {report.in_flight} not judged, an action on them has not run yet"
     if report.unchecked:
-        text += f"; {len(report.unchecked)} contacts could not be read"
+        text += f"; {_contacts(len(report.unchecked))} could not be read"
     return text

@@ -35,7 +35,7 @@ async def client(sim):
 async def check(engine, client, *, since: timedelta = timedelta(days=30), rule: str | None = None, **kw: Any) -> Report:
     def client_for(account: str) -> SystemeClient:
         if account != "default":
-            raise NotFound(f"account {account!r} has no client yet")
+            raise NotFound(f"no client for account {account!r} yet")
         return client
 
     return await reconcile(engine, client_for=client_for, since=utcnow() - since, rule=rule, **kw)
@@ -70,7 +70,9 @@ class Hands:
     async def unenroll(self, email: str, course: int = 101) -> None:
         cid = self.cid(email)
         (enrollment,) = [
-            e for e in self.sim.account.enrollments.values() if e["contact"]["id"] == cid and e["course"]["id"] == course
+            e
+            for e in self.sim.account.enrollments.values()
+            if e["contact"]["id"] == cid and e["course"]["id"] == course
         ]
         assert (await self.http.delete(f"/api/school/enrollments/{enrollment['id']}")).status_code == 204
 

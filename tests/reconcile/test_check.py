@@ -10,8 +10,8 @@ import sqlalchemy as sa
 from app.reconcile.service import render_text
 from app.store.models import actions, utcnow
 from app.systeme.client import SystemeClient
-from tests.conftest import SIM_KEY
 from tests.actions.test_runner import plan_and_store
+from tests.conftest import SIM_KEY
 from tests.factories import stripe_refund
 from tests.reconcile.conftest import check, purchase, refund
 
@@ -93,7 +93,8 @@ async def test_access_granted_again_by_hand_after_a_refund(engine, client, sim, 
     await hands.enroll("ada@example.com")
     report = await check(engine, client)
     (drift,) = report.drifts
-    assert (drift.kind, drift.about, drift.target, drift.last.rule_id) == ("still_there", "course", "101", "refund-revokes-access")
+    assert (drift.kind, drift.about, drift.target) == ("still_there", "course", "101")
+    assert drift.last.rule_id == "refund-revokes-access"
     assert drift.why == "access still there after a refund"
     enrollment = next(iter(sim.account.enrollments))
     assert render_text(report)[0].endswith(
@@ -115,7 +116,9 @@ async def test_since_and_rule_choose_the_contacts(engine, client, sim, hands):
     await purchase(engine, client, "refunded@example.com")
     await refund(engine, client, "refunded@example.com")
     async with engine.begin() as conn:
-        await conn.execute(actions.update().where(actions.c.id.in_(old)).values(updated_at=utcnow() - timedelta(days=40)))
+        await conn.execute(
+            actions.update().where(actions.c.id.in_(old)).values(updated_at=utcnow() - timedelta(days=40))
+        )
     for email in ("old@example.com", "new@example.com", "refunded@example.com"):
         await hands.enroll(email, course=102)  # not ours: never a drift
     await hands.delete_contact("old@example.com")
@@ -145,15 +148,17 @@ async def test_accounts_without_a_client_are_said_not_checked(engine, client, si
     await purchase(engine, client, "ada@example.com")
     await purchase(engine, client, "shop@example.com")
     async with engine.begin() as conn:
-        await conn.execute(actions.update().where(actions.c.contact_email == "shop@example.com").values(account="shop2"))
+        await conn.execute(
+            actions.update().where(actions.c.contact_email == "shop@example.com").values(account="shop2")
+        )
     report = await check(engine, client)
     assert report.checked == 1 and not report.complete
-    assert report.errors == ["account 'shop2': 1 contacts not checked: account 'shop2' has no client yet"]
+    assert report.errors == ["1 contact not checked: no client for account 'shop2' yet"]
     assert report.to_json()["accounts"]["shop2"] == {
         "contacts": 1,
         "checked": 0,
         "requests": 0,
-        "error": "account 'shop2' has no client yet",
+        "error": "no client for account 'shop2' yet",
     }
 
 
