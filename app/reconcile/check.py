@@ -79,7 +79,12 @@ class Drift:
         if self.kind == "contact_deleted":
             return "no contact with this email"
         ids = ", ".join(str(i) for i in self.found)
-        present = {"tag": f"tagged (tag {ids})", "course": f"enrolled ({ids})", "community": f"a member ({ids})"}
+        many = "s" if len(self.found) > 1 else ""
+        present = {
+            "tag": f"tagged (tag {ids})",
+            "course": f"enrolled (enrollment{many} {ids})",
+            "community": f"a member (membership{many} {ids})",
+        }
         absent = {"tag": "not tagged", "course": "not enrolled", "community": "not a member"}
         return present[self.about] if self.found else absent[self.about]
 

@@ -37,6 +37,7 @@ Progress = Callable[[str, int, int], None]
 CONCURRENCY = 4  # few: the quota, not this, sets the pace, and workers must keep their share of it
 # Waits before each new try of a read that failed transiently (a 5xx, the network, the quota said "not now").
 RETRY_DELAYS = (1.0, 3.0, 10.0, 30.0)
+MAX_RETRY_WAIT = 60.0
 
 
 @dataclass
@@ -119,8 +120,13 @@ async def _patiently(read: Callable[[], Awaitable[T]]) -> T:
         except TransientApiError as exc:
             if delay is None:
                 raise
-            await asyncio.sleep(exc.retry_after if exc.retry_after is not None else delay)
+            await asyncio.sleep(min(exc.retry_after, MAX_RETRY_WAIT) if exc.retry_after is not None else delay)
     raise AssertionError("unreachable")
+
+
+def _reason(exc: Exception) -> str:
+    """Why a read failed: the API's answer, or (an answer we could not read) the error itself."""
+    return exc.message if isinstance(exc, ApiError) else f"unexpected answer: {exc!r}"[:300]
 
 
 class _Account:
@@ -132,7 +138,9 @@ class _Account:
         self.stats = report.accounts[account]
         self.ids: dict[tuple[str, str], int | None] = {}
         self.done = 0
-        self.stopped: str | None = None  # an answer that will be the same for every contact (a wrong API key)
+        # An answer that would be the same for every contact (a wrong API key, a quota used up for long): the
+        # remaining contacts are not read.
+        self.stopped: str | None = None
 
     def session(self) -> SystemeSession:
         return GetOnly(self.client)
@@ -165,9 +173,9 @@ class _Account:
             for name in sorted(references(done, about)):
                 try:
                     self.ids[(about, name)] = await _patiently(partial(resolve, api, name))
-                except ApiError as exc:
+                except Exception as exc:
                     self.ids[(about, name)] = None
-                    self.report.errors.append(f"account {self.account!r}: {about} {name!r} not checked: {exc.message}")
+                    self.report.errors.append(f"account {self.account!r}: {about} {name!r} not checked: {_reason(exc)}")
         self.stats.requests += len(api.calls)
 
     async def _contact(self, history: ContactHistory) -> None:
@@ -180,11 +188,13 @@ class _Account:
             seen = await _patiently(
                 lambda: read_contact(api, history.email, courses="course" in abouts, communities="community" in abouts)
             )
-        except ApiError as exc:
-            if isinstance(exc, PermanentApiError) and exc.status in (401, 403):
+        except Exception as exc:
+            if (isinstance(exc, PermanentApiError) and exc.status in (401, 403)) or (
+                isinstance(exc, TransientApiError) and exc.throttled
+            ):
                 self.stopped = exc.message
             else:
-                self.report.unchecked.append({"account": self.account, "contact": history.email, "error": exc.message})
+                self.report.unchecked.append({"account": self.account, "contact": history.email, "error": _reason(exc)})
             return
         finally:
             self.stats.requests += len(api.calls)

@@ -99,7 +99,7 @@ async def test_access_granted_again_by_hand_after_a_refund(engine, client, sim, 
     enrollment = next(iter(sim.account.enrollments))
     assert render_text(report)[0].endswith(
         f"we unenrolled from course 101 (refund-revokes-access, {drift.last.at:%Y-%m-%d %H:%M})  "
-        f"Systeme.io: enrolled ({enrollment})  [access still there after a refund]"
+        f"Systeme.io: enrolled (enrollment {enrollment})  [access still there after a refund]"
     )
 
 
@@ -169,9 +169,22 @@ async def test_transient_failures_are_tried_again_and_a_wrong_key_stops_the_acco
     sim.account.faults.append(Fault(503, 1, "/api/school/enrollments"))
     report = await check(engine, client)
     assert report.complete and report.checked == 1 and report.drifts == []
+    sim.account.faults.append(Fault(400, 1, "/api/school/enrollments"))
+    report = await check(engine, client)
+    assert report.checked == 0 and not report.complete and report.drifts == []
+    assert report.unchecked == [
+        {
+            "account": "default",
+            "contact": "ada@example.com",
+            "error": "GET /api/school/enrollments answered 400: fault injected",
+        }
+    ]
+    assert render_text(report)[-1].endswith("no drift; 1 contact could not be read")
     client.http.headers["X-API-Key"] = "wrong"
     report = await check(engine, client)
-    assert report.checked == 0 and report.errors and "401" in report.errors[-1]
+    assert report.checked == 0 and report.errors == [
+        "account 'default': stopped: GET /api/contacts answered 401: Invalid API key"
+    ]
 
 
 async def test_progress_is_reported_per_contact(engine, client, sim):
