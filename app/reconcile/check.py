@@ -136,11 +136,12 @@ async def read_contact(api: SystemeSession, email: str, *, courses: bool, commun
     contact = await find_contact(api, email)
     if contact is None:
         return Seen(None)
-    seen = Seen(int(contact["id"]), tags=contact_tags(contact))
+    cid = int(contact["id"])
+    seen = Seen(cid, tags=contact_tags(contact))
     if courses:
-        seen.courses = await _grouped(api, "/api/school/enrollments", seen.contact_id or 0, "course")
+        seen.courses = await _grouped(api, "/api/school/enrollments", cid, "course")
     if communities:
-        seen.communities = await _grouped(api, "/api/community/memberships", seen.contact_id or 0, "community")
+        seen.communities = await _grouped(api, "/api/community/memberships", cid, "community")
     return seen
 
 
@@ -169,7 +170,6 @@ def compare(history: ContactHistory, seen: Seen, mirror: Known | None) -> list[D
             continue
         if about == "tag":
             found = _tag_ids(expectation, seen, mirror)
-            target = target.split(":", 1)[1]
         else:
             found = (seen.courses if about == "course" else seen.communities).get(int(target), [])
         if expectation.present and not found:

@@ -1,4 +1,9 @@
-"""Actions planned again by a reconcile: new rows beside the old ones of their event, as a replay adds them."""
+"""Actions planned again by a reconcile: new rows beside the old ones of their event, as a replay adds them.
+
+A new row takes the original's `order_key`, its place in event order, as a replay's rows do: an event that
+occurred after the original (a refund arriving late) still comes after the fix, in the runs and in the next
+reconcile's net effect (which orders equal keys by id, so the fix comes after the action it redoes).
+"""
 
 from __future__ import annotations
 
@@ -11,11 +16,10 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.store.contacts import distrust_contact
-from app.store.events import order_key
 from app.store.models import actions, new_id, rule_outcomes
 
 # What a new action takes from the one it redoes.
-_COPIED = ("event_id", "rule_id", "seq", "kind", "params", "contact", "contact_email", "account")
+_COPIED = ("event_id", "rule_id", "seq", "kind", "params", "contact", "contact_email", "account", "order_key")
 
 
 @dataclass(frozen=True)
@@ -29,14 +33,6 @@ class Redo:
 class Planned:
     actions: list[dict[str, Any]]  # id, status, kind, params, contact_email, account, event_id, rule_id, redoes
     runs: list[str]  # the first pending action of each run (event and contact), to hand to the executor
-
-
-def _key_now(now: datetime, row: Any) -> str:
-    """The original's place within its event, at the time of the fix: after everything that has already run, so
-    the new action is not taken for one that arrived out of order."""
-    parts = str(row.order_key).split("|")
-    rule_index = int(parts[2]) if len(parts) == 4 and parts[2].isdigit() else 0
-    return order_key(now, row.event_id, rule_index, row.seq)
 
 
 async def plan_again(
@@ -67,7 +63,6 @@ async def plan_again(
                 next_attempt_at=now if status == "pending" else None,
                 created_at=now,
                 updated_at=now,
-                order_key=_key_now(now, original),
                 approval_deadline=now + approval_window if status == "awaiting_approval" else None,
                 note=note,
             )

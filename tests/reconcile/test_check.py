@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections import Counter
 from datetime import timedelta
 
+import pytest
 import sqlalchemy as sa
 
+from app.reconcile.check import GetOnly
 from app.reconcile.service import render_text
 from app.store.models import actions, utcnow
 from app.systeme.client import SystemeClient
+from app.systeme.errors import PermanentApiError
 from tests.actions.test_runner import plan_and_store
 from tests.conftest import SIM_KEY
 from tests.factories import stripe_refund
@@ -203,3 +206,9 @@ async def test_forgotten_contacts_are_not_checked(engine, client, sim):
     assert (await check(engine, client)).checked == 0
     async with engine.connect() as conn:
         assert await conn.scalar(sa.select(sa.func.count()).select_from(actions)) == 3
+
+
+async def test_the_session_of_a_check_refuses_to_write(client, sim):
+    with pytest.raises(PermanentApiError, match="a drift check only reads: POST /api/tags refused"):
+        await GetOnly(client).request("POST", "/api/tags", body={"name": "x"})
+    assert sim.account.calls == [] and sim.account.tags == {}

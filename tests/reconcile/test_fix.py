@@ -12,8 +12,11 @@ from app.reconcile.fix import choose, fix
 from app.rules.engine import RuleSet
 from app.rules.loader import parse_rules
 from app.store.db import create_engine
+from app.store.events import record_event
 from app.store.models import actions, utcnow
 from app.store.queries import get_event
+from tests.actions.test_mirror import VIP_RULES
+from tests.actions.test_runner import run
 from tests.conftest import operator, post_stripe, running, wait_for
 from tests.factories import RULES, stripe_checkout, stripe_refund
 from tests.reconcile.conftest import check, purchase
@@ -106,8 +109,6 @@ async def test_a_deleted_contact_is_created_again_only_when_asked(engine, client
     choice, approvals = choose(report.drifts, rules_file(), recreate=True)
     assert [d.last.kind for d in choice.fix] == ["tag", "enroll", "add_to_community"] and not choice.left
     planned = await fix(engine, None, choice.fix, approvals, by="tester", approval_window=WINDOW)
-    from tests.actions.test_runner import run
-
     result = await run(engine, client, planned[0]["id"])  # one run: the three are one event's, for one contact
     assert set(result.statuses.values()) == {"succeeded"} and len(result.statuses) == 3
     assert sim.tag_names("gone@example.com") == ["Masterclass buyer"]
@@ -141,3 +142,58 @@ async def test_drifts_of_a_rule_gone_or_disabled_are_left_alone(engine, client, 
     disabled = RULES.replace("  - id: masterclass-purchase\n", "  - id: masterclass-purchase\n    enabled: false\n")
     choice, _ = choose(report.drifts, rules_file(disabled))
     assert not choice.fix and choice.left[0][1] == "rule 'masterclass-purchase' is disabled"
+
+
+async def store(engine, payload, *, event_type: str, occurred_at, rules: str = RULES) -> list[str]:
+    """An event as ingest stores it, with the provider's event time."""
+    rs = RuleSet(parse_rules(rules, path="r", env=rules_environment()))
+    stored = await record_event(
+        engine,
+        source="stripe",
+        event_type=event_type,
+        provider_id=payload["id"],
+        payload=payload,
+        headers={},
+        occurred_at=occurred_at,
+        outcomes=rs.plan(source="stripe", event_type=event_type, payload=payload),
+        rules_version=rs.version,
+        now=utcnow(),
+    )
+    return [action_id for action_id, _ in stored.actions]
+
+
+async def test_a_fix_keeps_its_place_in_event_order(engine, client, sim, hands):
+    bought = utcnow() - timedelta(hours=2)
+    (tag, *_) = await store(
+        engine, stripe_checkout("ada@example.com"), event_type="checkout.session.completed", occurred_at=bought
+    )
+    await run(engine, client, tag)
+    # A later event of the same contact ran: the fix, of the earlier event, runs after it.
+    (vip,) = await store(
+        engine,
+        {"id": "evt_vip", "email": "ada@example.com"},
+        event_type="customer.updated",
+        occurred_at=bought + timedelta(minutes=5),
+        rules=VIP_RULES,
+    )
+    await run(engine, client, vip)
+    await hands.untag("ada@example.com", "Masterclass buyer")
+    choice, approvals = choose((await check(engine, client)).drifts, rules_file())
+    (planned,) = await fix(engine, None, choice.fix, approvals, by="tester", approval_window=WINDOW)
+    assert set((await run(engine, client, planned["id"])).statuses.values()) == {"succeeded"}
+    async with engine.connect() as conn:
+        note = await conn.scalar(sa.select(actions.c.note).where(actions.c.id == planned["id"]))
+    # Who planned it stays, beside what the run noticed.
+    assert note == "reconcile by tester; out of order: an action of a later event for this contact already ran"
+
+    # A refund that occurred before the fix was made, delivered late (a provider retrying for hours), still wins:
+    # the buyer ends without the tag, and the next check sees the refund's effect as the one that holds.
+    refund_ids = await store(
+        engine,
+        stripe_refund("ada@example.com"),
+        event_type="charge.refunded",
+        occurred_at=bought + timedelta(minutes=30),
+    )
+    assert set((await run(engine, client, refund_ids[0])).statuses.values()) == {"succeeded"}
+    assert sim.tag_names("ada@example.com") == ["VIP"]
+    assert (await check(engine, client)).drifts == []
