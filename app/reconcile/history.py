@@ -45,7 +45,6 @@ class Done:
     seq: int
     kind: str
     params: dict[str, Any]
-    contact: dict[str, Any] | None
     approval: str
     status: str
     order_key: str
@@ -140,7 +139,6 @@ async def load_actions(engine: AsyncEngine, account: str, emails: Sequence[str])
                         seq=r.seq,
                         kind=r.kind,
                         params=dict(r.params),
-                        contact=dict(r.contact) if r.contact else None,
                         approval=r.approval,
                         status=r.status,
                         order_key=r.order_key,

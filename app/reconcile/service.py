@@ -7,7 +7,6 @@ workers share, so a reconcile never pushes the account over its quota while they
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
@@ -26,7 +25,6 @@ from app.store.contacts import load_contact
 from app.systeme.client import SystemeClient, SystemeSession
 from app.systeme.errors import ApiError, PermanentApiError, TransientApiError
 
-log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 # Gives the client of an account name, or raises an AppError saying why that account cannot be read.
