@@ -8,9 +8,9 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from app.cli import init, operator, rules, run, send
+from app.cli import init, operator, reconcile, rules, run, send
 
-__all__ = ["build_parser", "init", "main", "operator", "rules", "run", "send"]
+__all__ = ["build_parser", "init", "main", "operator", "reconcile", "rules", "run", "send"]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     rules.add_commands(commands)
     init.add_commands(commands)
     operator.add_commands(commands)
+    reconcile.add_commands(commands)
     send.add_commands(commands)
     return parser
 

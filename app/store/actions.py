@@ -221,6 +221,8 @@ async def ran_out_of_order(engine: AsyncEngine, action: ClaimedAction) -> bool:
                 actions.c.contact_email == action.contact_email,
                 actions.c.account == action.account,
                 actions.c.order_key > action.order_key,
+                # Its own event's later steps do not count: a replayed or reconciled step comes after them by design.
+                actions.c.event_id != action.event_id,
                 actions.c.status == "succeeded",
             )
             .limit(1)
@@ -276,7 +278,12 @@ async def finish(
     if not counted:
         values["attempts"] = actions.c.attempts - 1
     if note is not None:
-        values["note"] = note
+        # A note the row was planned with (who replayed or reconciled it) stays: this one is added to it, once.
+        values["note"] = sa.case(
+            (actions.c.note.is_(None), note),
+            (actions.c.note.endswith(note, autoescape=True), actions.c.note),
+            else_=actions.c.note + "; " + note,
+        )
     async with engine.begin() as conn:
         result = await conn.execute(
             actions.update()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -61,3 +61,15 @@ async def write_contact(conn: AsyncConnection, entry: ContactWrite) -> None:
 async def forget_contacts(conn: AsyncConnection, email: str) -> None:
     """Privacy: a person's entry goes with the rest of what is stored about them."""
     await conn.execute(contacts.delete().where(contacts.c.email == email.strip().lower()))
+
+
+async def distrust_contact(conn: AsyncConnection, account: str, email: str) -> None:
+    """Make the next run read the contact's facts again (tags, enrollments, memberships); its ids stay trusted.
+
+    For when we learned from elsewhere (a drift check) that the facts no longer hold.
+    """
+    await conn.execute(
+        contacts.update()
+        .where(contacts.c.account == account, contacts.c.email == email)
+        .values(learned_at=datetime(1970, 1, 1, tzinfo=UTC))
+    )
