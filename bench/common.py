@@ -24,8 +24,10 @@ def free_port() -> int:
 
 
 @contextmanager
-def server(args: Sequence[str], *, env: dict[str, str] | None = None, cwd: Path | None = None) -> Iterator[str]:
-    """Run a server process (its last two args are --port N) until /healthz or / answers; yield its URL."""
+def serving(
+    args: Sequence[str], *, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Run a server process (its last two args are --port N) until /healthz or / answers; yield (URL, process)."""
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, *args, "--port", str(port)],
@@ -35,20 +37,32 @@ def server(args: Sequence[str], *, env: dict[str, str] | None = None, cwd: Path 
         stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            httpx.get(url + "/healthz", timeout=1)
-            break
-        except httpx.TransportError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"server {args} did not start") from None
-            time.sleep(0.1)
     try:
-        yield url
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(url + "/healthz", timeout=1)
+                break
+            except httpx.TransportError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"server {args} did not start") from None
+                time.sleep(0.1)
+        yield url, process
     finally:
         process.terminate()
-        process.wait(timeout=20)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            # A server that does not stop must not outlive the benchmark and skew the next figures.
+            process.kill()
+            process.wait()
+
+
+@contextmanager
+def server(args: Sequence[str], *, env: dict[str, str] | None = None, cwd: Path | None = None) -> Iterator[str]:
+    """Run a server process (its last two args are --port N) until /healthz or / answers; yield its URL."""
+    with serving(args, env=env, cwd=cwd) as (url, _process):
+        yield url
 
 
 async def _exchange(

@@ -27,25 +27,35 @@ def signed_events(count: int) -> list[tuple[str, bytes, dict[str, str]]]:
     return requests
 
 
+def service_env(folder: Path, database_url: str | None, redis_url: str | None = None) -> dict[str, str]:
+    """`serve` on the test rules in `folder`, dry run, JSON logs; a fresh SQLite file unless a URL is given.
+
+    Without `redis_url` the service runs the (dry) actions itself, as `serve` does by default; with it, it hands
+    them to arq on that Redis (no worker is started, so they wait there).
+    """
+    (folder / "rules.yaml").write_text(RULES)
+    env = {
+        "DATABASE_URL": database_url or f"sqlite+aiosqlite:///{folder}/bench.db",
+        "RULES_FILE": str(folder / "rules.yaml"),
+        "MATON_API_KEY": "",
+        "SYSTEME_API_KEY": "",
+        "REDIS_URL": redis_url or "",
+        "LOG_FORMAT": "json",
+    }
+    # Empty strings would count as set keys; drop them so the service runs dry.
+    return {k: v for k, v in env.items() if v} | {"PYTHONWARNINGS": "ignore"}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--database-url", default=None, help="default: a fresh SQLite file")
+    parser.add_argument("--redis-url", default=None, help="enqueue actions to arq here instead of running them")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as folder:
-        (Path(folder) / "rules.yaml").write_text(RULES)
-        env = {
-            "DATABASE_URL": args.database_url or f"sqlite+aiosqlite:///{folder}/bench.db",
-            "RULES_FILE": str(Path(folder) / "rules.yaml"),
-            "MATON_API_KEY": "",
-            "SYSTEME_API_KEY": "",
-            "REDIS_URL": "",
-            "LOG_FORMAT": "json",
-        }
-        # Empty strings would count as set keys; drop them so the service runs dry.
-        env = {k: v for k, v in env.items() if v} | {"PYTHONWARNINGS": "ignore"}
+        env = service_env(Path(folder), args.database_url, args.redis_url)
         requests = signed_events(args.events)
         warmup = signed_events(200)
 
