@@ -42,6 +42,15 @@ class NewEvent:
     approval_window: timedelta = timedelta(days=7)
 
 
+# Indexed by "is PostgreSQL": a new event, or nothing when (source, provider id) is known; its id when inserted.
+_INSERT_EVENT = tuple(
+    dialect.insert(events)
+    .on_conflict_do_nothing(index_elements=["source", "provider_id"])
+    .returning(events.c.id)
+    for dialect in (sqlite, postgresql)
+)
+
+
 async def record_events(engine: AsyncEngine, items: Sequence[NewEvent]) -> list[StoredEvent]:
     """Store several events in one transaction (a group commit): a handful of statements whatever their number.
 
@@ -67,9 +76,9 @@ async def record_events(engine: AsyncEngine, items: Sequence[NewEvent]) -> list[
             }
         )
     async with engine.begin() as conn:
-        dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-        insert = dialect.insert(events).values(rows).on_conflict_do_nothing(index_elements=["source", "provider_id"])
-        inserted = set(await conn.scalars(insert.returning(events.c.id)))
+        # One statement per dialect, compiled once and cached: SQLAlchemy sends the group as multi-row VALUES.
+        insert = _INSERT_EVENT[conn.dialect.name == "postgresql"]
+        inserted = set((await conn.execute(insert, rows)).scalars())
         known: dict[tuple[str, str], str] = {}
         if len(inserted) < len(rows):
             keys = {(r["source"], r["provider_id"]) for r in rows if r["id"] not in inserted}
