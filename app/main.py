@@ -41,6 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="systeme-flow", version="0.1.0", lifespan=lifespan)
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(SignIn, _sign_in)
+    app.router.routes[:0] = webhooks.routes
     app.include_router(webhooks.router)
     app.include_router(health.router)
     app.include_router(events.router)

@@ -44,9 +44,7 @@ class NewEvent:
 
 # Indexed by "is PostgreSQL": a new event, or nothing when (source, provider id) is known; its id when inserted.
 _INSERT_EVENT = tuple(
-    dialect.insert(events)
-    .on_conflict_do_nothing(index_elements=["source", "provider_id"])
-    .returning(events.c.id)
+    dialect.insert(events).on_conflict_do_nothing(index_elements=["source", "provider_id"]).returning(events.c.id)
     for dialect in (sqlite, postgresql)
 )
 
