@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.rules.engine import RuleOutcome
+from app.store.bulk import insert_many
 from app.store.models import actions, events, new_id, rule_outcomes
 from app.store.storable import storable_time
 
@@ -42,13 +42,6 @@ class NewEvent:
     approval_window: timedelta = timedelta(days=7)
 
 
-# Indexed by "is PostgreSQL": a new event, or nothing when (source, provider id) is known; its id when inserted.
-_INSERT_EVENT = tuple(
-    dialect.insert(events).on_conflict_do_nothing(index_elements=["source", "provider_id"]).returning(events.c.id)
-    for dialect in (sqlite, postgresql)
-)
-
-
 async def record_events(engine: AsyncEngine, items: Sequence[NewEvent]) -> list[StoredEvent]:
     """Store several events in one transaction (a group commit): a handful of statements whatever their number.
 
@@ -74,9 +67,13 @@ async def record_events(engine: AsyncEngine, items: Sequence[NewEvent]) -> list[
             }
         )
     async with engine.begin() as conn:
-        # One statement per dialect, compiled once and cached: SQLAlchemy sends the group as multi-row VALUES.
-        insert = _INSERT_EVENT[conn.dialect.name == "postgresql"]
-        inserted = set((await conn.execute(insert, rows)).scalars())
+        count = await insert_many(conn, events, rows, on_conflict=("source", "provider_id"))
+        if count == len(rows):
+            inserted = {r["id"] for r in rows}
+        else:
+            # Ids are fresh, so the ones found are the rows this insert stored; the others were already known.
+            ids = [r["id"] for r in rows]
+            inserted = set(await conn.scalars(sa.select(events.c.id).where(events.c.id.in_(ids))))
         known: dict[tuple[str, str], str] = {}
         if len(inserted) < len(rows):
             keys = {(r["source"], r["provider_id"]) for r in rows if r["id"] not in inserted}
@@ -105,10 +102,8 @@ async def record_events(engine: AsyncEngine, items: Sequence[NewEvent]) -> list[
             results.append(
                 StoredEvent(row["id"], False, tuple((a["id"], a["status"]) for a in planned), runs_of(planned))
             )
-        if outcome_rows:
-            await conn.execute(rule_outcomes.insert(), outcome_rows)
-        if action_rows:
-            await conn.execute(actions.insert(), action_rows)
+        await insert_many(conn, rule_outcomes, outcome_rows)
+        await insert_many(conn, actions, action_rows)
     return results
 
 
