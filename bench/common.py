@@ -120,16 +120,24 @@ async def load(
     return time.perf_counter() - started, latencies, statuses
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, every thread) a process has used so far: steadier than rates on a shared machine."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values: Sequence[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(len(ordered) * p))]
 
 
-def report(name: str, seconds: float, count: int, latencies: Sequence[float] = ()) -> float:
+def report(name: str, seconds: float, count: int, latencies: Sequence[float] = (), cpu: float | None = None) -> float:
     rate = count / seconds
     line = f"{name:<34} {rate:9.1f}/s"
     if latencies:
         line += f"   p50 {percentile(latencies, 0.5) * 1000:6.1f} ms   p99 {percentile(latencies, 0.99) * 1000:6.1f} ms"
+    if cpu is not None:
+        line += f"   server CPU {cpu / count * 1e6:5.0f} µs each"
     print(line)
     return rate
 
