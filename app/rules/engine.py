@@ -14,7 +14,7 @@ from jinja2 import Template
 
 from app.rules.loader import LoadedRules
 from app.rules.schema import Rule, SourceConfig
-from app.rules.templates import Node, PathTemplate, compile_expression, compile_fast, evaluate, render
+from app.rules.templates import Node, PathComparison, PathTemplate, compile_condition, compile_fast, evaluate, render
 
 Decision = Literal["matched", "not_matched", "invalid"]
 
@@ -42,7 +42,7 @@ class RuleOutcome:
 class _CompiledRule:
     rule: Rule
     order: int
-    condition: Callable[..., Any] | None
+    condition: Callable[..., Any] | PathComparison | None
     contact: dict[str, Any] | None
     actions: list[tuple[str, dict[str, Any], str]] = field(default_factory=list)
 
@@ -108,7 +108,7 @@ class RuleSet:
         compiled = _CompiledRule(
             rule=rule,
             order=order,
-            condition=compile_expression(rule.if_) if rule.if_ else None,
+            condition=compile_condition(rule.if_) if rule.if_ else None,
             contact=contact,
         )
         for action in rule.actions:

@@ -1,5 +1,5 @@
 """Template filters for names (a full name split into the first name and surname Systeme.io keeps apart), and plain
-payload paths rendered without Jinja."""
+payload paths and comparisons judged without Jinja, exactly as Jinja would."""
 
 from __future__ import annotations
 
@@ -7,7 +7,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.rules.templates import Node, PathTemplate, compile_fast, compile_template, render
+from app.rules.templates import (
+    Node,
+    PathComparison,
+    PathTemplate,
+    compile_condition,
+    compile_expression,
+    compile_fast,
+    compile_template,
+    evaluate,
+    render,
+)
 
 
 def rendered(template: str, payload: dict[str, object]) -> str:
@@ -81,3 +91,34 @@ class TestPlainPaths:
         assert render(compile_fast("{{ event.name.upper }}"), context) == render(
             compile_template("{{ event.name.upper }}"), context
         )
+
+
+class TestPathComparisons:
+    """`event.a.b == "x"` is judged straight from the payload: the same value, reads and missing path as Jinja."""
+
+    @settings(max_examples=400, deadline=None)
+    @given(
+        payload=st.dictionaries(st.sampled_from(["a", "b", "items"]), _payloads, max_size=3),
+        keys=st.lists(st.sampled_from(["a", "b", "items", "upper"]), min_size=1, max_size=4),
+        operator=st.sampled_from(["==", "!=", " == "]),
+        literal=st.sampled_from(['"paid"', "'paid'", '""', "0", "1", "-1", "true", "False", "none", "None", '"0"']),
+    )
+    def test_judges_as_jinja(self, payload, keys, operator, literal):
+        source = f"{'.'.join(['event', *keys])}{operator}{literal}"
+        fast = compile_condition(source)
+        assert isinstance(fast, PathComparison)
+        context = {"event": Node(payload, "event"), "source": "s", "event_type": None}
+        jinja = evaluate(compile_expression(source), context)
+        judged = evaluate(fast, context)
+        assert (judged.value, judged.missing, judged.reads, judged.error) == (
+            jinja.value,
+            jinja.missing,
+            jinja.reads,
+            jinja.error,
+        )
+
+    @pytest.mark.parametrize(
+        "source", ["event.a == 1.5", "event.a > 1", "event.a", 'event.a == "x" and event.b', "event['a'] == 1"]
+    )
+    def test_other_conditions_stay_jinja(self, source):
+        assert not isinstance(compile_condition(source), PathComparison)
