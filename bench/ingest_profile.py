@@ -33,6 +33,8 @@ PARTS: list[tuple[str, tuple[str, ...]]] = [
     ("log lines", ("logging/", "app/logs.py")),
     ("metrics", ("prometheus_client/",)),
     ("the commit", ("commit (", "_commit_impl", "_commit (")),
+    ("SQLite itself (aiosqlite's thread)", ("_connection_worker_thread",)),
+    # Statements run in SQLAlchemy's greenlets show no caller: the executor's and ingest's alike.
     ("SQL building, binding, executing", ("sqlalchemy/", "aiosqlite/", "asyncpg/", "app/store/")),
     ("header and query copying", ("<dictcomp> (app/", "build_delivery", "_stored_headers", "query_params")),
     ("response", ("starlette/responses.py", "fastapi/responses.py", "json/encoder.py", "orjson")),

@@ -73,3 +73,13 @@ async def insert_many(
     bound = [tuple(_bind(statement, row)) for row in rows]
     result = await conn.exec_driver_sql(statement.sql, bound)
     return result.rowcount
+
+
+async def present_ids(conn: AsyncConnection, table: sa.Table, ids: list[str]) -> set[str]:
+    """Which of `ids` are in `table`."""
+    if conn.dialect.name == "postgresql":
+        # One array parameter: a statement the driver prepares once, whatever the number of ids.
+        found = await conn.exec_driver_sql(f"SELECT id FROM {table.name} WHERE id = ANY($1::varchar[])", (ids,))
+    else:
+        found = await conn.execute(sa.select(table.c.id).where(table.c.id.in_(ids)))
+    return set(found.scalars())

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.rules.engine import RuleOutcome
-from app.store.bulk import insert_many
+from app.store.bulk import insert_many, present_ids
 from app.store.models import actions, events, new_id, rule_outcomes
 from app.store.storable import storable_time
 
@@ -72,8 +72,7 @@ async def record_events(engine: AsyncEngine, items: Sequence[NewEvent]) -> list[
             inserted = {r["id"] for r in rows}
         else:
             # Ids are fresh, so the ones found are the rows this insert stored; the others were already known.
-            ids = [r["id"] for r in rows]
-            inserted = set(await conn.scalars(sa.select(events.c.id).where(events.c.id.in_(ids))))
+            inserted = await present_ids(conn, events, [r["id"] for r in rows])
         known: dict[tuple[str, str], str] = {}
         if len(inserted) < len(rows):
             keys = {(r["source"], r["provider_id"]) for r in rows if r["id"] not in inserted}
