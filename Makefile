@@ -43,6 +43,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.drain --limit 400 --window 10 --workers 2
 	$(BIN)/python -m bench.rules
 	$(BIN)/python -m bench.hostile
+	$(BIN)/python -m bench.launch
 
 # After changing a dependency in pyproject.toml: the newest versions that fit, installed in a clean venv, frozen.
 constraints:

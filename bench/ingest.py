@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import tempfile
 import uuid
 from pathlib import Path
+
+import asyncpg
+from sqlalchemy.engine import make_url
 
 from bench.common import cpu_seconds, load, report, serving
 from tests.factories import RULES, stripe_checkout, stripe_headers
@@ -48,12 +52,43 @@ def service_env(folder: Path, database_url: str | None, redis_url: str | None = 
     return {k: v for k, v in env.items() if v} | {"PYTHONWARNINGS": "ignore"}
 
 
-def measure(url: str, pid: int, requests: Requests, concurrency: int, name: str) -> tuple[float, dict[int, int]]:
-    """One load after a warm-up: prints rate, p50/p99 and the server's CPU per request; returns (rate, statuses)."""
+def postgres_cpu(database_url: str | None) -> dict[int, float]:
+    """CPU used so far by each PostgreSQL backend serving the benchmark's database (none for SQLite)."""
+    if not database_url or not database_url.startswith("postgres"):
+        return {}
+    url = make_url(database_url)
+    query = "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()"
+
+    async def pids() -> list[int]:
+        connection = await asyncpg.connect(url.set(drivername="postgresql").render_as_string(hide_password=False))
+        try:
+            return [row["pid"] for row in await connection.fetch(query, url.database)]
+        finally:
+            await connection.close()
+
+    found = {}
+    for pid in asyncio.run(pids()):
+        with contextlib.suppress(OSError):  # on another machine, or gone
+            found[pid] = cpu_seconds(pid)
+    return found
+
+
+def measure(
+    url: str, pid: int, requests: Requests, concurrency: int, name: str, database_url: str | None = None
+) -> tuple[float, dict[int, int]]:
+    """One load after a warm-up: prints rate, p50/p99 and the server's CPU per request (PostgreSQL's backends too,
+    when they run on this machine); returns (rate, statuses)."""
     asyncio.run(load(url, signed_events(200), concurrency=concurrency))
-    cpu = cpu_seconds(pid)
+    cpu, backends = cpu_seconds(pid), postgres_cpu(database_url)
     seconds, latencies, statuses = asyncio.run(load(url, requests, concurrency=concurrency))
-    return report(name, seconds, len(requests), latencies, cpu_seconds(pid) - cpu), statuses
+    rate = report(name, seconds, len(requests), latencies, cpu_seconds(pid) - cpu)
+    after = postgres_cpu(database_url)
+    if after:
+        used = sum(after.values()) - sum(backends.get(p, 0.0) for p in after)
+        print(
+            f"{'  PostgreSQL backends':<34} {'':>11}   {'':>26}   server CPU {used / len(requests) * 1e6:5.0f} µs each"
+        )
+    return rate, statuses
 
 
 def main() -> None:
@@ -76,7 +111,12 @@ def main() -> None:
                 env = service_env(Path(folder), args.database_url, args.redis_url)
                 with serving(["-m", "app", "serve"], env=env, cwd=Path(folder)) as (url, process):
                     ingest, statuses = measure(
-                        url, process.pid, requests, args.concurrency, "systeme-flow POST /hooks/stripe"
+                        url,
+                        process.pid,
+                        requests,
+                        args.concurrency,
+                        "systeme-flow POST /hooks/stripe",
+                        args.database_url,
                     )
             assert statuses == {202: len(requests)}, statuses
             ratios.append(ingest / bare)
