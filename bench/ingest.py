@@ -85,9 +85,7 @@ def measure(
     after = postgres_cpu(database_url)
     if after:
         used = sum(after.values()) - sum(backends.get(p, 0.0) for p in after)
-        print(
-            f"{'  PostgreSQL backends':<34} {'':>11}   {'':>26}   server CPU {used / len(requests) * 1e6:5.0f} µs each"
-        )
+        print(f"{'  its PostgreSQL backends':<34} {'':>41}   server CPU {used / len(requests) * 1e6:5.0f} µs each")
     return rate, statuses
 
 
