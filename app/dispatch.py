@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -25,6 +25,7 @@ from app.maintenance import action_died, maintain
 from app.store.actions import due_actions
 from app.store.models import utcnow
 from app.store.operator import expire_approvals
+from app.systeme.client import SystemeClient
 
 log = logging.getLogger(__name__)
 # A job that has waited this long in Redis is dropped by arq; the sweep dispatches the action again.
@@ -75,11 +76,12 @@ class EmbeddedExecutor:
         self,
         *,
         engine: AsyncEngine,
-        client: AccountClients,
+        client: AccountClients | SystemeClient,
         policy: RetryPolicy,
         concurrency: int = 4,
         sweep_seconds: float = 1.0,
         settings: Settings | None = None,
+        ingest_first: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.engine = engine
         self.client = client
@@ -87,6 +89,7 @@ class EmbeddedExecutor:
         self.concurrency = concurrency
         self.sweep_seconds = sweep_seconds
         self.settings = settings
+        self.ingest_first = ingest_first
         self.queue: asyncio.Queue[str] = asyncio.Queue()
         self._queued: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
@@ -119,6 +122,10 @@ class EmbeddedExecutor:
     async def _work(self) -> None:
         while True:
             action_id = await self.queue.get()
+            if self.ingest_first is not None:
+                # Deliveries waiting to be stored go first: the process takes a burst at full speed and runs its
+                # actions right after (each run waits a bounded time, so actions never stall behind ingest).
+                await self.ingest_first()
             self._queued.discard(action_id)
             try:
                 result = await run_actions(
@@ -139,7 +146,7 @@ class EmbeddedExecutor:
         while True:
             try:
                 await expire_approvals(self.engine, now=utcnow())
-                if self.settings is not None:
+                if self.settings is not None and isinstance(self.client, AccountClients):
                     await probe_holds(self.engine, self.client, self.settings)
                 await self.dispatch(await due_actions(self.engine, now=utcnow()))
                 if self.settings is not None and time.monotonic() - last_upkeep > UPKEEP_SECONDS:

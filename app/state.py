@@ -33,6 +33,8 @@ from app.systeme.quota import MemoryQuota, Quota
 from app.webhooks.ratelimit import Limiter, MemoryLimiter, RedisLimiter, trusted_networks
 
 log = logging.getLogger(__name__)
+# In embedded mode a run starts only once no delivery waits to be stored, or after this long.
+INGEST_FIRST_SECONDS = 1.0
 
 
 @dataclass
@@ -133,6 +135,7 @@ async def app_state(settings: Settings) -> AsyncIterator[AppState]:
     clients: AccountClients | None = None
     watcher: asyncio.Task[None] | None = None
     dispatcher: Dispatcher
+    writer = GroupWriter(engine)
     try:
         if settings.redis_url:
             redis = await create_pool(redis_settings(settings))
@@ -145,6 +148,7 @@ async def app_state(settings: Settings) -> AsyncIterator[AppState]:
                 policy=retry_policy(settings),
                 concurrency=settings.embedded_concurrency,
                 settings=settings,
+                ingest_first=lambda: writer.idle(INGEST_FIRST_SECONDS),
             )
             await check_accounts(engine, clients, settings)  # workers check it themselves in Redis mode
             executor.start()
@@ -152,7 +156,7 @@ async def app_state(settings: Settings) -> AsyncIterator[AppState]:
         log.info("rules %s loaded: %d rules, %d sources", rules.version, len(rules.rules), len(rules.sources))
         limiter: Limiter = RedisLimiter(redis) if redis is not None else MemoryLimiter()
         trusted = trusted_networks(settings.forwarded_allow_ips)
-        state = AppState(settings, rules, engine, clients, dispatcher, redis, limiter, trusted, GroupWriter(engine))
+        state = AppState(settings, rules, engine, clients, dispatcher, redis, limiter, trusted, writer)
         watcher = asyncio.create_task(watch_rules(state))
         _on_sighup(state)
         yield state

@@ -24,8 +24,10 @@ def free_port() -> int:
 
 
 @contextmanager
-def server(args: Sequence[str], *, env: dict[str, str] | None = None, cwd: Path | None = None) -> Iterator[str]:
-    """Run a server process (its last two args are --port N) until /healthz or / answers; yield its URL."""
+def serving(
+    args: Sequence[str], *, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Run a server process (its last two args are --port N) until /healthz or / answers; yield (URL, process)."""
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, *args, "--port", str(port)],
@@ -35,20 +37,32 @@ def server(args: Sequence[str], *, env: dict[str, str] | None = None, cwd: Path 
         stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            httpx.get(url + "/healthz", timeout=1)
-            break
-        except httpx.TransportError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"server {args} did not start") from None
-            time.sleep(0.1)
     try:
-        yield url
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(url + "/healthz", timeout=1)
+                break
+            except httpx.TransportError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"server {args} did not start") from None
+                time.sleep(0.1)
+        yield url, process
     finally:
         process.terminate()
-        process.wait(timeout=20)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            # A server that does not stop must not outlive the benchmark and skew the next figures.
+            process.kill()
+            process.wait()
+
+
+@contextmanager
+def server(args: Sequence[str], *, env: dict[str, str] | None = None, cwd: Path | None = None) -> Iterator[str]:
+    """Run a server process (its last two args are --port N) until /healthz or / answers; yield its URL."""
+    with serving(args, env=env, cwd=cwd) as (url, _process):
+        yield url
 
 
 async def _exchange(
@@ -106,16 +120,24 @@ async def load(
     return time.perf_counter() - started, latencies, statuses
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, every thread) a process has used so far: steadier than rates on a shared machine."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values: Sequence[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(len(ordered) * p))]
 
 
-def report(name: str, seconds: float, count: int, latencies: Sequence[float] = ()) -> float:
+def report(name: str, seconds: float, count: int, latencies: Sequence[float] = (), cpu: float | None = None) -> float:
     rate = count / seconds
     line = f"{name:<34} {rate:9.1f}/s"
     if latencies:
         line += f"   p50 {percentile(latencies, 0.5) * 1000:6.1f} ms   p99 {percentile(latencies, 0.99) * 1000:6.1f} ms"
+    if cpu is not None:
+        line += f"   server CPU {cpu / count * 1e6:5.0f} µs each"
     print(line)
     return rate
 

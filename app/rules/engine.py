@@ -14,7 +14,7 @@ from jinja2 import Template
 
 from app.rules.loader import LoadedRules
 from app.rules.schema import Rule, SourceConfig
-from app.rules.templates import Node, compile_expression, compile_template, evaluate, render
+from app.rules.templates import Node, PathComparison, PathTemplate, compile_condition, compile_fast, evaluate, render
 
 Decision = Literal["matched", "not_matched", "invalid"]
 
@@ -43,14 +43,11 @@ class RuleOutcome:
     actions: tuple[PlannedAction, ...] = ()
 
 
-_Compiled = Template | str
-
-
 @dataclass
 class _CompiledRule:
     rule: Rule
     order: int
-    condition: Callable[..., Any] | None
+    condition: Callable[..., Any] | PathComparison | None
     contact: dict[str, Any] | None
     # (kind, compiled params, approval, after)
     actions: list[tuple[str, dict[str, Any], str, float | None]] = field(default_factory=list)
@@ -58,7 +55,7 @@ class _CompiledRule:
 
 def _compile_tree(value: Any) -> Any:
     if isinstance(value, str):
-        return compile_template(value)
+        return compile_fast(value)
     if isinstance(value, dict):
         return {k: _compile_tree(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -67,7 +64,7 @@ def _compile_tree(value: Any) -> Any:
 
 
 def _render_tree(value: Any, context: Mapping[str, Any]) -> Any:
-    if isinstance(value, Template | str):
+    if isinstance(value, Template | PathTemplate | str):
         return render(value, context)
     if isinstance(value, dict):
         return {k: _render_tree(v, context) for k, v in value.items()}
@@ -113,11 +110,11 @@ class RuleSet:
             contact = _compile_tree(rule.contact.model_dump(exclude={"update"}, exclude_none=True))
             for condition in ("unless_tagged", "only_if_tagged"):
                 if getattr(rule, condition):
-                    contact[condition] = compile_template(getattr(rule, condition))
+                    contact[condition] = compile_fast(getattr(rule, condition))
         compiled = _CompiledRule(
             rule=rule,
             order=order,
-            condition=compile_expression(rule.if_) if rule.if_ else None,
+            condition=compile_condition(rule.if_) if rule.if_ else None,
             contact=contact,
         )
         after: float | None = None

@@ -7,6 +7,7 @@ missing value is recorded with its full path, so a condition that read one can b
 from __future__ import annotations
 
 import contextvars
+import re
 from collections import UserDict, UserList
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -201,6 +202,28 @@ def compile_template(source: str) -> Template | str:
         raise TemplateError(f"invalid template {source!r}: {exc.message}") from exc
 
 
+# `{{ event.a.b }}` alone: most contact templates. Read straight from the payload, the way Jinja would render it,
+# without a Jinja context per render (the larger part of planning's cost).
+_PLAIN_PATH = re.compile(r"\s*\{\{\s*event((?:\.[A-Za-z_][A-Za-z0-9_]*)+)\s*\}\}\s*")
+
+
+@dataclass(frozen=True)
+class PathTemplate:
+    """A template that only prints one payload path; `template` renders it when the path leaves the mappings."""
+
+    keys: tuple[str, ...]
+    template: Template
+
+
+def compile_fast(source: str) -> Template | PathTemplate | str:
+    """Like `compile_template`, with plain payload paths read directly when rendered."""
+    compiled = compile_template(source)
+    plain = _PLAIN_PATH.fullmatch(source)
+    if plain is None or isinstance(compiled, str):
+        return compiled
+    return PathTemplate(tuple(plain.group(1)[1:].split(".")), compiled)
+
+
 @dataclass(frozen=True)
 class Evaluation:
     value: Any
@@ -210,7 +233,65 @@ class Evaluation:
     error: Exception | None = None
 
 
-def evaluate(expression: Callable[..., Any], context: Mapping[str, Any]) -> Evaluation:
+# `event.a.b == "paid"` (or `!=`, against a string, an integer, a boolean or none): the most common `if`, judged
+# straight from the payload with the same value, reads and missing path Jinja would give.
+_COMPARISON = re.compile(
+    r"\s*event((?:\.[A-Za-z_][A-Za-z0-9_]*)+)\s*(==|!=)\s*"
+    r"(\"[^\"\\]*\"|'[^'\\]*'|-?(?:0|[1-9][0-9]*)|true|false|True|False|none|None)\s*"
+)
+_CONSTANTS: dict[str, Any] = {"true": True, "True": True, "false": False, "False": False, "none": None, "None": None}
+
+
+@dataclass(frozen=True)
+class PathComparison:
+    """A condition comparing one payload path with a constant; `expression` judges it when the path leaves the
+    mappings."""
+
+    keys: tuple[str, ...]
+    negate: bool
+    constant: Any
+    expression: Callable[..., Any]
+
+
+def compile_condition(source: str) -> Callable[..., Any] | PathComparison:
+    """Like `compile_expression`, with a plain comparison of a payload path judged directly."""
+    expression = compile_expression(source)
+    match = _COMPARISON.fullmatch(source)
+    if match is None:
+        return expression
+    path, operator, literal = match.groups()
+    if literal in _CONSTANTS:
+        constant = _CONSTANTS[literal]
+    elif literal[0] in "\"'":
+        constant = literal[1:-1]
+    else:
+        constant = int(literal)
+    return PathComparison(tuple(path[1:].split(".")), operator == "!=", constant, expression)
+
+
+def _compare(condition: PathComparison, context: Mapping[str, Any]) -> Evaluation | None:
+    value = context.get("event")
+    value = value.data if isinstance(value, Node) else value
+    path = "event"
+    for key in condition.keys:
+        if not isinstance(value, Mapping):
+            return None  # an attribute of another value (`text.upper`, a null): Jinja decides
+        if key not in value:
+            return Evaluation(condition.negate, [f"{path}.{key}"], {})
+        value = value[key]
+        path = f"{path}.{key}"
+    # Mappings are not recorded as reads, leaves are (as `wrap` does); lists compare as lists, mappings never equal.
+    reads = {} if isinstance(value, Mapping) else {path: value}
+    equal = False if isinstance(value, Mapping) else value == condition.constant
+    return Evaluation(equal != condition.negate, [], reads)
+
+
+def evaluate(expression: Callable[..., Any] | PathComparison, context: Mapping[str, Any]) -> Evaluation:
+    if isinstance(expression, PathComparison):
+        judged = _compare(expression, context)
+        if judged is not None:
+            return judged
+        expression = expression.expression
     missing: list[str] = []
     reads: dict[str, Any] = {}
     tokens = _missing_paths.set(missing), _reads.set(reads)
@@ -223,7 +304,25 @@ def evaluate(expression: Callable[..., Any], context: Mapping[str, Any]) -> Eval
         _reads.reset(tokens[1])
 
 
-def render(template: Template | str, context: Mapping[str, Any]) -> str:
+def _read_path(template: PathTemplate, context: Mapping[str, Any]) -> str | None:
+    value = context.get("event")
+    value = value.data if isinstance(value, Node) else value
+    for key in template.keys:
+        if not isinstance(value, Mapping):
+            return None  # Jinja looks up attributes of other values (`text.upper`): let it
+        if key not in value:
+            return ""  # missing renders empty
+        value = value[key]
+    # As `_finalize` and Jinja's str() print it: null empty, mappings and lists as Python shows them.
+    return "" if value is None else str(value).strip()
+
+
+def render(template: Template | PathTemplate | str, context: Mapping[str, Any]) -> str:
     if isinstance(template, str):
         return template
+    if isinstance(template, PathTemplate):
+        text = _read_path(template, context)
+        if text is not None:
+            return text
+        template = template.template
     return template.render(context).strip()

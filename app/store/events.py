@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.rules.engine import RuleOutcome
+from app.store.bulk import insert_many, present_ids
 from app.store.models import actions, events, new_id, rule_outcomes
 from app.store.storable import storable_time
 
@@ -74,11 +74,12 @@ async def record_events(engine: AsyncEngine, items: Sequence[NewEvent]) -> list[
         fresh = [row for index, row in enumerate(rows) if index not in aliased]
         inserted: set[str] = set()
         if fresh:
-            dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-            insert = (
-                dialect.insert(events).values(fresh).on_conflict_do_nothing(index_elements=["source", "provider_id"])
-            )
-            inserted = set(await conn.scalars(insert.returning(events.c.id)))
+            count = await insert_many(conn, events, fresh, on_conflict=("source", "provider_id"))
+            if count == len(fresh):
+                inserted = {r["id"] for r in fresh}
+            else:
+                # Ids are fresh, so the ones found are the rows this insert stored; the others were already known.
+                inserted = await present_ids(conn, events, [r["id"] for r in fresh])
         known: dict[tuple[str, str], str] = {}
         if len(inserted) < len(fresh):
             keys = {(r["source"], r["provider_id"]) for r in fresh if r["id"] not in inserted}
@@ -110,10 +111,8 @@ async def record_events(engine: AsyncEngine, items: Sequence[NewEvent]) -> list[
             results.append(
                 StoredEvent(row["id"], False, tuple((a["id"], a["status"]) for a in planned), runs_of(planned))
             )
-        if outcome_rows:
-            await conn.execute(rule_outcomes.insert(), outcome_rows)
-        if action_rows:
-            await conn.execute(actions.insert(), action_rows)
+        await insert_many(conn, rule_outcomes, outcome_rows)
+        await insert_many(conn, actions, action_rows)
     return results
 
 

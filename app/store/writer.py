@@ -7,6 +7,7 @@ is not durable; what changes is that 30 concurrent deliveries cost one transacti
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -22,16 +23,31 @@ class GroupWriter:
         self.max_batch = max_batch
         self._pending: list[tuple[NewEvent, asyncio.Future[StoredEvent]]] = []
         self._task: asyncio.Task[None] | None = None
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    async def idle(self, timeout: float) -> None:
+        """Return once no delivery is waiting to be stored, or after `timeout` seconds, whichever comes first."""
+        if not self._idle.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), timeout)
 
     async def write(self, item: NewEvent) -> StoredEvent:
         future: asyncio.Future[StoredEvent] = asyncio.get_running_loop().create_future()
         self._pending.append((item, future))
+        self._idle.clear()
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._flush())
         # Shielded: a caller that goes away must not cancel the commit the others wait for.
         return await asyncio.shield(future)
 
     async def _flush(self) -> None:
+        try:
+            await self._flush_pending()
+        finally:
+            self._idle.set()
+
+    async def _flush_pending(self) -> None:
         # While one batch commits, the next one gathers; an idle system writes a batch of one at once.
         while self._pending:
             batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]

@@ -1,0 +1,99 @@
+"""The embedded executor lets deliveries be stored first: a run starts once no delivery waits for the store."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import asyncpg
+import sqlalchemy as sa
+
+from app.actions.runner import RetryPolicy
+from app.dispatch import EmbeddedExecutor
+from app.rules.engine import RuleSet
+from app.rules.loader import parse_rules
+from app.store.db import create_engine
+from app.store.events import NewEvent, record_event
+from app.store.models import actions, utcnow
+from app.store.writer import GroupWriter
+from app.systeme.client import SystemeClient
+from tests.conftest import wait_for
+from tests.factories import RULES, stripe_checkout
+
+
+def delivery(provider_id: str) -> NewEvent:
+    return NewEvent("stripe", "ping", provider_id, {"id": provider_id}, {}, None, (), "v1", utcnow())
+
+
+async def test_no_run_starts_while_a_delivery_waits_to_be_stored(postgres_url):
+    engine = create_engine(postgres_url)
+    rules = RuleSet(parse_rules(RULES, path="r", env={}))
+    payload = stripe_checkout("first@example.com", event_id="evt_first")
+    stored = await record_event(
+        engine,
+        source="stripe",
+        event_type="checkout.session.completed",
+        provider_id="evt_first",
+        payload=payload,
+        headers={},
+        occurred_at=None,
+        outcomes=rules.plan(source="stripe", event_type="checkout.session.completed", payload=payload),
+        rules_version=rules.version,
+        now=utcnow(),
+        approval_window=timedelta(days=7),
+    )
+    # Another transaction holds the key of the next delivery: its insert waits until that one ends.
+    holder = await asyncpg.connect(postgres_url.replace("postgresql+asyncpg://", "postgresql://"))
+    blocker = holder.transaction()
+    await blocker.start()
+    await holder.execute(
+        "INSERT INTO events (id, source, provider_id, received_at, headers, payload, rules_version) "
+        "VALUES ('evt_held', 'stripe', 'held', now(), '{}', '{}', 'v1')"
+    )
+    writer = GroupWriter(engine)
+    client = SystemeClient(base_url="http://127.0.0.1:9", headers={}, dry_run=True)
+    executor = EmbeddedExecutor(
+        engine=engine, client=client, policy=RetryPolicy(), concurrency=1, ingest_first=lambda: writer.idle(60)
+    )
+
+    async def statuses() -> set[str]:
+        async with engine.connect() as conn:
+            return set(await conn.scalars(sa.select(actions.c.status).where(actions.c.event_id == stored.event_id)))
+
+    try:
+        write = asyncio.create_task(writer.write(delivery("held")))
+        executor.start()  # its sweep hands the pending run to the worker at once
+        await asyncio.sleep(1.0)
+        assert not write.done()
+        assert await statuses() == {"pending"}
+        await blocker.rollback()
+        assert not (await write).duplicate
+        await wait_for(lambda: none_pending(statuses))
+    finally:
+        await executor.stop()
+        await holder.close()
+        await client.aclose()
+        await engine.dispose()
+
+
+async def none_pending(statuses) -> bool:
+    return "pending" not in await statuses()
+
+
+async def test_idle_returns_after_its_timeout_while_a_write_waits(sqlite_url):
+    engine = create_engine(sqlite_url)
+    writer = GroupWriter(engine)
+    # Another connection holds SQLite's write lock: the writer's transaction waits for it.
+    holder = create_engine(sqlite_url)
+    try:
+        async with holder.begin():
+            write = asyncio.create_task(writer.write(delivery("a")))
+            await asyncio.sleep(0)
+            await writer.idle(0.2)
+            assert not write.done()
+        await writer.idle(60)
+        assert write.done() and not write.result().duplicate
+        await writer.idle(60)  # idle again: returns at once
+    finally:
+        await holder.dispose()
+        await engine.dispose()
