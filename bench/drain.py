@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -122,8 +123,11 @@ async def drain(settings: Settings) -> tuple[float, int]:
 
 async def fresh(args: argparse.Namespace, folder: str, sim_url: str) -> Settings:
     """Settings for a new database and an empty Redis database, pointed at the simulator."""
+    rules = Path(folder) / "rules.yaml"
+    rules.write_text(RULES)
     settings = Settings(
         _env_file=None,
+        rules_file=str(rules),
         database_url=args.database_url or f"sqlite+aiosqlite:///{folder}/drain.db",
         redis_url=args.redis_url,
         systeme_api_key="bench-key",
@@ -154,6 +158,7 @@ async def limited(args: argparse.Namespace, folder: str, sim_url: str) -> None:
         "REDIS_URL": args.redis_url,
         "SYSTEME_API_KEY": "bench-key",
         "SYSTEME_API_URL": sim_url,
+        "RULES_FILE": settings.rules_file,
         "LOG_FORMAT": "json",
     }
     env.pop("MATON_API_KEY", None)
