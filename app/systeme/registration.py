@@ -92,9 +92,10 @@ def wanted_webhooks(rules: RulesFile, *, base_url: str, account: str, source: st
         if source is None and source_account(rules, name) != account:
             continue
         events, unknown = _events(rules, name)
-        # The first secret: a list is a rotation, and the new secret goes first (both verify meanwhile).
         url = f"{base_url.rstrip('/')}/hooks/{name}"
-        found.append(Wanted(name, url, events, config.secret[0], unknown))
+        # The first secret: a list is a rotation, and the new secret goes first (both verify meanwhile).
+        secret = next(s for s in config.secret if s.strip())  # the schema guarantees one
+        found.append(Wanted(name, url, events, secret, unknown))
     return found
 
 

@@ -12,6 +12,8 @@ import re
 from typing import Any
 from urllib.parse import quote
 
+import httpx
+
 from app.systeme.client import SystemeSession
 
 # What Systeme.io webhooks can send (X-Webhook-Event), and the payload schema we read (../shared/systeme/webhooks.md).
@@ -39,7 +41,8 @@ async def _all(api: SystemeSession, path: str, key: str) -> list[dict[str, Any]]
 
 async def contact_fields(api: SystemeSession) -> dict[str, str]:
     """slug -> field name, every field of the account."""
-    return {str(f["slug"]): str(f.get("fieldName") or "") for f in await _all(api, "/api/contact_fields", "slug")}
+    found = await _all(api, "/api/contact_fields", "slug")
+    return {str(f["slug"]): str(f.get("fieldName") or "") for f in found if f.get("slug") is not None}
 
 
 def field_name(slug: str) -> str:
@@ -48,14 +51,22 @@ def field_name(slug: str) -> str:
     return (words[:1].upper() + words[1:])[:255] or slug
 
 
+def _object(response: httpx.Response) -> dict[str, Any]:
+    """The answer's JSON object; {} for an empty or odd body (the write happened: its status said so)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
 async def create_field(api: SystemeSession, slug: str) -> dict[str, Any]:
     body = {"slug": slug, "fieldName": field_name(slug)}
-    created: dict[str, Any] = (await api.request("POST", "/api/contact_fields", body=body)).json()
-    return created
+    return _object(await api.request("POST", "/api/contact_fields", body=body))
 
 
 async def webhooks(api: SystemeSession) -> list[dict[str, Any]]:
-    return await _all(api, "/api/webhooks", "id")
+    return [h for h in await _all(api, "/api/webhooks", "id") if h.get("id") is not None]
 
 
 def _path(ident: str) -> str:
@@ -65,16 +76,16 @@ def _path(ident: str) -> str:
 async def webhook(api: SystemeSession, ident: str) -> dict[str, Any] | None:
     """One webhook, or None when the account has no such webhook."""
     response = await api.request("GET", _path(ident), allow=(404,))
-    return None if response.status_code == 404 else dict(response.json())
+    return None if response.status_code == 404 else _object(response)
 
 
 async def create_webhook(api: SystemeSession, body: dict[str, Any]) -> dict[str, Any]:
-    return dict((await api.request("POST", "/api/webhooks", body=body)).json())
+    return _object(await api.request("POST", "/api/webhooks", body=body))
 
 
 async def update_webhook(api: SystemeSession, ident: str, changes: dict[str, Any]) -> dict[str, Any]:
     response = await api.request("PATCH", _path(ident), body=changes, content_type="application/merge-patch+json")
-    return dict(response.json())
+    return _object(response)
 
 
 async def delete_webhook(api: SystemeSession, ident: str) -> bool:
