@@ -18,6 +18,7 @@ from app.timeparse import parse_duration
 
 MATON_URL = "https://api.maton.ai/systeme"
 SYSTEME_URL = "https://api.systeme.io"
+MATON_CONTROL_URL = "https://api.maton.ai"
 _PLACEHOLDERS = {"secret", "xxx", "placeholder", "todo"}
 # `.env.example` holds `replace_me` (and `whsec_` + its base64): a copy that was never edited must not start.
 _PLACEHOLDER_WORDS = re.compile(r"(replace|change)[-_ ]?me|your[-_ ].*[-_ ]here|^x+$|^\.+$|^<.*>$")
@@ -59,6 +60,8 @@ class Settings(BaseSettings):
     maton_connection: str | None = None
     systeme_api_key: SecretStr | None = None
     systeme_api_url: str | None = None
+    # Maton's control API (connections); the simulator stands in for it in tests and trials.
+    maton_control_url: str = MATON_CONTROL_URL
     database_url: str = "sqlite+aiosqlite:///./var/systeme-flow.db"
     redis_url: str | None = None
     rules_file: str = "rules.yaml"

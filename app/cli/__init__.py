@@ -8,9 +8,20 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from app.cli import init, operator, reconcile, rules, run, send
+from app.cli import connections, init, operator, reconcile, rules, run, send, webhooks
 
-__all__ = ["build_parser", "init", "main", "operator", "reconcile", "rules", "run", "send"]
+__all__ = [
+    "build_parser",
+    "connections",
+    "init",
+    "main",
+    "operator",
+    "reconcile",
+    "rules",
+    "run",
+    "send",
+    "webhooks",
+]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -29,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     operator.add_commands(commands)
     reconcile.add_commands(commands)
     send.add_commands(commands)
+    connections.add_commands(commands)
+    webhooks.add_commands(commands)
     return parser
 
 

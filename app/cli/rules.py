@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.cli.run import database_errors, fail, rules_or_exit, settings_or_exit, since_arg
 from app.errors import AppError
@@ -16,13 +16,20 @@ from app.rules.loader import LoadedRules
 from app.samples import samples_for, signed_request
 from app.state import systeme_client
 
+if TYPE_CHECKING:
+    from app.preview.live import LiveReport
+
 
 def cmd_check(args: argparse.Namespace) -> None:
     path = args.file or settings_or_exit().rules_file
     loaded = rules_or_exit(path, strict_env=not args.no_env)
     problems = list(loaded.warnings)
+    if args.create_fields and not args.live:
+        fail("check: --create-fields goes with --live")
     if args.live:
-        problems += asyncio.run(_live(loaded))
+        live = asyncio.run(_live(loaded, create_fields=args.create_fields))
+        print("\n".join(live.created), end="\n" if live.created else "")
+        problems += live.problems
     for problem in problems:
         print(problem)
     if any(p.severity == "error" for p in problems):
@@ -30,17 +37,22 @@ def cmd_check(args: argparse.Namespace) -> None:
     print(f"{len(loaded.file.rules)} rules, {len(loaded.file.sources)} sources: OK")
 
 
-async def _live(loaded: LoadedRules) -> list[Any]:
-    from app.preview.live import live_problems
+async def _live(loaded: LoadedRules, *, create_fields: bool) -> LiveReport:
+    from app.accounts import AccountClients
+    from app.maton.client import MatonClient
+    from app.preview.live import live_check
 
     settings = settings_or_exit()
-    if settings.api_mode == "dry-run":
-        fail("check: --live needs MATON_API_KEY or SYSTEME_API_KEY to read the account")
-    client = systeme_client(settings)
+    clients = AccountClients(settings, loaded.file)
+    if all(a.mode == "dry-run" and a.problem is None for a in clients.accounts.values()):
+        fail("check: --live needs MATON_API_KEY or SYSTEME_API_KEY (or an account with `api_key`) to read the account")
+    maton = MatonClient.from_settings(settings) if settings.maton_api_key is not None else None
     try:
-        return await live_problems(loaded, client.session())
+        return await live_check(loaded, clients, maton=maton, create_fields=create_fields)
     finally:
-        await client.aclose()
+        await clients.aclose()
+        if maton is not None:
+            await maton.http.aclose()
 
 
 def cmd_schema(args: argparse.Namespace) -> None:
@@ -109,7 +121,10 @@ def add_commands(commands: Any) -> None:
     check = commands.add_parser("check", help="validate a rules file")
     check.add_argument("file", nargs="?", help="the rules file (default: RULES_FILE, else rules.yaml)")
     check.add_argument("--no-env", action="store_true", help="unset ${VAR}s are warnings (for CI without secrets)")
-    check.add_argument("--live", action="store_true", help="also look up courses, communities and tags (GET only)")
+    check.add_argument(
+        "--live", action="store_true", help="also check each account's key and the rules' references (GET only)"
+    )
+    check.add_argument("--create-fields", action="store_true", help="with --live: create the missing contact fields")
     check.set_defaults(func=cmd_check)
 
     schema = commands.add_parser("schema", help="print the JSON Schema of the rules format")

@@ -34,6 +34,13 @@ def fail(message: str) -> NoReturn:
     sys.exit(2)
 
 
+def confirm(question: str) -> bool:
+    """Ask on stderr, read one line of stdin: only y or yes agrees (an empty or closed stdin does not)."""
+    sys.stderr.write(f"{question} [y/N] ")
+    sys.stderr.flush()
+    return sys.stdin.readline().strip().lower() in ("y", "yes")
+
+
 def since_arg(value: str) -> datetime:
     """argparse type for --since: a bad value is a usage error, not a traceback."""
     try:

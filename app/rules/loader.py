@@ -48,7 +48,7 @@ class LoadedRules:
     version: str  # content hash, recorded on each event the rules judged
     path: str
     warnings: tuple[Problem, ...] = ()
-    # Where each rule starts (line, column), for problems found after loading (e.g. `check --live`).
+    # Where each rule (by id) and account (as "account 'name'") starts, for problems found later (`check --live`).
     positions: Mapping[str, tuple[int, int]] = field(default_factory=dict)
 
 
@@ -154,6 +154,7 @@ class _Loader:
         accounts: dict[str, AccountConfig] = {}
         for name, body in raw.items():
             subject = f"account '{name}'"
+            self.positions[subject] = position(raw, name, of_key=True)  # for `check --live`
             if not re.fullmatch(ID_PATTERN, str(name)) or len(str(name)) > 100:
                 self.problems.add(
                     position(raw, name, of_key=True), subject, "use letters, digits, `-`, `_` or `.` (at most 100)"

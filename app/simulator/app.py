@@ -14,6 +14,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from app.simulator import setup
+from app.simulator.maton import Connections, MatonControl
 from app.simulator.state import Account, Fault, Problem
 
 Handler = Callable[[Request, Account], Awaitable[Any]]
@@ -210,8 +212,12 @@ class Simulator:
             ("/api/community/memberships/{id:int}", "DELETE", membership_delete),
             ("/api/payment/subscriptions", "GET", subscriptions_list),
             ("/api/payment/subscriptions/{id}/cancel", "POST", subscription_cancel),
+            *setup.routes(_json),
         ]
-        routes = [Route(path, self._wrap(handler), methods=[method]) for path, method, handler in api]
+        # Maton's control API (connections), on the same port so one simulator stands in for both.
+        self.connections = Connections()
+        routes = MatonControl(self.connections, lambda: self.api_key).routes()
+        routes += [Route(path, self._wrap(handler), methods=[method]) for path, method, handler in api]
         routes += [
             Route("/_sim/state", self._state, methods=["GET"]),
             Route("/_sim/faults", self._faults, methods=["POST"]),
@@ -226,14 +232,24 @@ class Simulator:
         bearer = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
         return self.api_key in (request.headers.get("x-api-key"), bearer)
 
+    def _refusal(self, request: Request) -> Response | None:
+        """What the key check, or (through Maton) the named connection's check, answers instead of the API."""
+        if not self._authorised(request):
+            return JSONResponse({"title": "Unauthorized", "detail": "Invalid API key"}, 401)
+        connection = request.headers.get("maton-connection")
+        refused = self.connections.refusal(connection) if connection is not None else None
+        # The Maton proxy's own answer: no usable connection for the app.
+        return JSONResponse({"error": refused}, 400) if refused else None
+
     def _wrap(self, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
             acc = self.account
             call: dict[str, Any] = {"method": request.method, "path": request.url.path, "query": str(request.url.query)}
             self.times.append(time.time())
             acc.calls.append(call)
-            if not self._authorised(request):
-                response: Response = JSONResponse({"title": "Unauthorized", "detail": "Invalid API key"}, 401)
+            refusal = self._refusal(request)
+            if refusal is not None:
+                response: Response = refusal
             else:
                 allowed, remaining, refill = acc.take_quota()
                 fault = acc.take_fault(request.method, request.url.path) if allowed else None
@@ -277,6 +293,9 @@ class Simulator:
                 "enrollments": list(acc.enrollments.values()),
                 "memberships": list(acc.memberships.values()),
                 "subscriptions": list(acc.subscriptions.values()),
+                "webhooks": list(acc.webhooks.values()),
+                "fields": [{"slug": slug, "fieldName": name} for slug, name in acc.fields.items()],
+                "connections": list(self.connections.items.values()),
                 "calls": acc.calls,
                 # When each call arrived (Unix seconds), in the order of `calls`.
                 "times": self.times,

@@ -1,4 +1,4 @@
-"""The simulator's account: contacts, tags, courses, communities, subscriptions, held in memory.
+"""The simulator's account: contacts, tags, fields, courses, communities, subscriptions, webhooks, in memory.
 
 Written from ../shared/systeme/openapi.json, not from the client: it shares no code with app/, so a client that
 misreads the API fails against it.
@@ -77,6 +77,7 @@ class Account:
     communities: dict[int, dict[str, Any]] = field(default_factory=dict)
     memberships: dict[int, dict[str, Any]] = field(default_factory=dict)
     subscriptions: dict[int, dict[str, Any]] = field(default_factory=dict)
+    webhooks: dict[str, dict[str, Any]] = field(default_factory=dict)  # by UUID, with their secrets
     calls: list[dict[str, Any]] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
     rate_limit: int = 0  # requests per window; 0 means unlimited
