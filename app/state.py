@@ -22,6 +22,7 @@ from app.config import Settings, rules_environment
 from app.dispatch import ArqDispatcher, Dispatcher, EmbeddedExecutor
 from app.errors import RulesError
 from app.holds import check_accounts
+from app.planning import Planner
 from app.rules.engine import RuleSet
 from app.rules.loader import load_rules
 from app.rules.templates import TemplateError
@@ -33,7 +34,7 @@ from app.systeme.quota import MemoryQuota, Quota
 from app.webhooks.ratelimit import Limiter, MemoryLimiter, RedisLimiter, trusted_networks
 
 log = logging.getLogger(__name__)
-# In embedded mode a run starts only once no delivery waits to be stored, or after this long.
+# Planning, and in embedded mode each run, starts only once no delivery waits to be stored, or after this long.
 INGEST_FIRST_SECONDS = 1.0
 
 
@@ -48,6 +49,7 @@ class AppState:
     limiter: Limiter
     trusted_proxies: list[IPv4Network | IPv6Network]
     writer: GroupWriter
+    planner: Planner
     # The problems of the last refused reload; the previous rules keep serving meanwhile.
     rules_error: list[str] | None = None
 
@@ -134,6 +136,7 @@ async def app_state(settings: Settings) -> AsyncIterator[AppState]:
     executor: EmbeddedExecutor | None = None
     clients: AccountClients | None = None
     watcher: asyncio.Task[None] | None = None
+    planner: Planner | None = None
     dispatcher: Dispatcher
     writer = GroupWriter(engine)
     try:
@@ -156,13 +159,24 @@ async def app_state(settings: Settings) -> AsyncIterator[AppState]:
         log.info("rules %s loaded: %d rules, %d sources", rules.version, len(rules.rules), len(rules.sources))
         limiter: Limiter = RedisLimiter(redis) if redis is not None else MemoryLimiter()
         trusted = trusted_networks(settings.forwarded_allow_ips)
-        state = AppState(settings, rules, engine, clients, dispatcher, redis, limiter, trusted, writer)
+        planner = Planner(
+            engine=engine,
+            rules=lambda: state.rules,
+            dispatch=dispatcher.dispatch,
+            approval_window=timedelta(hours=settings.approval_timeout_hours),
+            ingest_first=lambda: writer.idle(INGEST_FIRST_SECONDS),
+            sweep_seconds=settings.sweep_seconds,
+        )
+        state = AppState(settings, rules, engine, clients, dispatcher, redis, limiter, trusted, writer, planner)
+        planner.start()
         watcher = asyncio.create_task(watch_rules(state))
         _on_sighup(state)
         yield state
     finally:
         if watcher is not None:
             watcher.cancel()
+        if planner is not None:
+            await planner.stop()
         if executor is not None:
             await executor.stop()
         if redis is not None:

@@ -157,14 +157,33 @@ async def wait_for(check: Callable[[], Awaitable[bool]] | Callable[[], bool], ti
         await asyncio.sleep(0.05)
 
 
-async def post_stripe(url: str, event: dict[str, Any]) -> str:
-    """Post a signed Stripe event; it must be stored as new. Returns its event id."""
+async def post_stripe(url: str, event: dict[str, Any], *, admin: str = ADMIN) -> str:
+    """Post a signed Stripe event; it must be stored as new. Returns its event id once it is planned (read with
+    the operator token `admin`)."""
     body = json.dumps(event).encode()
     async with httpx.AsyncClient(base_url=url) as http:
         answer = await http.post("/hooks/stripe", content=body, headers=stripe_headers(body))
     assert answer.status_code == 202, answer.text
-    return str(answer.json()["event_id"])
+    event_id = str(answer.json()["event_id"])
+    await planned(url, event_id, admin=admin)
+    return event_id
 
 
-def operator(url: str) -> httpx.AsyncClient:
-    return httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {ADMIN}"}, timeout=10)
+async def planned(url: str, event_id: str, *, admin: str = ADMIN, timeout: float = 15.0) -> dict[str, Any]:
+    """The event (as the operator API shows it) once the rules judged it: right after its answer, in the process
+    that stored it (app/planning.py). Tests read actions through this, so "no action pending" never means "not
+    planned yet"."""
+    found: dict[str, Any] = {}
+
+    async def judged() -> bool:
+        async with operator(url, admin) as http:
+            answer = await http.get(f"/v1/events/{event_id}")
+        found.update(answer.json())
+        return answer.status_code == 200 and found["planned_at"] is not None
+
+    await wait_for(judged, timeout)
+    return found
+
+
+def operator(url: str, token: str = ADMIN) -> httpx.AsyncClient:
+    return httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=10)

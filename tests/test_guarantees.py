@@ -13,13 +13,12 @@ import httpx
 import redis
 
 from app.simulator.state import Fault
-from tests.conftest import SIM_KEY, operator, post_stripe, running, wait_for
+from tests.conftest import SIM_KEY, operator, planned, post_stripe, running, wait_for
 from tests.factories import stripe_checkout, stripe_headers, stripe_refund
 
 
 async def event_actions(url: str, event_id: str) -> list[dict]:
-    async with operator(url) as http:
-        return (await http.get(f"/v1/events/{event_id}")).json()["actions"]
+    return list((await planned(url, event_id))["actions"])
 
 
 async def settled(url: str, *event_ids: str) -> None:
@@ -107,10 +106,14 @@ async def test_approval_flow_over_the_api(make_settings, database_url, sim):
     deleted = {"type": "customer.subscription.deleted", "created": int(time.time())}
     with running(settings) as url:
         first = await post_stripe(
-            url, {**deleted, "id": "evt_sub_1", "data": {"object": {"metadata": {"systeme_subscription_id": "777"}}}}
+            url,
+            {**deleted, "id": "evt_sub_1", "data": {"object": {"metadata": {"systeme_subscription_id": "777"}}}},
+            admin="tok-alice",
         )
         second = await post_stripe(
-            url, {**deleted, "id": "evt_sub_2", "data": {"object": {"metadata": {"systeme_subscription_id": "778"}}}}
+            url,
+            {**deleted, "id": "evt_sub_2", "data": {"object": {"metadata": {"systeme_subscription_id": "778"}}}},
+            admin="tok-alice",
         )
         alice = httpx.AsyncClient(base_url=url, headers={"Authorization": "Bearer tok-alice"})
         bob = httpx.AsyncClient(base_url=url, headers={"Authorization": "Bearer tok-bob"})

@@ -6,7 +6,7 @@ import json
 
 import httpx
 
-from tests.conftest import operator, running, wait_for
+from tests.conftest import operator, planned, running, wait_for
 from tests.factories import stripe_checkout, stripe_headers, stripe_refund
 
 
@@ -17,9 +17,7 @@ async def _post_stripe(url: str, event: dict) -> httpx.Response:
 
 
 async def _actions_done(url: str, event_id: str) -> list[dict]:
-    async with operator(url) as http:
-        event = (await http.get(f"/v1/events/{event_id}")).json()
-    return event["actions"]
+    return list((await planned(url, event_id))["actions"])
 
 
 async def test_purchase_then_refund_grants_then_revokes(make_settings, database_url, sim):

@@ -14,14 +14,13 @@ from contextlib import contextmanager
 from arq import Worker
 from arq.connections import RedisSettings
 
-from tests.conftest import operator, post_stripe, running, wait_for
+from tests.conftest import planned, post_stripe, running, wait_for
 from tests.factories import stripe_checkout
 from workers.settings import WorkerSettings
 
 
 async def _statuses(url: str, event_id: str) -> list[str]:
-    async with operator(url) as http:
-        return [a["status"] for a in (await http.get(f"/v1/events/{event_id}")).json()["actions"]]
+    return [a["status"] for a in (await planned(url, event_id))["actions"]]
 
 
 async def test_api_enqueues_and_arq_worker_runs(make_settings, database_url, clean_redis, sim):

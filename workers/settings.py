@@ -11,6 +11,7 @@ from app.accounts import AccountClients, accounts_file, rules_file_stamp
 from app.config import get_settings
 from app.health import WORKER_HEARTBEAT_SECONDS, worker_health_key
 from app.holds import check_accounts
+from app.planning import load_ruleset
 from app.state import redis_settings, retry_policy
 from app.store.db import create_engine
 from workers.tasks import run_actions, sweep, upkeep
@@ -23,7 +24,11 @@ async def startup(ctx: dict[str, Any]) -> None:
     # One client per account, each with one quota for every worker: paced through Redis, fed by each answer's
     # X-RateLimit-* headers. The accounts come from the rules file, read again when it changes (see sweep).
     ctx["rules_stamp"] = rules_file_stamp(settings)
-    ctx["clients"] = AccountClients(settings, accounts_file(settings), redis=ctx["redis"])
+    # The rules too: the sweep plans events an API process stored but stopped before planning.
+    ctx["rules"] = load_ruleset(settings)
+    ctx["clients"] = AccountClients(
+        settings, ctx["rules"].loaded.file if ctx["rules"] else accounts_file(settings), redis=ctx["redis"]
+    )
     ctx["policy"] = retry_policy(settings)
     await check_accounts(ctx["engine"], ctx["clients"], settings)
 

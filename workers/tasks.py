@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from typing import Any
 
-from app.accounts import accounts_file, rules_file_stamp
+from app.accounts import rules_file_stamp
 from app.actions.runner import run_actions as run_actions_service
 from app.dispatch import ArqDispatcher, after_run, enqueue
 from app.holds import on_held, probe_holds
 from app.maintenance import action_died, maintain
+from app.planning import LEFTOVER_SECONDS, load_ruleset, plan_leftovers
 from app.store.actions import due_actions
 from app.store.models import utcnow
 from app.store.operator import expire_approvals
@@ -42,9 +44,18 @@ async def sweep(ctx: dict[str, Any]) -> int:
     stamp = rules_file_stamp(ctx["settings"])
     if stamp != ctx.get("rules_stamp"):
         ctx["rules_stamp"] = stamp
-        changed = accounts_file(ctx["settings"])
-        if changed is not None:  # an unreadable file keeps the accounts known so far
-            ctx["clients"].update(changed)
+        rules = load_ruleset(ctx["settings"])
+        if rules is not None:  # an unreadable file keeps the rules and accounts known so far
+            ctx["rules"] = rules
+            ctx["clients"].update(rules.loaded.file)
+    if ctx.get("rules") is not None:
+        await plan_leftovers(
+            ctx["engine"],
+            ctx["rules"],
+            ArqDispatcher(ctx["redis"]).dispatch,
+            approval_window=timedelta(hours=ctx["settings"].approval_timeout_hours),
+            older_than=LEFTOVER_SECONDS,
+        )
     await probe_holds(ctx["engine"], ctx["clients"], ctx["settings"])
     due = await due_actions(ctx["engine"], now=utcnow())
     for action_id, attempt in due:

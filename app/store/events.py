@@ -36,7 +36,8 @@ class NewEvent:
     payload: Mapping[str, Any]
     headers: Mapping[str, str]
     occurred_at: datetime | None
-    outcomes: Sequence[RuleOutcome]
+    # None: stored unplanned, for the planner (app/planning.py) to judge after the answer.
+    outcomes: Sequence[RuleOutcome] | None
     rules_version: str
     received_at: datetime
     approval_window: timedelta = timedelta(days=7)
@@ -67,6 +68,7 @@ async def record_events(engine: AsyncEngine, items: Sequence[NewEvent]) -> list[
                 "headers": dict(item.headers),
                 "payload": dict(item.payload),
                 "rules_version": item.rules_version,
+                "planned_at": None if item.outcomes is None else item.received_at,
             }
         )
     async with engine.begin() as conn:
@@ -89,8 +91,8 @@ async def record_events(engine: AsyncEngine, items: Sequence[NewEvent]) -> list[
                 )
             )
             known = {(f.source, f.provider_id): f.id for f in found if (f.source, f.provider_id) in keys}
-        outcome_rows: list[dict[str, Any]] = []
-        action_rows: list[dict[str, Any]] = []
+        new_outcomes: list[dict[str, Any]] = []
+        new_actions: list[dict[str, Any]] = []
         results = []
         for index, (item, row) in enumerate(zip(items, rows, strict=True)):
             if index in aliased:
@@ -99,20 +101,23 @@ async def record_events(engine: AsyncEngine, items: Sequence[NewEvent]) -> list[
             if row["id"] not in inserted:
                 results.append(StoredEvent(known[(row["source"], row["provider_id"])], duplicate=True))
                 continue
-            outcome_rows += _outcome_rows(row["id"], item.outcomes)
-            planned = _action_rows(
+            if item.outcomes is None:
+                results.append(StoredEvent(row["id"], False))
+                continue
+            new_outcomes += outcome_rows(row["id"], item.outcomes)
+            planned = action_rows(
                 row["id"],
                 item.outcomes,
                 now=item.received_at,
                 occurred_at=item.occurred_at or item.received_at,
                 approval_deadline=item.received_at + item.approval_window,
             )
-            action_rows += planned
+            new_actions += planned
             results.append(
                 StoredEvent(row["id"], False, tuple((a["id"], a["status"]) for a in planned), runs_of(planned))
             )
-        await insert_many(conn, rule_outcomes, outcome_rows)
-        await insert_many(conn, actions, action_rows)
+        await insert_many(conn, rule_outcomes, new_outcomes)
+        await insert_many(conn, actions, new_actions)
     return results
 
 
@@ -163,7 +168,7 @@ async def record_event(
     return (await record_events(engine, [item]))[0]
 
 
-def _outcome_rows(
+def outcome_rows(
     event_id: str, outcomes: Sequence[RuleOutcome], *, replayed_at: datetime | None = None
 ) -> list[dict[str, Any]]:
     return [
@@ -191,8 +196,8 @@ async def _insert_plan(
     replayed_at: datetime | None = None,
 ) -> list[dict[str, Any]]:
     if outcomes:
-        await conn.execute(rule_outcomes.insert(), _outcome_rows(event_id, outcomes, replayed_at=replayed_at))
-    rows = _action_rows(
+        await conn.execute(rule_outcomes.insert(), outcome_rows(event_id, outcomes, replayed_at=replayed_at))
+    rows = action_rows(
         event_id,
         outcomes,
         now=now,
@@ -225,6 +230,10 @@ async def replan_event(
         ).first()
         if event is None:
             return None
+        # An event replayed before its first plan (within a second of arriving) is planned by the replay alone.
+        await conn.execute(
+            events.update().where(events.c.id == event_id, events.c.planned_at.is_(None)).values(planned_at=now)
+        )
         rows = await _insert_plan(
             conn,
             event_id,
@@ -266,7 +275,7 @@ def _status(approval: str, due: datetime | None, now: datetime) -> str:
     return "scheduled" if due is not None and due > now else "pending"
 
 
-def _action_rows(
+def action_rows(
     event_id: str,
     outcomes: Sequence[RuleOutcome],
     *,

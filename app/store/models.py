@@ -63,8 +63,18 @@ events = sa.Table(
     sa.Column("rules_version", sa.String(40), nullable=False),
     # Set when retention emptied the event: only its deduplication key remains, so a late redelivery is known.
     sa.Column("purged_at", UTCDateTime()),
+    # Set when the rules judged the event and its outcomes and actions were stored. Ingest stores the event alone
+    # and answers; planning follows in the same process, or in a sweep after a crash (see app/planning.py).
+    sa.Column("planned_at", UTCDateTime()),
     sa.UniqueConstraint("source", "provider_id"),
     sa.Index(None, "received_at"),
+    # The sweep's question, "which events were never planned?", reads only those rows.
+    sa.Index(
+        "ix_events_unplanned",
+        "received_at",
+        postgresql_where=sa.text("planned_at IS NULL"),
+        sqlite_where=sa.text("planned_at IS NULL"),
+    ),
 )
 
 rule_outcomes = sa.Table(

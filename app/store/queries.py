@@ -54,7 +54,13 @@ async def list_events(
     and its actions' counts by status. `status` keeps events with an action in that status; `email` the events
     a rule rendered that contact for."""
     query = sa.select(
-        events.c.id, events.c.source, events.c.type, events.c.received_at, events.c.occurred_at, events.c.rules_version
+        events.c.id,
+        events.c.source,
+        events.c.type,
+        events.c.received_at,
+        events.c.occurred_at,
+        events.c.rules_version,
+        events.c.planned_at,
     ).order_by(events.c.id.desc())
     if source:
         query = query.where(events.c.source == source)

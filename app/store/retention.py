@@ -26,7 +26,13 @@ async def purge(engine: AsyncEngine, *, before: datetime, now: datetime) -> int:
             ids = list(
                 await conn.scalars(
                     sa.select(events.c.id)
-                    .where(events.c.received_at < before, events.c.purged_at.is_(None), ~kept.exists())
+                    .where(
+                        events.c.received_at < before,
+                        events.c.purged_at.is_(None),
+                        # An event never planned still has its work ahead: a sweep plans it.
+                        events.c.planned_at.is_not(None),
+                        ~kept.exists(),
+                    )
                     .limit(_BATCH)
                 )
             )

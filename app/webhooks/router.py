@@ -43,7 +43,20 @@ async def receive(source: str, request: Request, state: StateDep) -> Response:
 
 
 async def receive_plain(request: Request) -> Response:
-    return await _timed(request.path_params["source"], request, await get_state(request))
+    return await receive_hook(request.path_params["source"], request)
+
+
+def hook_source(path: str) -> str | None:
+    """The source named by a `/hooks/{source}` path (as the route matches it: one non-empty segment), or None."""
+    if not path.startswith("/hooks/"):
+        return None
+    source = path[7:]
+    return source if source and "/" not in source else None
+
+
+async def receive_hook(source: str, request: Request) -> Response:
+    """The handler itself, for the route and for the app's shortcut ahead of the stack (app.main.SystemeFlow)."""
+    return await _timed(source, request, await get_state(request))
 
 
 async def _timed(source: str, request: Request, state: AppState) -> Response:

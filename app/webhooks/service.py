@@ -19,7 +19,8 @@ from app.sources.base import check_token
 from app.state import AppState
 from app.store.events import NewEvent
 from app.store.models import new_id, utcnow
-from app.store.storable import storable, storable_text
+from app.store.plans import Unplanned
+from app.store.storable import storable, storable_text, storable_time
 from app.webhooks.ratelimit import client_address
 
 log = logging.getLogger(__name__)
@@ -120,8 +121,9 @@ async def ingest(state: AppState, *, source: str, delivery: Delivery) -> IngestR
         EVENTS.labels(source, "rejected").inc()
         raise
     event_type = storable_text(incoming.type[:200]) if incoming.type else None
-    outcomes = rules.plan(source=source, event_type=event_type, payload=payload)
+    received_at = utcnow()
     try:
+        # Stored alone: the rules judge it right after the answer (app/planning.py).
         stored = await state.writer.write(
             NewEvent(
                 source=source,
@@ -130,9 +132,9 @@ async def ingest(state: AppState, *, source: str, delivery: Delivery) -> IngestR
                 payload=payload,
                 headers=storable(_stored_headers(delivery.headers, config)),
                 occurred_at=incoming.occurred_at,
-                outcomes=outcomes,
+                outcomes=None,
                 rules_version=rules.version,
-                received_at=utcnow(),
+                received_at=received_at,
                 approval_window=timedelta(hours=state.settings.approval_timeout_hours),
                 aliases=tuple(a for a in map(_bounded_id, incoming.aliases) if a),
             )
@@ -150,11 +152,8 @@ async def ingest(state: AppState, *, source: str, delivery: Delivery) -> IngestR
             "duplicate": stored.duplicate,
         },
     )
-    pending = [(action_id, 1) for action_id in stored.runs]
-    if pending:
-        try:
-            await state.dispatcher.dispatch(pending)
-        except Exception:
-            # Stored is what counts: the sweep dispatches these actions once the queue is back.
-            log.exception("dispatching actions of event %s failed; the sweep will retry", stored.event_id)
+    if not stored.duplicate:
+        # The time the event row holds: a plan made later (here or by a sweep) counts from the same instant.
+        occurred_at = storable_time(incoming.occurred_at)
+        state.planner.submit(Unplanned(stored.event_id, source, event_type, payload, occurred_at, received_at))
     return IngestResult(stored.event_id, stored.duplicate, config.redirect)

@@ -11,7 +11,7 @@ import time
 
 import httpx
 
-from tests.conftest import operator, running, wait_for
+from tests.conftest import operator, planned, running, wait_for
 from tests.factories import RULES, stripe_checkout, stripe_headers, write_rules
 from tests.test_cli import cli_env, free_port
 
@@ -41,8 +41,7 @@ async def test_file_change_reloads_and_bad_change_is_refused(make_settings, sqli
         body = json.dumps(stripe_checkout("r@example.com")).encode()
         async with httpx.AsyncClient(base_url=url) as http:
             event_id = (await http.post("/hooks/stripe", content=body, headers=stripe_headers(body))).json()["event_id"]
-        async with operator(url) as http:
-            event = (await http.get(f"/v1/events/{event_id}")).json()
+        event = await planned(url, event_id)
         second = event["rules_version"]
         assert second != first
         assert [r["rule_id"] for r in event["rules"]] == ["masterclass-purchase", "every-checkout"]

@@ -13,7 +13,7 @@ from app.preview.service import explain, render_text
 from app.rules.engine import RuleSet
 from app.rules.loader import parse_rules
 from app.sources import Delivery
-from tests.conftest import operator, running
+from tests.conftest import planned, running
 from tests.factories import FORM_TOKEN, write_rules
 from tests.shop_payloads import (
     CALENDLY_KEY,
@@ -71,8 +71,7 @@ def service(make_settings, sqlite_url, tmp_path):
 
 
 async def stored(url: str, event_id: str) -> dict:
-    async with operator(url) as http:
-        return (await http.get(f"/v1/events/{event_id}")).json()
+    return await planned(url, event_id)
 
 
 async def pings(url: str, source: str) -> float:

@@ -1,0 +1,185 @@
+"""Planning after the answer: ingest stores the event alone and answers; the planner judges it with the rules,
+stores its outcomes and actions, and hands its runs to the executor.
+
+Why: a webhook sender waits for the durable write, not for the rules. Judging, rendering, validating addresses and
+writing five rows per event after the 202 lets a burst be taken at the speed of the event rows alone, and the plans
+of a burst are then written in a few large transactions (see the README's Benchmarks).
+
+The contract holds across a crash: the event row is durable before the 2xx, and an event left unplanned (its
+process stopped between the answer and the plan) is planned by a sweep, in the API process or in an arq worker
+(`plan_leftovers`). No event is planned twice: a plan is stored only by the update that sets `planned_at` from null.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import timedelta
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.config import Settings, rules_environment
+from app.errors import RulesError
+from app.rules.engine import RuleOutcome, RuleSet
+from app.rules.loader import load_rules
+from app.rules.templates import TemplateError
+from app.store.models import utcnow
+from app.store.plans import Judge, Unplanned, record_plans, unplanned_events
+
+log = logging.getLogger(__name__)
+
+# Events one transaction plans at most.
+BATCH = 256
+# An event still unplanned this long after it arrived is left to the sweeps: the planner of the process that
+# stored it plans it within about a second, even under a burst.
+LEFTOVER_SECONDS = 30.0
+
+# Events the planner holds in memory at most; more are planned by the sweep, from the database.
+MAX_QUEUED = 10_000
+
+Dispatch = Callable[[Sequence[tuple[str, int]]], Awaitable[None]]
+
+
+def judge_with(rules: RuleSet) -> Judge:
+    def judge(event: Unplanned) -> Sequence[RuleOutcome] | None:
+        try:
+            return rules.plan(source=event.source, event_type=event.event_type, payload=event.payload)
+        except Exception:
+            # Planning is written never to raise for what a payload holds; if it does, the event stays unplanned
+            # (listed with `planned_at` null) and the sweep tries again, instead of failing its whole batch.
+            log.exception("planning event %s failed; the sweep will try again", event.event_id)
+            return None
+
+    return judge
+
+
+async def plan_events(
+    engine: AsyncEngine, rules: RuleSet, pending: Sequence[Unplanned], dispatch: Dispatch, *, approval_window: timedelta
+) -> int:
+    """Judge, store and dispatch the plans of those of `pending` not planned yet; the number planned here."""
+    planned, runs = await record_plans(
+        engine, pending, judge_with(rules), rules_version=rules.version, now=utcnow(), approval_window=approval_window
+    )
+    if runs:
+        try:
+            await dispatch([(action_id, 1) for action_id in runs])
+        except Exception:
+            # Stored is what counts: the action sweep dispatches these once the queue is back.
+            log.exception("dispatching %d planned runs failed; the sweep will retry", len(runs))
+    return planned
+
+
+async def plan_leftovers(
+    engine: AsyncEngine, rules: RuleSet, dispatch: Dispatch, *, approval_window: timedelta, older_than: float
+) -> int:
+    """Plan events left unplanned for more than `older_than` seconds; the number of events planned."""
+    total = 0
+    while True:
+        before = utcnow() - timedelta(seconds=older_than)
+        pending = await unplanned_events(engine, received_before=before, limit=BATCH)
+        if not pending:
+            return total
+        log.warning(
+            "planning %d events unplanned for over %.0f s (their process stopped, or a backlog)",
+            len(pending),
+            older_than,
+        )
+        planned = await plan_events(engine, rules, pending, dispatch, approval_window=approval_window)
+        total += planned
+        if planned < len(pending) or len(pending) < BATCH:
+            # The last page, or an event the rules cannot judge (or another planner's): the next sweep goes on.
+            return total
+
+
+def load_ruleset(settings: Settings) -> RuleSet | None:
+    """The rules file as the planner reads it; None (logged) if it cannot be read."""
+    try:
+        return RuleSet(load_rules(settings.rules_file, rules_environment()))
+    except (RulesError, TemplateError) as exc:
+        problems = exc.problems if isinstance(exc, RulesError) else [str(exc)]
+        log.error("the rules file cannot be read, events wait unplanned: %s", "; ".join(problems))
+        return None
+
+
+class Planner:
+    """Plans the events this process stored, right after their answers, a batch at a time; and sweeps leftovers."""
+
+    def __init__(
+        self,
+        *,
+        engine: AsyncEngine,
+        rules: Callable[[], RuleSet],
+        dispatch: Dispatch,
+        approval_window: timedelta,
+        ingest_first: Callable[[], Awaitable[None]] | None = None,
+        sweep_seconds: float = 10.0,
+    ) -> None:
+        self.engine = engine
+        self.rules = rules
+        self.dispatch = dispatch
+        self.approval_window = approval_window
+        self.ingest_first = ingest_first
+        self.sweep_seconds = sweep_seconds
+        self._queue: list[Unplanned] = []
+        self._ready = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def submit(self, event: Unplanned) -> None:
+        if len(self._queue) >= MAX_QUEUED:
+            # Memory stays bounded under any burst: the event is stored, and the sweep plans it from there.
+            log.warning("%d events wait to be planned; event %s is left to the sweep", len(self._queue), event.event_id)
+            return
+        self._queue.append(event)
+        self._ready.set()
+
+    def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._work()), asyncio.create_task(self._sweep())]
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Plan what is queued (a stop that cuts this short leaves it to the next start's sweep), then stop."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._drain(), timeout)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _drain(self) -> None:
+        while self._queue:
+            await self._plan_batch()
+
+    async def _plan_batch(self) -> None:
+        batch, self._queue = self._queue[:BATCH], self._queue[BATCH:]
+        await plan_events(self.engine, self.rules(), batch, self.dispatch, approval_window=self.approval_window)
+
+    async def _work(self) -> None:
+        while True:
+            await self._ready.wait()
+            if self.ingest_first is not None:
+                # Deliveries waiting to be stored go first, and the events that arrive meanwhile join this batch.
+                # Bounded: under a burst that never pauses, a batch is still planned every second or so.
+                await self.ingest_first()
+            try:
+                await self._plan_batch()
+            except Exception:
+                # These events stay unplanned in the database; the sweep plans them.
+                log.exception("planning a batch of events failed; the sweep will try again")
+            if not self._queue:
+                self._ready.clear()
+
+    async def _sweep(self) -> None:
+        while True:
+            try:
+                await plan_leftovers(
+                    self.engine,
+                    self.rules(),
+                    self.dispatch,
+                    approval_window=self.approval_window,
+                    older_than=LEFTOVER_SECONDS,
+                )
+            except Exception:
+                log.exception("sweeping unplanned events failed; trying again")
+            await asyncio.sleep(self.sweep_seconds)

@@ -1,0 +1,101 @@
+"""Plans of events stored unplanned: the rules' judgement, written once, whoever plans first."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.rules.engine import RuleOutcome
+from app.store.bulk import insert_many
+from app.store.events import action_rows, outcome_rows, runs_of
+from app.store.models import actions, events, rule_outcomes
+
+
+@dataclass(frozen=True)
+class Unplanned:
+    """A stored event waiting for its plan: what the rules read, and the times its actions are ordered by."""
+
+    event_id: str
+    source: str
+    event_type: str | None
+    payload: Mapping[str, Any]
+    occurred_at: datetime | None
+    received_at: datetime
+
+
+Judge = Callable[[Unplanned], Sequence[RuleOutcome] | None]
+
+
+async def record_plans(
+    engine: AsyncEngine,
+    pending: Sequence[Unplanned],
+    judge: Judge,
+    *,
+    rules_version: str,
+    now: datetime,
+    approval_window: timedelta,
+) -> tuple[int, list[str]]:
+    """Judge and store, in one transaction, the plans of those of `pending` not planned yet: (events planned, the
+    runs to dispatch).
+
+    An event is claimed by the update that sets its `planned_at` from null, before it is judged: an event another
+    planner got to first (the sweep of another process, a replay) costs neither a judgement nor a row, and no event
+    is ever planned twice. One `judge` returns None for (an error, logged by it) is released, unplanned, for a
+    later sweep. The rows are the ones ingest wrote when it planned before the answer: times count from arrival.
+    """
+    if not pending:
+        return 0, []
+    new_outcomes: list[dict[str, Any]] = []
+    new_actions: list[dict[str, Any]] = []
+    runs: list[str] = []
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            events.update()
+            .where(events.c.id.in_([event.event_id for event in pending]), events.c.planned_at.is_(None))
+            .values(planned_at=now, rules_version=rules_version)
+            .returning(events.c.id)
+        )
+        claimed = set(result.scalars())
+        unjudged = []
+        for event in pending:
+            if event.event_id not in claimed:
+                continue
+            outcomes = judge(event)
+            if outcomes is None:
+                unjudged.append(event.event_id)
+                continue
+            new_outcomes += outcome_rows(event.event_id, outcomes)
+            planned = action_rows(
+                event.event_id,
+                outcomes,
+                now=event.received_at,
+                occurred_at=event.occurred_at or event.received_at,
+                approval_deadline=event.received_at + approval_window,
+            )
+            new_actions += planned
+            runs += runs_of(planned)
+        if unjudged:
+            await conn.execute(events.update().where(events.c.id.in_(unjudged)).values(planned_at=None))
+        await insert_many(conn, rule_outcomes, new_outcomes)
+        await insert_many(conn, actions, new_actions)
+    return len(claimed) - len(unjudged), runs
+
+
+async def unplanned_events(engine: AsyncEngine, *, received_before: datetime, limit: int) -> list[Unplanned]:
+    """Events stored but never planned (their process stopped between the answer and the plan), oldest first."""
+    query = (
+        sa.select(
+            events.c.id, events.c.source, events.c.type, events.c.payload, events.c.occurred_at, events.c.received_at
+        )
+        .where(events.c.planned_at.is_(None), events.c.received_at < received_before)
+        .order_by(events.c.received_at)
+        .limit(limit)
+    )
+    async with engine.connect() as conn:
+        rows = (await conn.execute(query)).all()
+    return [Unplanned(r.id, r.source, r.type, dict(r.payload), r.occurred_at, r.received_at) for r in rows]
