@@ -44,6 +44,11 @@ ACCOUNT_HELD = Gauge(
     ["account"],
     registry=REGISTRY,
 )
+EVENTS_UNPLANNED = Gauge(
+    "systeme_flow_events_unplanned",
+    "Events stored but not judged by the rules yet (planned right after their answer; a sweep plans leftovers)",
+    registry=REGISTRY,
+)
 QUEUE_DEPTH = Gauge(
     "systeme_flow_queue_depth", "Actions due now: pending, or scheduled and their time has come.", registry=REGISTRY
 )

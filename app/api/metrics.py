@@ -17,13 +17,14 @@ from app.metrics import (
     ACTION_LATENCY,
     ACTIONS,
     API_CALLS,
+    EVENTS_UNPLANNED,
     QUEUE_DEPTH,
     QUOTA_REMAINING,
     REGISTRY,
     RETRIES,
 )
 from app.store.holds import holds
-from app.store.models import actions, api_calls, utcnow
+from app.store.models import actions, api_calls, events, utcnow
 from app.systeme.quota import account_key
 
 router = APIRouter(tags=["health"])
@@ -40,6 +41,8 @@ async def _refresh(state: StateDep) -> None:
             )
         ):
             ACTIONS.labels(account, kind, status).set(count)
+        # Served by the partial index on unplanned events: cheap however many events are stored.
+        EVENTS_UNPLANNED.set(await conn.scalar(sa.select(sa.func.count()).where(events.c.planned_at.is_(None))) or 0)
         QUEUE_DEPTH.set(
             await conn.scalar(
                 sa.select(sa.func.count()).where(
