@@ -110,6 +110,14 @@ class Settings(BaseSettings):
             raise ValueError("RETRY_SCHEDULE needs at least one delay, e.g. 5s,30s,2m")
         return value
 
+    @field_validator("retention_days")
+    @classmethod
+    def _retention(cls, value: int) -> int:
+        # 0 or less would purge every finished event at the next sweep, minutes after it arrived.
+        if value < 1:
+            raise ValueError("RETENTION_DAYS must be at least 1 (days an event is kept), e.g. 90")
+        return value
+
     @property
     def retry_delays(self) -> tuple[float, ...]:
         return tuple(parse_duration(part) for part in self.retry_schedule.split(",") if part.strip())

@@ -118,3 +118,13 @@ class TestPlaceholders:
         fresh = cli("check", cwd=tmp_path)
         assert fresh.returncode == 0, fresh.stdout
         assert Settings(_env_file=tmp_path / ".env").operators()
+
+
+class TestRetentionDays:
+    @pytest.mark.parametrize("value", ["0", "-1"])
+    def test_less_than_a_day_is_refused_by_name(self, value):
+        with pytest.raises(ValidationError, match="RETENTION_DAYS must be at least 1"):
+            settings(retention_days=value)
+
+    def test_one_day_is_accepted(self):
+        assert settings(retention_days="1").retention_days == 1
