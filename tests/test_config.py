@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from app.config import Settings
 from app.errors import RulesError
 from app.rules.loader import parse_rules
+from tests.clitools import run_cli
 from tests.conftest import running
 from tests.test_cli import cli
 
@@ -128,3 +129,21 @@ class TestRetentionDays:
 
     def test_one_day_is_accepted(self):
         assert settings(retention_days="1").retention_days == 1
+
+
+class TestInvalidSettingsMessage:
+    @pytest.mark.parametrize("command", [["check"], ["serve", "--port", "1"]])
+    def test_the_cli_names_each_variable_where_it_is_set_and_not_its_value(self, tmp_path, command):
+        shutil.copy(ROOT / "rules.yaml", tmp_path)
+        (tmp_path / ".env").write_text("RETENTION_DAYS=zero\n")
+        done = run_cli(*command, cwd=tmp_path, API_MAX_RPS="s3cr3t-value")
+        assert done.returncode != 0
+        assert "RETENTION_DAYS: should be a valid integer" in done.stderr
+        assert "(set in .env)" in done.stderr
+        assert "API_MAX_RPS: should be a valid integer" in done.stderr
+        assert "(set in the environment)" in done.stderr
+        assert "s3cr3t-value" not in done.stderr and "zero" not in done.stderr
+
+    def test_a_message_that_names_its_variable_is_not_prefixed_again(self, tmp_path):
+        done = run_cli("check", cwd=tmp_path, RETENTION_DAYS="0")
+        assert "invalid settings: RETENTION_DAYS must be at least 1" in done.stderr

@@ -19,7 +19,7 @@ import asyncpg
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from app.config import Settings, get_settings, rules_environment, setting_source
+from app.config import Settings, get_settings, rules_environment, setting_source, settings_problems
 from app.errors import RulesError, StorageUnavailable
 from app.health import add_arguments as add_health_arguments
 from app.health import run as run_health
@@ -73,9 +73,7 @@ def settings_or_exit() -> Settings:
     try:
         return get_settings()
     except ValidationError as exc:
-        # pydantic's message names the setting and the problem; it never contains the secret values.
-        problems = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
-        fail(f"cannot run: invalid settings: {problems}")
+        fail(f"cannot run: invalid settings: {'; '.join(settings_problems(exc))}")
 
 
 def rules_or_exit(path: str, *, strict_env: bool = True) -> LoadedRules:
