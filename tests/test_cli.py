@@ -307,3 +307,15 @@ def test_api_calls_are_logged_without_their_query(tmp_path, sim):
         output = process.communicate(timeout=20)[0]
     assert "GET /api/contacts answered 200" in output
     assert "hidden.person" not in output and "example.com" not in output
+
+
+def test_serve_on_a_taken_port_says_so_before_announcing_it(tmp_path):
+    rules = write_rules(tmp_path)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = cli("serve", "--port", str(port), cwd=tmp_path, RULES_FILE=str(rules))
+    assert done.returncode == 2 and "serving" not in done.stdout
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in done.stderr
+    assert "--port" in done.stderr

@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import errno
 import logging
 import re
 import signal
+import socket
 import sys
 import time
 from collections.abc import Iterator
@@ -95,6 +97,20 @@ def storage_or_exit(settings: Settings) -> None:
         sys.exit(f"systeme-flow: {exc.message}")
 
 
+def port_or_exit(host: str, port: int) -> None:
+    """A port already taken stops `serve` in one line with the way out, before it announces an address it will
+    not serve (uvicorn's own error comes after the banner, as a log line). Binding again later is still checked."""
+    try:
+        # The socket uvicorn opens: IPv6 only for an address with a colon, and a closing socket counts as free.
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as exc:
+        taken = exc.errno == errno.EADDRINUSE
+        hint = " (another `serve`?): stop it, or pick another with --port (make run PORT=...)" if taken else ""
+        fail(f"serve: cannot listen on {host}:{port}: {exc.strerror or exc}{hint}")
+
+
 def _migrate(settings: Settings, command: str) -> None:
     from app.store.migrate import upgrade
 
@@ -135,6 +151,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
     rules = rules_or_exit(settings.rules_file)
     configure_logging(secrets=settings.secret_values() | rules.file.secret_values(), style=settings.log_format)
     storage_or_exit(settings)
+    port_or_exit(args.host, args.port)
     if not args.no_migrate:
         _migrate(settings, "serve")
     print("\n".join(startup_lines(settings, rules, host=args.host, port=args.port)), flush=True)
