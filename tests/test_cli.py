@@ -319,3 +319,10 @@ def test_serve_on_a_taken_port_says_so_before_announcing_it(tmp_path):
     assert done.returncode == 2 and "serving" not in done.stdout
     assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in done.stderr
     assert "--port" in done.stderr
+
+
+def test_a_missing_rules_file_says_where_one_comes_from(tmp_path):
+    done = cli("check", cwd=tmp_path)
+    assert done.returncode == 1
+    assert done.stdout.startswith("rules.yaml:1:1: cannot read the rules file: No such file or directory")
+    assert "RULES_FILE" in done.stdout and "systeme-flow init" in done.stdout
