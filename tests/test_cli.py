@@ -326,3 +326,11 @@ def test_a_missing_rules_file_says_where_one_comes_from(tmp_path):
     assert done.returncode == 1
     assert done.stdout.startswith("rules.yaml:1:1: cannot read the rules file: No such file or directory")
     assert "RULES_FILE" in done.stdout and "systeme-flow init" in done.stdout
+
+
+def test_a_command_run_away_from_the_service_names_the_empty_database(tmp_path):
+    done = cli("events", cwd=tmp_path)
+    assert done.returncode == 2
+    database = tmp_path.resolve() / "var" / "systeme-flow.db"
+    assert f"the database {database} has no tables: run `systeme-flow db upgrade` first" in done.stderr
+    assert "where `serve` runs" in done.stderr

@@ -15,10 +15,12 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from pathlib import Path
 from typing import Any, NoReturn
 
 import asyncpg
 from pydantic import ValidationError
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from app.config import Settings, get_settings, rules_environment, setting_source, settings_problems
@@ -64,7 +66,13 @@ def database_errors(command: str, settings: Settings) -> Iterator[None]:
             text = text.replace(secret, "***")
         hint = ""
         if "no such table" in text or ("relation" in text and "does not exist" in text):
-            hint = " (run `systeme-flow db upgrade` first)"
+            # Often a command run from another folder: a new, empty SQLite file rather than the service's.
+            url = make_url(settings.database_url)
+            where = str(Path(url.database).resolve()) if url.get_backend_name() == "sqlite" and url.database else ""
+            hint = (
+                f" (the database {where or 'at DATABASE_URL'} has no tables: run `systeme-flow db upgrade` first, "
+                "or run this where `serve` runs, so it reads the same .env)"
+            )
         fail(f"{command}: database error: {text}{hint}")
 
 
