@@ -177,7 +177,8 @@ async def actions_page(
     for one in statuses:
         found, _ = await list_actions(state.engine, status=one, limit=200)
         items += found
-    return await _page(request, "actions.html", operator, items=items, status=status)
+    known = status == "attention" or status in ACTION_STATUSES
+    return await _page(request, "actions.html", operator, items=items, status=status, known=known)
 
 
 @router.post("/actions/{action_id}/{verb}")
