@@ -23,8 +23,10 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 .env:
 	$(PYTHON) scripts/init_env.py .env
 
+# `make run PORT=8001` when 8000 is taken.
+PORT ?= 8000
 run: $(STAMP) .env
-	$(BIN)/systeme-flow serve
+	$(BIN)/systeme-flow serve --port $(PORT)
 
 simulator: $(STAMP)
 	$(BIN)/systeme-flow simulator --port 9000 --api-key dev-key

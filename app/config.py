@@ -11,7 +11,7 @@ from typing import Literal
 from urllib.parse import unquote, urlsplit
 
 from dotenv import dotenv_values
-from pydantic import SecretStr, field_validator, model_validator
+from pydantic import SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.timeparse import parse_duration
@@ -108,6 +108,14 @@ class Settings(BaseSettings):
         delays = [parse_duration(part) for part in value.split(",") if part.strip()]
         if not delays:
             raise ValueError("RETRY_SCHEDULE needs at least one delay, e.g. 5s,30s,2m")
+        return value
+
+    @field_validator("retention_days")
+    @classmethod
+    def _retention(cls, value: int) -> int:
+        # 0 or less would purge every finished event at the next sweep, minutes after it arrived.
+        if value < 1:
+            raise ValueError("RETENTION_DAYS must be at least 1 (days an event is kept), e.g. 90")
         return value
 
     @property
@@ -209,6 +217,23 @@ def setting_source(name: str, env_file: str = ".env") -> str | None:
     if any(key.upper() == name for key in dotenv_values(env_file)):
         return env_file
     return None
+
+
+def settings_problems(exc: ValidationError, env_file: str = ".env") -> list[str]:
+    """One line per invalid setting, naming its variable and where it is set: the message alone ("Input should be
+    a valid integer") leaves a person guessing which of thirty. Never the value: it may be a secret."""
+    problems = []
+    for error in exc.errors(include_url=False, include_input=False):
+        message = str(error["msg"]).removeprefix("Value error, ")
+        if error["loc"]:
+            name = str(error["loc"][0]).upper()
+            where = setting_source(name, env_file)
+            if not message.startswith(name):
+                message = f"{name}: {message.removeprefix('Input ')}"
+            if where:
+                message = f"{message} (set in {where})"
+        problems.append(message)
+    return problems
 
 
 @lru_cache

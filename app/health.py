@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import redis
 from pydantic import ValidationError
 
-from app.config import Settings
+from app.config import Settings, settings_problems
 
 API_URL = "http://127.0.0.1:8000/healthz"
 # arq rewrites the key this often and lets it expire one second after that: a stuck worker turns unhealthy quickly.
@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> None:
     try:
         redis_url = Settings().redis_url if args.role != "api" else None
     except ValidationError as exc:
-        sys.exit(f"unhealthy: invalid settings ({exc.error_count()} problems)")
+        sys.exit(f"unhealthy: invalid settings: {'; '.join(settings_problems(exc))}")
     healthy, why = check(args.role, args.url, redis_url)
     sys.stdout.write(f"{'healthy' if healthy else 'unhealthy'}: {why}\n")
     sys.exit(0 if healthy else 1)

@@ -307,3 +307,30 @@ def test_api_calls_are_logged_without_their_query(tmp_path, sim):
         output = process.communicate(timeout=20)[0]
     assert "GET /api/contacts answered 200" in output
     assert "hidden.person" not in output and "example.com" not in output
+
+
+def test_serve_on_a_taken_port_says_so_before_announcing_it(tmp_path):
+    rules = write_rules(tmp_path)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = cli("serve", "--port", str(port), cwd=tmp_path, RULES_FILE=str(rules))
+    assert done.returncode == 2 and "serving" not in done.stdout
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in done.stderr
+    assert "--port" in done.stderr
+
+
+def test_a_missing_rules_file_says_where_one_comes_from(tmp_path):
+    done = cli("check", cwd=tmp_path)
+    assert done.returncode == 1
+    assert done.stdout.startswith("rules.yaml:1:1: cannot read the rules file: No such file or directory")
+    assert "RULES_FILE" in done.stdout and "systeme-flow init" in done.stdout
+
+
+def test_a_command_run_away_from_the_service_names_the_empty_database(tmp_path):
+    done = cli("events", cwd=tmp_path)
+    assert done.returncode == 2
+    database = tmp_path.resolve() / "var" / "systeme-flow.db"
+    assert f"the database {database} has no tables: run `systeme-flow db upgrade` first" in done.stderr
+    assert "where `serve` runs" in done.stderr

@@ -9,11 +9,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+from dotenv import dotenv_values
 from pydantic import ValidationError
 
-from app.config import Settings
+from app.config import Settings, is_placeholder
 from app.errors import RulesError
 from app.rules.loader import parse_rules
+from tests.clitools import run_cli
 from tests.conftest import running
 from tests.test_cli import cli
 
@@ -118,3 +120,58 @@ class TestPlaceholders:
         fresh = cli("check", cwd=tmp_path)
         assert fresh.returncode == 0, fresh.stdout
         assert Settings(_env_file=tmp_path / ".env").operators()
+
+
+class TestRetentionDays:
+    @pytest.mark.parametrize("value", ["0", "-1"])
+    def test_less_than_a_day_is_refused_by_name(self, value):
+        with pytest.raises(ValidationError, match="RETENTION_DAYS must be at least 1"):
+            settings(retention_days=value)
+
+    def test_one_day_is_accepted(self):
+        assert settings(retention_days="1").retention_days == 1
+
+
+class TestInvalidSettingsMessage:
+    @pytest.mark.parametrize("command", [["check"], ["serve", "--port", "1"]])
+    def test_the_cli_names_each_variable_where_it_is_set_and_not_its_value(self, tmp_path, command):
+        shutil.copy(ROOT / "rules.yaml", tmp_path)
+        (tmp_path / ".env").write_text("RETENTION_DAYS=zero\n")
+        done = run_cli(*command, cwd=tmp_path, API_MAX_RPS="s3cr3t-value")
+        assert done.returncode != 0
+        assert "RETENTION_DAYS: should be a valid integer" in done.stderr
+        assert "(set in .env)" in done.stderr
+        assert "API_MAX_RPS: should be a valid integer" in done.stderr
+        assert "(set in the environment)" in done.stderr
+        assert "s3cr3t-value" not in done.stderr and "zero" not in done.stderr
+
+    def test_a_message_that_names_its_variable_is_not_prefixed_again(self, tmp_path):
+        done = run_cli("check", cwd=tmp_path, RETENTION_DAYS="0")
+        assert "invalid settings: RETENTION_DAYS must be at least 1" in done.stderr
+
+
+class TestInitEnv:
+    """`scripts/init_env.py`, run by `make run` when .env is missing."""
+
+    @staticmethod
+    def init_env(folder: Path, target: str = ".env") -> dict[str, str]:
+        subprocess.run([sys.executable, str(ROOT / "scripts" / "init_env.py"), target], cwd=folder, check=True)
+        assert (folder / target).stat().st_mode & 0o777 == 0o600
+        return {k: v for k, v in dotenv_values(folder / target).items() if v is not None}
+
+    def test_every_example_secret_gets_a_fresh_value_in_a_private_file(self, tmp_path):
+        shutil.copy(ROOT / ".env.example", tmp_path)
+        example = dotenv_values(tmp_path / ".env.example")
+        first, second = self.init_env(tmp_path), self.init_env(tmp_path, ".env.other")
+        assert "ADMIN_TOKEN" in first and first.keys() == second.keys() == example.keys()
+        for name, value in first.items():
+            assert value != example[name] and value != second[name], name
+            assert not is_placeholder(value) and len(value) >= 24, name
+
+    def test_a_variable_named_like_a_secret_never_keeps_the_example_value(self, tmp_path):
+        (tmp_path / ".env.example").write_text(
+            "# NOT_SET_TOKEN=x\nNEW_TOKEN=changeme\nAPI_KEY=abc123\nLOG_FORMAT=json\n"
+        )
+        written = self.init_env(tmp_path)
+        assert written["NEW_TOKEN"] != "changeme" and written["API_KEY"] != "abc123"
+        assert written["LOG_FORMAT"] == "json" and "NOT_SET_TOKEN" not in written

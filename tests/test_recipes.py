@@ -13,8 +13,10 @@ from urllib.parse import urlencode
 
 import jsonschema
 import pytest
+from dotenv import dotenv_values
 from ruamel.yaml import YAML
 
+from app.config import Settings, is_placeholder
 from app.recipes import RECIPES
 from app.rules.engine import RuleOutcome, RuleSet
 from app.rules.jsonschema import rules_schema
@@ -175,6 +177,29 @@ class TestInitCommand:
         assert done.returncode == 0, done.stderr
         assert (tmp_path / ".env").read_text() == "ADMIN_TOKEN=keep-me\nCALENDLY_SIGNING_KEY=already-chosen"
         assert done.stdout.splitlines()[-1] == "2 rules, 1 sources: OK"
+
+    def test_admin_token_is_generated_when_missing(self, tmp_path):
+        done = cli("init", "--recipe", "gumroad", cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        assert "added ADMIN_TOKEN to .env: a fresh random value" in done.stdout
+        env = (tmp_path / ".env").read_text()
+        (token,) = re.findall(r"^ADMIN_TOKEN=(\S+)$", env, re.M)
+        assert len(token) >= 32 and token not in done.stdout
+        assert Settings(_env_file=tmp_path / ".env").operators() == {token: "admin"}
+
+    def test_placeholders_of_generated_values_are_replaced_and_env_made_private(self, tmp_path):
+        example = (ROOT / ".env.example").read_text()
+        (tmp_path / ".env").write_text(example + "export GUMROAD_TOKEN = replace_me\n")
+        (tmp_path / ".env").chmod(0o644)
+        done = cli("init", "--recipe", "gumroad", cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        env = (tmp_path / ".env").read_text()
+        assert (tmp_path / ".env").stat().st_mode & 0o777 == 0o600
+        assert len(re.findall(r"^ADMIN_TOKEN=", env, re.M)) == len(re.findall(r"^GUMROAD_TOKEN=", env, re.M)) == 1
+        values = dotenv_values(tmp_path / ".env")
+        assert not is_placeholder(values["ADMIN_TOKEN"] or "") and not is_placeholder(values["GUMROAD_TOKEN"] or "")
+        # What the provider gives cannot be invented: it stays for the person to set.
+        assert values["STRIPE_WEBHOOK_SECRET"] == "whsec_replace_me"
 
     def test_unknown_recipe(self, tmp_path):
         done = cli("init", "--recipe", "zapier", cwd=tmp_path)

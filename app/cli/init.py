@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import secrets
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from app.config import rules_environment
+from app.config import is_placeholder, rules_environment
 from app.errors import RulesError
 from app.recipes import RECIPES, Recipe, Variable
 from app.rules.loader import load_rules
@@ -22,32 +24,43 @@ def _list_recipes() -> None:
         print(f"  {recipe.name:<{width}}  {recipe.summary}")
 
 
-def _env_lines(recipe: Recipe, known: Mapping[str, str], text: str) -> tuple[list[str], list[str], list[Variable]]:
-    """Lines to append to `.env`, the generated names, and the variables the provider gives (still to set)."""
+# Every recipe needs the operator token: without it the dashboard stays shut, and `.env.example`'s one is public.
+_ADMIN = Variable("ADMIN_TOKEN", True, "the operator token: sign in at /ui and call /v1/... with it")
+
+
+def _env_text(recipe: Recipe, known: Mapping[str, str], text: str) -> tuple[str, list[str], list[Variable]]:
+    """The new `.env` text, the generated names, and the variables the provider gives (still to set)."""
     lines: list[str] = []
     generated: list[str] = []
     todo: list[Variable] = []
-    for variable in recipe.variables:
-        if variable.name in known:
+    for variable in (*recipe.variables, _ADMIN):
+        value = known.get(variable.name)
+        if value is not None and not (variable.generated and is_placeholder(value)):
             continue  # never overwrite a value already set, in `.env` or in the environment
         if variable.generated:
-            lines += [f"# {variable.where}", f"{variable.name}={secrets.token_urlsafe(32)}"]
+            line = f"{variable.name}={secrets.token_urlsafe(32)}"
+            # A placeholder copied from `.env.example` is replaced where it stands.
+            text, replaced = re.subn(rf"^[ \t]*(export[ \t]+)?{variable.name}[ \t]*=.*$", line, text, flags=re.M)
+            if not replaced:
+                lines += [f"# {variable.where}", line]
             generated.append(variable.name)
         else:
             todo.append(variable)
             if f"# {variable.name}=" not in text:
                 lines += [f"# Given by the provider: {variable.where}", f"# {variable.name}="]
     if lines:
-        lines.insert(0, f"# systeme-flow init --recipe {recipe.name}")
-    return lines, generated, todo
+        if text and not text.endswith("\n"):
+            text += "\n"
+        text += "\n".join([f"# systeme-flow init --recipe {recipe.name}", *lines]) + "\n"
+    return text, generated, todo
 
 
-def _append(env_path: Path, lines: list[str]) -> None:
-    text = env_path.read_text(encoding="utf-8") if env_path.exists() else ""
-    if text and not text.endswith("\n"):
-        text += "\n"
-    env_path.write_text(text + "\n".join(lines) + "\n", encoding="utf-8")
-    env_path.chmod(0o600)  # it holds secrets
+def _write_private(env_path: Path, text: str) -> None:
+    """Write `.env` readable by its owner only, before any secret is in it (it may exist with looser rights)."""
+    fd = os.open(env_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(text)
 
 
 def cmd_init(args: argparse.Namespace) -> None:
@@ -66,9 +79,9 @@ def cmd_init(args: argparse.Namespace) -> None:
     rules_path.write_text(recipe.text(), encoding="utf-8")
     print(f"wrote {rules_path}: {recipe.summary}")
     existing = env_path.read_text(encoding="utf-8") if env_path.exists() else ""
-    lines, generated, todo = _env_lines(recipe, rules_environment(str(env_path)), existing)
-    if lines:
-        _append(env_path, lines)
+    text, generated, todo = _env_text(recipe, rules_environment(str(env_path)), existing)
+    if text != existing:
+        _write_private(env_path, text)
     for name in generated:
         print(f"added {name} to {env_path}: a fresh random value")
     for variable in todo:

@@ -5,21 +5,25 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import errno
 import logging
 import re
 import signal
+import socket
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from pathlib import Path
 from typing import Any, NoReturn
 
 import asyncpg
 from pydantic import ValidationError
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from app.config import Settings, get_settings, rules_environment, setting_source
+from app.config import Settings, get_settings, rules_environment, setting_source, settings_problems
 from app.errors import RulesError, StorageUnavailable
 from app.health import add_arguments as add_health_arguments
 from app.health import run as run_health
@@ -62,7 +66,13 @@ def database_errors(command: str, settings: Settings) -> Iterator[None]:
             text = text.replace(secret, "***")
         hint = ""
         if "no such table" in text or ("relation" in text and "does not exist" in text):
-            hint = " (run `systeme-flow db upgrade` first)"
+            # Often a command run from another folder: a new, empty SQLite file rather than the service's.
+            url = make_url(settings.database_url)
+            where = str(Path(url.database).resolve()) if url.get_backend_name() == "sqlite" and url.database else ""
+            hint = (
+                f" (the database {where or 'at DATABASE_URL'} has no tables: run `systeme-flow db upgrade` first, "
+                "or run this where `serve` runs, so it reads the same .env)"
+            )
         fail(f"{command}: database error: {text}{hint}")
 
 
@@ -73,9 +83,7 @@ def settings_or_exit() -> Settings:
     try:
         return get_settings()
     except ValidationError as exc:
-        # pydantic's message names the setting and the problem; it never contains the secret values.
-        problems = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
-        fail(f"cannot run: invalid settings: {problems}")
+        fail(f"cannot run: invalid settings: {'; '.join(settings_problems(exc))}")
 
 
 def rules_or_exit(path: str, *, strict_env: bool = True) -> LoadedRules:
@@ -95,6 +103,20 @@ def storage_or_exit(settings: Settings) -> None:
         ensure_sqlite_folder(settings.database_url)
     except StorageUnavailable as exc:
         sys.exit(f"systeme-flow: {exc.message}")
+
+
+def port_or_exit(host: str, port: int) -> None:
+    """A port already taken stops `serve` in one line with the way out, before it announces an address it will
+    not serve (uvicorn's own error comes after the banner, as a log line). Binding again later is still checked."""
+    try:
+        # The socket uvicorn opens: IPv6 only for an address with a colon, and a closing socket counts as free.
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as exc:
+        taken = exc.errno == errno.EADDRINUSE
+        hint = " (another `serve`?): stop it, or pick another with --port (make run PORT=...)" if taken else ""
+        fail(f"serve: cannot listen on {host}:{port}: {exc.strerror or exc}{hint}")
 
 
 def _migrate(settings: Settings, command: str) -> None:
@@ -137,6 +159,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
     rules = rules_or_exit(settings.rules_file)
     configure_logging(secrets=settings.secret_values() | rules.file.secret_values(), style=settings.log_format)
     storage_or_exit(settings)
+    port_or_exit(args.host, args.port)
     if not args.no_migrate:
         _migrate(settings, "serve")
     print("\n".join(startup_lines(settings, rules, host=args.host, port=args.port)), flush=True)

@@ -58,7 +58,13 @@ def load_rules(path: str | Path, env: Mapping[str, str], *, strict_env: bool = T
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
-        raise RulesError([f"{path}:1:1: cannot read the rules file: {exc.strerror}"]) from exc
+        # Usually a command run outside the service's folder: say where a rules file comes from.
+        hint = (
+            " (run from the folder that holds it, set RULES_FILE, or write one with `systeme-flow init`)"
+            if isinstance(exc, FileNotFoundError)
+            else ""
+        )
+        raise RulesError([f"{path}:1:1: cannot read the rules file: {exc.strerror}{hint}"]) from exc
     return parse_rules(text, path=path, env=env, strict_env=strict_env)
 
 

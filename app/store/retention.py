@@ -9,18 +9,21 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.store.actions import TERMINAL
 from app.store.models import actions, api_calls, events, rule_outcomes
 
 _BATCH = 500
-# A scheduled step may be due after RETENTION_DAYS: its event stays until it has run.
-KEEP_STATUSES = ("dead", "awaiting_approval", "scheduled")
+# Only work that is over may go. Purging deletes the actions, so an event with a step still pending (a held account,
+# a retry far ahead), running, scheduled or awaiting approval stays until it ends; a dead one stays for the operator
+# to retry. Listing what may go, not what stays, spares a status added later.
+PURGEABLE_STATUSES = tuple(sorted(TERMINAL - {"dead"}))
 
 
 async def purge(engine: AsyncEngine, *, before: datetime, now: datetime) -> int:
-    """Empty events received before `before`, with their outcomes, actions and calls; spare any event with a
-    dead action, one awaiting approval or one scheduled. The event row stays, slim, with its (source, provider id)."""
+    """Empty events received before `before`, with their outcomes, actions and calls; spare any event with an
+    action not yet final, or dead. The event row stays, slim, with its (source, provider id)."""
     purged = 0
-    kept = sa.select(actions.c.id).where(actions.c.event_id == events.c.id, actions.c.status.in_(KEEP_STATUSES))
+    kept = sa.select(actions.c.id).where(actions.c.event_id == events.c.id, actions.c.status.not_in(PURGEABLE_STATUSES))
     while True:
         async with engine.begin() as conn:
             ids = list(

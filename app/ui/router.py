@@ -81,8 +81,9 @@ async def _page(request: Request, name: str, operator: str | None, **context: An
 
 
 @router.get("/login")
-async def login_form(request: Request, error: str | None = None) -> HTMLResponse:
-    return await _page(request, "login.html", None, error=error)
+async def login_form(request: Request, state: StateDep, error: str | None = None) -> HTMLResponse:
+    # Without ADMIN_TOKEN no token can sign in: say so, rather than call every one typed "not valid".
+    return await _page(request, "login.html", None, error=error, enabled=bool(state.settings.operators()))
 
 
 @router.post("/login")
@@ -176,7 +177,8 @@ async def actions_page(
     for one in statuses:
         found, _ = await list_actions(state.engine, status=one, limit=200)
         items += found
-    return await _page(request, "actions.html", operator, items=items, status=status)
+    known = status == "attention" or status in ACTION_STATUSES
+    return await _page(request, "actions.html", operator, items=items, status=status, known=known)
 
 
 @router.post("/actions/{action_id}/{verb}")

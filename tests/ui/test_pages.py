@@ -151,3 +151,16 @@ async def test_every_action_shows_its_outcome_and_when_it_runs_again(make_settin
     assert actions["tag"]["outcome"] == "tagged" and actions["enroll"]["next_attempt_at"]
     assert "tagged" in page and "next attempt" in page and "next attempt" in listed
     assert "503" in done.stdout and "(next attempt " in done.stdout
+
+
+def test_an_empty_action_list_says_what_is_empty(make_settings, sqlite_url):
+    with running(make_settings(database_url=sqlite_url)) as url:
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {ADMIN}"}) as http:
+            attention = http.get("/ui/actions").text
+            succeeded = http.get("/ui/actions", params={"status": "succeeded"}).text
+            awaiting = http.get("/ui/actions", params={"status": "awaiting_approval"}).text
+            typo = http.get("/ui/actions", params={"status": "sucess"}).text
+    assert "Nothing needs you." in attention
+    assert "No succeeded actions." in succeeded and "Nothing needs you" not in succeeded
+    assert "No awaiting approval actions." in awaiting
+    assert "“sucess” is not a status" in typo

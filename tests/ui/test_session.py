@@ -110,3 +110,18 @@ async def test_expired_sessions_are_purged_and_never_honoured(sqlite_url):
         assert await session_operator(engine, "new", now=now) == "dana"
     finally:
         await engine.dispose()
+
+
+async def test_the_sign_in_page_says_when_no_admin_token_is_set(make_settings, sqlite_url):
+    with running(make_settings(database_url=sqlite_url, admin_token=None)) as url:
+        async with client(url) as http:
+            page = await http.get("/ui/login")
+    assert "Sign-in is disabled: ADMIN_TOKEN is not set" in page.text
+    assert 'name="token"' not in page.text and "not valid" not in page.text
+
+
+async def test_the_sign_in_page_says_where_the_token_is(make_settings, sqlite_url):
+    with running(make_settings(database_url=sqlite_url)) as url:
+        async with client(url) as http:
+            page = await http.get("/ui/login")
+    assert "the value of ADMIN_TOKEN" in page.text and 'name="token"' in page.text
