@@ -34,8 +34,10 @@ from app.systeme.quota import MemoryQuota, Quota
 from app.webhooks.ratelimit import Limiter, MemoryLimiter, RedisLimiter, trusted_networks
 
 log = logging.getLogger(__name__)
-# Planning, and in embedded mode each run, starts only once no delivery waits to be stored, or after this long.
+# Planning, and in embedded mode each run, starts only once no delivery waits to be stored and none arrived for
+# INGEST_GAP_SECONDS (within a burst deliveries come a millisecond or less apart), or after INGEST_FIRST_SECONDS.
 INGEST_FIRST_SECONDS = 1.0
+INGEST_GAP_SECONDS = 0.005
 
 
 @dataclass
@@ -151,7 +153,7 @@ async def app_state(settings: Settings) -> AsyncIterator[AppState]:
                 policy=retry_policy(settings),
                 concurrency=settings.embedded_concurrency,
                 settings=settings,
-                ingest_first=lambda: writer.idle(INGEST_FIRST_SECONDS),
+                ingest_first=lambda: writer.quiet(INGEST_GAP_SECONDS, INGEST_FIRST_SECONDS),
             )
             await check_accounts(engine, clients, settings)  # workers check it themselves in Redis mode
             executor.start()
@@ -164,7 +166,7 @@ async def app_state(settings: Settings) -> AsyncIterator[AppState]:
             rules=lambda: state.rules,
             dispatch=dispatcher.dispatch,
             approval_window=timedelta(hours=settings.approval_timeout_hours),
-            ingest_first=lambda: writer.idle(INGEST_FIRST_SECONDS),
+            ingest_first=lambda: writer.quiet(INGEST_GAP_SECONDS, INGEST_FIRST_SECONDS),
             sweep_seconds=settings.sweep_seconds,
         )
         state = AppState(settings, rules, engine, clients, dispatcher, redis, limiter, trusted, writer, planner)

@@ -95,8 +95,8 @@ def measure(
 
 
 def follow_up(database_url: str, answered_in: float, count: int, actions: bool) -> None:
-    """What the answers left to do: how long after the last answer every event was planned (and, when the service
-    runs them, every action settled), and the whole pipeline's rate over the burst plus that time."""
+    """What the answers left to do: how long after the last answer every event was planned, the rate of answering
+    and planning together, and (when the service runs them) how long until every action ran."""
 
     async def backlog() -> tuple[int, int]:
         engine = create_engine(database_url)
@@ -120,12 +120,11 @@ def follow_up(database_url: str, answered_in: float, count: int, actions: bool) 
             break
         time.sleep(0.05)
     settled_after = time.monotonic() - started
-    total = answered_in + (settled_after if actions else planned_after or settled_after)
-    what = "planned, actions settled" if actions else "planned"
+    planned = planned_after if planned_after is not None else float("nan")
     print(
-        f"{'  then':<34} every event planned {planned_after or float('nan'):5.2f} s after the last answer"
-        + (f", every action settled {settled_after:5.2f} s after" if actions else "")
-        + f": {count / total:7.1f} events/s {what}, over the whole burst"
+        f"{'  then':<34} every event planned {planned:5.2f} s after the last answer: "
+        f"{count / (answered_in + planned):7.1f} events/s answered and planned"
+        + (f"; every action run {settled_after:5.1f} s after" if actions else "")
     )
 
 

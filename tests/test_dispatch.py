@@ -97,3 +97,30 @@ async def test_idle_returns_after_its_timeout_while_a_write_waits(sqlite_url):
     finally:
         await holder.dispose()
         await engine.dispose()
+
+
+async def test_quiet_waits_for_a_pause_between_deliveries_and_no_longer_than_its_bound(sqlite_url):
+    engine = create_engine(sqlite_url)
+    writer = GroupWriter(engine)
+    loop = asyncio.get_running_loop()
+    try:
+        started = loop.time()
+        await writer.quiet(0.05, 60)  # nothing ever written: at once
+        assert loop.time() - started < 0.05
+        await writer.write(delivery("a"))
+        started = loop.time()
+        await writer.quiet(0.05, 60)  # a pause of 50 ms after the last delivery
+        assert 0.04 < loop.time() - started < 30
+
+        async def trickle() -> None:  # a delivery every 10 ms: never a 50 ms pause
+            for n in range(100):
+                await writer.write(delivery(f"t{n}"))
+                await asyncio.sleep(0.01)
+
+        feeding = asyncio.create_task(trickle())
+        await asyncio.sleep(0.02)
+        await writer.quiet(0.05, 0.3)  # bounded: returns after 0.3 s though deliveries keep coming
+        assert not feeding.done()
+        await feeding
+    finally:
+        await engine.dispose()

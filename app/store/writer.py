@@ -25,6 +25,7 @@ class GroupWriter:
         self._task: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
         self._idle.set()
+        self._last_write = float("-inf")
 
     async def idle(self, timeout: float) -> None:
         """Return once no delivery is waiting to be stored, or after `timeout` seconds, whichever comes first."""
@@ -32,7 +33,22 @@ class GroupWriter:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._idle.wait(), timeout)
 
+    async def quiet(self, gap: float, timeout: float) -> None:
+        """Return once no delivery is waiting to be stored and none arrived for `gap` seconds (a burst is over, or
+        between two events of a trickle), or after `timeout` seconds, whichever comes first."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while (left := deadline - loop.time()) > 0:
+            if not self._idle.is_set():
+                await self.idle(left)
+                continue
+            since = loop.time() - self._last_write
+            if since >= gap:
+                return
+            await asyncio.sleep(min(gap - since, left))
+
     async def write(self, item: NewEvent) -> StoredEvent:
+        self._last_write = asyncio.get_running_loop().time()
         future: asyncio.Future[StoredEvent] = asyncio.get_running_loop().create_future()
         self._pending.append((item, future))
         self._idle.clear()
