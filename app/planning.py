@@ -139,8 +139,12 @@ class Planner:
 
     async def stop(self, timeout: float = 5.0) -> None:
         """Plan what is queued (a stop that cuts this short leaves it to the next start's sweep), then stop."""
-        with contextlib.suppress(TimeoutError):
+        try:
             await asyncio.wait_for(self._drain(), timeout)
+        except TimeoutError:
+            log.warning("stopping with %d events unplanned: the next start's sweep plans them", len(self._queue))
+        except Exception:
+            log.exception("planning the queued events at stop failed: the next start's sweep plans them")
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

@@ -1,4 +1,4 @@
-"""Ingest: verify, plan, store once, then dispatch. Everything before the answer is local and cheap."""
+"""Ingest: verify, store once, answer; the planner (app/planning.py) judges the event right after the answer."""
 
 from __future__ import annotations
 
