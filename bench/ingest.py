@@ -98,28 +98,27 @@ def follow_up(database_url: str, answered_in: float, count: int, actions: bool) 
     """What the answers left to do: how long after the last answer every event was planned, the rate of answering
     and planning together, and (when the service runs them) how long until every action ran."""
 
-    async def backlog() -> tuple[int, int]:
+    async def watch() -> tuple[float | None, float]:
         engine = create_engine(database_url)
+        started = time.monotonic()
+        planned_after: float | None = None
         try:
-            async with engine.connect() as conn:
-                unplanned = await conn.scalar(sa.select(sa.func.count()).where(sa_events.c.planned_at.is_(None)))
-                waiting = await conn.scalar(
-                    sa.select(sa.func.count()).where(sa_actions.c.status.in_(("pending", "running")))
-                )
-            return unplanned or 0, waiting or 0
+            while time.monotonic() - started < 600:
+                async with engine.connect() as conn:
+                    unplanned = await conn.scalar(sa.select(sa.func.count()).where(sa_events.c.planned_at.is_(None)))
+                    waiting = await conn.scalar(
+                        sa.select(sa.func.count()).where(sa_actions.c.status.in_(("pending", "running")))
+                    )
+                if not unplanned and planned_after is None:
+                    planned_after = time.monotonic() - started
+                if planned_after is not None and (not actions or not waiting):
+                    break
+                await asyncio.sleep(0.05)
         finally:
             await engine.dispose()
+        return planned_after, time.monotonic() - started
 
-    started = time.monotonic()
-    planned_after: float | None = None
-    while time.monotonic() - started < 600:
-        unplanned, waiting = asyncio.run(backlog())
-        if not unplanned and planned_after is None:
-            planned_after = time.monotonic() - started
-        if planned_after is not None and (not actions or not waiting):
-            break
-        time.sleep(0.05)
-    settled_after = time.monotonic() - started
+    planned_after, settled_after = asyncio.run(watch())
     planned = planned_after if planned_after is not None else float("nan")
     print(
         f"{'  then':<34} every event planned {planned:5.2f} s after the last answer: "

@@ -7,7 +7,6 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
 
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
@@ -122,6 +121,8 @@ async def ingest(state: AppState, *, source: str, delivery: Delivery) -> IngestR
         raise
     event_type = storable_text(incoming.type[:200]) if incoming.type else None
     received_at = utcnow()
+    # The time the event row holds: a plan made later (here or by a sweep) counts from the same instant.
+    occurred_at = storable_time(incoming.occurred_at)
     try:
         # Stored alone: the rules judge it right after the answer (app/planning.py).
         stored = await state.writer.write(
@@ -131,11 +132,10 @@ async def ingest(state: AppState, *, source: str, delivery: Delivery) -> IngestR
                 provider_id=_bounded_id(incoming.provider_id),
                 payload=payload,
                 headers=storable(_stored_headers(delivery.headers, config)),
-                occurred_at=incoming.occurred_at,
+                occurred_at=occurred_at,
                 outcomes=None,
                 rules_version=rules.version,
                 received_at=received_at,
-                approval_window=timedelta(hours=state.settings.approval_timeout_hours),
                 aliases=tuple(a for a in map(_bounded_id, incoming.aliases) if a),
             )
         )
@@ -153,7 +153,5 @@ async def ingest(state: AppState, *, source: str, delivery: Delivery) -> IngestR
         },
     )
     if not stored.duplicate:
-        # The time the event row holds: a plan made later (here or by a sweep) counts from the same instant.
-        occurred_at = storable_time(incoming.occurred_at)
         state.planner.submit(Unplanned(stored.event_id, source, event_type, payload, occurred_at, received_at))
     return IngestResult(stored.event_id, stored.duplicate, config.redirect)
