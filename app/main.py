@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
@@ -25,7 +26,15 @@ from app.webhooks.router import hook_source, receive_hook
 
 log = logging.getLogger(__name__)
 # What a read raises when the database cannot be reached (asyncpg's refused connection is a plain OSError).
-DATABASE_OUTAGES: tuple[type[Exception], ...] = (OperationalError, InterfaceError, PoolTimeout, OSError)
+DATABASE_OUTAGES: tuple[type[Exception], ...] = (
+    OperationalError,
+    InterfaceError,
+    PoolTimeout,
+    OSError,
+    # Raised unwrapped while a connection opens during a PostgreSQL restart (app/store/outages.py).
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+)
 
 
 async def _sign_in(_request: Request, _exc: Exception) -> RedirectResponse:

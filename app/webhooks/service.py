@@ -8,8 +8,6 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
-
 from app.errors import AppError, BadRequest, NotFound, StorageUnavailable, TooManyRequests, Unauthorized
 from app.metrics import EVENTS, RATE_LIMITED, SIGNATURE_FAILURES
 from app.rules.schema import SourceConfig
@@ -18,6 +16,7 @@ from app.sources.base import check_token
 from app.state import AppState
 from app.store.events import NewEvent
 from app.store.models import new_id, utcnow
+from app.store.outages import STORAGE_OUTAGES
 from app.store.plans import Unplanned
 from app.store.storable import storable, storable_text, storable_time
 from app.webhooks.ratelimit import client_address
@@ -139,7 +138,7 @@ async def ingest(state: AppState, *, source: str, delivery: Delivery) -> IngestR
                 aliases=tuple(a for a in map(_bounded_id, incoming.aliases) if a),
             )
         )
-    except (DBAPIError, SQLAlchemyError, OSError, TimeoutError) as exc:
+    except STORAGE_OUTAGES as exc:
         log.error("storing an event from %s failed: %s", source, type(exc).__name__)
         raise StorageUnavailable("the event store is unavailable; nothing was stored, please retry") from exc
     EVENTS.labels(source, "duplicate" if stored.duplicate else "stored").inc()

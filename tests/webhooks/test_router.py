@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from app.store.db import create_engine
 from app.store.models import actions, events
-from tests.conftest import running
+from tests.conftest import operator, running
 from tests.factories import (
     FORM_TOKEN,
     php_json,
@@ -21,6 +21,7 @@ from tests.factories import (
     systeme_headers,
     systeme_sale,
 )
+from tests.pgrefusal import ShuttingDownPostgres
 
 
 async def count_rows(url: str) -> tuple[int, int]:
@@ -164,6 +165,17 @@ async def test_storage_unavailable_answers_503(make_settings, tmp_path):
         async with httpx.AsyncClient(base_url=url) as http:
             ready = await http.get("/readyz")
         assert ready.status_code == 503 and ready.json()["checks"]["database"]["ok"] is False
+
+
+async def test_a_postgresql_shutting_down_answers_503_not_500(make_settings):
+    # During a restart PostgreSQL refuses new connections with 57P03; asyncpg raises it unwrapped at connect time.
+    with ShuttingDownPostgres() as pg, running(make_settings(database_url=pg.url)) as url:
+        answer = await post(url, "/hooks/stripe", content=STRIPE_BODY, headers=stripe_headers(STRIPE_BODY))
+        async with operator(url) as http:
+            listing = await http.get("/v1/events")
+        assert pg.refused > 0
+    assert answer.status_code == 503 and "retry" in answer.json()["error"], answer.text
+    assert listing.status_code == 503 and "database" in listing.json()["error"], listing.text
 
 
 async def test_concurrent_identical_deliveries_store_one_event(make_settings, database_url, sim):
