@@ -83,7 +83,7 @@ async def backlog(settings: Settings, count: int) -> None:
     redis = await create_pool(RedisSettings.from_dsn(settings.redis_url or ""))
     dispatcher = ArqDispatcher(redis)
     for n in range(count):
-        payload = {"email": f"drain{n}@example.com"}
+        payload = {"email": f"drain{n}@yopmail.com"}
         stored = await record_event(
             engine,
             source="signup",

@@ -33,7 +33,7 @@ Requests = list[tuple[str, bytes, dict[str, str]]]
 def signed_events(count: int) -> Requests:
     requests = []
     for n in range(count):
-        body = json.dumps(stripe_checkout(f"buyer{n}@example.com", event_id=f"evt_{uuid.uuid4().hex}")).encode()
+        body = json.dumps(stripe_checkout(f"buyer{n}@yopmail.com", event_id=f"evt_{uuid.uuid4().hex}")).encode()
         requests.append(("/hooks/stripe", body, stripe_headers(body)))
     return requests
 

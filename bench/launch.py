@@ -142,7 +142,7 @@ class Launch:
         """Milliseconds from the 202 to the first API request about that buyer, on an idle system."""
         found = []
         for _ in range(samples):
-            email = f"idle-{uuid.uuid4().hex[:8]}@example.com"
+            email = f"idle-{uuid.uuid4().hex[:8]}@yopmail.com"
             event_id, answered = await self.post(stripe_checkout(email))
             await self.done_at([event_id])
             state = await self.sim_state()
@@ -162,21 +162,21 @@ async def measure(args: argparse.Namespace, api: str, sim: str, embedded_api: st
     launch = Launch(api, sim, database_url)
     figures: dict[str, Any] = {}
     try:
-        await launch.scenario(stripe_checkout("warm-up@example.com"))  # the tag exists and its id is cached
-        figures["new contact"] = await launch.scenario(stripe_checkout("new@example.com"))
+        await launch.scenario(stripe_checkout("warm-up@yopmail.com"))  # the tag exists and its id is cached
+        figures["new contact"] = await launch.scenario(stripe_checkout("new@yopmail.com"))
         await launch.http.post(
             f"{sim}/api/contacts",
             headers={"X-API-Key": KEY},
-            json={"email": "known@example.com", "fields": [{"slug": "first_name", "value": "Ada"}]},
+            json={"email": "known@yopmail.com", "fields": [{"slug": "first_name", "value": "Ada"}]},
         )
-        figures["existing contact, all three needed"] = await launch.scenario(stripe_checkout("known@example.com"))
-        figures["the same purchase again"] = await launch.scenario(stripe_checkout("new@example.com"))
-        figures["refund of what was granted"] = await launch.scenario(stripe_refund("new@example.com"))
+        figures["existing contact, all three needed"] = await launch.scenario(stripe_checkout("known@yopmail.com"))
+        figures["the same purchase again"] = await launch.scenario(stripe_checkout("new@yopmail.com"))
+        figures["refund of what was granted"] = await launch.scenario(stripe_refund("new@yopmail.com"))
         figures["idle first call, Redis"] = await launch.first_call_latency()
 
         state = await launch.sim_state()
         calls_before, throttled_before = len(state["calls"]), state["throttled"]
-        buyers = [stripe_checkout(f"buyer{n:03d}@example.com") for n in range(args.buyers)]
+        buyers = [stripe_checkout(f"buyer{n:03d}@yopmail.com") for n in range(args.buyers)]
         started = time.time()
         posted = await asyncio.gather(*[launch.post(b) for b in buyers])
         ends = await launch.done_at([event_id for event_id, _ in posted])

@@ -39,7 +39,7 @@ FILLER = """  - id: other-{n}
 """
 PAYLOAD = {
     "type": "checkout.session.completed",
-    "data": {"object": {"payment_status": "paid", "customer_details": {"email": "a@example.com", "name": "Ada L"}}},
+    "data": {"object": {"payment_status": "paid", "customer_details": {"email": "a@yopmail.com", "name": "Ada L"}}},
 }
 
 

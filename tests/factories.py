@@ -75,7 +75,7 @@ def write_rules(folder: Path, text: str = RULES) -> Path:
 
 
 def stripe_checkout(
-    email: str = "ada@example.com", *, event_id: str | None = None, paid: bool = True, created: int | None = None
+    email: str = "ada@yopmail.com", *, event_id: str | None = None, paid: bool = True, created: int | None = None
 ) -> dict[str, Any]:
     """A `checkout.session.completed` event as Stripe sends it (trimmed to the fields that matter)."""
     return {
@@ -101,7 +101,7 @@ def stripe_checkout(
     }
 
 
-def stripe_refund(email: str = "ada@example.com", *, event_id: str | None = None) -> dict[str, Any]:
+def stripe_refund(email: str = "ada@yopmail.com", *, event_id: str | None = None) -> dict[str, Any]:
     return {
         "id": event_id or f"evt_{uuid.uuid4().hex[:24]}",
         "object": "event",
@@ -145,7 +145,7 @@ def php_json(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=True).replace("/", "\\/").encode()
 
 
-def systeme_sale(email: str = "vip@example.com", plan: str = "VIP") -> dict[str, Any]:
+def systeme_sale(email: str = "vip@yopmail.com", plan: str = "VIP") -> dict[str, Any]:
     return {
         "customer": {
             "id": 991,

@@ -101,7 +101,7 @@ def paddle(*, ts: int | None = None, secret: str = PADDLE_SECRET) -> tuple[bytes
                 "currency_code": "EUR",
                 "details": {"totals": {"total": "19900", "currency_code": "EUR"}},
                 "items": [{"price": {"id": "pri_01", "description": "Masterclass"}, "quantity": 1}],
-                "custom_data": {"email": "paddle@example.com"},
+                "custom_data": {"email": "paddle@yopmail.com"},
             },
         }
     ).encode()
@@ -127,7 +127,7 @@ def all_sources() -> list[Signed]:
             stale=stripe_headers(body, timestamp=old),
         )
     )
-    body = b'{"type": "user.created", "data": {"email": "p@example.com"}}'
+    body = b'{"type": "user.created", "data": {"email": "p@yopmail.com"}}'
     msg = f"msg_{uuid.uuid4().hex}"
     out.append(
         Signed(
@@ -162,7 +162,7 @@ def all_sources() -> list[Signed]:
                 "type": "orders",
                 "id": str(uuid.uuid4().int % 10**6),
                 "attributes": {
-                    "user_email": "lemon@example.com",
+                    "user_email": "lemon@yopmail.com",
                     "total": 1999,
                     "status": "paid",
                     "updated_at": "2026-11-20T10:00:00.000000Z",
@@ -199,7 +199,7 @@ def all_sources() -> list[Signed]:
                 "answers": [
                     {
                         "type": "email",
-                        "email": "typeform@example.com",
+                        "email": "typeform@yopmail.com",
                         "field": {"id": "Auxd6Itc4qgK", "type": "email", "ref": "email"},
                     }
                 ],
@@ -224,7 +224,7 @@ def all_sources() -> list[Signed]:
                 "responseId": "2wgx4n",
                 "formId": "VwbNEw",
                 "fields": [
-                    {"key": "question_3ErWKR", "label": "Email", "type": "INPUT_EMAIL", "value": "tally@example.com"}
+                    {"key": "question_3ErWKR", "label": "Email", "type": "INPUT_EMAIL", "value": "tally@yopmail.com"}
                 ],
             },
         }
@@ -243,7 +243,7 @@ def all_sources() -> list[Signed]:
         "product_id": "32-nPAicqbLj8B_WswVlMw==",
         "product_name": "Masterclass",
         "permalink": "masterclass",
-        "email": "gumroad@example.com",
+        "email": "gumroad@yopmail.com",
         "price": "19900",
         "currency": "usd",
         "quantity": "1",
@@ -266,8 +266,8 @@ def all_sources() -> list[Signed]:
     body = json.dumps(
         {
             "type": "contact.course.enrolled",
-            "data": {"contact": {"email": "auto@example.com"}, "course": {"id": 101}},
-            "account": {"email": "owner@example.com"},
+            "data": {"contact": {"email": "auto@yopmail.com"}, "course": {"id": 101}},
+            "account": {"email": "owner@yopmail.com"},
             "created_at": f"2026-11-20T10:00:{uuid.uuid4().int % 60:02d}+00:00",
         }
     ).encode()
@@ -280,7 +280,7 @@ def all_sources() -> list[Signed]:
             forged_headers={"Content-Type": "application/json", "X-Webhook-Token": "nope"},
         )
     )
-    form = {"submissionID": str(uuid.uuid4().int % 10**12), "email": "jotform@example.com", "website": ""}
+    form = {"submissionID": str(uuid.uuid4().int % 10**12), "email": "jotform@yopmail.com", "website": ""}
     out.append(
         Signed(
             "jotform",
@@ -290,7 +290,7 @@ def all_sources() -> list[Signed]:
             forged_query={"token": FORM_TOKEN + "x"},
         )
     )
-    body = json.dumps({"event": "lead.created", "id": str(uuid.uuid4()), "email": "zap@example.com"}).encode()
+    body = json.dumps({"event": "lead.created", "id": str(uuid.uuid4()), "email": "zap@yopmail.com"}).encode()
     out.append(
         Signed(
             "zap",
@@ -300,7 +300,7 @@ def all_sources() -> list[Signed]:
             forged_headers={"Content-Type": "application/json"},
         )
     )
-    body = json.dumps({"action": "opened", "email": "gh@example.com"}).encode()
+    body = json.dumps({"action": "opened", "email": "gh@yopmail.com"}).encode()
     delivery = str(uuid.uuid4())
     out.append(
         Signed(
@@ -319,7 +319,7 @@ def all_sources() -> list[Signed]:
             },
         )
     )
-    body = json.dumps({"email": "b64@example.com", "nonce": uuid.uuid4().hex}).encode()
+    body = json.dumps({"email": "b64@yopmail.com", "nonce": uuid.uuid4().hex}).encode()
     ts = str(int(time.time()))
     out.append(
         Signed(

@@ -29,7 +29,7 @@ def _b64(secret: str, body: bytes) -> str:
     return base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
 
 
-def shopify_order(email: str = "jon@example.com", *, order_id: int | None = None) -> dict[str, Any]:
+def shopify_order(email: str = "jon@yopmail.com", *, order_id: int | None = None) -> dict[str, Any]:
     order_id = order_id or 820982911946154508
     return {
         "id": order_id,
@@ -79,7 +79,7 @@ def shopify_headers(
     }
 
 
-def woo_order(email: str = "john.doe@example.com", *, order_id: int = 727) -> bytes:
+def woo_order(email: str = "john.doe@yopmail.com", *, order_id: int = 727) -> bytes:
     """An `order.created` body: the REST API's order, as `wp_json_encode` writes it (`/` escaped)."""
     order = {
         "id": order_id,
@@ -149,7 +149,7 @@ def php_form(value: dict[str, Any]) -> bytes:
 
 
 def thrivecart_order(
-    email: str = "susan@example.com", *, event: str = "order.success", secret: str | None = THRIVECART_SECRET
+    email: str = "susan@yopmail.com", *, event: str = "order.success", secret: str | None = THRIVECART_SECRET
 ) -> dict[str, Any]:
     order_id = str(uuid.uuid4().int % 10**8)
     fields: dict[str, Any] = {
@@ -197,7 +197,7 @@ def thrivecart_order(
     return fields
 
 
-def calendly_invitee(email: str = "ada@example.com", *, event: str = "invitee.created") -> dict[str, Any]:
+def calendly_invitee(email: str = "ada@yopmail.com", *, event: str = "invitee.created") -> dict[str, Any]:
     scheduled = "https://api.calendly.com/scheduled_events/GBGBDCAADAEDCRZ2"
     return {
         "created_at": "2026-11-20T10:00:00.000000Z",

@@ -47,9 +47,9 @@ async def test_a_revoked_key_holds_the_account_then_everything_resumes_by_itself
     with alert_receiver() as (alert_url, alerts):
         settings = make_settings(database_url=sqlite_url, alert_webhook_url=alert_url)
         with running(settings) as url:
-            await settled(url, await post_stripe(url, stripe_checkout("before@example.com")))
+            await settled(url, await post_stripe(url, stripe_checkout("before@yopmail.com")))
             sim.simulator.api_key = "the-new-key"  # the seller revoked ours in Systeme.io
-            backlog = [await post_stripe(url, stripe_checkout(f"buyer{n}@example.com")) for n in range(6)]
+            backlog = [await post_stripe(url, stripe_checkout(f"buyer{n}@yopmail.com")) for n in range(6)]
 
             async def held() -> bool:
                 return (await readiness(url)).get("account", {}).get("state") == "held"
@@ -120,13 +120,13 @@ async def test_two_accounts_are_routed_by_rule_each_with_its_own_quota_and_hold(
         rules = write_rules(tmp_path / "accounts", text)
         settings = make_settings(database_url=sqlite_url, rules_file=str(rules))
         with running(settings) as url:
-            sale = stripe_checkout("both@example.com")
+            sale = stripe_checkout("both@yopmail.com")
             sale["data"]["object"]["metadata"]["product"] = "coaching"
             first = await post_stripe(url, sale)
             await settled(url, first)
             routed = sorted((a["rule_id"], a["kind"], a["account"]) for a in await event_actions(url, first))
             school.api_key = "revoked"  # one account's key stops working; the other goes on
-            second = stripe_checkout("next@example.com")
+            second = stripe_checkout("next@yopmail.com")
             second["data"]["object"]["metadata"]["product"] = "coaching"
             later = await post_stripe(url, second)
 
@@ -144,8 +144,8 @@ async def test_two_accounts_are_routed_by_rule_each_with_its_own_quota_and_hold(
         ("masterclass-purchase", "enroll", "school"),
         ("masterclass-purchase", "tag", "school"),
     ]
-    assert school.account.contact_by_email("both@example.com") is not None
-    coached = coaching.account.contact_by_email("both@example.com")
+    assert school.account.contact_by_email("both@yopmail.com") is not None
+    coached = coaching.account.contact_by_email("both@yopmail.com")
     assert coached is not None and [t["name"] for t in coached["tags"]] == ["Coaching client"]
     assert state["accounts"]["school"]["state"] == "held" and state["accounts"]["coaching"] == {"state": "ok"}
     assert state["accounts"]["default"] == {"state": "ok"}

@@ -152,7 +152,7 @@ def start_serve(folder: Path, **env: str) -> tuple[str, subprocess.Popen[str]]:
 
 def test_serve_runs_dry_without_api_key_and_keeps_tokens_out_of_logs(serve, sim):
     url, process, folder = serve
-    answer = httpx.post(f"{url}/hooks/signup?token={FORM_TOKEN}", data={"email": "dry@example.com"})
+    answer = httpx.post(f"{url}/hooks/signup?token={FORM_TOKEN}", data={"email": "dry@yopmail.com"})
     assert answer.status_code == 303
     admin = {"Authorization": "Bearer admin-secret-token"}
     (listed,) = httpx.get(f"{url}/v1/events", headers=admin).json()["items"]
@@ -164,7 +164,7 @@ def test_serve_runs_dry_without_api_key_and_keeps_tokens_out_of_logs(serve, sim)
         time.sleep(0.05)
     assert [(a["kind"], a["status"]) for a in event["actions"]] == [("tag", "skipped")]
     assert "dry run" in event["actions"][0]["outcome"]
-    assert event["payload"] == {"email": "dry@example.com"}
+    assert event["payload"] == {"email": "dry@yopmail.com"}
     assert "x-webhook-token" not in event["headers"]
     assert httpx.get(f"{url}/readyz").json()["checks"]["mode"]["api"] == "dry-run"
     home = httpx.get(f"{url}/", follow_redirects=False)
@@ -296,10 +296,10 @@ def test_api_calls_are_logged_without_their_query(tmp_path, sim):
     """`forget` cannot reach log files: an address must never be written there, e.g. in `?email=`."""
     url, process = start_serve(tmp_path, SYSTEME_API_KEY=SIM_KEY, SYSTEME_API_URL=sim.url, LOG_FORMAT="json")
     try:
-        answer = httpx.post(f"{url}/hooks/signup?token={FORM_TOKEN}", data={"email": "hidden.person@example.com"})
+        answer = httpx.post(f"{url}/hooks/signup?token={FORM_TOKEN}", data={"email": "hidden.person@yopmail.com"})
         assert answer.status_code == 303
         deadline = time.monotonic() + 30
-        while "Newsletter" not in sim.tag_names("hidden.person@example.com"):
+        while "Newsletter" not in sim.tag_names("hidden.person@yopmail.com"):
             assert time.monotonic() < deadline, "the action did not run"
             time.sleep(0.1)
     finally:

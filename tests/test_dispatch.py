@@ -28,7 +28,7 @@ def delivery(provider_id: str) -> NewEvent:
 async def test_no_run_starts_while_a_delivery_waits_to_be_stored(postgres_url):
     engine = create_engine(postgres_url)
     rules = RuleSet(parse_rules(RULES, path="r", env={}))
-    payload = stripe_checkout("first@example.com", event_id="evt_first")
+    payload = stripe_checkout("first@yopmail.com", event_id="evt_first")
     stored = await record_event(
         engine,
         source="stripe",

@@ -34,29 +34,29 @@ async def settled(url: str, *event_ids: str) -> None:
 async def test_refund_right_after_purchase_leaves_access_revoked(make_settings, database_url, sim):
     now = int(time.time())
     with running(make_settings(database_url=database_url, embedded_concurrency=6)) as url:
-        purchase = await post_stripe(url, stripe_checkout("order@example.com", created=now - 5))
-        refund = await post_stripe(url, {**stripe_refund("order@example.com"), "created": now - 4})
+        purchase = await post_stripe(url, stripe_checkout("order@yopmail.com", created=now - 5))
+        refund = await post_stripe(url, {**stripe_refund("order@yopmail.com"), "created": now - 4})
         await settled(url, purchase, refund)
         assert {a["status"] for a in await event_actions(url, purchase) + await event_actions(url, refund)} == {
             "succeeded"
         }
-    assert sim.tag_names("order@example.com") == []
+    assert sim.tag_names("order@yopmail.com") == []
     assert sim.account.enrollments == {} and sim.account.memberships == {}
 
 
 async def test_an_earlier_event_arriving_late_runs_and_says_so(make_settings, sqlite_url, sim):
     now = int(time.time())
     with running(make_settings(database_url=sqlite_url)) as url:
-        refund = await post_stripe(url, {**stripe_refund("late@example.com"), "created": now - 1})
+        refund = await post_stripe(url, {**stripe_refund("late@yopmail.com"), "created": now - 1})
         await settled(url, refund)
-        purchase = await post_stripe(url, stripe_checkout("late@example.com", created=now - 60))
+        purchase = await post_stripe(url, stripe_checkout("late@yopmail.com", created=now - 60))
         await settled(url, purchase)
         notes = {a["note"] for a in await event_actions(url, purchase)}
     assert notes == {"out of order: an action of a later event for this contact already ran"}
 
 
 async def test_same_delivery_ten_times_at_once_has_each_effect_once(make_settings, database_url, sim):
-    body = json.dumps(stripe_checkout("ten@example.com")).encode()
+    body = json.dumps(stripe_checkout("ten@yopmail.com")).encode()
     with running(make_settings(database_url=database_url)) as url:
         async with httpx.AsyncClient(base_url=url) as http:
             answers = await asyncio.gather(
@@ -65,7 +65,7 @@ async def test_same_delivery_ten_times_at_once_has_each_effect_once(make_setting
         event_id = answers[0].json()["event_id"]
         await settled(url, event_id)
     assert len(sim.account.contacts) == 1 and len(sim.account.enrollments) == 1 and len(sim.account.memberships) == 1
-    assert sim.tag_names("ten@example.com") == ["Masterclass buyer"]
+    assert sim.tag_names("ten@yopmail.com") == ["Masterclass buyer"]
 
 
 def worker_env(database_url: str, redis_url: str, sim_url: str, **extra: str) -> dict[str, str]:
@@ -84,7 +84,7 @@ def worker_env(database_url: str, redis_url: str, sim_url: str, **extra: str) ->
 async def test_redis_emptied_while_actions_are_pending_loses_nothing(make_settings, sqlite_url, clean_redis, sim):
     settings = make_settings(database_url=sqlite_url, redis_url=clean_redis)
     with running(settings) as url:
-        event_id = await post_stripe(url, stripe_checkout("flushed@example.com"))
+        event_id = await post_stripe(url, stripe_checkout("flushed@yopmail.com"))
         redis.Redis.from_url(clean_redis).flushdb()  # Redis restarted empty: the jobs are gone
         done = subprocess.run(
             [sys.executable, "-m", "app", "worker", "--burst", "--no-migrate"],
@@ -96,11 +96,11 @@ async def test_redis_emptied_while_actions_are_pending_loses_nothing(make_settin
         assert done.returncode == 0, done.stderr
         await settled(url, event_id)
         assert {a["status"] for a in await event_actions(url, event_id)} == {"succeeded"}
-    assert sim.tag_names("flushed@example.com") == ["Masterclass buyer"]
+    assert sim.tag_names("flushed@yopmail.com") == ["Masterclass buyer"]
 
 
 async def test_approval_flow_over_the_api(make_settings, database_url, sim):
-    owner = sim.account.create_contact({"email": "sub@example.com"})
+    owner = sim.account.create_contact({"email": "sub@yopmail.com"})
     sim.simulator.seed(subscriptions=[{"id": 777, "contactId": owner["id"]}, {"id": 778, "contactId": owner["id"]}])
     settings = make_settings(database_url=database_url, admin_token="alice=tok-alice,bob=tok-bob")
     deleted = {"type": "customer.subscription.deleted", "created": int(time.time())}
@@ -144,7 +144,7 @@ async def test_dead_actions_retry_in_bulk_and_replay_changes_nothing_twice(make_
     sim.account.faults.append(Fault(500, 1000, "/api/school"))
     settings = make_settings(database_url=sqlite_url, retry_schedule="0.05s", retry_max_attempts=2)
     with running(settings) as url:
-        event_id = await post_stripe(url, stripe_checkout("dead@example.com"))
+        event_id = await post_stripe(url, stripe_checkout("dead@yopmail.com"))
         await settled(url, event_id)
         statuses = {a["kind"]: a["status"] for a in await event_actions(url, event_id)}
         assert statuses == {"tag": "succeeded", "enroll": "dead", "add_to_community": "succeeded"}
@@ -169,7 +169,7 @@ async def test_dead_actions_retry_in_bulk_and_replay_changes_nothing_twice(make_
 async def test_ordering_holds_across_worker_processes(make_settings, postgres_url, clean_redis, sim):
     settings = make_settings(database_url=postgres_url, redis_url=clean_redis)
     now = int(time.time())
-    emails = [f"multi{n}@example.com" for n in range(4)]
+    emails = [f"multi{n}@yopmail.com" for n in range(4)]
     with running(settings) as url:
         events = []
         for email in emails:
@@ -240,7 +240,7 @@ async def test_unanswered_approvals_expire_as_rejected(sqlite_url):
 
 
 async def test_operator_cli_lists_approves_and_retries(make_settings, sqlite_url, sim):
-    owner = sim.account.create_contact({"email": "cli@example.com"})
+    owner = sim.account.create_contact({"email": "cli@yopmail.com"})
     sim.simulator.seed(subscriptions=[{"id": 901, "contactId": owner["id"]}])
     with running(make_settings(database_url=sqlite_url)) as url:
         await post_stripe(

@@ -29,7 +29,7 @@ from tests.test_guarantees import settled
 
 async def test_metrics_cover_events_actions_and_api_calls(make_settings, sqlite_url, sim):
     with running(make_settings(database_url=sqlite_url)) as url:
-        event_id = await post_stripe(url, stripe_checkout("m@example.com"))
+        event_id = await post_stripe(url, stripe_checkout("m@yopmail.com"))
         await settled(url, event_id)
         async with httpx.AsyncClient(base_url=url) as http:
             await http.post(
@@ -50,12 +50,12 @@ async def test_retention_purges_old_events_but_keeps_their_key_and_what_needs_at
     make_settings, database_url, sim
 ):
     settings = make_settings(database_url=database_url, retry_schedule="0.05s", retry_max_attempts=1)
-    event = stripe_checkout("old@example.com")
+    event = stripe_checkout("old@yopmail.com")
     with running(settings) as url:
         done_id = await post_stripe(url, event)
         await settled(url, done_id)
         sim.account.faults.append(Fault(500, 1000, "/api/school"))
-        dead_id = await post_stripe(url, stripe_checkout("dead-old@example.com"))
+        dead_id = await post_stripe(url, stripe_checkout("dead-old@yopmail.com"))
         await settled(url, dead_id)
         sim.account.faults.clear()
         engine = create_engine(database_url)
@@ -90,11 +90,11 @@ async def test_retention_purges_old_events_but_keeps_their_key_and_what_needs_at
 
 async def test_forget_erases_a_person_but_keeps_counts(make_settings, database_url, sim, tmp_path):
     with running(make_settings(database_url=database_url)) as url:
-        mine = await post_stripe(url, stripe_checkout("Private.Person@example.com"))
-        other = await post_stripe(url, stripe_checkout("someone@example.com"))
+        mine = await post_stripe(url, stripe_checkout("Private.Person@yopmail.com"))
+        other = await post_stripe(url, stripe_checkout("someone@yopmail.com"))
         await settled(url, mine, other)
         async with operator(url) as http:
-            answer = await http.delete("/v1/contacts/private.person@example.com")
+            answer = await http.delete("/v1/contacts/private.person@yopmail.com")
             assert answer.json() == {"events": 1, "actions": 3}
             forgotten = (await http.get(f"/v1/events/{mine}")).json()
             kept = (await http.get(f"/v1/events/{other}")).json()
@@ -102,7 +102,7 @@ async def test_forget_erases_a_person_but_keeps_counts(make_settings, database_u
     assert "private.person" not in dump and "ada lovelace" not in dump
     assert forgotten["payload"] == {"forgotten": True} and len(forgotten["actions"]) == 3
     assert {a["status"] for a in forgotten["actions"]} == {"succeeded"}
-    assert "someone@example.com" in json.dumps(kept)
+    assert "someone@yopmail.com" in json.dumps(kept)
     engine = create_engine(database_url)
     try:
         async with engine.connect() as conn:
@@ -114,13 +114,13 @@ async def test_forget_erases_a_person_but_keeps_counts(make_settings, database_u
             outcomes = await conn.scalar(
                 sa.select(sa.func.count())
                 .select_from(rule_outcomes)
-                .where(rule_outcomes.c.contact_email == "private.person@example.com")
+                .where(rule_outcomes.c.contact_email == "private.person@yopmail.com")
             )
         assert bodies == 0 and outcomes == 0
     finally:
         await engine.dispose()
     done = subprocess.run(
-        [sys.executable, "-m", "app", "forget", "someone@example.com"],
+        [sys.executable, "-m", "app", "forget", "someone@yopmail.com"],
         env={"PATH": "/usr/bin:/bin", "DATABASE_URL": database_url},
         capture_output=True,
         text=True,
@@ -131,21 +131,21 @@ async def test_forget_erases_a_person_but_keeps_counts(make_settings, database_u
 
 async def test_forget_matches_the_address_exactly_not_as_a_substring(make_settings, database_url, sim):
     with running(make_settings(database_url=database_url)) as url:
-        short = await post_stripe(url, stripe_checkout("a@example.com"))
-        longer = await post_stripe(url, stripe_checkout("ada@example.com"))
-        other = stripe_checkout("bea@example.com")
-        other["data"]["object"]["metadata"] = {"referred_by": "A@Example.COM", "note": "ask ba@example.com"}
+        short = await post_stripe(url, stripe_checkout("a@yopmail.com"))
+        longer = await post_stripe(url, stripe_checkout("ada@yopmail.com"))
+        other = stripe_checkout("bea@yopmail.com")
+        other["data"]["object"]["metadata"] = {"referred_by": "A@Yopmail.COM", "note": "ask ba@yopmail.com"}
         mentioned = await post_stripe(url, other)
         prefix = await post_stripe(url, stripe_checkout("a@example.co"))
         await settled(url, short, longer, mentioned, prefix)
         async with operator(url) as http:
-            answer = await http.delete("/v1/contacts/a@example.com")
+            answer = await http.delete("/v1/contacts/a@yopmail.com")
             payloads = {
                 i: (await http.get(f"/v1/events/{i}")).json()["payload"] for i in (short, longer, mentioned, prefix)
             }
     assert answer.json() == {"events": 2, "actions": 6}
     assert payloads[short] == payloads[mentioned] == {"forgotten": True}
-    assert payloads[longer]["data"]["object"]["customer_details"]["email"] == "ada@example.com"
+    assert payloads[longer]["data"]["object"]["customer_details"]["email"] == "ada@yopmail.com"
     assert payloads[prefix]["data"]["object"]["customer_details"]["email"] == "a@example.co"
 
 
@@ -165,8 +165,8 @@ async def test_alerts_go_to_the_webhook_at_most_once_an_hour(make_settings, sqli
             alert_webhook_url=f"{receiver.url}/alert",
         )
         with running(settings) as url:
-            first = await post_stripe(url, stripe_checkout("alert1@example.com"))
-            second = await post_stripe(url, stripe_checkout("alert2@example.com"))
+            first = await post_stripe(url, stripe_checkout("alert1@yopmail.com"))
+            second = await post_stripe(url, stripe_checkout("alert2@yopmail.com"))
             await settled(url, first, second)
             await wait_for(lambda: len(received) >= 1)  # sent right after the action is recorded dead
             await asyncio.sleep(0.5)  # room for a second message, which must not come
@@ -197,7 +197,7 @@ async def test_a_rule_that_fired_daily_and_went_silent_is_reported(sqlite_url):
     now = utcnow()
     try:
         for day in range(3, 11):
-            outcome = RuleOutcome("daily-sales", "matched", "matched", "a@example.com")
+            outcome = RuleOutcome("daily-sales", "matched", "matched", "a@yopmail.com")
             await record_event(
                 engine,
                 source="stripe",

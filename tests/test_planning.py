@@ -53,7 +53,7 @@ async def counts(engine, event_id: str) -> tuple[int, int, bool]:
 
 async def test_an_event_is_planned_right_after_its_answer(make_settings, database_url, sim):
     with running(make_settings(database_url=database_url)) as url:
-        event_id = await post_stripe(url, stripe_checkout("soon@example.com"))
+        event_id = await post_stripe(url, stripe_checkout("soon@yopmail.com"))
 
         async def done() -> bool:
             async with operator(url) as http:
@@ -61,7 +61,7 @@ async def test_an_event_is_planned_right_after_its_answer(make_settings, databas
             return bool(event["actions"]) and all(a["status"] == "succeeded" for a in event["actions"])
 
         await wait_for(done)
-    assert "Masterclass buyer" in sim.tag_names("soon@example.com")
+    assert "Masterclass buyer" in sim.tag_names("soon@yopmail.com")
 
 
 async def test_a_plan_is_stored_once_whoever_plans(make_settings, database_url):
@@ -77,7 +77,7 @@ async def test_a_plan_is_stored_once_whoever_plans(make_settings, database_url):
         return record_plans(engine, [event], judge, rules_version="v1", now=utcnow(), approval_window=WINDOW)
 
     try:
-        event = await store_unplanned(engine, "twice@example.com", age=0)
+        event = await store_unplanned(engine, "twice@yopmail.com", age=0)
         assert await counts(engine, event.event_id) == (0, 0, False)
         # Two planners at once (the process's own and a sweep elsewhere): one stores the plan, the other nothing,
         # and only the one that claimed the event judged it.
@@ -98,7 +98,7 @@ async def test_a_replay_before_the_plan_leaves_nothing_for_the_planner(make_sett
     engine = create_engine(database_url)
     rules = rules_of(make_settings())
     try:
-        event = await store_unplanned(engine, "early@example.com", age=0)
+        event = await store_unplanned(engine, "early@yopmail.com", age=0)
         outcomes = rules.plan(source=event.source, event_type=event.event_type, payload=event.payload)
         await replan_event(engine, event.event_id, lambda *_: outcomes, now=utcnow(), approval_window=WINDOW, note="r")
         planned = await record_plans(
@@ -114,8 +114,8 @@ async def test_an_event_the_rules_cannot_judge_stays_unplanned_for_the_sweep(mak
     engine = create_engine(database_url)
     rules = rules_of(make_settings())
     try:
-        bad = await store_unplanned(engine, "bad@example.com", age=0)
-        good = await store_unplanned(engine, "good@example.com", age=0)
+        bad = await store_unplanned(engine, "bad@yopmail.com", age=0)
+        good = await store_unplanned(engine, "good@yopmail.com", age=0)
 
         def judge(event: Unplanned) -> list[RuleOutcome] | None:
             if event is bad:
@@ -135,14 +135,14 @@ async def test_an_event_the_rules_cannot_judge_stays_unplanned_for_the_sweep(mak
 async def test_the_service_plans_and_runs_what_a_stopped_process_left_unplanned(make_settings, database_url, sim):
     engine = create_engine(database_url)
     try:
-        left = await store_unplanned(engine, "left@example.com", age=LEFTOVER_SECONDS + 5)
-        fresh = await store_unplanned(engine, "fresh@example.com", age=0)
+        left = await store_unplanned(engine, "left@yopmail.com", age=LEFTOVER_SECONDS + 5)
+        fresh = await store_unplanned(engine, "fresh@yopmail.com", age=0)
     finally:
         await engine.dispose()
     # The service's planner sweeps at start: the old event is planned and its actions run; the fresh one is not
     # a leftover yet (its own process may still be planning it).
     with running(make_settings(database_url=database_url)) as url:
-        await wait_for(lambda: "Masterclass buyer" in sim.tag_names("left@example.com"))
+        await wait_for(lambda: "Masterclass buyer" in sim.tag_names("left@yopmail.com"))
         async with operator(url) as http:
             event = (await http.get(f"/v1/events/{left.event_id}")).json()
             still = (await http.get(f"/v1/events/{fresh.event_id}")).json()
@@ -154,7 +154,7 @@ async def test_an_arq_worker_plans_what_a_stopped_api_left_unplanned(make_settin
     settings = make_settings(database_url=database_url, redis_url=clean_redis)
     engine = create_engine(database_url)
     try:
-        left = await store_unplanned(engine, "worker@example.com", age=LEFTOVER_SECONDS + 5)
+        left = await store_unplanned(engine, "worker@yopmail.com", age=LEFTOVER_SECONDS + 5)
         worker = Worker(
             functions=WorkerSettings.functions,
             cron_jobs=WorkerSettings.cron_jobs,
@@ -166,7 +166,7 @@ async def test_an_arq_worker_plans_what_a_stopped_api_left_unplanned(make_settin
         )
         task = asyncio.create_task(worker.async_run())
         try:
-            await wait_for(lambda: "Masterclass buyer" in sim.tag_names("worker@example.com"), timeout=30)
+            await wait_for(lambda: "Masterclass buyer" in sim.tag_names("worker@yopmail.com"), timeout=30)
         finally:
             task.cancel()
             await worker.close()
@@ -184,8 +184,8 @@ async def test_plan_leftovers_skips_events_too_young_and_plans_each_old_one_once
         dispatched.extend(items)
 
     try:
-        old = [await store_unplanned(engine, f"old{n}@example.com", age=120) for n in range(3)]
-        young = await store_unplanned(engine, "young@example.com", age=0)
+        old = [await store_unplanned(engine, f"old{n}@yopmail.com", age=120) for n in range(3)]
+        young = await store_unplanned(engine, "young@yopmail.com", age=0)
         assert await plan_leftovers(engine, rules, dispatch, approval_window=WINDOW, older_than=60.0) == 3
         assert await plan_leftovers(engine, rules, dispatch, approval_window=WINDOW, older_than=60.0) == 0
         assert len(dispatched) == 3  # one run per event: one contact each
@@ -198,7 +198,7 @@ async def test_plan_leftovers_skips_events_too_young_and_plans_each_old_one_once
 async def test_retention_spares_an_event_never_planned(make_settings, database_url):
     engine = create_engine(database_url)
     try:
-        event = await store_unplanned(engine, "kept@example.com", age=200 * 86400)
+        event = await store_unplanned(engine, "kept@yopmail.com", age=200 * 86400)
         assert await purge(engine, before=utcnow() - timedelta(days=90), now=utcnow()) == 0
         async with engine.connect() as conn:
             payload = await conn.scalar(sa.select(events.c.payload).where(events.c.id == event.event_id))

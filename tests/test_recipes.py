@@ -81,9 +81,9 @@ def test_recipes_are_package_data():
 
 
 async def test_stripe_course_grants_on_payment_and_revokes_on_refund():
-    paid = await run("stripe-course", json.dumps(stripe_checkout("ada@example.com")).encode(), JSON)
+    paid = await run("stripe-course", json.dumps(stripe_checkout("ada@yopmail.com")).encode(), JSON)
     outcome = paid["course-purchase"]
-    assert (outcome.decision, outcome.contact_email) == ("matched", "ada@example.com")
+    assert (outcome.decision, outcome.contact_email) == ("matched", "ada@yopmail.com")
     assert contact(outcome)["fields"] == {"first_name": "Ada"}
     assert actions(outcome) == [*GRANT, ("add_to_community", {"community": "Insiders"})]
     refund = (await run("stripe-course", json.dumps(stripe_refund()).encode(), JSON))["refund-revokes-access"]
@@ -94,18 +94,18 @@ async def test_stripe_course_grants_on_payment_and_revokes_on_refund():
 
 
 async def test_gumroad_sale_and_refund():
-    sale = {"seller_id": SELLER, "permalink": "masterclass", "email": " Buyer@Example.com", "sale_id": "S1=="}
+    sale = {"seller_id": SELLER, "permalink": "masterclass", "email": " Buyer@Yopmail.com", "sale_id": "S1=="}
     outcome = (await run("gumroad", urlencode(sale).encode(), FORM))["gumroad-sale"]
-    assert (outcome.decision, outcome.contact_email, actions(outcome)) == ("matched", "buyer@example.com", GRANT)
+    assert (outcome.decision, outcome.contact_email, actions(outcome)) == ("matched", "buyer@yopmail.com", GRANT)
     refund = await run("gumroad", urlencode({**sale, "resource_name": "refund"}).encode(), FORM)
     assert actions(refund["gumroad-refund"]) == REVOKE
 
 
 async def test_shopify_order_paid_then_refunded():
-    order = shopify_order("jon@example.com")
+    order = shopify_order("jon@yopmail.com")
     paid = await run("shopify", json.dumps(order).encode(), {**JSON, "X-Shopify-Topic": "orders/paid"})
     outcome = paid["shopify-order-paid"]
-    assert (outcome.decision, outcome.contact_email, actions(outcome)) == ("matched", "jon@example.com", GRANT)
+    assert (outcome.decision, outcome.contact_email, actions(outcome)) == ("matched", "jon@yopmail.com", GRANT)
     assert contact(outcome)["fields"] == {"first_name": "John", "surname": "Smith"}
     refunded = json.dumps({**order, "financial_status": "refunded"}).encode()
     updated = await run("shopify", refunded, {**JSON, "X-Shopify-Topic": "orders/updated"})
@@ -116,17 +116,17 @@ async def test_shopify_order_paid_then_refunded():
 
 
 async def test_lead_magnet_signup():
-    body = urlencode({"email": " Lea@Example.com ", "first_name": "Lea", "website": ""}).encode()
+    body = urlencode({"email": " Lea@Yopmail.com ", "first_name": "Lea", "website": ""}).encode()
     outcome = (await run("lead-magnet", body, FORM))["lead-magnet-signup"]
-    assert (outcome.decision, outcome.contact_email) == ("matched", "lea@example.com")
+    assert (outcome.decision, outcome.contact_email) == ("matched", "lea@yopmail.com")
     assert actions(outcome) == [("tag", {"name": "Lead magnet"})]
     assert contact(outcome)["unless_tagged"] == "Lead magnet"
     assert ruleset("lead-magnet").sources["leads"].honeypot == "website"
 
 
 async def test_calendly_booking_cancellation_and_reschedule():
-    booked = (await run("calendly", json.dumps(calendly_invitee("ada@example.com")).encode(), JSON))["call-booked"]
-    assert (booked.decision, booked.contact_email) == ("matched", "ada@example.com")
+    booked = (await run("calendly", json.dumps(calendly_invitee("ada@yopmail.com")).encode(), JSON))["call-booked"]
+    assert (booked.decision, booked.contact_email) == ("matched", "ada@yopmail.com")
     assert contact(booked)["fields"] == {"first_name": "Ada", "surname": "Lovelace"}
     assert actions(booked) == [("tag", {"name": "Call booked"}), ("untag", {"name": "Call cancelled"})]
     single_name = calendly_invitee()

@@ -39,7 +39,7 @@ async def test_a_killed_workers_run_is_taken_over_within_a_minute_once(make_sett
     # The tag request hangs for 3 s: long enough to kill the worker while it waits for the answer.
     sim.account.faults.append(Fault(0, 1, "/api/contacts/", "POST", delay=3.0))
     with running(settings) as url:
-        event_id = await post_stripe(url, stripe_checkout("killed@example.com"))
+        event_id = await post_stripe(url, stripe_checkout("killed@yopmail.com"))
         env = worker_env(postgres_url, clean_redis, sim.url)  # the default lease: 30 s, renewed every 10 s
         first = start_worker(env)
         try:
@@ -62,7 +62,7 @@ async def test_a_killed_workers_run_is_taken_over_within_a_minute_once(make_sett
         rows = await event_actions(url, event_id)
     assert [a["attempts"] for a in rows] == [2, 2, 2], rows
     assert taken_over_after >= 15  # not before the lease ran out: the dead worker might still have been alive
-    assert sim.tag_names("killed@example.com") == ["Masterclass buyer"]
+    assert sim.tag_names("killed@yopmail.com") == ["Masterclass buyer"]
     tag_writes = [c for c in sim.writes() if c["path"].startswith("/api/contacts/") and c["path"].endswith("/tags")]
     assert len(tag_writes) == 1  # the second attempt read the contact first, found the tag, and wrote nothing
     assert len(sim.account.enrollments) == 1 and len(sim.account.memberships) == 1
@@ -76,7 +76,7 @@ async def test_a_worker_stopped_with_sigterm_gives_its_run_back_at_once(make_set
     settings = make_settings(database_url=sqlite_url, redis_url=clean_redis)
     sim.account.faults.append(Fault(0, 1, "/api/contacts/", "POST", delay=3.0))
     with running(settings) as url:
-        event_id = await post_stripe(url, stripe_checkout("stopped@example.com"))
+        event_id = await post_stripe(url, stripe_checkout("stopped@yopmail.com"))
         env = worker_env(sqlite_url, clean_redis, sim.url)
         first = start_worker(env)
         try:
@@ -95,14 +95,14 @@ async def test_a_worker_stopped_with_sigterm_gives_its_run_back_at_once(make_set
             second.terminate()
             second.wait(timeout=30)
         assert await _all_succeeded(url, event_id)
-    assert sim.tag_names("stopped@example.com") == ["Masterclass buyer"]
+    assert sim.tag_names("stopped@yopmail.com") == ["Masterclass buyer"]
     assert len(sim.account.enrollments) == 1
 
 
 async def test_a_503_blip_costs_the_buyer_seconds(make_settings, sqlite_url, sim):
     sim.account.faults.append(Fault(503, 1, "/api/school"))
     with running(make_settings(database_url=sqlite_url)) as url:  # the default retry schedule
-        event_id = await post_stripe(url, stripe_checkout("blip@example.com"))
+        event_id = await post_stripe(url, stripe_checkout("blip@yopmail.com"))
         await wait_for(lambda: _all_succeeded(url, event_id), timeout=30)
     engine = create_engine(sqlite_url)
     try:

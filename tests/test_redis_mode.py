@@ -26,10 +26,10 @@ async def _statuses(url: str, event_id: str) -> list[str]:
 async def test_api_enqueues_and_arq_worker_runs(make_settings, database_url, clean_redis, sim):
     settings = make_settings(database_url=database_url, redis_url=clean_redis)
     with running(settings) as url:
-        event_id = await post_stripe(url, stripe_checkout("carol@example.com"))
+        event_id = await post_stripe(url, stripe_checkout("carol@yopmail.com"))
         # Nothing runs in the API process when Redis is configured.
         assert await _statuses(url, event_id) == ["pending", "pending", "pending"]
-        assert sim.contact("carol@example.com") is None
+        assert sim.contact("carol@yopmail.com") is None
 
         worker = Worker(
             functions=WorkerSettings.functions,
@@ -49,14 +49,14 @@ async def test_api_enqueues_and_arq_worker_runs(make_settings, database_url, cle
         # One run per event and contact: the three actions are one job.
         assert worker.jobs_failed == 0 and worker.jobs_complete == 1
         assert await _statuses(url, event_id) == ["succeeded", "succeeded", "succeeded"]
-    assert sim.tag_names("carol@example.com") == ["Masterclass buyer"]
+    assert sim.tag_names("carol@yopmail.com") == ["Masterclass buyer"]
     assert len(sim.account.enrollments) == 1
 
 
 async def test_worker_command_runs_pending_actions(make_settings, postgres_url, clean_redis, sim):
     settings = make_settings(database_url=postgres_url, redis_url=clean_redis)
     with running(settings) as url:
-        event_id = await post_stripe(url, stripe_checkout("dan@example.com"))
+        event_id = await post_stripe(url, stripe_checkout("dan@yopmail.com"))
         env = {
             **os.environ,
             "DATABASE_URL": postgres_url,
@@ -71,7 +71,7 @@ async def test_worker_command_runs_pending_actions(make_settings, postgres_url, 
         assert done.returncode == 0, done.stderr
         assert await _statuses(url, event_id) == ["succeeded", "succeeded", "succeeded"]
         assert settings.systeme_api_key.get_secret_value() not in done.stderr
-    assert sim.tag_names("dan@example.com") == ["Masterclass buyer"]
+    assert sim.tag_names("dan@yopmail.com") == ["Masterclass buyer"]
 
 
 def _free_port() -> int:
@@ -132,7 +132,7 @@ async def test_worker_command_outlives_redis_outages(make_settings, sqlite_url, 
         # Nothing listens on the port yet: the worker waits for Redis instead of exiting.
         await wait_for(lambda: outages() >= 1, timeout=30)
         assert worker.poll() is None, "".join(lines)
-        for n, email in enumerate(["first@example.com", "second@example.com"]):
+        for n, email in enumerate(["first@yopmail.com", "second@yopmail.com"]):
             with _own_redis(port), running(settings) as url:
                 event_id = await post_stripe(url, stripe_checkout(email))
                 await wait_for(lambda: sim.tag_names(email) == ["Masterclass buyer"], timeout=60)  # noqa: B023

@@ -72,7 +72,7 @@ async def test_a_delayed_step_waits_in_sql_through_a_restart_and_redis_loss(
     created = int(time.time()) - 60
     due = datetime.fromtimestamp(created, UTC) + timedelta(days=7)
     with running(settings) as url:
-        event_id = await post_stripe(url, stripe_checkout("drip@example.com", created=created))
+        event_id = await post_stripe(url, stripe_checkout("drip@yopmail.com", created=created))
         burst(postgres_url, clean_redis, sim.url)
         steps = by_kind(await event_actions(url, event_id))
         assert {k: a["status"] for k, a in steps.items()} == {
@@ -99,7 +99,7 @@ async def test_a_delayed_step_waits_in_sql_through_a_restart_and_redis_loss(
     assert steps["add_to_community"]["status"] == "succeeded" and steps["Week two"]["status"] == "succeeded"
     assert steps["add_to_community"]["note"] is None  # waiting was the plan: not "out of order"
     assert len(sim.account.memberships) == 1
-    assert sim.tag_names("drip@example.com") == ["Masterclass buyer", "Week two"]
+    assert sim.tag_names("drip@yopmail.com") == ["Masterclass buyer", "Week two"]
 
 
 async def test_a_refund_cancels_the_waiting_step_and_its_own_steps_run_at_once(
@@ -107,9 +107,9 @@ async def test_a_refund_cancels_the_waiting_step_and_its_own_steps_run_at_once(
 ):
     now = int(time.time())
     with running(drip_settings(make_settings, tmp_path, database_url=database_url)) as url:
-        purchase = await post_stripe(url, stripe_checkout("refunded@example.com", created=now - 60))
+        purchase = await post_stripe(url, stripe_checkout("refunded@yopmail.com", created=now - 60))
         await settled(url, purchase)
-        refund = await post_stripe(url, {**stripe_refund("refunded@example.com"), "created": now - 30})
+        refund = await post_stripe(url, {**stripe_refund("refunded@yopmail.com"), "created": now - 30})
         await settled(url, refund)  # within seconds: not behind the purchase's week-long step
         steps = by_kind(await event_actions(url, purchase))
         undo = await event_actions(url, refund)
@@ -128,13 +128,13 @@ async def test_a_refund_cancels_the_waiting_step_and_its_own_steps_run_at_once(
     assert {a["id"] for a in cancelled} == {steps["add_to_community"]["id"], steps["Week two"]["id"]}
     assert scheduled == [] and listed["actions"] == {"succeeded": 2, "cancelled": 2}
     assert 'systeme_flow_actions{account="default",kind="add_to_community",status="cancelled"} 1.0' in metrics
-    assert sim.tag_names("refunded@example.com") == []
+    assert sim.tag_names("refunded@yopmail.com") == []
     assert sim.account.enrollments == {} and sim.account.memberships == {}
 
 
 async def test_operators_run_a_scheduled_step_now_or_cancel_it(make_settings, sqlite_url, sim, tmp_path):
     with running(drip_settings(make_settings, tmp_path, database_url=sqlite_url)) as url:
-        first = await post_stripe(url, stripe_checkout("ops@example.com"))
+        first = await post_stripe(url, stripe_checkout("ops@yopmail.com"))
         await settled(url, first)
         steps = by_kind(await event_actions(url, first))
         community, week_two = steps["add_to_community"]["id"], steps["Week two"]["id"]
@@ -154,11 +154,11 @@ async def test_operators_run_a_scheduled_step_now_or_cancel_it(make_settings, sq
             assert (await http.post("/v1/actions/act_nope/run-now")).status_code == 404
             bogus = await http.get("/v1/actions", params={"status": "bogus"})
             assert bogus.status_code == 400 and "scheduled" in bogus.json()["error"]
-        await wait_for(lambda: "Week two" in sim.tag_names("ops@example.com"))
+        await wait_for(lambda: "Week two" in sim.tag_names("ops@yopmail.com"))
         assert sim.account.memberships == {}
 
         # The same from the command line, and from the dashboard.
-        second = await post_stripe(url, stripe_checkout("cli@example.com"))
+        second = await post_stripe(url, stripe_checkout("cli@yopmail.com"))
         await settled(url, second)
         steps = by_kind(await event_actions(url, second))
         community, week_two = steps["add_to_community"]["id"], steps["Week two"]["id"]
@@ -173,7 +173,7 @@ async def test_operators_run_a_scheduled_step_now_or_cancel_it(make_settings, sq
         again = cli("cancel", week_two, cwd=tmp_path, **env)
         assert again.returncode == 2 and "is cancelled, not scheduled" in again.stderr
 
-        third = await post_stripe(url, stripe_checkout("ui@example.com"))
+        third = await post_stripe(url, stripe_checkout("ui@yopmail.com"))
         await settled(url, third)
         week_two = by_kind(await event_actions(url, third))["Week two"]["id"]
         bearer = {"Authorization": f"Bearer {ADMIN}"}

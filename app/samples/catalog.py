@@ -78,7 +78,7 @@ def _stripe_samples() -> list[Sample]:
         "object": "checkout.session",
         "amount_total": 19900,
         "currency": "eur",
-        "customer_details": {"email": "ada@example.com", "name": "Ada Lovelace", "phone": "+44 20 7946 0000"},
+        "customer_details": {"email": "ada@yopmail.com", "name": "Ada Lovelace", "phone": "+44 20 7946 0000"},
         "metadata": {"product": "masterclass"},
         "mode": "payment",
         "payment_status": "paid",
@@ -90,7 +90,7 @@ def _stripe_samples() -> list[Sample]:
         "amount": 19900,
         "amount_refunded": 19900,
         "refunded": True,
-        "billing_details": {"email": "ada@example.com", "name": "Ada Lovelace"},
+        "billing_details": {"email": "ada@yopmail.com", "name": "Ada Lovelace"},
     }
     subscription = {
         "id": _id("sub_"),
@@ -98,7 +98,7 @@ def _stripe_samples() -> list[Sample]:
         "status": "canceled",
         "customer": _id("cus_", 14),
         # Set when the subscription is created (Checkout's subscription_data.metadata): Stripe sends no email here.
-        "metadata": {"email": "ada@example.com", "systeme_subscription_id": "4242"},
+        "metadata": {"email": "ada@yopmail.com", "systeme_subscription_id": "4242"},
     }
     return [
         Sample("checkout", "a paid checkout of the masterclass", _stripe("checkout.session.completed", checkout)),
@@ -116,7 +116,7 @@ def _systeme_samples() -> list[Sample]:
         "customer": {
             "id": 991,
             "contactId": 5501,
-            "email": "grace@example.com",
+            "email": "grace@yopmail.com",
             "fields": {"first_name": "Grace", "surname": "Hopper"},
             "paymentProcessor": "stripe",
         },
@@ -130,7 +130,7 @@ def _systeme_samples() -> list[Sample]:
 def _automation_samples() -> list[Sample]:
     enrolled = {
         "type": "contact.course.enrolled",
-        "data": {"contact": {"email": "ada@example.com"}, "course": {"id": 101, "name": "Masterclass"}},
+        "data": {"contact": {"email": "ada@yopmail.com"}, "course": {"id": 101, "name": "Masterclass"}},
         "created_at": _iso(),
     }
     return [Sample("enrolled", "an automation's 'Call a webhook' step after an enrolment", enrolled)]
@@ -140,7 +140,7 @@ def _standard_samples() -> list[Sample]:
     user = {
         "type": "user.created",
         "timestamp": _iso(),
-        "data": {"email": "grace@example.com", "first_name": "Grace", "last_name": "Hopper", "company": "Navy"},
+        "data": {"email": "grace@yopmail.com", "first_name": "Grace", "last_name": "Hopper", "company": "Navy"},
     }
     return [Sample("user-created", "a partner's new user", user)]
 
@@ -158,7 +158,7 @@ def _paddle_samples() -> list[Sample]:
             "currency_code": "EUR",
             "details": {"totals": {"total": "19900", "currency_code": "EUR"}},
             "items": [{"price": {"id": "pri_01", "description": "Masterclass"}, "quantity": 1}],
-            "custom_data": {"email": "ada@example.com"},
+            "custom_data": {"email": "ada@yopmail.com"},
         },
     }
     return [Sample("transaction", "a completed transaction", transaction)]
@@ -171,7 +171,7 @@ def _lemon_samples() -> list[Sample]:
             "type": "orders",
             "id": str(uuid.uuid4().int % 10**6),
             "attributes": {
-                "user_email": "ada@example.com",
+                "user_email": "ada@yopmail.com",
                 "user_name": "Ada Lovelace",
                 "total": 19900,
                 "status": "paid",
@@ -191,7 +191,7 @@ def _typeform_samples() -> list[Sample]:
             "submitted_at": _iso(),
             "definition": {"id": "lT4Z3j", "title": "Webinar sign-up"},
             "answers": [
-                {"type": "email", "email": "ada@example.com", "field": {"id": "Aux1", "type": "email", "ref": "email"}},
+                {"type": "email", "email": "ada@yopmail.com", "field": {"id": "Aux1", "type": "email", "ref": "email"}},
                 {"type": "text", "text": "Ada Lovelace", "field": {"id": "Aux2", "type": "short_text", "ref": "name"}},
             ],
         },
@@ -208,7 +208,7 @@ def _tally_samples() -> list[Sample]:
             "responseId": _id(size=6),
             "formId": "VwbNEw",
             "fields": [
-                {"key": "question_email", "label": "Email", "type": "INPUT_EMAIL", "value": "ada@example.com"},
+                {"key": "question_email", "label": "Email", "type": "INPUT_EMAIL", "value": "ada@yopmail.com"},
                 {"key": "question_name", "label": "Name", "type": "INPUT_TEXT", "value": "Ada Lovelace"},
             ],
         },
@@ -222,7 +222,7 @@ def _gumroad_samples() -> list[Sample]:
         "product_id": "32-nPAicqbLj8B_WswVlMw==",
         "product_name": "Masterclass",
         "permalink": "masterclass",
-        "email": "ada@example.com",
+        "email": "ada@yopmail.com",
         "full_name": "Ada Lovelace",
         "price": "19900",
         "currency": "usd",
@@ -240,12 +240,12 @@ def _gumroad_samples() -> list[Sample]:
 
 
 def _form_samples() -> list[Sample]:
-    signup = {"email": "ada@example.com", "name": "Ada Lovelace"}
+    signup = {"email": "ada@yopmail.com", "name": "Ada Lovelace"}
     return [Sample("signup", "an HTML form post with an email and a full name", signup, form=True)]
 
 
 def _json_samples() -> list[Sample]:
-    event = {"id": str(uuid.uuid4()), "type": "lead.created", "event": "lead.created", "email": "ada@example.com"}
+    event = {"id": str(uuid.uuid4()), "type": "lead.created", "event": "lead.created", "email": "ada@yopmail.com"}
     return [Sample("event", "a JSON object with an id, a type and an email", event)]
 
 

@@ -18,14 +18,14 @@ def shopify_samples() -> list[Sample]:
     order_id = int(time.time() * 1000)
     order = {
         "id": order_id,
-        "email": "ada@example.com",
-        "contact_email": "ada@example.com",
+        "email": "ada@yopmail.com",
+        "contact_email": "ada@yopmail.com",
         "created_at": _iso(),
         "currency": "USD",
         "financial_status": "paid",
         "name": "#1001",
         "total_price": "199.00",
-        "customer": {"email": "ada@example.com", "first_name": "Ada", "last_name": "Lovelace"},
+        "customer": {"email": "ada@yopmail.com", "first_name": "Ada", "last_name": "Lovelace"},
         "line_items": [{"name": "Masterclass", "price": "199.00", "quantity": 1, "sku": "MASTERCLASS"}],
     }
     headers = {"X-Shopify-Topic": "orders/paid", "X-Shopify-Event-Id": str(uuid.uuid4())}
@@ -41,7 +41,7 @@ def woocommerce_samples() -> list[Sample]:
         "currency": "USD",
         "date_modified_gmt": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S"),
         "total": "199.00",
-        "billing": {"first_name": "Ada", "last_name": "Lovelace", "email": "ada@example.com"},
+        "billing": {"first_name": "Ada", "last_name": "Lovelace", "email": "ada@yopmail.com"},
         "line_items": [{"name": "Masterclass", "product_id": 93, "quantity": 1, "total": "199.00"}],
     }
     headers = {"X-WC-Webhook-Topic": "order.created", "X-WC-Webhook-Delivery-ID": uuid.uuid4().hex}
@@ -58,7 +58,7 @@ def thrivecart_samples() -> list[Sample]:
         "order_id": order_id,
         "invoice_id": "000000001",
         "currency": "USD",
-        "customer": {"email": "ada@example.com", "first_name": "Ada", "last_name": "Lovelace", "name": "Ada Lovelace"},
+        "customer": {"email": "ada@yopmail.com", "first_name": "Ada", "last_name": "Lovelace", "name": "Ada Lovelace"},
         "order": {"id": order_id, "total": "19900", "total_str": "199.00"},
     }
     refund = {**order, "event": "order.refund"}
@@ -74,7 +74,7 @@ def calendly_samples() -> list[Sample]:
         "created_at": _iso(),
         "event": "invitee.created",
         "payload": {
-            "email": "ada@example.com",
+            "email": "ada@yopmail.com",
             "first_name": "Ada",
             "last_name": "Lovelace",
             "name": "Ada Lovelace",

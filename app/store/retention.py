@@ -71,7 +71,7 @@ async def forget(engine: AsyncEngine, email: str) -> dict[str, int]:
         events.c.id.in_(sa.select(actions.c.event_id).where(actions.c.contact_email == email)),
     )
     # The payload's text narrows the search (as stored: SQLite keeps JSON with \u escapes, PostgreSQL does not);
-    # only an exact value decides, so forgetting a@example.com leaves ada@example.com alone.
+    # only an exact value decides, so forgetting a@yopmail.com leaves ada@yopmail.com alone.
     text = sa.func.lower(sa.cast(events.c.payload, sa.Text))
     escaped = json.dumps(email)[1:-1]
     in_text = sa.or_(text.contains(email, autoescape=True), text.contains(escaped, autoescape=True))

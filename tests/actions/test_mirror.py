@@ -47,13 +47,13 @@ async def age_mirror(engine, email: str, by: timedelta = timedelta(hours=2)) -> 
 @pytest.fixture
 async def warm(engine, client, sim):
     """A first buyer: the tag and community names are resolved and cached, as after a service's first sale."""
-    assert set((await purchase(engine, client, "first@example.com")).values()) == {"succeeded"}
+    assert set((await purchase(engine, client, "first@yopmail.com")).values()) == {"succeeded"}
 
 
 async def test_requests_per_scenario_at_the_quota_floor(engine, client, sim, warm):
     start = len(sim.account.calls)
-    await purchase(engine, client, "new@example.com")
-    cid = sim.contact("new@example.com")["id"]
+    await purchase(engine, client, "new@yopmail.com")
+    cid = sim.contact("new@yopmail.com")["id"]
     assert requests_made(sim, start) == [
         "GET /api/contacts",  # find
         "POST /api/contacts",  # create
@@ -63,69 +63,69 @@ async def test_requests_per_scenario_at_the_quota_floor(engine, client, sim, war
     ]
 
     sim.account.create_contact(
-        {"email": "known@example.com", "fields": [{"slug": "first_name", "value": "Ada Lovelace"}]}
+        {"email": "known@yopmail.com", "fields": [{"slug": "first_name", "value": "Ada Lovelace"}]}
     )
     start = len(sim.account.calls)
-    await purchase(engine, client, "known@example.com")
+    await purchase(engine, client, "known@yopmail.com")
     assert len(requests_made(sim, start)) == 6  # find, tag, then a look and a grant for each of the two others
 
     start = len(sim.account.calls)
-    statuses = await purchase(engine, client, "new@example.com")  # the same purchase again
+    statuses = await purchase(engine, client, "new@yopmail.com")  # the same purchase again
     assert set(statuses.values()) == {"succeeded"} and requests_made(sim, start) == []
 
     start = len(sim.account.calls)
-    assert set((await refund(engine, client, "new@example.com")).values()) == {"succeeded"}
+    assert set((await refund(engine, client, "new@yopmail.com")).values()) == {"succeeded"}
     enrollment = [e for e in sim.account.calls[start:] if "enrollments/" in e["path"]]
     assert len(requests_made(sim, start)) == 4 and enrollment[0]["method"] == "DELETE"
-    assert sim.tag_names("new@example.com") == []
+    assert sim.tag_names("new@yopmail.com") == []
     assert not [e for e in sim.account.enrollments.values() if e["contact"]["id"] == cid]
     assert not [m for m in sim.account.memberships.values() if m["contact"]["id"] == cid]
 
 
 async def test_a_contact_deleted_by_hand_is_found_missing_and_created_again(engine, client, sim, warm):
-    await purchase(engine, client, "gone@example.com")
-    old = sim.contact("gone@example.com")["id"]
+    await purchase(engine, client, "gone@yopmail.com")
+    old = sim.contact("gone@yopmail.com")["id"]
     async with httpx.AsyncClient(base_url=sim.url, headers={"X-API-Key": SIM_KEY}) as http:
         assert (await http.delete(f"/api/contacts/{old}")).status_code == 204
     # The mirror is fresh and points at the deleted contact: the write answers 404, and the step heals.
-    (vip,) = await plan_and_store(engine, {"email": "gone@example.com"}, event_type="customer.updated", rules=VIP_RULES)
+    (vip,) = await plan_and_store(engine, {"email": "gone@yopmail.com"}, event_type="customer.updated", rules=VIP_RULES)
     assert (await run(engine, client, vip)).statuses == {vip: "succeeded"}
-    assert sim.contact("gone@example.com")["id"] != old and sim.tag_names("gone@example.com") == ["VIP"]
+    assert sim.contact("gone@yopmail.com")["id"] != old and sim.tag_names("gone@yopmail.com") == ["VIP"]
     calls = [(c.method, c.path.split("?")[0], c.status_code) for c in await calls_of(engine, vip)]
     assert ("POST", f"/api/contacts/{old}/tags", 404) in calls and ("POST", "/api/contacts", 201) in calls
 
 
 async def test_a_tag_removed_by_hand_makes_the_refund_a_no_op_not_a_failure(engine, client, sim, warm):
-    await purchase(engine, client, "untagged@example.com")
-    contact = sim.contact("untagged@example.com")
+    await purchase(engine, client, "untagged@yopmail.com")
+    contact = sim.contact("untagged@yopmail.com")
     contact["tags"] = []
-    statuses = await refund(engine, client, "untagged@example.com")
+    statuses = await refund(engine, client, "untagged@yopmail.com")
     assert set(statuses.values()) == {"succeeded"}
     untag = next(a for a in statuses)
     assert (await row(engine, untag)).outcome == "was not tagged"
 
 
 async def test_a_tag_renamed_by_hand_is_still_removed_by_the_refund(engine, client, sim, warm):
-    await purchase(engine, client, "renamed@example.com")
-    tag = sim.contact("renamed@example.com")["tags"][0]
+    await purchase(engine, client, "renamed@yopmail.com")
+    tag = sim.contact("renamed@yopmail.com")["tags"][0]
     async with httpx.AsyncClient(base_url=sim.url, headers={"X-API-Key": SIM_KEY}) as http:
         renamed = await http.put(f"/api/tags/{tag['id']}", json={"name": "Masterclass (2025 cohort)"})
         assert renamed.status_code == 200
-    await age_mirror(engine, "renamed@example.com")  # days later, as refunds come
-    statuses = await refund(engine, client, "renamed@example.com")
+    await age_mirror(engine, "renamed@yopmail.com")  # days later, as refunds come
+    statuses = await refund(engine, client, "renamed@yopmail.com")
     assert set(statuses.values()) == {"succeeded"}
-    assert sim.tag_names("renamed@example.com") == []
+    assert sim.tag_names("renamed@yopmail.com") == []
 
 
 async def test_an_enrollment_removed_by_hand_heals_on_refund_and_on_a_later_purchase(engine, client, sim, warm):
-    await purchase(engine, client, "course@example.com")
+    await purchase(engine, client, "course@yopmail.com")
     sim.account.enrollments.clear()
-    statuses = await refund(engine, client, "course@example.com")
+    statuses = await refund(engine, client, "course@yopmail.com")
     assert set(statuses.values()) == {"succeeded"}
     outcomes = [(await row(engine, a)).outcome for a in statuses]
     assert outcomes == ["untagged", "was not enrolled", "removed from community"]
-    await age_mirror(engine, "course@example.com")
-    await purchase(engine, client, "course@example.com")
+    await age_mirror(engine, "course@yopmail.com")
+    await purchase(engine, client, "course@yopmail.com")
     assert len(sim.account.enrollments) == 1
 
 
@@ -133,7 +133,7 @@ async def test_a_tag_deleted_in_the_account_is_created_again_for_the_next_buyer(
     tag = next(t for t in sim.account.tags.values() if t["name"] == "Masterclass buyer")
     async with httpx.AsyncClient(base_url=sim.url, headers={"X-API-Key": SIM_KEY}) as http:
         assert (await http.delete(f"/api/tags/{tag['id']}")).status_code == 204
-    statuses = await purchase(engine, client, "after@example.com")  # the cached tag id now answers 422
+    statuses = await purchase(engine, client, "after@yopmail.com")  # the cached tag id now answers 422
     assert set(statuses.values()) == {"succeeded"}
-    assert sim.tag_names("after@example.com") == ["Masterclass buyer"]
+    assert sim.tag_names("after@yopmail.com") == ["Masterclass buyer"]
     assert [t["name"] for t in sim.account.tags.values()] == ["Masterclass buyer"]

@@ -63,11 +63,11 @@ async def run_when_due(engine, client, action_id: str):
 
 async def test_one_run_does_every_step_with_the_contact_resolved_once(engine, client, sim):
     tag, enroll, community = await plan_and_store(
-        engine, stripe_checkout("a@example.com"), event_type="checkout.session.completed"
+        engine, stripe_checkout("a@yopmail.com"), event_type="checkout.session.completed"
     )
     result = await run(engine, client, enroll)  # any action of the run names the whole run
     assert result.statuses == {tag: "succeeded", enroll: "succeeded", community: "succeeded"}
-    contact_id = sim.contact("a@example.com")["id"]
+    contact_id = sim.contact("a@yopmail.com")["id"]
     recorded = {
         a: [(c.method, c.path.split("?")[0], c.status_code) for c in await calls_of(engine, a)] for a in result.statuses
     }
@@ -90,7 +90,7 @@ async def test_one_run_does_every_step_with_the_contact_resolved_once(engine, cl
 
 async def test_a_transient_failure_at_a_step_resumes_there(engine, client, sim):
     tag, enroll, community = await plan_and_store(
-        engine, stripe_checkout("b@example.com"), event_type="checkout.session.completed"
+        engine, stripe_checkout("b@yopmail.com"), event_type="checkout.session.completed"
     )
     sim.account.faults.append(Fault(503, 1, "/api/school"))
     result = await run(engine, client, tag)
@@ -106,7 +106,7 @@ async def test_a_transient_failure_at_a_step_resumes_there(engine, client, sim):
 
 
 async def test_429_waits_retry_after_and_costs_no_attempt(engine, client, sim):
-    (tag, *_) = await plan_and_store(engine, stripe_checkout("c@example.com"), event_type="checkout.session.completed")
+    (tag, *_) = await plan_and_store(engine, stripe_checkout("c@yopmail.com"), event_type="checkout.session.completed")
     sim.account.rate_limit, sim.account.window_seconds, sim.account.window_used = 1, 120, 1
     result = await run(engine, client, tag)
     assert result.status == "rescheduled"
@@ -117,7 +117,7 @@ async def test_429_waits_retry_after_and_costs_no_attempt(engine, client, sim):
 
 
 async def test_transient_failures_end_dead_after_the_last_attempt(engine, client, sim):
-    (tag, *_) = await plan_and_store(engine, stripe_checkout("d@example.com"), event_type="checkout.session.completed")
+    (tag, *_) = await plan_and_store(engine, stripe_checkout("d@yopmail.com"), event_type="checkout.session.completed")
     sim.account.faults.append(Fault(500, 100))
     assert (await run(engine, client, tag)).statuses[tag] == "pending"
     assert (await run_when_due(engine, client, tag)).statuses[tag] == "pending"
@@ -128,7 +128,7 @@ async def test_transient_failures_end_dead_after_the_last_attempt(engine, client
 
 
 async def test_permanent_failure_stops_with_the_api_message(engine, client, sim):
-    payload = stripe_checkout("e@example.com")
+    payload = stripe_checkout("e@yopmail.com")
     payload["data"]["object"]["customer_details"]["name"] = "x" * 300
     ids = await plan_and_store(engine, payload, event_type="checkout.session.completed")
     result = await run(engine, client, ids[0])
@@ -140,11 +140,11 @@ async def test_permanent_failure_stops_with_the_api_message(engine, client, sim)
 
 
 async def test_effects_happen_once_across_replays(engine, client, sim):
-    first = await plan_and_store(engine, stripe_checkout("f@example.com"), event_type="checkout.session.completed")
+    first = await plan_and_store(engine, stripe_checkout("f@yopmail.com"), event_type="checkout.session.completed")
     await run(engine, client, first[0])
     assert (await run(engine, client, first[0])).status == "not_claimed"
     calls = len(sim.account.calls)
-    replay = await plan_and_store(engine, stripe_checkout("f@example.com"), event_type="checkout.session.completed")
+    replay = await plan_and_store(engine, stripe_checkout("f@yopmail.com"), event_type="checkout.session.completed")
     result = await run(engine, client, replay[0])
     assert set(result.statuses.values()) == {"succeeded"}
     assert len(sim.account.calls) == calls  # the mirror knows it is all granted: not even a read
@@ -156,7 +156,7 @@ async def test_effects_happen_once_across_replays(engine, client, sim):
 
 
 async def test_an_abandoned_run_is_taken_over_and_the_late_answer_ignored(engine, client, sim):
-    (tag, *_) = await plan_and_store(engine, stripe_checkout("g@example.com"), event_type="checkout.session.completed")
+    (tag, *_) = await plan_and_store(engine, stripe_checkout("g@yopmail.com"), event_type="checkout.session.completed")
     lost = await claim_run(  # a worker that died mid-way: its lease is already over
         engine,
         tag,
@@ -177,20 +177,20 @@ async def test_an_abandoned_run_is_taken_over_and_the_late_answer_ignored(engine
 
 
 async def test_fill_keeps_existing_values_and_overwrite_replaces(engine, client, sim):
-    sim.account.create_contact({"email": "h@example.com", "fields": [{"slug": "first_name", "value": "Helen"}]})
-    ids = await plan_and_store(engine, stripe_checkout("h@example.com"), event_type="checkout.session.completed")
+    sim.account.create_contact({"email": "h@yopmail.com", "fields": [{"slug": "first_name", "value": "Helen"}]})
+    ids = await plan_and_store(engine, stripe_checkout("h@yopmail.com"), event_type="checkout.session.completed")
     await run(engine, client, ids[0])
-    fields = {f["slug"]: f["value"] for f in sim.contact("h@example.com")["fields"]}
+    fields = {f["slug"]: f["value"] for f in sim.contact("h@yopmail.com")["fields"]}
     assert fields == {"first_name": "Helen"}
     overwrite = RULES.replace(
         "    actions:\n      - tag: Masterclass buyer",
         "      update: overwrite\n    actions:\n      - tag: Masterclass buyer",
     )
     ids = await plan_and_store(
-        engine, stripe_checkout("h@example.com"), event_type="checkout.session.completed", rules=overwrite
+        engine, stripe_checkout("h@yopmail.com"), event_type="checkout.session.completed", rules=overwrite
     )
     await run(engine, client, ids[0])
-    fields = {f["slug"]: f["value"] for f in sim.contact("h@example.com")["fields"]}
+    fields = {f["slug"]: f["value"] for f in sim.contact("h@yopmail.com")["fields"]}
     assert fields == {"first_name": "Ada Lovelace"}
 
 
@@ -208,40 +208,40 @@ CANCEL_RULES = (
 
 class TestCancelSubscription:
     async def test_only_the_contacts_own_subscription_is_cancelled(self, engine, client, sim):
-        owner = sim.account.create_contact({"email": "i@example.com"})
-        other = sim.account.create_contact({"email": "j@example.com"})
+        owner = sim.account.create_contact({"email": "i@yopmail.com"})
+        other = sim.account.create_contact({"email": "j@yopmail.com"})
         sim.simulator.seed(subscriptions=[{"id": 501, "contactId": owner["id"]}, {"id": 502, "contactId": other["id"]}])
         (ok,) = await plan_and_store(
-            engine, {"email": "i@example.com", "sub": 501}, event_type="invoice.payment_failed", rules=CANCEL_RULES
+            engine, {"email": "i@yopmail.com", "sub": 501}, event_type="invoice.payment_failed", rules=CANCEL_RULES
         )
         (refused,) = await plan_and_store(
-            engine, {"email": "i@example.com", "sub": 502}, event_type="invoice.payment_failed", rules=CANCEL_RULES
+            engine, {"email": "i@yopmail.com", "sub": 502}, event_type="invoice.payment_failed", rules=CANCEL_RULES
         )
         assert (await run(engine, client, ok)).statuses[ok] == "succeeded"
         assert (await run(engine, client, refused)).statuses[refused] == "failed"
-        assert "502 is not one of i@example.com's" in (await row(engine, refused)).last_error
+        assert "502 is not one of i@yopmail.com's" in (await row(engine, refused)).last_error
         assert sim.account.subscriptions[501]["cancelRequested"] == "WhenBillingPeriodEnds"
         assert "cancelRequested" not in sim.account.subscriptions[502]
         assert (await row(engine, ok)).outcome == "cancelled at the end of the billing period"
 
     async def test_already_cancelled_is_success_without_a_call(self, engine, client, sim):
-        owner = sim.account.create_contact({"email": "k@example.com"})
+        owner = sim.account.create_contact({"email": "k@yopmail.com"})
         sim.simulator.seed(subscriptions=[{"id": 503, "contactId": owner["id"], "status": "cancelled"}])
         (action,) = await plan_and_store(
-            engine, {"email": "k@example.com", "sub": 503}, event_type="invoice.payment_failed", rules=CANCEL_RULES
+            engine, {"email": "k@yopmail.com", "sub": 503}, event_type="invoice.payment_failed", rules=CANCEL_RULES
         )
         assert (await run(engine, client, action)).statuses[action] == "succeeded"
         assert (await row(engine, action)).outcome == "already cancelled"
         assert not [c for c in sim.writes() if "cancel" in c["path"]]
 
     async def test_a_refusal_that_mentions_cancel_is_not_taken_for_success(self, engine, client, sim):
-        owner = sim.account.create_contact({"email": "pending@example.com"})
+        owner = sim.account.create_contact({"email": "pending@yopmail.com"})
         sim.simulator.seed(subscriptions=[{"id": 505, "contactId": owner["id"]}])
         detail = "Subscription cannot be cancelled while a payment is pending."
         sim.account.faults.append(Fault(422, 1, "/api/payment/subscriptions/505/cancel", "POST", detail=detail))
         (action,) = await plan_and_store(
             engine,
-            {"email": "pending@example.com", "sub": 505},
+            {"email": "pending@yopmail.com", "sub": 505},
             event_type="invoice.payment_failed",
             rules=CANCEL_RULES,
         )
@@ -295,35 +295,35 @@ CONDITION_RULES = (
 
 async def test_tag_conditions_are_checked_against_the_contact_when_running(engine, client, sim):
     welcome, upsell = await plan_and_store(
-        engine, {"email": "w@example.com"}, event_type="customer.created", rules=CONDITION_RULES
+        engine, {"email": "w@yopmail.com"}, event_type="customer.created", rules=CONDITION_RULES
     )
     assert (await run(engine, client, welcome)).statuses == {welcome: "succeeded", upsell: "skipped"}
     assert (
         await row(engine, upsell)
     ).outcome == "skipped: the contact is not tagged 'Masterclass buyer' (only_if_tagged)"
     again, _ = await plan_and_store(
-        engine, {"email": "w@example.com"}, event_type="customer.created", rules=CONDITION_RULES
+        engine, {"email": "w@yopmail.com"}, event_type="customer.created", rules=CONDITION_RULES
     )
     assert (await run(engine, client, again)).statuses[again] == "skipped"
     assert (await row(engine, again)).outcome == "skipped: the contact is tagged 'Welcomed' (unless_tagged)"
-    assert sim.tag_names("w@example.com") == ["Welcomed"]
+    assert sim.tag_names("w@yopmail.com") == ["Welcomed"]
 
 
 async def test_an_action_awaiting_approval_does_not_hold_back_later_ones(engine, client, sim):
     rules = CANCEL_RULES.replace("approval: auto", "approval: required")
-    owner = sim.account.create_contact({"email": "held@example.com"})
+    owner = sim.account.create_contact({"email": "held@yopmail.com"})
     sim.simulator.seed(subscriptions=[{"id": 601, "contactId": owner["id"]}])
     (waiting,) = await plan_and_store(
-        engine, {"email": "held@example.com", "sub": 601}, event_type="invoice.payment_failed", rules=rules
+        engine, {"email": "held@yopmail.com", "sub": 601}, event_type="invoice.payment_failed", rules=rules
     )
-    later = await plan_and_store(engine, stripe_checkout("held@example.com"), event_type="checkout.session.completed")
+    later = await plan_and_store(engine, stripe_checkout("held@yopmail.com"), event_type="checkout.session.completed")
     assert (await row(engine, waiting)).status == "awaiting_approval"
     assert set((await run(engine, client, later[0])).statuses.values()) == {"succeeded"}
 
 
 async def test_an_unexpected_error_inside_a_request_ends_recorded_and_dead(engine, client, sim):
     rules = RULES.replace("- tag: Masterclass buyer", '- tag: "{{ event.data.object.metadata.tag }}"')
-    payload = stripe_checkout("huge@example.com")
+    payload = stripe_checkout("huge@yopmail.com")
     payload["data"]["object"]["metadata"]["tag"] = "x" * 65536  # httpx refuses the URL it makes
     (tag, *_) = await plan_and_store(engine, payload, event_type="checkout.session.completed", rules=rules)
     statuses = [(await run_when_due(engine, client, tag)).statuses.get(tag) for _ in range(3)]

@@ -16,8 +16,8 @@ async def test_backtest_reports_what_a_new_rules_file_would_change(make_settings
     with running(make_settings(database_url=database_url, systeme_api_key=None)) as url:
         async with httpx.AsyncClient(base_url=url) as http:
             for event in (
-                stripe_checkout("a@example.com"),
-                stripe_checkout("b@example.com", paid=False),
+                stripe_checkout("a@yopmail.com"),
+                stripe_checkout("b@yopmail.com", paid=False),
                 stripe_refund(),
             ):
                 body = json.dumps(event).encode()
@@ -61,7 +61,7 @@ async def test_backtest_reports_what_a_new_rules_file_would_change(make_settings
 
 async def test_backtest_counts_only_the_first_planning_of_a_replayed_event(make_settings, database_url, tmp_path):
     with running(make_settings(database_url=database_url, systeme_api_key=None)) as url:
-        event_id = await post_stripe(url, stripe_checkout("r@example.com"))
+        event_id = await post_stripe(url, stripe_checkout("r@yopmail.com"))
         async with operator(url) as http:
             for _ in range(2):
                 assert (await http.post(f"/v1/events/{event_id}/replay")).status_code == 200

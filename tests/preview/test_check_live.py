@@ -70,7 +70,7 @@ def test_a_connection_that_is_not_active_is_named_by_asking_maton(sim, tmp_path)
     write(
         tmp_path,
         f"version: 1\naccounts:\n  school: {{ connection: {ident} }}\nsources:\n  f: {{ type: form, token: t0k3n }}\n"
-        "rules:\n  - { id: r, on: f, account: school, contact: { email: a@example.com }, actions: [ { enroll: { course: 101 } } ] }\n",
+        "rules:\n  - { id: r, on: f, account: school, contact: { email: a@yopmail.com }, actions: [ { enroll: { course: 101 } } ] }\n",
     )
     env = {"MATON_API_KEY": SIM_KEY, "MATON_CONTROL_URL": sim.url, "SYSTEME_API_URL": sim.url}
     done = check(tmp_path, **env)

@@ -35,7 +35,7 @@ def actions_of(report: dict, rule: str) -> list[dict]:
 def test_explain_says_when_each_step_would_run(tmp_path, sim):
     created = int(time.time()) // 60 * 60 - 3600  # on the minute, as the example in the issue shows it
     at = datetime.fromtimestamp(created, UTC) + timedelta(days=7)
-    done = explain(tmp_path, stripe_checkout("ada@example.com", created=created), "--json")
+    done = explain(tmp_path, stripe_checkout("ada@yopmail.com", created=created), "--json")
     assert done.returncode == 0, done.stderr
     steps = actions_of(json.loads(done.stdout), "masterclass-purchase")
     assert [(a["kind"], a["when"]) for a in steps] == [
@@ -45,7 +45,7 @@ def test_explain_says_when_each_step_would_run(tmp_path, sim):
         ("tag", f"at {at + timedelta(days=7):%Y-%m-%dT%H:%M}Z, 14d after the event"),
     ]
     assert (steps[2]["after"], steps[2]["due_at"]) == (7 * 86400, at.isoformat())
-    text = explain(tmp_path, stripe_checkout("ada@example.com", created=created)).stdout
+    text = explain(tmp_path, stripe_checkout("ada@yopmail.com", created=created)).stdout
     assert f'add_to_community {{"community": "Insiders"}} approval=auto  at {at:%Y-%m-%dT%H:%M}Z, 7d after' in text
     assert sim.account.calls == []
 
@@ -53,7 +53,7 @@ def test_explain_says_when_each_step_would_run(tmp_path, sim):
 def test_explain_describes_cancel_scheduled_without_the_store_and_live(tmp_path, sim):
     env = {"SYSTEME_API_KEY": SIM_KEY, "SYSTEME_API_URL": sim.url}
     for live in ((), ("--live",)):
-        done = explain(tmp_path, stripe_refund("ada@example.com"), *live, "--json", env=env)
+        done = explain(tmp_path, stripe_refund("ada@yopmail.com"), *live, "--json", env=env)
         assert done.returncode == 0, done.stderr
         cancel, *_ = actions_of(json.loads(done.stdout), "refund-revokes-access")
         assert (cancel["kind"], cancel["calls"]) == ("cancel_scheduled", [])
@@ -66,17 +66,17 @@ def test_explain_describes_cancel_scheduled_without_the_store_and_live(tmp_path,
 
 async def test_explain_counts_what_cancel_scheduled_would_cancel(make_settings, sqlite_url, sim, tmp_path):
     with running(drip_settings(make_settings, tmp_path, database_url=sqlite_url)) as url:
-        purchase = await post_stripe(url, stripe_checkout("count@example.com"))
+        purchase = await post_stripe(url, stripe_checkout("count@yopmail.com"))
         await settled(url, purchase)
         async with operator(url) as http:
             report = (
                 await http.post(
-                    "/v1/rules/test", json={"source": "stripe", "payload": stripe_refund("count@example.com")}
+                    "/v1/rules/test", json={"source": "stripe", "payload": stripe_refund("count@yopmail.com")}
                 )
             ).json()
             other = (
                 await http.post(
-                    "/v1/rules/test", json={"source": "stripe", "payload": stripe_refund("none@example.com")}
+                    "/v1/rules/test", json={"source": "stripe", "payload": stripe_refund("none@yopmail.com")}
                 )
             ).json()
     assert actions_of(report, "refund-revokes-access")[0]["note"] == (
@@ -89,7 +89,7 @@ async def test_backtest_counts_delayed_steps_and_cancel_scheduled_like_the_other
     make_settings, sqlite_url, sim, tmp_path
 ):
     with running(make_settings(database_url=sqlite_url)) as url:
-        events = [await post_stripe(url, stripe_checkout("bt@example.com")), await post_stripe(url, stripe_refund())]
+        events = [await post_stripe(url, stripe_checkout("bt@yopmail.com")), await post_stripe(url, stripe_refund())]
         await settled(url, *events)
     (tmp_path / "drip.yaml").write_text(DRIP)
     done = subprocess.run(

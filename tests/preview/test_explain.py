@@ -28,7 +28,7 @@ def explain(tmp_path, payload: dict, *args: str, env: dict[str, str] | None = No
 
 
 def test_explain_says_why_each_rule_did_or_did_not_fire(tmp_path, sim):
-    done = explain(tmp_path, stripe_checkout("ada@example.com", paid=False), "--json")
+    done = explain(tmp_path, stripe_checkout("ada@yopmail.com", paid=False), "--json")
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     by_rule = {r["rule"]: r for r in report["rules"]}
@@ -52,14 +52,14 @@ def test_explain_says_why_each_rule_did_or_did_not_fire(tmp_path, sim):
 
 
 def test_explain_lists_contact_and_ordered_calls(tmp_path, sim):
-    done = explain(tmp_path, stripe_checkout("ada@example.com"), "--json")
+    done = explain(tmp_path, stripe_checkout("ada@yopmail.com"), "--json")
     purchase = next(r for r in json.loads(done.stdout)["rules"] if r["rule"] == "masterclass-purchase")
-    assert purchase["matched"] and purchase["contact"]["email"] == "ada@example.com"
+    assert purchase["matched"] and purchase["contact"]["email"] == "ada@yopmail.com"
     assert [a["kind"] for a in purchase["actions"]] == ["tag", "enroll", "add_to_community"]
     calls = [(c["method"], c["path"]) for c in purchase["actions"][1]["calls"]]
-    assert calls[0] == ("GET", "/api/contacts?email=ada@example.com")
+    assert calls[0] == ("GET", "/api/contacts?email=ada@yopmail.com")
     assert calls[-1] == ("POST", "/api/school/courses/101/enrollments")
-    text = explain(tmp_path, stripe_checkout("ada@example.com")).stdout
+    text = explain(tmp_path, stripe_checkout("ada@yopmail.com")).stdout
     assert "MATCH masterclass-purchase: matched" in text
     assert "no    vip-sale:" in text
     assert sim.account.calls == []
@@ -77,12 +77,12 @@ def test_explain_verify_checks_the_signature(tmp_path):
 
 def test_explain_live_marks_changes_and_noops_with_reads_only(tmp_path, sim):
     contact = sim.account.create_contact(
-        {"email": "ada@example.com", "fields": [{"slug": "first_name", "value": "Ada"}]}
+        {"email": "ada@yopmail.com", "fields": [{"slug": "first_name", "value": "Ada"}]}
     )
     tag = sim.account.create_tag({"name": "Masterclass buyer"})
     sim.account.add_contact_tag(contact["id"], {"tagId": tag["id"]})
     env = {"SYSTEME_API_KEY": SIM_KEY, "SYSTEME_API_URL": sim.url}
-    done = explain(tmp_path, stripe_checkout("ada@example.com"), "--live", "--json", env=env)
+    done = explain(tmp_path, stripe_checkout("ada@yopmail.com"), "--live", "--json", env=env)
     assert done.returncode == 0, done.stderr
     purchase = next(r for r in json.loads(done.stdout)["rules"] if r["rule"] == "masterclass-purchase")
     tag_action, enroll, community = purchase["actions"]
@@ -132,7 +132,7 @@ async def test_rules_test_endpoint_answers_the_explain_report(make_settings, sql
         started = len(sim.account.calls)  # the service checks its key once at start
         async with operator(url) as http:
             answer = await http.post(
-                "/v1/rules/test", json={"source": "stripe", "payload": stripe_checkout("t@example.com")}
+                "/v1/rules/test", json={"source": "stripe", "payload": stripe_checkout("t@yopmail.com")}
             )
         async with httpx.AsyncClient(base_url=url) as anonymous:
             unauthorised = await anonymous.post("/v1/rules/test", json={})

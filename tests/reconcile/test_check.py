@@ -28,8 +28,8 @@ def found(report) -> list[tuple[str, str, str, str]]:
 
 
 async def test_no_drift_after_a_normal_purchase_in_three_reads_per_contact(engine, client, sim):
-    await purchase(engine, client, "ada@example.com")
-    await purchase(engine, client, "bob@example.com")
+    await purchase(engine, client, "ada@yopmail.com")
+    await purchase(engine, client, "bob@yopmail.com")
     start = len(sim.account.calls)
     fresh = SystemeClient(base_url=sim.url, headers={"X-API-Key": SIM_KEY})  # its name cache is empty
     try:
@@ -49,38 +49,38 @@ async def test_no_drift_after_a_normal_purchase_in_three_reads_per_contact(engin
 
 
 async def test_a_refund_after_the_purchase_is_the_net_effect_not_a_drift(engine, client, sim):
-    await purchase(engine, client, "ada@example.com")
-    await refund(engine, client, "ada@example.com")
+    await purchase(engine, client, "ada@yopmail.com")
+    await refund(engine, client, "ada@yopmail.com")
     report = await check(engine, client)
     assert report.drifts == [] and report.checked == 1
     # A purchase after the refund makes "has it" the expectation again.
-    await purchase(engine, client, "ada@example.com")
+    await purchase(engine, client, "ada@yopmail.com")
     assert (await check(engine, client)).drifts == []
 
 
 async def test_hand_changes_are_each_reported_with_reads_only(engine, client, sim, hands):
-    for email in ("tag@example.com", "course@example.com", "gone@example.com", "fine@example.com"):
+    for email in ("tag@yopmail.com", "course@yopmail.com", "gone@yopmail.com", "fine@yopmail.com"):
         await purchase(engine, client, email)
-    await hands.untag("tag@example.com", "Masterclass buyer")
-    await hands.unenroll("course@example.com")
-    await hands.delete_contact("gone@example.com")
+    await hands.untag("tag@yopmail.com", "Masterclass buyer")
+    await hands.unenroll("course@yopmail.com")
+    await hands.delete_contact("gone@yopmail.com")
     start = len(sim.account.calls)
     report = await check(engine, client)
     assert found(report) == [
-        ("course@example.com", "removed", "course", "101"),
-        ("gone@example.com", "contact_deleted", "tag", "Masterclass buyer"),
-        ("gone@example.com", "contact_deleted", "course", "101"),
-        ("gone@example.com", "contact_deleted", "community", "7"),
-        ("tag@example.com", "removed", "tag", "Masterclass buyer"),
+        ("course@yopmail.com", "removed", "course", "101"),
+        ("gone@yopmail.com", "contact_deleted", "tag", "Masterclass buyer"),
+        ("gone@yopmail.com", "contact_deleted", "course", "101"),
+        ("gone@yopmail.com", "contact_deleted", "community", "7"),
+        ("tag@yopmail.com", "removed", "tag", "Masterclass buyer"),
     ]
     assert [c for c in sim.account.calls[start:] if c["method"] != "GET"] == []
     # Three reads per contact, one for a contact that is gone (the community's name is cached from the purchases).
     assert report.requests == 3 * 3 + 1
     lines = render_text(report)
     assert len(lines) == 4
-    assert lines[0].startswith("course@example.com  we enrolled in course 101 (masterclass-purchase, ")
+    assert lines[0].startswith("course@yopmail.com  we enrolled in course 101 (masterclass-purchase, ")
     assert lines[0].endswith("Systeme.io: not enrolled  [enrollment deleted]")
-    assert lines[1].startswith("gone@example.com  we tagged 'Masterclass buyer' (masterclass-purchase, ")
+    assert lines[1].startswith("gone@yopmail.com  we tagged 'Masterclass buyer' (masterclass-purchase, ")
     assert "; enrolled in course 101 (" in lines[1] and "; added to community 'Insiders' (" in lines[1]
     assert lines[1].endswith("Systeme.io: no contact with this email  [contact deleted]")
     assert lines[2].endswith("Systeme.io: not tagged  [tag removed by hand]")
@@ -91,9 +91,9 @@ async def test_hand_changes_are_each_reported_with_reads_only(engine, client, si
 
 
 async def test_access_granted_again_by_hand_after_a_refund(engine, client, sim, hands):
-    await purchase(engine, client, "ada@example.com")
-    await refund(engine, client, "ada@example.com")
-    await hands.enroll("ada@example.com")
+    await purchase(engine, client, "ada@yopmail.com")
+    await refund(engine, client, "ada@yopmail.com")
+    await hands.enroll("ada@yopmail.com")
     report = await check(engine, client)
     (drift,) = report.drifts
     assert (drift.kind, drift.about, drift.target) == ("still_there", "course", "101")
@@ -107,39 +107,39 @@ async def test_access_granted_again_by_hand_after_a_refund(engine, client, sim, 
 
 
 async def test_a_renamed_tag_is_known_by_the_id_we_recorded(engine, client, sim, hands):
-    await purchase(engine, client, "ada@example.com")
-    tag = sim.contact("ada@example.com")["tags"][0]
+    await purchase(engine, client, "ada@yopmail.com")
+    tag = sim.contact("ada@yopmail.com")["tags"][0]
     assert (await hands.http.put(f"/api/tags/{tag['id']}", json={"name": "Cohort 2026"})).status_code == 200
     assert (await check(engine, client)).drifts == []
 
 
 async def test_since_and_rule_choose_the_contacts(engine, client, sim, hands):
-    old = await purchase(engine, client, "old@example.com")
-    await purchase(engine, client, "new@example.com")
-    await purchase(engine, client, "refunded@example.com")
-    await refund(engine, client, "refunded@example.com")
+    old = await purchase(engine, client, "old@yopmail.com")
+    await purchase(engine, client, "new@yopmail.com")
+    await purchase(engine, client, "refunded@yopmail.com")
+    await refund(engine, client, "refunded@yopmail.com")
     async with engine.begin() as conn:
         await conn.execute(
             actions.update().where(actions.c.id.in_(old)).values(updated_at=utcnow() - timedelta(days=40))
         )
-    for email in ("old@example.com", "new@example.com", "refunded@example.com"):
+    for email in ("old@yopmail.com", "new@yopmail.com", "refunded@yopmail.com"):
         await hands.enroll(email, course=102)  # not ours: never a drift
-    await hands.delete_contact("old@example.com")
+    await hands.delete_contact("old@yopmail.com")
 
     report = await check(engine, client, since=timedelta(days=30))
     assert report.checked == 2 and report.drifts == []
     assert len((await check(engine, client, since=timedelta(days=60))).drifts) == 3  # old@ is checked now
 
-    await hands.enroll("refunded@example.com")
+    await hands.enroll("refunded@yopmail.com")
     by_rule = await check(engine, client, since=timedelta(days=60), rule="refund-revokes-access")
-    assert by_rule.checked == 1 and found(by_rule) == [("refunded@example.com", "still_there", "course", "101")]
+    assert by_rule.checked == 1 and found(by_rule) == [("refunded@yopmail.com", "still_there", "course", "101")]
     assert (await check(engine, client, rule="no-such-rule")).checked == 0
 
 
 async def test_a_target_with_an_action_not_run_yet_is_not_judged(engine, client, sim, hands):
-    await purchase(engine, client, "ada@example.com")
-    await plan_and_store(engine, stripe_refund("ada@example.com"), event_type="charge.refunded")  # planned, not run
-    await hands.untag("ada@example.com", "Masterclass buyer")
+    await purchase(engine, client, "ada@yopmail.com")
+    await plan_and_store(engine, stripe_refund("ada@yopmail.com"), event_type="charge.refunded")  # planned, not run
+    await hands.untag("ada@yopmail.com", "Masterclass buyer")
     start = len(sim.account.calls)
     report = await check(engine, client)
     assert report.drifts == [] and report.in_flight == 3
@@ -148,11 +148,11 @@ async def test_a_target_with_an_action_not_run_yet_is_not_judged(engine, client,
 
 
 async def test_accounts_without_a_client_are_said_not_checked(engine, client, sim):
-    await purchase(engine, client, "ada@example.com")
-    await purchase(engine, client, "shop@example.com")
+    await purchase(engine, client, "ada@yopmail.com")
+    await purchase(engine, client, "shop@yopmail.com")
     async with engine.begin() as conn:
         await conn.execute(
-            actions.update().where(actions.c.contact_email == "shop@example.com").values(account="shop2")
+            actions.update().where(actions.c.contact_email == "shop@yopmail.com").values(account="shop2")
         )
     report = await check(engine, client)
     assert report.checked == 1 and not report.complete
@@ -168,7 +168,7 @@ async def test_accounts_without_a_client_are_said_not_checked(engine, client, si
 async def test_transient_failures_are_tried_again_and_a_wrong_key_stops_the_account(engine, client, sim):
     from app.simulator.state import Fault
 
-    await purchase(engine, client, "ada@example.com")
+    await purchase(engine, client, "ada@yopmail.com")
     sim.account.faults.append(Fault(503, 1, "/api/school/enrollments"))
     report = await check(engine, client)
     assert report.complete and report.checked == 1 and report.drifts == []
@@ -178,7 +178,7 @@ async def test_transient_failures_are_tried_again_and_a_wrong_key_stops_the_acco
     assert report.unchecked == [
         {
             "account": "default",
-            "contact": "ada@example.com",
+            "contact": "ada@yopmail.com",
             "error": "GET /api/school/enrollments answered 400: fault injected",
         }
     ]
@@ -192,7 +192,7 @@ async def test_transient_failures_are_tried_again_and_a_wrong_key_stops_the_acco
 
 async def test_progress_is_reported_per_contact(engine, client, sim):
     for n in range(3):
-        await purchase(engine, client, f"p{n}@example.com")
+        await purchase(engine, client, f"p{n}@yopmail.com")
     seen: list[tuple[str, int, int]] = []
     await check(engine, client, progress=lambda account, done, total: seen.append((account, done, total)))
     assert seen == [("default", 1, 3), ("default", 2, 3), ("default", 3, 3)]
@@ -201,8 +201,8 @@ async def test_progress_is_reported_per_contact(engine, client, sim):
 async def test_forgotten_contacts_are_not_checked(engine, client, sim):
     from app.store.retention import forget
 
-    await purchase(engine, client, "ada@example.com")
-    await forget(engine, "ada@example.com")
+    await purchase(engine, client, "ada@yopmail.com")
+    await forget(engine, "ada@yopmail.com")
     assert (await check(engine, client)).checked == 0
     async with engine.connect() as conn:
         assert await conn.scalar(sa.select(sa.func.count()).select_from(actions)) == 3

@@ -48,17 +48,17 @@ async def test_report_progress_json_and_fix_beside_the_running_service(make_sett
     engine = create_engine(sqlite_url)
     try:
         with running(settings) as url:
-            for email in ("ada@example.com", "bob@example.com"):
+            for email in ("ada@yopmail.com", "bob@yopmail.com"):
                 await post_stripe(url, stripe_checkout(email))
             await wait_for(lambda: len(sim.account.memberships) == 2)
-            await hands.untag("ada@example.com", "Masterclass buyer")
+            await hands.untag("ada@yopmail.com", "Masterclass buyer")
             writes = len(sim.writes())
 
             done = reconcile(cwd=tmp_path, **env)
             assert done.returncode == 1, done.stderr  # drift found, nothing fixed
             lines = done.stdout.splitlines()
             assert len(lines) == 2
-            assert lines[0].startswith("ada@example.com  we tagged 'Masterclass buyer' (masterclass-purchase, ")
+            assert lines[0].startswith("ada@yopmail.com  we tagged 'Masterclass buyer' (masterclass-purchase, ")
             assert lines[0].endswith("Systeme.io: not tagged  [tag removed by hand]")
             assert lines[1].startswith("2 contacts checked with ") and lines[1].endswith(
                 ": 1 drift (1 tag removed by hand)"
@@ -75,7 +75,7 @@ async def test_report_progress_json_and_fix_beside_the_running_service(make_sett
             assert (report["contacts"], report["checked"], report["counts"]) == (2, 2, {"removed": 1})
             assert report["accounts"]["default"]["checked"] == 2 and report["requests_per_contact"] >= 3
             (drift,) = report["drifts"]
-            assert drift["contact"] == "ada@example.com" and drift["kind"] == "removed"
+            assert drift["contact"] == "ada@yopmail.com" and drift["kind"] == "removed"
             assert drift["why"] == "tag removed by hand"
             assert drift["target"] == {"type": "tag", "ref": "Masterclass buyer"}
             assert drift["we_did"]["kind"] == "tag" and drift["we_did"]["rule_id"] == "masterclass-purchase"
@@ -92,8 +92,8 @@ async def test_report_progress_json_and_fix_beside_the_running_service(make_sett
             done = reconcile("--fix", "--yes", "--by", "ops", cwd=tmp_path, **env)
             assert done.returncode == 0, done.stderr
             planned = done.stdout.splitlines()[-1].split()
-            assert planned[0] == "planned" and planned[2:] == ["pending", "ada@example.com", "tag"]
-            await wait_for(lambda: sim.tag_names("ada@example.com") == ["Masterclass buyer"])
+            assert planned[0] == "planned" and planned[2:] == ["pending", "ada@yopmail.com", "tag"]
+            await wait_for(lambda: sim.tag_names("ada@yopmail.com") == ["Masterclass buyer"])
 
             done = reconcile(cwd=tmp_path, **env)
             assert done.returncode == 0
@@ -105,11 +105,11 @@ async def test_report_progress_json_and_fix_beside_the_running_service(make_sett
 async def test_an_unknown_account_is_an_error_line_and_a_dry_run_cannot_check(sqlite_url, sim, client, tmp_path):
     engine = create_engine(sqlite_url)
     try:
-        await purchase(engine, client, "ada@example.com")
-        await purchase(engine, client, "shop@example.com")
+        await purchase(engine, client, "ada@yopmail.com")
+        await purchase(engine, client, "shop@yopmail.com")
         async with engine.begin() as conn:
             await conn.execute(
-                actions.update().where(actions.c.contact_email == "shop@example.com").values(account="shop2")
+                actions.update().where(actions.c.contact_email == "shop@yopmail.com").values(account="shop2")
             )
     finally:
         await engine.dispose()

@@ -39,10 +39,10 @@ async def test_fix_plans_the_net_effect_again_and_the_running_service_applies_it
     engine = create_engine(database_url)
     try:
         with running(make_settings(database_url=database_url)) as url:
-            for email in ("tag@example.com", "course@example.com", "refunded@example.com", "gone@example.com"):
+            for email in ("tag@yopmail.com", "course@yopmail.com", "refunded@yopmail.com", "gone@yopmail.com"):
                 await post_stripe(url, stripe_checkout(email))
             await wait_for(lambda: len(sim.account.enrollments) == 4)
-            await post_stripe(url, stripe_refund("refunded@example.com"))
+            await post_stripe(url, stripe_refund("refunded@yopmail.com"))
 
             async def all_done() -> bool:
                 found = await statuses(engine)
@@ -50,28 +50,28 @@ async def test_fix_plans_the_net_effect_again_and_the_running_service_applies_it
 
             await wait_for(all_done)
             # By hand, seconds after the purchases, while the mirror still holds what the runs learned.
-            await hands.untag("tag@example.com", "Masterclass buyer")
-            await hands.unenroll("course@example.com")
-            await hands.enroll("refunded@example.com")
-            await hands.delete_contact("gone@example.com")
+            await hands.untag("tag@yopmail.com", "Masterclass buyer")
+            await hands.unenroll("course@yopmail.com")
+            await hands.enroll("refunded@yopmail.com")
+            await hands.delete_contact("gone@yopmail.com")
 
             report = await check(engine, client)
             assert len(report.drifts) == 6
             choice, approvals = choose(report.drifts, rules_file())
             assert [(d.email, d.last.kind) for d in choice.fix] == [
-                ("course@example.com", "enroll"),
-                ("refunded@example.com", "unenroll"),
-                ("tag@example.com", "tag"),
+                ("course@yopmail.com", "enroll"),
+                ("refunded@yopmail.com", "unenroll"),
+                ("tag@yopmail.com", "tag"),
             ]
             assert [(d.email, reason) for d, reason in choice.left] == [
-                ("gone@example.com", "the contact was deleted in Systeme.io; --recreate creates it again")
+                ("gone@yopmail.com", "the contact was deleted in Systeme.io; --recreate creates it again")
             ] * 3
             writes = len(sim.writes())
             planned = await fix(engine, None, choice.fix, approvals, by="tester", approval_window=WINDOW)
             assert sorted((p["contact_email"], p["kind"], p["status"]) for p in planned) == [
-                ("course@example.com", "enroll", "pending"),
-                ("refunded@example.com", "unenroll", "pending"),
-                ("tag@example.com", "tag", "pending"),
+                ("course@yopmail.com", "enroll", "pending"),
+                ("refunded@yopmail.com", "unenroll", "pending"),
+                ("tag@yopmail.com", "tag", "pending"),
             ]
             assert {p["redoes"] for p in planned} == {d.last.id for d in choice.fix}
             assert len(sim.writes()) == writes  # planned, not done: the service runs them
@@ -90,11 +90,11 @@ async def test_fix_plans_the_net_effect_again_and_the_running_service_applies_it
             assert judged["reason"] == "reconcile by tester: planned again tag (tag removed by hand)"
             assert judged["replayed_at"] and judged["earlier"][0]["reason"] == "matched"
 
-        assert sim.tag_names("tag@example.com") == ["Masterclass buyer"]
+        assert sim.tag_names("tag@yopmail.com") == ["Masterclass buyer"]
         enrolled = sorted(e["contact"]["email"] for e in sim.account.enrollments.values())
-        assert enrolled == ["course@example.com", "tag@example.com"]
+        assert enrolled == ["course@yopmail.com", "tag@yopmail.com"]
         again = await check(engine, client)
-        assert [(d.email, d.kind) for d in again.drifts] == [("gone@example.com", "contact_deleted")] * 3
+        assert [(d.email, d.kind) for d in again.drifts] == [("gone@yopmail.com", "contact_deleted")] * 3
         # The new actions are marked like a replay's: what was planned when the events arrived did not change.
         rules = RuleSet(parse_rules(RULES, path="rules.yaml", env=rules_environment()))
         assert (await backtest(engine, rules, since=utcnow() - timedelta(hours=1)))["events_changed"] == 0
@@ -103,21 +103,21 @@ async def test_fix_plans_the_net_effect_again_and_the_running_service_applies_it
 
 
 async def test_a_deleted_contact_is_created_again_only_when_asked(engine, client, sim, hands):
-    await purchase(engine, client, "gone@example.com")
-    await hands.delete_contact("gone@example.com")
+    await purchase(engine, client, "gone@yopmail.com")
+    await hands.delete_contact("gone@yopmail.com")
     report = await check(engine, client)
     choice, approvals = choose(report.drifts, rules_file(), recreate=True)
     assert [d.last.kind for d in choice.fix] == ["tag", "enroll", "add_to_community"] and not choice.left
     planned = await fix(engine, None, choice.fix, approvals, by="tester", approval_window=WINDOW)
     result = await run(engine, client, planned[0]["id"])  # one run: the three are one event's, for one contact
     assert set(result.statuses.values()) == {"succeeded"} and len(result.statuses) == 3
-    assert sim.tag_names("gone@example.com") == ["Masterclass buyer"]
+    assert sim.tag_names("gone@yopmail.com") == ["Masterclass buyer"]
     assert (await check(engine, client)).drifts == []
 
 
 async def test_the_fix_waits_for_approval_when_the_rule_now_requires_it(engine, client, sim, hands):
-    await purchase(engine, client, "ada@example.com")
-    await hands.untag("ada@example.com", "Masterclass buyer")
+    await purchase(engine, client, "ada@yopmail.com")
+    await hands.untag("ada@yopmail.com", "Masterclass buyer")
     report = await check(engine, client)
     stricter = RULES.replace(
         "      - tag: Masterclass buyer\n", "      - tag: { name: Masterclass buyer, approval: required }\n", 1
@@ -133,8 +133,8 @@ async def test_the_fix_waits_for_approval_when_the_rule_now_requires_it(engine, 
 
 
 async def test_drifts_of_a_rule_gone_or_disabled_are_left_alone(engine, client, sim, hands):
-    await purchase(engine, client, "ada@example.com")
-    await hands.untag("ada@example.com", "Masterclass buyer")
+    await purchase(engine, client, "ada@yopmail.com")
+    await hands.untag("ada@yopmail.com", "Masterclass buyer")
     report = await check(engine, client)
     renamed = RULES.replace("id: masterclass-purchase", "id: masterclass-sale")
     choice, _ = choose(report.drifts, rules_file(renamed))
@@ -165,19 +165,19 @@ async def store(engine, payload, *, event_type: str, occurred_at, rules: str = R
 async def test_a_fix_keeps_its_place_in_event_order(engine, client, sim, hands):
     bought = utcnow() - timedelta(hours=2)
     (tag, *_) = await store(
-        engine, stripe_checkout("ada@example.com"), event_type="checkout.session.completed", occurred_at=bought
+        engine, stripe_checkout("ada@yopmail.com"), event_type="checkout.session.completed", occurred_at=bought
     )
     await run(engine, client, tag)
     # A later event of the same contact ran: the fix, of the earlier event, runs after it.
     (vip,) = await store(
         engine,
-        {"id": "evt_vip", "email": "ada@example.com"},
+        {"id": "evt_vip", "email": "ada@yopmail.com"},
         event_type="customer.updated",
         occurred_at=bought + timedelta(minutes=5),
         rules=VIP_RULES,
     )
     await run(engine, client, vip)
-    await hands.untag("ada@example.com", "Masterclass buyer")
+    await hands.untag("ada@yopmail.com", "Masterclass buyer")
     choice, approvals = choose((await check(engine, client)).drifts, rules_file())
     (planned,) = await fix(engine, None, choice.fix, approvals, by="tester", approval_window=WINDOW)
     assert set((await run(engine, client, planned["id"])).statuses.values()) == {"succeeded"}
@@ -190,10 +190,10 @@ async def test_a_fix_keeps_its_place_in_event_order(engine, client, sim, hands):
     # the buyer ends without the tag, and the next check sees the refund's effect as the one that holds.
     refund_ids = await store(
         engine,
-        stripe_refund("ada@example.com"),
+        stripe_refund("ada@yopmail.com"),
         event_type="charge.refunded",
         occurred_at=bought + timedelta(minutes=30),
     )
     assert set((await run(engine, client, refund_ids[0])).statuses.values()) == {"succeeded"}
-    assert sim.tag_names("ada@example.com") == ["VIP"]
+    assert sim.tag_names("ada@yopmail.com") == ["VIP"]
     assert (await check(engine, client)).drifts == []

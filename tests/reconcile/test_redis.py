@@ -23,7 +23,7 @@ from workers.settings import WorkerSettings
 
 async def test_a_reconcile_and_the_workers_share_one_quota(make_settings, sqlite_url, clean_redis, sim, client):
     engine = create_engine(sqlite_url)
-    emails = [f"buyer{n}@example.com" for n in range(6)]
+    emails = [f"buyer{n}@yopmail.com" for n in range(6)]
     for email in emails:
         await purchase(engine, client, email)
     # From now on, a fresh window: the purchases' requests do not count against it.
@@ -52,8 +52,8 @@ async def test_fixes_are_handed_to_the_workers_through_redis(
     engine = create_engine(sqlite_url)
     pool = await create_pool(RedisSettings.from_dsn(clean_redis))
     try:
-        await purchase(engine, client, "ada@example.com")
-        await hands.untag("ada@example.com", "Masterclass buyer")
+        await purchase(engine, client, "ada@yopmail.com")
+        await hands.untag("ada@yopmail.com", "Masterclass buyer")
         choice, approvals = choose((await check(engine, client)).drifts, rules_file())
         (planned,) = await fix(engine, ArqDispatcher(pool), choice.fix, approvals, by="cron", approval_window=WINDOW)
         assert await pool.zcard("arq:queue") == 1
@@ -76,7 +76,7 @@ async def test_fixes_are_handed_to_the_workers_through_redis(
         async with engine.connect() as conn:
             row = (await conn.execute(sa.select(actions).where(actions.c.id == planned["id"]))).one()
         assert (row.status, row.outcome, row.note) == ("succeeded", "tagged", "reconcile by cron")
-        assert sim.tag_names("ada@example.com") == ["Masterclass buyer"]
+        assert sim.tag_names("ada@yopmail.com") == ["Masterclass buyer"]
     finally:
         await pool.aclose()
         await engine.dispose()

@@ -38,7 +38,7 @@ DAY = 86400.0
 
 def plan(text: str, event_type: str) -> list:
     rules = RuleSet(parse_rules(text, path="r.yaml", env={}))
-    (outcome,) = rules.plan(source="shop", event_type=event_type, payload={"email": "ada@example.com"})
+    (outcome,) = rules.plan(source="shop", event_type=event_type, payload={"email": "ada@yopmail.com"})
     return list(outcome.actions)
 
 

@@ -30,12 +30,12 @@ CONTACT = "contact: { email: '{{ event.email }}' }"
 class TestConditions:
     def test_true_condition_matches(self):
         rs = ruleset(f"  - {{ id: a, on: stripe/x, if: 'event.n > 3', {CONTACT}, actions: [{{tag: T}}] }}\n")
-        (outcome,) = plan(rs, {"n": 4, "email": "a@example.com"})
+        (outcome,) = plan(rs, {"n": 4, "email": "a@yopmail.com"})
         assert outcome.decision == "matched"
 
     def test_false_condition_says_so(self):
         rs = ruleset(f"  - {{ id: a, on: stripe/x, if: 'event.n > 3', {CONTACT}, actions: [{{tag: T}}] }}\n")
-        (outcome,) = plan(rs, {"n": 1, "email": "a@example.com"})
+        (outcome,) = plan(rs, {"n": 1, "email": "a@yopmail.com"})
         assert (outcome.decision, outcome.reason) == ("not_matched", "`if` was false: event.n was 1")
         assert outcome.actions == ()
 
@@ -44,7 +44,7 @@ class TestConditions:
     )
     def test_missing_value_is_false_even_through_negation(self, expr):
         rs = ruleset(f'  - {{ id: a, on: stripe/x, if: "{expr}", {CONTACT}, actions: [{{tag: T}}] }}\n')
-        (outcome,) = plan(rs, {"a": {}, "email": "a@example.com"})
+        (outcome,) = plan(rs, {"a": {}, "email": "a@yopmail.com"})
         assert outcome.decision == "not_matched"
         assert outcome.reason == "`if` read event.a.b, which is missing"
 
@@ -52,11 +52,11 @@ class TestConditions:
         rs = ruleset(
             f"  - {{ id: a, on: stripe/x, if: 'event.items == 3 and event.keys == \"k\"', {CONTACT}, actions: [{{tag: T}}] }}\n"
         )
-        assert plan(rs, {"items": 3, "keys": "k", "email": "a@example.com"})[0].decision == "matched"
+        assert plan(rs, {"items": 3, "keys": "k", "email": "a@yopmail.com"})[0].decision == "matched"
 
     def test_sandbox_refuses_unsafe_attribute_access(self):
         rs = ruleset(f"  - {{ id: a, on: stripe/x, if: 'event.__class__', {CONTACT}, actions: [{{tag: T}}] }}\n")
-        assert plan(rs, {"email": "a@example.com"})[0].decision == "not_matched"
+        assert plan(rs, {"email": "a@yopmail.com"})[0].decision == "not_matched"
 
     def test_syntax_errors_fail_at_load_with_position(self):
         with pytest.raises(RulesError) as caught:
@@ -77,7 +77,7 @@ class TestOn:
 
     def test_source_alone_matches_every_event_including_untyped_forms(self):
         rs = ruleset(f"  - {{ id: a, on: form, {CONTACT}, actions: [{{tag: T}}] }}\n")
-        (outcome,) = plan(rs, {"email": "x@example.com"}, source="form", event_type=None)
+        (outcome,) = plan(rs, {"email": "x@yopmail.com"}, source="form", event_type=None)
         assert outcome.decision == "matched"
 
     def test_several_rules_match_in_file_order(self):
@@ -86,7 +86,7 @@ class TestOn:
             f"  - {{ id: a, on: stripe, {CONTACT}, actions: [{{tag: U}}] }}\n"
             f"  - {{ id: off, enabled: false, on: stripe, {CONTACT}, actions: [{{tag: U}}] }}\n"
         )
-        assert [o.rule_id for o in plan(rs, {"email": "a@example.com"})] == ["b", "a"]
+        assert [o.rule_id for o in plan(rs, {"email": "a@yopmail.com"})] == ["b", "a"]
 
 
 class TestRendering:
@@ -97,10 +97,10 @@ class TestRendering:
             "      fields: { phone_number: '{{ event.c.phone }}', city: Paris }\n"
             "      update: overwrite\n    actions: [{tag: T}]\n"
         )
-        (outcome,) = plan(rs, {"c": {"email": "Ada@Example.COM", "name": "Ada", "phone": None}})
-        assert outcome.contact_email == "ada@example.com"
+        (outcome,) = plan(rs, {"c": {"email": "Ada@Yopmail.COM", "name": "Ada", "phone": None}})
+        assert outcome.contact_email == "ada@yopmail.com"
         assert outcome.actions[0].contact == {
-            "email": "ada@example.com",
+            "email": "ada@yopmail.com",
             "update": "overwrite",
             "fields": {"first_name": "Ada", "city": "Paris"},
         }
@@ -149,7 +149,7 @@ class TestRendering:
     )
     def test_custom_filters(self, template, payload, expected):
         rs = ruleset(
-            f'  - {{ id: a, on: stripe/x, contact: {{ email: a@example.com, fields: {{ city: "{template}" }} }}, actions: [{{tag: T}}] }}\n'
+            f'  - {{ id: a, on: stripe/x, contact: {{ email: a@yopmail.com, fields: {{ city: "{template}" }} }}, actions: [{{tag: T}}] }}\n'
         )
         (outcome,) = plan(rs, payload)
         assert outcome.actions[0].contact["fields"].get("city", "") == expected
@@ -158,20 +158,20 @@ class TestRendering:
         rs = ruleset(
             f"  - {{ id: a, on: stripe/x, unless_tagged: VIP, only_if_tagged: Lead, {CONTACT}, actions: [{{tag: T}}] }}\n"
         )
-        (outcome,) = plan(rs, {"email": "a@example.com"})
+        (outcome,) = plan(rs, {"email": "a@yopmail.com"})
         assert outcome.actions[0].contact["unless_tagged"] == "VIP"
         assert outcome.actions[0].contact["only_if_tagged"] == "Lead"
 
     def test_wildcards_in_on(self):
         rs = ruleset(f"  - {{ id: a, on: 'stripe/customer.subscription.*', {CONTACT}, actions: [{{tag: T}}] }}\n")
         assert [
-            o.rule_id for o in plan(rs, {"email": "a@example.com"}, event_type="customer.subscription.deleted")
+            o.rule_id for o in plan(rs, {"email": "a@yopmail.com"}, event_type="customer.subscription.deleted")
         ] == ["a"]
         assert plan(rs, {}, event_type="customer.created") == []
 
     def test_tag_shorthand_and_id_form(self):
         rs = ruleset(f"  - {{ id: a, on: stripe/x, {CONTACT}, actions: [{{tag: Buyer}}, {{untag: {{id: 5}}}}] }}\n")
-        (outcome,) = plan(rs, {"email": "a@example.com"})
+        (outcome,) = plan(rs, {"email": "a@yopmail.com"})
         assert [(p.kind, p.params) for p in outcome.actions] == [("tag", {"name": "Buyer"}), ("untag", {"id": 5})]
 
 
@@ -211,8 +211,8 @@ class TestRuleErrors:
     """A rule's own error (a comparison over null, a method on a missing value) only makes that rule not match."""
 
     RULES = (
-        "  - { id: big, on: stripe/x, if: 'event.amount > 50000', contact: { email: a@example.com }, actions: [{tag: Big}] }\n"
-        "  - { id: all, on: stripe/x, contact: { email: a@example.com }, actions: [{tag: Every}] }\n"
+        "  - { id: big, on: stripe/x, if: 'event.amount > 50000', contact: { email: a@yopmail.com }, actions: [{tag: Big}] }\n"
+        "  - { id: all, on: stripe/x, contact: { email: a@yopmail.com }, actions: [{tag: Every}] }\n"
     )
 
     @pytest.mark.parametrize(("amount", "shown"), [(None, "null"), ("lots", '"lots"'), ([1, 2], "[1, 2]")])
@@ -231,15 +231,15 @@ class TestRuleErrors:
     @pytest.mark.parametrize("payload", [{"data": {}}, {"data": {"total": None}}])
     def test_a_comparison_over_a_missing_value_reports_the_missing_path(self, payload):
         rs = ruleset(f"  - {{ id: a, on: stripe/x, if: 'event.data.total.x > 5', {CONTACT}, actions: [{{tag: T}}] }}\n")
-        (outcome,) = plan(rs, {**payload, "email": "a@example.com"})
+        (outcome,) = plan(rs, {**payload, "email": "a@yopmail.com"})
         assert outcome.decision == "not_matched"
         assert outcome.reason.startswith("`if` read event.data.total"), outcome.reason
 
     @pytest.mark.parametrize("payload", [{}, {"name": None}, {"name": 42}, {"name": ""}])
     def test_a_method_on_a_missing_or_null_value_renders_empty(self, payload):
         rs = ruleset(
-            "  - { id: a, on: stripe/x, contact: { email: a@example.com, first_name: \"{{ event.name.split(' ')[0] }}\" }, actions: [{tag: T}] }\n"
-            "  - { id: b, on: stripe/x, if: \"event.name.split(' ')[0] == 'Ada'\", contact: { email: a@example.com }, actions: [{tag: T}] }\n"
+            "  - { id: a, on: stripe/x, contact: { email: a@yopmail.com, first_name: \"{{ event.name.split(' ')[0] }}\" }, actions: [{tag: T}] }\n"
+            "  - { id: b, on: stripe/x, if: \"event.name.split(' ')[0] == 'Ada'\", contact: { email: a@yopmail.com }, actions: [{tag: T}] }\n"
         )
         a, b = plan(rs, payload)
         assert a.decision == "matched" and a.actions[0].contact["fields"] == {}
@@ -255,8 +255,8 @@ class TestRuleErrors:
     )
     def test_a_template_that_raises_makes_only_its_rule_invalid(self, template, payload):
         rs = ruleset(
-            f'  - {{ id: a, on: stripe/x, contact: {{ email: a@example.com, first_name: "{template}" }}, actions: [{{tag: T}}] }}\n'
-            f"  - {{ id: b, on: stripe/x, contact: {{ email: b@example.com }}, actions: [{{tag: U}}] }}\n"
+            f'  - {{ id: a, on: stripe/x, contact: {{ email: a@yopmail.com, first_name: "{template}" }}, actions: [{{tag: T}}] }}\n'
+            f"  - {{ id: b, on: stripe/x, contact: {{ email: b@yopmail.com }}, actions: [{{tag: U}}] }}\n"
         )
         a, b = plan(rs, payload)
         assert a.decision == "invalid" and a.actions == ()
@@ -276,13 +276,13 @@ class TestRuleErrors:
     )
     def test_arithmetic_that_would_exhaust_memory_or_time_is_refused(self, expr):
         rs = ruleset(f'  - {{ id: a, on: stripe/x, if: "{expr}", {CONTACT}, actions: [{{tag: T}}] }}\n')
-        (outcome,) = plan(rs, {"n": 10**12, "s": "ab", "email": "a@example.com"})
+        (outcome,) = plan(rs, {"n": 10**12, "s": "ab", "email": "a@yopmail.com"})
         assert outcome.decision == "not_matched" and "too large" in outcome.reason
 
     @pytest.mark.parametrize("expr", ["2 ** event.n == 1024", "'ab' * event.n == 'abababababababababab'"])
     def test_ordinary_arithmetic_still_works(self, expr):
         rs = ruleset(f'  - {{ id: a, on: stripe/x, if: "{expr}", {CONTACT}, actions: [{{tag: T}}] }}\n')
-        assert plan(rs, {"n": 10, "email": "a@example.com"})[0].decision == "matched"
+        assert plan(rs, {"n": 10, "email": "a@yopmail.com"})[0].decision == "matched"
 
     def test_explain_reports_the_same_failure(self):
         rs = ruleset(self.RULES)

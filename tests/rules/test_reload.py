@@ -38,7 +38,7 @@ async def test_file_change_reloads_and_bad_change_is_refused(make_settings, sqli
             return (await version(url))["checks"]["rules"]["version"] != first
 
         await wait_for(reloaded, timeout=10)
-        body = json.dumps(stripe_checkout("r@example.com")).encode()
+        body = json.dumps(stripe_checkout("r@yopmail.com")).encode()
         async with httpx.AsyncClient(base_url=url) as http:
             event_id = (await http.post("/hooks/stripe", content=body, headers=stripe_headers(body))).json()["event_id"]
         event = await planned(url, event_id)

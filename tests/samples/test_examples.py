@@ -60,7 +60,7 @@ async def test_the_example_cancellation_is_safe_contact_and_approval():
     (outcome,) = await planned("stripe", "subscription-deleted")
     (action,) = outcome.actions
     assert action.kind == "cancel_subscription" and action.approval == "required"
-    assert action.contact is not None and action.contact["email"] == "ada@example.com"
+    assert action.contact is not None and action.contact["email"] == "ada@yopmail.com"
     assert action.params["subscription"] == "4242"
 
 
@@ -86,15 +86,15 @@ async def test_the_readme_trial_runs_as_written(make_settings, sqlite_url, sim, 
         for source, sample in (("signup", "signup"), ("stripe", "checkout")):
             done = cli("send", "--source", source, sample, "--url", url, cwd=tmp_path, **env)
             assert done.returncode == 0, done.stdout + done.stderr
-        await wait_for(lambda: sim.tag_names("ada@example.com") == ["Masterclass buyer", "Newsletter"])
+        await wait_for(lambda: sim.tag_names("ada@yopmail.com") == ["Masterclass buyer", "Newsletter"])
         (later,) = cli("actions", "--status", "scheduled", cwd=tmp_path, **env).stdout.splitlines()
-        assert 'masterclass-purchase: tag {"name": "Masterclass week 2"} ada@example.com  due ' in later
-        ada = sim.contact("ada@example.com")
+        assert 'masterclass-purchase: tag {"name": "Masterclass week 2"} ada@yopmail.com  due ' in later
+        ada = sim.contact("ada@yopmail.com")
         assert ada is not None
         fields = {f["slug"]: f["value"] for f in ada["fields"]}
         assert (fields["first_name"], fields["surname"]) == ("Ada", "Lovelace")
         seeded = httpx.post(
-            f"{sim.url}/_sim/seed", json={"subscriptions": [{"id": 4242, "contactEmail": "ada@example.com"}]}
+            f"{sim.url}/_sim/seed", json={"subscriptions": [{"id": 4242, "contactEmail": "ada@yopmail.com"}]}
         )
         assert seeded.status_code == 200
         done = cli("send", "--source", "stripe", "subscription-deleted", "--url", url, cwd=tmp_path, **env)

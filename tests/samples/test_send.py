@@ -73,7 +73,7 @@ async def test_each_signed_sample_is_stored_by_the_service(service, source, name
         event = (await http.get(f"/v1/events/{stored['id']}")).json()
     if config.type == "thrivecart":
         # Bracketed keys read as nested objects too; the secret word is never stored.
-        assert event["payload"]["customer"]["email"] == "ada@example.com"
+        assert event["payload"]["customer"]["email"] == "ada@yopmail.com"
         assert "thrivecart_secret" not in event["payload"]
     else:
         assert event["payload"] == (dict(parse_qsl(body.decode())) if sample.form else json.loads(body))
@@ -89,7 +89,7 @@ def test_send_posts_a_sample_or_a_file_and_reports_the_answer(service, tmp_path)
     # The form source redirects the visitor; the sample carries a full name.
     done = cli("send", "--source", "signup", "signup", "--url", service, cwd=tmp_path, **env)
     assert (done.returncode, done.stdout) == (0, "303 stored; the visitor is sent to https://example.com/thanks\n")
-    (tmp_path / "sale.json").write_text('{"pricePlan": {"name": "VIP"}, "customer": {"email": "v@example.com"}}')
+    (tmp_path / "sale.json").write_text('{"pricePlan": {"name": "VIP"}, "customer": {"email": "v@yopmail.com"}}')
     done = cli(
         "send", "--source", "systeme", "sale.json", "--header", "X-Webhook-Event:SALE_NEW", "--url", service,
         cwd=tmp_path, **env,
@@ -102,7 +102,7 @@ def test_send_posts_a_sample_or_a_file_and_reports_the_answer(service, tmp_path)
         ("signup", None),
         ("stripe", "checkout.session.completed"),
     ]
-    assert items[1]["contacts"] == ["ada@example.com"]
+    assert items[1]["contacts"] == ["ada@yopmail.com"]
 
 
 def test_send_with_the_wrong_secret_is_refused_and_says_so(service, tmp_path):

@@ -13,10 +13,10 @@ def nested(fields: dict) -> dict:
 
 
 def test_flat_keys_stay_and_nested_ones_are_added():
-    fields = {"customer[email]": "a@example.com", "customer[address][country]": "FR", "event": "order.success"}
+    fields = {"customer[email]": "a@yopmail.com", "customer[address][country]": "FR", "event": "order.success"}
     out = nest_brackets(fields)
-    assert out["customer[email]"] == "a@example.com" and out["event"] == "order.success"
-    assert out["customer"] == {"email": "a@example.com", "address": {"country": "FR"}}
+    assert out["customer[email]"] == "a@yopmail.com" and out["event"] == "order.success"
+    assert out["customer"] == {"email": "a@yopmail.com", "address": {"country": "FR"}}
 
 
 @pytest.mark.parametrize(

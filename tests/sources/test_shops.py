@@ -95,7 +95,7 @@ class TestWooCommerce:
         headers = woo_headers(self.body)
         event = parse_delivery(WOO, delivery(headers, self.body), NOW)
         assert (event.type, event.provider_id) == ("order.created", headers["X-WC-Webhook-Delivery-ID"])
-        assert event.payload["billing"]["email"] == "john.doe@example.com"
+        assert event.payload["billing"]["email"] == "john.doe@yopmail.com"
         # `date_modified_gmt` carries no offset: it is UTC.
         assert event.occurred_at == datetime(2017, 3, 22, 19, 28, 8, tzinfo=UTC)
 
@@ -106,7 +106,7 @@ class TestWooCommerce:
         event = parse_delivery(WOO, delivery(headers, b"webhook_id=142"), NOW)
         assert event.ping and event.payload == {} and event.provider_id is None
 
-    @pytest.mark.parametrize("body", [b"webhook_id=142&email=x@example.com", b"webhook_id=abc", b"{}"])
+    @pytest.mark.parametrize("body", [b"webhook_id=142&email=x@yopmail.com", b"webhook_id=abc", b"{}"])
     def test_anything_else_unsigned_is_refused(self, body):
         with pytest.raises((Unauthorized, UnsupportedMediaType)):
             parse_delivery(WOO, delivery(FORM if b"=" in body else {"Content-Type": "application/json"}, body), NOW)
@@ -130,11 +130,11 @@ class TestThriveCart:
         return parse_delivery(THRIVECART, await build_delivery("thrivecart", headers, body, {}), NOW, verify=verify)
 
     async def test_valid_post_reads_flat_and_nested_without_the_secret(self):
-        fields = thrivecart_order("susan@example.com")
+        fields = thrivecart_order("susan@yopmail.com")
         event = await self.parse(php_form(fields))
         assert event.type == "order.success"
         assert event.provider_id == f"order.success:{fields['order_id']}:000000005"
-        assert event.payload["customer"]["email"] == event.payload["customer[email]"] == "susan@example.com"
+        assert event.payload["customer"]["email"] == event.payload["customer[email]"] == "susan@yopmail.com"
         assert event.payload["order"]["charges"][0]["amount"] == "19900"
         assert event.payload["purchases"] == ["Masterclass"]
         assert "thrivecart_secret" not in event.payload
@@ -176,7 +176,7 @@ class TestCalendly:
         event = parse_delivery(CALENDLY, delivery(calendly_headers(self.body), self.body), NOW)
         uri = json.loads(self.body)["payload"]["uri"]
         assert (event.type, event.provider_id) == ("invitee.created", f"invitee.created:{uri}")
-        assert event.payload["payload"]["email"] == "ada@example.com"
+        assert event.payload["payload"]["email"] == "ada@yopmail.com"
         assert event.occurred_at == datetime(2026, 11, 20, 10, tzinfo=UTC)
 
     def test_cancelling_the_same_invitee_is_another_event(self):

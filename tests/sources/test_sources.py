@@ -83,7 +83,7 @@ class TestStripe:
 
 
 class TestStandardWebhooks:
-    body = b'{"type": "user.created", "data": {"email": "p@example.com"}}'
+    body = b'{"type": "user.created", "data": {"email": "p@yopmail.com"}}'
 
     def test_valid_delivery(self):
         event = parse_delivery(PARTNER, delivery(standard_headers(self.body, msg_id="msg_1"), self.body), NOW)

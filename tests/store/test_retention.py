@@ -31,7 +31,7 @@ async def test_purge_spares_every_event_whose_action_is_not_final(database_url):
                         received_at=old,
                         planned_at=old,  # an event never planned is always spared (tests/test_planning.py)
                         headers={},
-                        payload={"email": "old@example.com"},
+                        payload={"email": "old@yopmail.com"},
                         rules_version="v1",
                     )
                 )

@@ -49,10 +49,10 @@ def post(url: str, event: dict) -> None:
 
 
 def test_sign_in_open_an_event_and_approve_an_action(make_settings, sqlite_url, sim, browser_page: Page):
-    owner = sim.account.create_contact({"email": "browser@example.com"})
+    owner = sim.account.create_contact({"email": "browser@yopmail.com"})
     sim.simulator.seed(subscriptions=[{"id": 4242, "contactId": owner["id"]}])
     with running(make_settings(database_url=sqlite_url, admin_token=f"dana={TOKEN}")) as url:
-        post(url, stripe_checkout("ada@example.com"))
+        post(url, stripe_checkout("ada@yopmail.com"))
         post(
             url,
             {
@@ -94,13 +94,13 @@ def test_sign_in_open_an_event_and_approve_an_action(make_settings, sqlite_url, 
         page.goto(f"{url}/ui/rules")
         expect(page.locator("table.list")).to_contain_text("subscription-ended")
         page.select_option("select[name=source]", "stripe")
-        page.fill("textarea[name=payload]", json.dumps(stripe_checkout("preview@example.com", paid=False)))
+        page.fill("textarea[name=payload]", json.dumps(stripe_checkout("preview@yopmail.com", paid=False)))
         page.click("button:has-text('Explain')")
         expect(page.locator("pre.report")).to_contain_text('payment_status was "unpaid"')
         page.screenshot(path=str(SHOTS / "rules.png"), full_page=True)
 
         page.goto(f"{url}/ui")
-        buyer = page.locator("table.events tbody tr", has_text="ada@example.com")
+        buyer = page.locator("table.events tbody tr", has_text="ada@yopmail.com")
         expect(buyer.locator("td.wide").first).to_be_visible()
         expect(buyer.locator("td.wide").nth(1)).to_have_text("masterclass-purchase")
         page.set_viewport_size({"width": 390, "height": 844})

@@ -20,10 +20,10 @@ BEARER = {"Authorization": f"Bearer {ADMIN}"}
 
 async def test_events_show_who_and_which_rules_in_the_ui_the_api_and_the_cli(make_settings, sqlite_url, tmp_path):
     with running(make_settings(database_url=sqlite_url)) as url:
-        paid = await post_stripe(url, stripe_checkout("Ada@Example.com"))
-        await post_stripe(url, stripe_checkout("unpaid@example.com", paid=False))
+        paid = await post_stripe(url, stripe_checkout("Ada@Yopmail.com"))
+        await post_stripe(url, stripe_checkout("unpaid@yopmail.com", paid=False))
         async with httpx.AsyncClient(base_url=url) as http:
-            form = await http.post(f"/hooks/contact?token={FORM_TOKEN}", data={"email": "grace@example.com"})
+            form = await http.post(f"/hooks/contact?token={FORM_TOKEN}", data={"email": "grace@yopmail.com"})
             assert form.status_code == 202
         await settled(url, paid)
         async with operator(url) as http:
@@ -33,10 +33,10 @@ async def test_events_show_who_and_which_rules_in_the_ui_the_api_and_the_cli(mak
     assert [(e["contacts"], e["rules"]) for e in items] == [
         ([], []),  # the `contact` form source: no rule listens to it
         ([], []),  # an unpaid checkout: the rule did not match, nobody to name
-        (["ada@example.com"], ["masterclass-purchase"]),
+        (["ada@yopmail.com"], ["masterclass-purchase"]),
     ]
     assert items[2]["actions"] == {"succeeded": 3}
-    assert '<a href="/ui?email=ada%40example.com">ada@example.com</a>' in page
+    assert '<a href="/ui?email=ada%40example.com">ada@yopmail.com</a>' in page
     assert re.search(r'<td class="wide">masterclass-purchase</td>\s*<td class="outcome">', page)
     assert rejected.status_code == 400 and "awaiting_approval" in rejected.json()["error"]
     done = subprocess.run(
@@ -56,10 +56,10 @@ async def test_events_show_who_and_which_rules_in_the_ui_the_api_and_the_cli(mak
 async def test_rule_counts_are_events_and_replays_neither_inflate_nor_repeat(make_settings, sqlite_url, sim):
     settings = make_settings(database_url=sqlite_url, retry_schedule="0.05s", retry_max_attempts=1)
     with running(settings) as url:
-        good = await post_stripe(url, stripe_checkout("good@example.com"))
+        good = await post_stripe(url, stripe_checkout("good@yopmail.com"))
         await settled(url, good)
         sim.account.faults.append(Fault(500, 1000, "/api/school"))
-        bad = await post_stripe(url, stripe_checkout("bad@example.com"))
+        bad = await post_stripe(url, stripe_checkout("bad@yopmail.com"))
         await settled(url, bad)
         sim.account.faults.clear()
         async with operator(url) as http:
@@ -106,7 +106,7 @@ async def test_rules_page_shows_when_and_what_and_tests_a_sample(make_settings, 
             )
             form = await http.post(
                 "/ui/rules/test",
-                data={"source": "signup", "payload": json.dumps({"email": "f@example.com", "first_name": "Fay"})},
+                data={"source": "signup", "payload": json.dumps({"email": "f@yopmail.com", "first_name": "Fay"})},
             )
             unknown = await http.get("/ui/rules", params={"source": "stripe", "sample": "nope"})
     row = page[page.index('<tr id="rule-masterclass-purchase"') :].split("</tr>")[0]
@@ -132,7 +132,7 @@ def test_root_redirects_to_the_dashboard(make_settings, sqlite_url):
 async def test_every_action_shows_its_outcome_and_when_it_runs_again(make_settings, sqlite_url, sim, tmp_path):
     sim.account.faults.append(Fault(503, 1, "/api/school"))
     with running(make_settings(database_url=sqlite_url)) as url:  # the default retry schedule: 5 s, then 30 s...
-        event_id = await post_stripe(url, stripe_checkout("later@example.com"))
+        event_id = await post_stripe(url, stripe_checkout("later@yopmail.com"))
 
         async def enroll_waits() -> bool:
             async with operator(url) as http:

@@ -87,7 +87,7 @@ async def test_the_cookie_is_secure_behind_a_trusted_tls_proxy(make_settings, sq
 async def test_back_only_leads_inside_the_dashboard(make_settings, sqlite_url, back, location):
     # A dry run records actions as skipped, which an operator may retry.
     with running(make_settings(database_url=sqlite_url, systeme_api_key=None)) as url:
-        await post_stripe(url, stripe_checkout("back@example.com"))
+        await post_stripe(url, stripe_checkout("back@yopmail.com"))
         async with client(url) as http:
             await sign_in(http)
             action_id = re.findall(r"act_[0-9a-f]+", (await http.get("/ui/actions?status=skipped")).text)[0]

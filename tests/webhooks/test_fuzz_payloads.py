@@ -31,17 +31,17 @@ rules:
   - id: arithmetic-if
     on: [stripe, form]
     if: (event.data.amount * event.data.qty) / 100 - event.data.min >= 0
-    contact: {{ email: fuzz@example.com }}
+    contact: {{ email: fuzz@yopmail.com }}
     actions: [ {{ tag: Bulk }} ]
   - id: strings-if
     on: [stripe, form]
     if: event.data.name.split(' ')[0].lower().startswith('a') or 'vip' in event.data.tags
-    contact: {{ email: fuzz@example.com }}
+    contact: {{ email: fuzz@yopmail.com }}
     actions: [ {{ tag: A }} ]
   - id: arithmetic
     on: [stripe, form]
     contact:
-      email: fuzz@example.com
+      email: fuzz@yopmail.com
       fields:
         total: "{{{{ event.data.amount / 100 }}}}"
         units: "{{{{ event.data.amount | cents_to_units }}}}"
@@ -64,8 +64,8 @@ rules:
 ODD_TEXT = [
     "",
     " ",
-    "ada@example.com",
-    " ADA@Example.COM ",
+    "ada@yopmail.com",
+    " ADA@Yopmail.COM ",
     "not an email",
     "a\x00b",
     "\ud800",
@@ -92,7 +92,7 @@ GOOD = {
     "min": 10,
     "n": 3,
     "s": "ab",
-    "email": " Ada@Example.com",
+    "email": " Ada@Yopmail.com",
     "name": "Ada Lovelace",
     "note": "a note",
     "plan": "pro",

@@ -58,13 +58,13 @@ class TestFormFields:
         assert await count_rows(sqlite_url) == (0, 0)
 
     async def test_repeated_fields_up_to_the_cap_become_one_list(self, service):
-        body = "&".join(f"a={i}" for i in range(999)).encode() + b"&email=r@example.com"
+        body = "&".join(f"a={i}" for i in range(999)).encode() + b"&email=r@yopmail.com"
         answer = await post(service, f"/hooks/contact?token={FORM_TOKEN}", content=body, headers=FORM)
         assert answer.status_code == 202, answer.text
         async with operator(service) as http:
             event = (await http.get(f"/v1/events/{answer.json()['event_id']}")).json()
         assert event["payload"]["a"] == [str(i) for i in range(999)]
-        assert event["payload"]["email"] == "r@example.com"
+        assert event["payload"]["email"] == "r@yopmail.com"
 
     @pytest.mark.parametrize("query", [{}, {"token": "wrong"}])
     async def test_the_token_is_checked_before_the_body_is_parsed(self, service, sqlite_url, query):
@@ -95,7 +95,7 @@ async def test_a_rule_that_fails_over_a_payload_only_fails_itself(make_settings,
     """Stripe's setup mode sends `amount_total: null`: a comparison over it is that rule's "not matched"."""
     settings = make_settings(database_url=database_url, systeme_api_key=None)
     write_rules(tmp_path, RULES + BIG_ORDER)
-    event = stripe_checkout("nul@example.com")
+    event = stripe_checkout("nul@yopmail.com")
     event["data"]["object"].update(amount_total=None, quantity=0)
     del event["data"]["object"]["customer_details"]["name"]
     with running(settings) as url:
@@ -162,7 +162,7 @@ class TestMalformedTimestamps:
 
 def _checkout_with(name_json: str, *, extra: str = "") -> bytes:
     """A signed-ready Stripe checkout whose customer name is the raw JSON text `name_json`."""
-    event = stripe_checkout(f"odd-{uuid.uuid4().hex[:8]}@example.com")
+    event = stripe_checkout(f"odd-{uuid.uuid4().hex[:8]}@yopmail.com")
     event["data"]["object"]["customer_details"]["name"] = "NAME"
     return (
         json.dumps(event)
@@ -332,7 +332,7 @@ class TestHeaderLimits:
             assert (await http.get("/healthz")).status_code == 200
 
     async def test_the_limit_counts_headers_not_bodies(self, service):
-        event = stripe_checkout("big@example.com")
+        event = stripe_checkout("big@yopmail.com")
         event["data"]["object"]["metadata"]["notes"] = "n" * 500_000
         body = json.dumps(event).encode()
         headers = {**stripe_headers(body), "X-Padding": "p" * 8_000}

@@ -17,7 +17,7 @@ LIMITED = RULES.replace(
 async def post(url: str, forwarded: str | None = None) -> httpx.Response:
     headers = {"X-Webhook-Token": FORM_TOKEN, **({"X-Forwarded-For": forwarded} if forwarded else {})}
     async with httpx.AsyncClient(base_url=url) as http:
-        return await http.post("/hooks/contact", data={"email": "rl@example.com"}, headers=headers)
+        return await http.post("/hooks/contact", data={"email": "rl@yopmail.com"}, headers=headers)
 
 
 async def test_limit_per_client_behind_a_trusted_proxy(make_settings, sqlite_url, tmp_path):

@@ -90,7 +90,7 @@ STRIPE_BODY = json.dumps(stripe_checkout()).encode()
             400,
             "nested too deeply",
         ),
-        ("/hooks/signup", lambda: {"data": {"email": "a@example.com"}}, 401, "token"),
+        ("/hooks/signup", lambda: {"data": {"email": "a@yopmail.com"}}, 401, "token"),
         (
             f"/hooks/signup?token={FORM_TOKEN}",
             lambda: {"content": b"email=\xff\xfe", "headers": {"Content-Type": "application/x-www-form-urlencoded"}},
@@ -119,7 +119,7 @@ async def test_streamed_body_over_the_limit_is_refused_without_content_length(se
 
 async def test_form_with_redirect_answers_303(service, sqlite_url, sim):
     answer = await post(
-        service, f"/hooks/signup?token={FORM_TOKEN}", data={"email": "f@example.com", "first_name": "Fay"}
+        service, f"/hooks/signup?token={FORM_TOKEN}", data={"email": "f@yopmail.com", "first_name": "Fay"}
     )
     assert answer.status_code == 303
     assert answer.headers["location"] == "https://example.com/thanks"
@@ -130,13 +130,13 @@ async def test_form_without_redirect_answers_json_and_takes_header_token(service
     answer = await post(
         service,
         "/hooks/contact",
-        files={"email": (None, "m@example.com"), "cv": ("cv.txt", b"file", "text/plain")},
+        files={"email": (None, "m@yopmail.com"), "cv": ("cv.txt", b"file", "text/plain")},
         headers={"X-Webhook-Token": FORM_TOKEN},
     )
     assert answer.status_code == 202
     # Two posts of the same form are two events: a form gives no id.
     again = await post(
-        service, "/hooks/contact", data={"email": "m@example.com"}, headers={"X-Webhook-Token": FORM_TOKEN}
+        service, "/hooks/contact", data={"email": "m@yopmail.com"}, headers={"X-Webhook-Token": FORM_TOKEN}
     )
     assert again.status_code == 202 and again.json()["event_id"] != answer.json()["event_id"]
 
@@ -149,7 +149,7 @@ async def test_systeme_and_standard_webhooks_are_accepted_and_deduplicated(servi
     assert (first.status_code, second.status_code) == (202, 200)
     assert second.json() == {"event_id": first.json()["event_id"], "duplicate": True}
 
-    partner = b'{"type": "user.created", "data": {"email": "p@example.com", "last_name": "Ng"}}'
+    partner = b'{"type": "user.created", "data": {"email": "p@yopmail.com", "last_name": "Ng"}}'
     answer = await post(service, "/hooks/partner", content=partner, headers=standard_headers(partner))
     assert answer.status_code == 202
     assert await count_rows(sqlite_url) == (2, 3)
@@ -179,7 +179,7 @@ async def test_a_postgresql_shutting_down_answers_503_not_500(make_settings):
 
 
 async def test_concurrent_identical_deliveries_store_one_event(make_settings, database_url, sim):
-    event = stripe_checkout("eve@example.com")
+    event = stripe_checkout("eve@yopmail.com")
     body = json.dumps(event).encode()
     with running(make_settings(database_url=database_url)) as url:
         async with httpx.AsyncClient(base_url=url) as http:

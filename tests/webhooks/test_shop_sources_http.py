@@ -120,7 +120,7 @@ async def test_head_answers_for_known_sources_only(service, source, status):
 
 
 async def test_shopify_topic_with_a_slash_matches_exact_and_wildcard_rules(service):
-    body = json.dumps(shopify_order("buyer@example.com")).encode()
+    body = json.dumps(shopify_order("buyer@yopmail.com")).encode()
     async with httpx.AsyncClient(base_url=service) as http:
         answer = await http.post("/hooks/shop", content=body, headers=shopify_headers(body))
         retry = await http.post("/hooks/shop", content=body, headers=shopify_headers(body, event_id="other"))
@@ -135,7 +135,7 @@ async def test_shopify_topic_with_a_slash_matches_exact_and_wildcard_rules(servi
 
 
 async def test_thrivecart_rule_reads_the_nested_customer(service):
-    fields = thrivecart_order("susan@example.com")
+    fields = thrivecart_order("susan@yopmail.com")
     async with httpx.AsyncClient(base_url=service) as http:
         answer = await http.post(
             "/hooks/thrivecart", content=php_form(fields), headers={"Content-Type": "application/x-www-form-urlencoded"}
@@ -146,7 +146,7 @@ async def test_thrivecart_rule_reads_the_nested_customer(service):
     assert (rule["rule_id"], rule["decision"], rule["contact_email"]) == (
         "thrivecart-sale",
         "matched",
-        "susan@example.com",
+        "susan@yopmail.com",
     )
     assert [(a["kind"], a["params"]) for a in event["actions"]] == [
         ("enroll", {"course": 101, "access": "full_access"})
@@ -157,7 +157,7 @@ async def test_thrivecart_rule_reads_the_nested_customer(service):
 
 @pytest.mark.parametrize("multipart", [False, True])
 async def test_any_form_source_nests_bracketed_keys_and_keeps_flat_ones(service, multipart):
-    fields = [("lead[email]", "Lea@Example.com"), ("lead[name]", "Lea"), ("interests[]", "a"), ("interests[]", "b")]
+    fields = [("lead[email]", "Lea@Yopmail.com"), ("lead[name]", "Lea"), ("interests[]", "a"), ("interests[]", "b")]
     async with httpx.AsyncClient(base_url=service) as http:
         if multipart:
             answer = await http.post(
@@ -171,9 +171,9 @@ async def test_any_form_source_nests_bracketed_keys_and_keeps_flat_ones(service,
                 headers={"Content-Type": "application/x-www-form-urlencoded"},
             )
     event = await stored(service, answer.json()["event_id"])
-    assert event["rules"][0]["contact_email"] == "lea@example.com"
+    assert event["rules"][0]["contact_email"] == "lea@yopmail.com"
     assert [a["params"] for a in event["actions"]] == [{"name": "b"}]
-    assert event["payload"]["lead"] == {"email": "Lea@Example.com", "name": "Lea"}
+    assert event["payload"]["lead"] == {"email": "Lea@Yopmail.com", "name": "Lea"}
     assert event["payload"]["interests[]"] == ["a", "b"] and event["payload"]["interests"] == ["a", "b"]
 
 
@@ -181,7 +181,7 @@ async def test_gumroad_url_params_are_readable_nested(service):
     body = urlencode(
         {
             "seller_id": "s",
-            "email": "g@example.com",
+            "email": "g@yopmail.com",
             "sale_id": "S1==",
             "url_params[ref]": "podcast",
             "card[visual]": "x",

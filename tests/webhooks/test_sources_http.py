@@ -132,10 +132,10 @@ async def test_gumroad_refund_is_a_new_event_for_the_same_sale(service, sqlite_u
 async def test_honeypot_answers_like_success_and_stores_nothing(service, sqlite_url):
     async with httpx.AsyncClient(base_url=service) as http:
         bot = await http.post(
-            "/hooks/jotform", params={"token": FORM_TOKEN}, data={"email": "bot@example.com", "website": "http://spam"}
+            "/hooks/jotform", params={"token": FORM_TOKEN}, data={"email": "bot@yopmail.com", "website": "http://spam"}
         )
         human = await http.post(
-            "/hooks/jotform", params={"token": FORM_TOKEN}, data={"email": "h@example.com", "website": ""}
+            "/hooks/jotform", params={"token": FORM_TOKEN}, data={"email": "h@yopmail.com", "website": ""}
         )
     assert bot.status_code == human.status_code == 202
     assert set(bot.json()) == set(human.json()) and bot.json()["duplicate"] is False
