@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal
@@ -93,6 +94,9 @@ class SourceConfig(Frozen):
     id_field: str | None = None
     # gumroad
     seller_id: str | None = None
+    # Addresses (or networks, `203.0.113.0/24`) a delivery must come from, checked beside the token or signature:
+    # for senders that publish theirs, such as Systeme.io's automation "Call a webhook" step.
+    allow_ips: tuple[str, ...] = ()
     # json: where the type is, and how the sender signs
     type_field: str | None = None
     header: str | None = None
@@ -105,6 +109,25 @@ class SourceConfig(Frozen):
     @classmethod
     def _one_or_many(cls, value: Any) -> Any:
         return (value,) if isinstance(value, str) else value
+
+    @field_validator("allow_ips", mode="before")
+    @classmethod
+    def _networks(cls, value: Any) -> Any:
+        values = (value,) if isinstance(value, str) else value
+        if isinstance(values, list | tuple):
+            for item in values:
+                try:
+                    ipaddress.ip_network(str(item).strip(), strict=False)
+                except ValueError as exc:
+                    raise ValueError(
+                        f"{item!r} is not an IP address or network (like 203.0.113.7 or 203.0.113.0/24)"
+                    ) from exc
+            return tuple(str(item).strip() for item in values)
+        return values
+
+    @property
+    def allowed_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        return tuple(ipaddress.ip_network(item, strict=False) for item in self.allow_ips)
 
     @field_validator("rate_limit")
     @classmethod

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
+from app.errors import BadRequest
 from app.rules.schema import SourceConfig
 from app.sources.base import (
     Delivery,
@@ -37,15 +41,59 @@ def parse(config: SourceConfig, delivery: Delivery, now: float, *, verify: bool 
 
 
 def parse_automation(config: SourceConfig, delivery: Delivery, now: float, *, verify: bool = True) -> IncomingEvent:
-    """`{"type": "contact.course.enrolled", "data": {...}, "account": {...}, "created_at": ...}`, unsigned."""
+    """Systeme.io's automation and workflow "Call a webhook" step, unsigned, in the shapes it is seen in.
+
+    `{"type": "contact.course.enrolled", "data": {...}, "created_at": ...}`; also a one-element JSON array around
+    that object, dotted types (`contact.optin.completed`, `customer.sale.completed`,
+    `subscription.payment.failed`) and a contact's `fields` as an object or as a list of `{slug, value}`: the
+    list is read as the object, so one rule reads `data.contact.fields.first_name` whichever shape arrives.
+    """
     if verify:
         check_token(config.token, delivery)
     require_json(delivery)
-    payload = parse_json_object(delivery.body)
+    payload = _automation_object(delivery.body)
     return IncomingEvent(
-        type=text_or_none(payload.get("type")),
+        type=text_or_none(payload.get("type")) or text_or_none(payload.get("event")),
         # No id is sent; `created_at` inside the body tells two real events apart, a retry resends the same bytes.
         provider_id=body_hash(delivery.body),
         payload=payload,
         occurred_at=parse_iso(payload.get("created_at")),
     )
+
+
+def _automation_object(body: bytes) -> dict[str, Any]:
+    try:
+        value = json.loads(body)
+    except ValueError as exc:
+        raise BadRequest(f"the body is not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise BadRequest("the JSON body is nested too deeply") from exc
+    if isinstance(value, list) and len(value) == 1:
+        value = value[0]
+    if not isinstance(value, dict):
+        raise BadRequest("the JSON body must be an object, or an array of exactly one object")
+    for holder in _field_holders(value):
+        holder["fields"] = _fields_object(holder["fields"])
+    return value
+
+
+def _field_holders(payload: dict[str, Any]) -> list[dict[str, Any]]:
+    """The objects that may carry a contact's `fields`: the event, its contact, its data and the data's contact."""
+    candidates: list[Any] = [payload, payload.get("contact"), payload.get("data")]
+    data = payload.get("data")
+    if isinstance(data, dict):
+        candidates.append(data.get("contact"))
+    return [c for c in candidates if isinstance(c, dict) and isinstance(c.get("fields"), list)]
+
+
+def _fields_object(items: list[Any]) -> dict[str, Any] | list[Any]:
+    """`[{"slug": "first_name", "value": "Ada"}]` as `{"first_name": "Ada"}`; a list of another shape is kept."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if not isinstance(item, dict):
+            return items
+        key = item.get("slug", item.get("field", item.get("name")))
+        if not isinstance(key, str) or not key:
+            return items
+        out[key] = item.get("value")
+    return out

@@ -17,7 +17,7 @@ from app.deps import StateDep, get_state
 from app.metrics import INGEST_SECONDS
 from app.state import AppState
 from app.webhooks.body import build_delivery, read_body
-from app.webhooks.service import answer_head, check_rate, check_token_first, ingest, source_config
+from app.webhooks.service import answer_head, check_rate, check_sender, check_token_first, ingest, source_config
 
 router = APIRouter(tags=["webhooks"])
 
@@ -72,6 +72,7 @@ async def _receive(source: str, request: Request, state: AppState) -> Response:
     config = source_config(state, source)
     headers = {k.lower(): v for k, v in request.headers.items()}
     peer = request.client.host if request.client else None
+    check_sender(state, source=source, config=config, peer=peer, headers=headers)
     await check_rate(state, source=source, config=config, peer=peer, headers=headers)
     query = dict(request.query_params)
     check_token_first(source=source, config=config, headers=headers, query=query)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from app.errors import AppError, BadRequest, NotFound, StorageUnavailable, TooManyRequests, Unauthorized
+from app.errors import AppError, BadRequest, Forbidden, NotFound, StorageUnavailable, TooManyRequests, Unauthorized
 from app.metrics import EVENTS, RATE_LIMITED, SIGNATURE_FAILURES
 from app.rules.schema import SourceConfig
 from app.sources import SECRET_HEADERS, Delivery, parse_delivery
@@ -55,6 +56,23 @@ async def check_rate(
     if wait is not None:
         RATE_LIMITED.labels(source).inc()
         raise TooManyRequests(f"too many posts to {source!r} from this address: retry in {wait}s", retry_after=wait)
+
+
+def check_sender(
+    state: AppState, *, source: str, config: SourceConfig, peer: str | None, headers: Mapping[str, str]
+) -> None:
+    """A source with `allow_ips` takes deliveries only from those addresses, before anything else is read."""
+    if not config.allow_ips:
+        return
+    client = client_address(peer, headers, state.trusted_proxies)
+    try:
+        address = ipaddress.ip_address(client)
+    except ValueError:
+        address = None
+    if address is None or not any(address in network for network in config.allowed_networks):
+        SIGNATURE_FAILURES.labels(source, "address").inc()
+        EVENTS.labels(source, "rejected").inc()
+        raise Forbidden(f"deliveries to {source!r} are taken only from the addresses in its `allow_ips`")
 
 
 def check_token_first(
