@@ -11,7 +11,7 @@ from typing import Literal
 from urllib.parse import unquote, urlsplit
 
 from dotenv import dotenv_values
-from pydantic import SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.timeparse import parse_duration
@@ -92,6 +92,8 @@ class Settings(BaseSettings):
     sweep_seconds: int = 10
     log_format: Literal["auto", "json", "console"] = "auto"
     retention_days: int = 90
+    # A payment whose access actions have not all succeeded this long after it arrived is unserved.
+    access_deadline_minutes: float = Field(10.0, gt=0)
     alert_webhook_url: str | None = None
     alert_approval_hours: float = 24.0
     alert_silence_hours: float = 48.0

@@ -15,7 +15,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.types import Receive, Scope, Send
 
-from app.api import actions, contacts, events, health, metrics, rules
+from app.api import actions, contacts, events, health, metrics, payments, rules
 from app.config import Settings, get_settings
 from app.errors import AppError, TooManyRequests
 from app.state import app_state
@@ -105,6 +105,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(events.router)
     app.include_router(actions.router)
+    app.include_router(payments.router)
     app.include_router(contacts.router)
     app.include_router(rules.router)
     app.include_router(metrics.router)

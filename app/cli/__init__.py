@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from app.cli import connections, init, operator, reconcile, rules, run, send, webhooks
+from app.cli import connections, init, operator, payments, reconcile, rules, run, send, webhooks
 
 __all__ = [
     "build_parser",
@@ -38,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     rules.add_commands(commands)
     init.add_commands(commands)
     operator.add_commands(commands)
+    payments.add_commands(commands)
     reconcile.add_commands(commands)
     send.add_commands(commands)
     connections.add_commands(commands)

@@ -49,6 +49,10 @@ def _run(job: Job, command: str) -> Any:
             fail(f"{command}: {exc.message}")
 
 
+# Other command modules run their database jobs the same way.
+run_job = _run
+
+
 def _print(args: argparse.Namespace, value: Any, line: Callable[[dict[str, Any]], str]) -> None:
     if args.json:
         print(json.dumps(value, indent=2, default=str))

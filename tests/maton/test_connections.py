@@ -81,7 +81,7 @@ def test_delete_asks_first_unless_yes(maton, sim, tmp_path):
     assert unanswered.returncode == 1 and first in control.items
 
     agreed = maton("delete", first, stdin="y\n")
-    assert (agreed.returncode, agreed.stdout) == (0, f"deleted connection {first}\n")
+    assert (agreed.returncode, agreed.stdout) == (0, f"deleted connection {first}\n"), agreed.stderr
     forced = maton("delete", second, "--yes")
     assert forced.returncode == 0 and forced.stderr == ""  # no question asked
     assert control.items == {}

@@ -1,0 +1,44 @@
+"""Operator API for payments: who paid for what, and whether they got it."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from fastapi import APIRouter
+
+from app.deps import OperatorDep, StateDep
+from app.errors import BadRequest
+from app.payments.service import STATUSES, list_payments
+from app.store.models import utcnow
+from app.timeparse import parse_since
+
+router = APIRouter(prefix="/v1/payments", tags=["operator"])
+
+
+@router.get("")
+async def payments(
+    state: StateDep,
+    _operator: OperatorDep,
+    status: str | None = None,
+    since: str | None = "30d",
+    source: str | None = None,
+    product: str | None = None,
+) -> dict[str, Any]:
+    try:
+        after = parse_since(since) if since else None
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from exc
+    if status and status not in STATUSES:
+        raise BadRequest(f"status {status!r}: use one of {', '.join(STATUSES)}")
+    found = await list_payments(
+        state.engine,
+        state.rules.sources,
+        now=utcnow(),
+        deadline=timedelta(minutes=state.settings.access_deadline_minutes),
+        since=after,
+        status=status,
+        source=source,
+        product=product,
+    )
+    return {"items": [item.as_dict() for item in found]}

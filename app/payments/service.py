@@ -1,0 +1,172 @@
+"""Every payment and whether its buyer got access: read from the stored events, their rules and their actions.
+
+Nothing is stored for this: a payment is an event its source's type recognises (app/payments/recognize.py), and
+its status follows from the event's actions, so a retry or a replay that serves a buyer shows at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.payments.recognize import READERS, Payment, payment_of
+from app.rules.schema import SourceConfig
+from app.store.models import actions, events, rule_outcomes
+
+Status = Literal["served", "pending", "unserved", "refunded"]
+STATUSES: tuple[Status, ...] = ("served", "pending", "unserved", "refunded")
+# What "access" means for a payment: the enrolments and memberships its rules grant; else its tags; else any step.
+ACCESS_KINDS = (("enroll", "add_to_community"), ("tag",))
+UNSERVED_STATUSES = frozenset({"failed", "dead", "rejected", "skipped"})
+# Rows read at most per listing: a seller's month of sales, many times over.
+MAX_EVENTS = 20_000
+
+
+@dataclass(frozen=True)
+class Listed:
+    event_id: str
+    received_at: datetime
+    source: str
+    payment: Payment
+    status: Status
+    reason: str | None
+    access_seconds: float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        p = self.payment
+        return {
+            "event_id": self.event_id,
+            "received_at": self.received_at.isoformat(),
+            "source": self.source,
+            "kind": p.kind,
+            "email": p.email,
+            "product": p.product,
+            "amount": p.amount,
+            "amount_raw": p.amount_raw,
+            "unit": p.unit,
+            "currency": p.currency,
+            "order": p.order,
+            "status": self.status,
+            "reason": self.reason,
+            "access_seconds": self.access_seconds,
+        }
+
+
+def _access(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    # A replay plans a rule's steps again: the latest row of each (rule, step) is the one that counts.
+    latest: dict[tuple[str, int], dict[str, Any]] = {}
+    for row in sorted(rows, key=lambda r: r["created_at"]):
+        latest[(row["rule_id"], row["seq"])] = row
+    current = [r for r in latest.values() if r["status"] != "cancelled"]
+    for kinds in ACCESS_KINDS:
+        chosen = [r for r in current if r["kind"] in kinds]
+        if chosen:
+            return chosen
+    return current
+
+
+def judge(
+    received_at: datetime,
+    planned: bool,
+    matched: bool,
+    rows: list[dict[str, Any]],
+    *,
+    now: datetime,
+    deadline: timedelta,
+) -> tuple[Status, str | None, float | None]:
+    """The status of one payment (not refunded) from its event's actions."""
+    if not planned:
+        return "pending", "not judged by the rules yet", None
+    access = _access(rows)
+    if not matched or not access:
+        return "unserved", "no rule matched this payment", None
+    if all(r["status"] == "succeeded" for r in access):
+        served_at = max(r["updated_at"] for r in access)
+        return "served", None, max(0.0, (served_at - received_at).total_seconds())
+    refused = [r for r in access if r["status"] in UNSERVED_STATUSES]
+    if refused:
+        first = refused[0]
+        why = first["last_error"] or first["note"] or first["status"]
+        return "unserved", f"{first['kind']} {first['status']}: {why}", None
+    if now - received_at > deadline:
+        waiting = sorted({r["status"] for r in access if r["status"] != "succeeded"})
+        minutes = deadline.total_seconds() / 60
+        return "unserved", f"access not given within {minutes:g} minutes ({', '.join(waiting)})", None
+    return "pending", None, None
+
+
+def _refunded(payment: Payment, refunds: Iterable[tuple[datetime, Payment]], after: datetime) -> bool:
+    for at, refund in refunds:
+        if at < after:
+            continue
+        if payment.order and refund.order:
+            if payment.order == refund.order:
+                return True
+            continue
+        if payment.email and refund.email == payment.email and refund.product in (None, payment.product):
+            return True
+    return False
+
+
+async def list_payments(
+    engine: AsyncEngine,
+    sources: Mapping[str, SourceConfig],
+    *,
+    now: datetime,
+    deadline: timedelta,
+    since: datetime | None = None,
+    status: str | None = None,
+    source: str | None = None,
+    product: str | None = None,
+) -> list[Listed]:
+    """Payments received since `since`, newest first, each with its status; refunds link back to them."""
+    kinds = {name: config.type for name, config in sources.items() if config.type in READERS}
+    if source is not None:
+        kinds = {k: v for k, v in kinds.items() if k == source}
+    if not kinds:
+        return []
+    query = sa.select(
+        events.c.id, events.c.source, events.c.type, events.c.payload, events.c.received_at, events.c.planned_at
+    ).where(events.c.source.in_(list(kinds)), events.c.purged_at.is_(None))
+    if since is not None:
+        query = query.where(events.c.received_at >= since)
+    query = query.order_by(events.c.received_at.desc()).limit(MAX_EVENTS)
+    async with engine.connect() as conn:
+        found = []
+        for row in await conn.execute(query):
+            paid = payment_of(kinds[row.source], row.type, row.payload or {})
+            if paid is not None:
+                found.append((row, paid))
+        ids = [row.id for row, paid in found if paid.kind == "payment"]
+        rows: dict[str, list[dict[str, Any]]] = {i: [] for i in ids}
+        matched: set[str] = set()
+        for chunk in (ids[i : i + 500] for i in range(0, len(ids), 500)):
+            cols = (actions.c.event_id, actions.c.rule_id, actions.c.seq, actions.c.kind, actions.c.status)
+            more = (actions.c.last_error, actions.c.note, actions.c.created_at, actions.c.updated_at)
+            for action in await conn.execute(sa.select(*cols, *more).where(actions.c.event_id.in_(chunk))):
+                rows[action.event_id].append(dict(action._mapping))
+            judged = sa.select(rule_outcomes.c.event_id).where(
+                rule_outcomes.c.event_id.in_(chunk), rule_outcomes.c.decision == "matched"
+            )
+            matched.update(r.event_id for r in await conn.execute(judged))
+    refunds = [(row.received_at, paid) for row, paid in found if paid.kind == "refund"]
+    listed = []
+    for row, paid in found:
+        if paid.kind == "refund":
+            continue
+        if _refunded(paid, refunds, row.received_at):
+            judged_as: tuple[Status, str | None, float | None] = ("refunded", None, None)
+        else:
+            planned = row.planned_at is not None
+            judged_as = judge(row.received_at, planned, row.id in matched, rows[row.id], now=now, deadline=deadline)
+        listed.append(Listed(row.id, row.received_at, row.source, paid, *judged_as))
+    return [
+        item
+        for item in listed
+        if (status is None or item.status == status) and (product is None or item.payment.product == product)
+    ]
