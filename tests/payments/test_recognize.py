@@ -20,7 +20,7 @@ def recognised(source_type: str, sample: str) -> Payment | None:
     secret = "s" * 32
     if source_type == "thrivecart" and form is not None:
         form["thrivecart_secret"] = secret  # ThriveCart posts its secret word among the fields
-    config = SourceConfig(type=source_type, secret=(secret,), token=secret)  # type: ignore[arg-type]
+    config = SourceConfig(type=source_type, secret=(secret,), token=secret)
     event = parse_delivery(config, Delivery(headers=headers, body=body, query={}, form=form), 0.0, verify=False)
     return payment_of(source_type, event.type, event.payload)
 
