@@ -13,12 +13,14 @@ ENV PYTHONUNBUFFERED=1 \
 
 WORKDIR /srv
 
-# Dependencies first, at the versions pinned in constraints.txt: this layer is rebuilt only when they change.
-COPY pyproject.toml README.md constraints.txt ./
-RUN mkdir -p app workers && touch app/__init__.py workers/__init__.py \
+# Dependencies first, at the versions pinned in constraints.txt: this layer is rebuilt only when they change. The
+# README (the package's long description) comes with the code, so editing it does not rebuild this layer.
+COPY pyproject.toml constraints.txt ./
+RUN mkdir -p app workers && touch README.md app/__init__.py workers/__init__.py \
     && pip install -c constraints.txt . \
     && pip uninstall -y systeme-flow
 
+COPY README.md ./
 COPY app ./app
 COPY workers ./workers
 COPY rules.yaml ./rules/

@@ -31,10 +31,14 @@ run: $(STAMP) .env
 simulator: $(STAMP)
 	$(BIN)/systeme-flow simulator --port 9000 --api-key dev-key
 
+# The docs build is strict (mkdocs.yml): a broken link, a missing anchor or a page left out of the nav fails it.
+# Not --quiet: it hides the warnings that strict mode counts, and the build then passes whatever is broken.
+# NO_MKDOCS_2_WARNING silences Material's banner about its end of life (May 2027).
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 test: lint
 	$(BIN)/pytest
@@ -62,4 +66,4 @@ constraints:
 	rm -rf $(PIN_VENV)
 
 clean:
-	rm -rf $(VENV) $(PIN_VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(PIN_VENV) var site .pytest_cache .mypy_cache .ruff_cache

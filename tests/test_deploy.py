@@ -1,4 +1,4 @@
-"""The deployment files keep the promises the README makes (they are run for real by hand: see README, Docker)."""
+"""The deployment files keep the promises docs/deployment.md makes (they are run for real by hand: see that page)."""
 
 from __future__ import annotations
 
