@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from app.cli import connections, init, operator, payments, reconcile, rules, run, send, webhooks
+from app.cli import connections, init, operator, payments, reconcile, rules, run, send, story, webhooks
 
 __all__ = [
     "build_parser",
@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_commands(commands)
     operator.add_commands(commands)
     payments.add_commands(commands)
+    story.add_commands(commands)
     reconcile.add_commands(commands)
     send.add_commands(commands)
     connections.add_commands(commands)

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.store.actions import TERMINAL
 from app.store.models import actions, api_calls, events, rule_outcomes
@@ -62,9 +62,8 @@ def _mentions(value: Any, email: str) -> bool:
     return False
 
 
-async def forget(engine: AsyncEngine, email: str) -> dict[str, int]:
-    """Erase what is stored about a person: payloads, headers, rendered contact data, API bodies. Rows stay, so
-    counts stay; nothing left in them names the person."""
+async def events_about(conn: AsyncConnection, email: str) -> list[str]:
+    """The ids of the events about a person: a rule rendered their contact, or a payload value is their address."""
     email = email.strip().lower()
     rendered = sa.or_(
         events.c.id.in_(sa.select(rule_outcomes.c.event_id).where(rule_outcomes.c.contact_email == email)),
@@ -75,12 +74,19 @@ async def forget(engine: AsyncEngine, email: str) -> dict[str, int]:
     text = sa.func.lower(sa.cast(events.c.payload, sa.Text))
     escaped = json.dumps(email)[1:-1]
     in_text = sa.or_(text.contains(email, autoescape=True), text.contains(escaped, autoescape=True))
+    ids = list(await conn.scalars(sa.select(events.c.id).where(rendered)))
+    candidates = await conn.execute(
+        sa.select(events.c.id, events.c.payload).where(in_text, events.c.id.not_in(ids) if ids else sa.true())
+    )
+    return ids + [row.id for row in candidates if _mentions(row.payload, email)]
+
+
+async def forget(engine: AsyncEngine, email: str) -> dict[str, int]:
+    """Erase what is stored about a person: payloads, headers, rendered contact data, API bodies. Rows stay, so
+    counts stay; nothing left in them names the person."""
+    email = email.strip().lower()
     async with engine.begin() as conn:
-        ids = list(await conn.scalars(sa.select(events.c.id).where(rendered)))
-        candidates = await conn.execute(
-            sa.select(events.c.id, events.c.payload).where(in_text, events.c.id.not_in(ids) if ids else sa.true())
-        )
-        ids += [row.id for row in candidates if _mentions(row.payload, email)]
+        ids = await events_about(conn, email)
         if not ids:
             return {"events": 0, "actions": 0}
         action_ids = list(await conn.scalars(sa.select(actions.c.id).where(actions.c.event_id.in_(ids))))

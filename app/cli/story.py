@@ -1,0 +1,74 @@
+"""`systeme-flow contact EMAIL`: a person's whole story, as the dashboard's contact page shows it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.cli.operator import run_job
+from app.cli.run import rules_or_exit, settings_or_exit
+from app.config import Settings
+from app.dispatch import Dispatcher
+from app.operator.story import contact_story
+
+
+def _action(a: dict[str, Any]) -> str:
+    said = a.get("outcome") or a.get("last_error") or a.get("note") or ""
+    due = f" due {a['next_attempt_at']}" if a["status"] in ("scheduled", "pending") and a.get("next_attempt_at") else ""
+    calls = f" ({len(a['calls'])} API calls)" if a.get("calls") else ""
+    return f"    {a['id']}  {a['status']:<17} {a['kind']} {json.dumps(a['params'])}{due}{calls}  {said}".rstrip()
+
+
+def story_lines(story: dict[str, Any]) -> list[str]:
+    lines = [f"{story['email']}: {story['events_total']} events"]
+    for event in story["events"]:
+        paid = event["payment"]
+        money = (
+            f"  {paid['kind']} {paid['amount'] or '?'} {paid['currency'] or ''} {paid['product'] or ''}" if paid else ""
+        )
+        lines.append(
+            f"{event['received_at'][:19]}  {event['id']}  {event['source']}/{event['type'] or '-'}{money}".rstrip()
+        )
+        for rule in event["rules"]:
+            lines.append(f"  rule {rule['rule_id']}: {rule['decision']} ({rule['reason']})")
+            lines += [_action(a) for a in event["actions"] if a["rule_id"] == rule["rule_id"]]
+    if story["scheduled"]:
+        lines.append("scheduled:")
+        lines += [_action(a) for a in story["scheduled"]]
+    for known in story["mirror"]:
+        facts = known["facts"] if isinstance(known["facts"], dict) else {}
+        # The mirror keeps tags by id (with their names), and courses and communities as held (true) or not.
+        parts = [f"contact {known['contact_id']}"]
+        if facts.get("tags"):
+            parts.append("tags " + ", ".join(str(name) for name in facts["tags"].values()))
+        for what in ("courses", "communities"):
+            held = [str(k) for k, v in (facts.get(what) or {}).items() if v]
+            if held:
+                parts.append(f"{what} {', '.join(held)}")
+        lines.append(f"mirror [{known['account']}]: " + "; ".join(parts))
+    return lines
+
+
+def cmd_contact(args: argparse.Namespace) -> None:
+    sources = rules_or_exit(settings_or_exit().rules_file, strict_env=False).file.sources
+
+    async def job(settings: Settings, engine: AsyncEngine, _: Dispatcher | None) -> Any:
+        return await contact_story(engine, sources, args.email)
+
+    story = run_job(job, args.command)
+    if args.json:
+        print(json.dumps(story, indent=2, default=str))
+    else:
+        print("\n".join(story_lines(json.loads(json.dumps(story, default=str)))))
+
+
+def add_commands(commands: Any) -> None:
+    parser: argparse.ArgumentParser = commands.add_parser(
+        "contact", help="a person's whole story: events, rule decisions, actions, scheduled steps, the mirror"
+    )
+    parser.add_argument("email")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.set_defaults(func=cmd_contact)
