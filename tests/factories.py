@@ -173,3 +173,19 @@ def systeme_headers(body: bytes, secret: str = SYSTEME_SECRET, *, message_id: st
         "X-Webhook-Event-Timestamp": "2026-11-20T10:00:01+00:00",
         "X-Webhook-Schema-Version": "2",
     }
+
+
+# A shop that sells one product: a paid checkout of anything else matches no rule (an unserved payment).
+MASTERCLASS_ONLY_RULES = f"""
+version: 1
+sources:
+  stripe: {{ type: stripe, secret: "{STRIPE_SECRET}" }}
+rules:
+  - id: masterclass-purchase
+    on: stripe/checkout.session.completed
+    if: event.data.object.payment_status == "paid" and event.data.object.metadata.product == "masterclass"
+    contact: {{ email: "{{{{ event.data.object.customer_details.email }}}}" }}
+    actions:
+      - tag: Masterclass buyer
+      - enroll: {{ course: 101, access: full_access }}
+"""

@@ -5,6 +5,8 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import uvicorn
@@ -39,3 +41,21 @@ class ServerThread:
         self.server.should_exit = True
         self.thread.join(timeout=20)
         self.sock.close()
+
+
+@contextmanager
+def alert_receiver() -> Iterator[tuple[str, list[str]]]:
+    """A Slack-style incoming webhook on loopback: yields its URL and the texts it received."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    received: list[str] = []
+
+    async def hook(request: Request) -> JSONResponse:
+        received.append((await request.json())["text"])
+        return JSONResponse({"ok": True})
+
+    with ServerThread(Starlette(routes=[Route("/alert", hook, methods=["POST"])])) as server:
+        yield f"{server.url}/alert", received

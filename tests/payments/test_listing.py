@@ -13,21 +13,8 @@ from app.payments.service import judge
 from app.store.models import utcnow
 from tests.clitools import run_cli
 from tests.conftest import SIM_KEY, operator, planned, running, wait_for
-from tests.factories import STRIPE_SECRET, stripe_checkout, stripe_headers, stripe_refund, write_rules
-
-RULES = f"""
-version: 1
-sources:
-  stripe: {{ type: stripe, secret: "{STRIPE_SECRET}" }}
-rules:
-  - id: masterclass-purchase
-    on: stripe/checkout.session.completed
-    if: event.data.object.payment_status == "paid" and event.data.object.metadata.product == "masterclass"
-    contact: {{ email: "{{{{ event.data.object.customer_details.email }}}}" }}
-    actions:
-      - tag: Masterclass buyer
-      - enroll: {{ course: 101, access: full_access }}
-"""
+from tests.factories import MASTERCLASS_ONLY_RULES as RULES
+from tests.factories import stripe_checkout, stripe_headers, stripe_refund, write_rules
 
 
 async def _post(url: str, event: dict) -> str:

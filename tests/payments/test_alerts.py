@@ -1,0 +1,55 @@
+"""An alert when a buyer paid and got nothing: one message, every buyer named, none hidden by the throttle."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import httpx
+
+from app.payments.alerts import alert_unserved
+from app.rules.engine import RuleSet
+from app.rules.loader import load_rules
+from app.store.db import create_engine
+from app.store.models import utcnow
+from tests.conftest import planned, running
+from tests.factories import MASTERCLASS_ONLY_RULES, stripe_checkout, stripe_headers, write_rules
+from tests.servers import alert_receiver
+
+
+async def _post_unmapped(url: str, email: str) -> str:
+    event = stripe_checkout(email)
+    event["data"]["object"]["metadata"] = {"product": "ebook"}  # no rule maps it
+    body = json.dumps(event).encode()
+    async with httpx.AsyncClient(base_url=url) as http:
+        answer = await http.post("/hooks/stripe", content=body, headers=stripe_headers(body))
+    assert answer.status_code == 202, answer.text
+    await planned(url, answer.json()["event_id"])
+    return str(answer.json()["event_id"])
+
+
+async def test_each_unserved_buyer_is_named_once_and_the_throttle_only_groups_them(
+    make_settings, database_url, tmp_path
+):
+    with alert_receiver() as (alert_url, received):
+        settings = make_settings(database_url=database_url, alert_webhook_url=alert_url)
+        rules = write_rules(tmp_path, MASTERCLASS_ONLY_RULES)
+        sources = RuleSet(load_rules(rules, {})).sources
+        engine = create_engine(database_url)
+        try:
+            with running(settings) as url:
+                await _post_unmapped(url, "ada@yopmail.com")
+                now = utcnow()
+                assert await alert_unserved(engine, settings, sources, now=now) == 1
+                assert await alert_unserved(engine, settings, sources, now=now) == 0  # named already
+                await _post_unmapped(url, "bob@yopmail.com")
+                await _post_unmapped(url, "cy@yopmail.com")
+                # Within the hour: throttled, and so not marked as named.
+                assert await alert_unserved(engine, settings, sources, now=now + timedelta(minutes=5)) == 0
+                assert await alert_unserved(engine, settings, sources, now=now + timedelta(hours=2)) == 2
+        finally:
+            await engine.dispose()
+    first, grouped = received
+    assert "1 buyer paid and has no access yet: ada@yopmail.com (ebook, 199.00 EUR): no rule matched" in first
+    assert "2 buyers paid and have no access yet" in grouped
+    assert "bob@yopmail.com" in grouped and "cy@yopmail.com" in grouped and "ada@" not in grouped
