@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
 from app.api import actions, contacts, events, health, metrics, rules
@@ -53,7 +54,18 @@ class SystemeFlow(FastAPI):
     """
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        try:
+            await self._http(scope, receive, send)
+        except ClientDisconnect:
+            # The client hung up before its body was read (or it was cut off at BODY_TIMEOUT_SECONDS): nobody is
+            # left to answer, nothing was stored, and it is not a bug: one debug line, on every route.
+            log.debug("%s %s: the client hung up before its request was read", scope["method"], scope["path"])
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] == "POST":
             source = hook_source(scope["path"])
             if source is not None:
                 scope["app"] = self
