@@ -23,7 +23,7 @@ import json
 import logging
 import resource
 import time
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -146,14 +146,14 @@ class LimitedProtocol(HttpToolsProtocol):
     def _refuse_connection(self, transport: asyncio.BaseTransport) -> None:
         """Answer 503 before reading anything, and hang up: a refused connection holds nothing."""
         self._refused = True
-        assert isinstance(transport, asyncio.WriteTransport)
+        transport = cast(asyncio.Transport, transport)  # uvloop's transports are not asyncio's classes
         transport.write(_answer(b"503 Service Unavailable", f"over {self.max_connections} open connections: retry"))
         transport.close()
         counts = self.refusals
         counts[0] += 1
         now = time.monotonic()
         if now - counts[1] >= _REFUSAL_WARNING_EVERY:
-            log.warning("refused %d connections: MAX_CONNECTIONS (%d) are open", counts[0], self.max_connections)
+            log.warning("refused %d connection(s): MAX_CONNECTIONS (%d) are open", counts[0], self.max_connections)
             counts[0], counts[1] = 0, now
 
     def _peer(self) -> str:
