@@ -110,6 +110,10 @@ async def test_shopify_order_paid_then_refunded():
     refunded = json.dumps({**order, "financial_status": "refunded"}).encode()
     updated = await run("shopify", refunded, {**JSON, "X-Shopify-Topic": "orders/updated"})
     assert actions(updated["shopify-order-refunded"]) == REVOKE
+    # The topic is an unsigned header: an unpaid order's signed body re-sent as orders/paid grants nothing.
+    pending = json.dumps({**order, "financial_status": "pending"}).encode()
+    forged = await run("shopify", pending, {**JSON, "X-Shopify-Topic": "orders/paid"})
+    assert forged["shopify-order-paid"].decision == "not_matched"
     order["line_items"][0]["sku"] = "EBOOK"
     other = await run("shopify", json.dumps(order).encode(), {**JSON, "X-Shopify-Topic": "orders/paid"})
     assert other["shopify-order-paid"].decision == "not_matched"
