@@ -40,7 +40,7 @@ class RedactSecrets(logging.Filter):
         # escaped so that a log read in a terminal is not driven by them; a message's own line breaks stay.
         record.msg, record.args = escape_controls(self.scrub(message), keep_lines=True), ()
         if record.exc_text:
-            record.exc_text = self.scrub(record.exc_text)
+            record.exc_text = escape_controls(self.scrub(record.exc_text), keep_lines=True)
         return True
 
 

@@ -59,3 +59,13 @@ def test_log_lines_escape_the_message_and_the_context():
     line = ConsoleFormatter().format(record)
     assert "\x1b" not in line and "\x07" not in line
     assert f"stored {SHOWN}\nsecond line" in line and f"type={SHOWN}" in line
+
+
+def test_a_traceback_keeps_its_lines_and_escapes_the_rest():
+    try:
+        raise ValueError(f"bad type {HOSTILE}")
+    except ValueError as exc:
+        record = logging.LogRecord("app", logging.ERROR, "p", 1, "failed", (), (type(exc), exc, exc.__traceback__))
+    RedactSecrets().filter(record)
+    assert record.exc_text is not None and f"ValueError: bad type {SHOWN}" in record.exc_text
+    assert "\x1b" not in record.exc_text and len(record.exc_text.splitlines()) > 2
