@@ -95,9 +95,11 @@ class LimitedProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._milestones += 1
         self._head_bytes = 0
-        self._in_body = True
         self._clear_deadline()
-        self._deadline = self.loop.call_later(self.body_timeout, self._body_too_slow)
+        if not (self.parser.should_upgrade() and self._should_upgrade()):
+            # (A WebSocket upgrade is handed to uvicorn's WebSocket protocol, with its own timeouts.)
+            self._in_body = True
+            self._deadline = self.loop.call_later(self.body_timeout, self._body_too_slow)
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
@@ -123,6 +125,9 @@ class LimitedProtocol(HttpToolsProtocol):
         self._deadline = None
         log.debug("%s: request body not complete within %g s; closed", self._peer(), self.body_timeout)
         cycle = self.cycle
+        if cycle is None:  # no request on this connection after all: nothing to answer
+            self._close(b"", False)
+            return
         answer = not cycle.response_started
         # The app waiting on the body is told the client is gone (a ClientDisconnect, logged as a hang-up) and
         # whatever it answers is dropped: the 408 below is the only answer on this connection.
