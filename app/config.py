@@ -69,6 +69,14 @@ class Settings(BaseSettings):
     max_body_bytes: int = 1024 * 1024
     # Bytes of one request's line and headers; more is a 431 and the connection is closed.
     max_header_bytes: int = 16 * 1024
+    # Time limits on each connection (app/server.py): a request head must be complete this long after its first
+    # byte, a body this long after its head (a deadline, so a trickle of any speed is cut off), and a connection
+    # that sends nothing is closed after the keep-alive timeout, on connect as between requests.
+    head_timeout_seconds: float = 10.0
+    body_timeout_seconds: float = 60.0
+    keepalive_timeout_seconds: float = 5.0
+    # Open connections at once; past it a new one is answered 503 and closed before anything is read.
+    max_connections: int = 2048
     # Fields of one form post (urlencoded or multipart); more is a 400, refused before any are collected.
     max_form_fields: int = 1000
     http_timeout_seconds: float = 15.0
@@ -110,6 +118,14 @@ class Settings(BaseSettings):
         delays = [parse_duration(part) for part in value.split(",") if part.strip()]
         if not delays:
             raise ValueError("RETRY_SCHEDULE needs at least one delay, e.g. 5s,30s,2m")
+        return value
+
+    @field_validator("head_timeout_seconds", "body_timeout_seconds", "keepalive_timeout_seconds", "max_connections")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        # 0 would close every connection at once; a negative timer fires at once too.
+        if value <= 0:
+            raise ValueError("must be more than 0")
         return value
 
     @field_validator("retention_days")

@@ -1,4 +1,5 @@
-"""Logging: JSON lines (or readable console lines in a terminal), with secrets scrubbed from every record."""
+"""Logging: JSON lines (or readable console lines in a terminal), with secrets scrubbed from every record and
+control characters escaped."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
+
+from app.text import escape_controls
 
 _QUERY_SECRET = re.compile(r"([?&](?:token|secret|key|api_key|access_token)=)[^&\s\"']+", re.IGNORECASE)
 _CONTEXT = ("event_id", "rule_id", "action_id", "source", "type", "kind", "duplicate")
@@ -33,9 +36,11 @@ class RedactSecrets(logging.Filter):
         message = record.getMessage()
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
-        record.msg, record.args = self.scrub(message), ()
+        # Messages quote payloads and headers (an event's type, an error's text): their control characters are
+        # escaped so that a log read in a terminal is not driven by them; a message's own line breaks stay.
+        record.msg, record.args = escape_controls(self.scrub(message), keep_lines=True), ()
         if record.exc_text:
-            record.exc_text = self.scrub(record.exc_text)
+            record.exc_text = escape_controls(self.scrub(record.exc_text), keep_lines=True)
         return True
 
 
@@ -89,7 +94,7 @@ class ConsoleFormatter(logging.Formatter):
         super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
 
     def format(self, record: logging.LogRecord) -> str:
-        context = " ".join(f"{k}={getattr(record, k)}" for k in _CONTEXT if hasattr(record, k))
+        context = " ".join(f"{k}={escape_controls(str(getattr(record, k)))}" for k in _CONTEXT if hasattr(record, k))
         text = super().format(record)
         return f"{text}  [{context}]" if context else text
 

@@ -9,10 +9,13 @@ from pathlib import Path
 
 import asyncpg
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
 from app.api import actions, contacts, events, health, metrics, payments, rules
@@ -47,6 +50,20 @@ async def _database_down(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"error": "the database is unavailable: please retry"}, status_code=503)
 
 
+def _hung_up(method: str, path: str) -> None:
+    # The client hung up before its body was read (or it was cut off at BODY_TIMEOUT_SECONDS): nobody is left to
+    # answer, nothing was stored, and it is not a bug: one debug line, on every route.
+    log.debug("%s %s: the client hung up before its request was read", method, path)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    # FastAPI turns a hang-up while it reads a route's body into "400 There was an error parsing the body".
+    if isinstance(exc.__cause__, ClientDisconnect):
+        _hung_up(request.method, request.url.path)
+    return await http_exception_handler(request, exc)
+
+
 async def _app_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AppError)
     headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, TooManyRequests) else None
@@ -62,7 +79,16 @@ class SystemeFlow(FastAPI):
     """
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        try:
+            await self._http(scope, receive, send)
+        except ClientDisconnect:
+            _hung_up(scope["method"], scope["path"])
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] == "POST":
             source = hook_source(scope["path"])
             if source is not None:
                 scope["app"] = self
@@ -97,6 +123,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url="/openapi.json" if docs else None,
     )
     app.add_exception_handler(AppError, _app_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     for outage in DATABASE_OUTAGES:
         app.add_exception_handler(outage, _database_down)
     app.add_exception_handler(SignIn, _sign_in)

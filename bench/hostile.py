@@ -1,13 +1,17 @@
 """Hostile requests against `systeme-flow serve`: how long each takes to answer, and how long `/healthz` waited
-meanwhile (the event loop's stall). Figures, not tests.
+meanwhile (the event loop's stall); then the latency of signed webhooks while 1,000 slow connections are held
+against the service, beside their latency without them. Figures, not tests.
 
-    python -m bench.hostile
+    python -m bench.hostile [--slow 1000] [--deliveries 300]
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import functools
+import json
+import resource
 import socket
 import tempfile
 import time
@@ -17,8 +21,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from bench.common import server
-from tests.factories import FORM_TOKEN, RULES
+from bench.common import load, percentile, server
+from tests.factories import FORM_TOKEN, RULES, stripe_checkout, stripe_headers
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 Request = tuple[str, bytes, dict[str, str]]
@@ -92,7 +96,106 @@ async def measure(url: str, request: Request | Callable[[], str]) -> tuple[str, 
     return answer, seconds, longest
 
 
+# How each slow connection misbehaves, as in the issue: a head sent one header line every 5 s, a body of a
+# declared 100,000 bytes sent one byte every 5 s, and a connection that sends nothing.
+SLOW_EVERY = 5.0
+SLOW_KINDS: dict[str, tuple[bytes, bytes | None]] = {
+    "slow head": (b"POST /hooks/stripe HTTP/1.1\r\nHost: b\r\n", b"X-Slow: 1\r\n"),
+    "slow body": (
+        b"POST /hooks/stripe HTTP/1.1\r\nHost: b\r\nContent-Type: application/json\r\n"
+        b"Stripe-Signature: t=1,v1=00\r\nContent-Length: 100000\r\n\r\n",
+        b"x",
+    ),
+    "idle": (b"", None),
+}
+
+
+class Attacker:
+    """Holds `count` slow connections open, opening a new one whenever the service hangs up on one."""
+
+    def __init__(self, url: str, count: int) -> None:
+        parts = urlsplit(url)
+        self.address, self.port = str(parts.hostname), int(parts.port or 80)
+        self.count = count
+        self.open = 0
+        self.cut_off: dict[str, int] = dict.fromkeys(SLOW_KINDS, 0)
+        self.answers: dict[str, int] = {}
+        self.stopping = asyncio.Event()
+
+    async def hold(self, kind: str) -> None:
+        head, piece = SLOW_KINDS[kind]
+        while not self.stopping.is_set():
+            try:
+                reader, writer = await asyncio.open_connection(self.address, self.port)
+            except OSError:
+                await asyncio.sleep(0.5)
+                continue
+            self.open += 1
+            try:
+                writer.write(head)
+                answer = asyncio.ensure_future(reader.read(64))
+                while not self.stopping.is_set():
+                    await asyncio.wait([answer], timeout=SLOW_EVERY)
+                    if answer.done():
+                        break
+                    if piece is not None:
+                        writer.write(piece)
+                if answer.done() and not self.stopping.is_set():
+                    self.cut_off[kind] += 1
+                    status = answer.result().split(b"\r\n", 1)[0].decode(errors="replace") or "closed"
+                    self.answers[status] = self.answers.get(status, 0) + 1
+                answer.cancel()
+            except OSError:
+                self.cut_off[kind] += 1
+            finally:
+                self.open -= 1
+                writer.close()
+
+    async def run(self) -> None:
+        kinds = list(SLOW_KINDS)
+        tasks = [asyncio.create_task(self.hold(kinds[i % len(kinds)])) for i in range(self.count)]
+        await self.stopping.wait()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def deliveries(count: int) -> list[Request]:
+    requests = []
+    for _ in range(count):
+        body = json.dumps(stripe_checkout()).encode()
+        requests.append(("/hooks/stripe", body, stripe_headers(body)))
+    return requests
+
+
+async def webhook_latency(url: str, count: int, slow: int) -> None:
+    """Signed Stripe deliveries (4 at a time), alone and then with `slow` slow connections held."""
+    print(f"\n{'signed Stripe deliveries':<46} {'p50':>8} {'p99':>8} {'max':>8}   answers")
+    for held in (0, slow):
+        attacker = Attacker(url, held)
+        holding = asyncio.create_task(attacker.run())
+        if held:
+            while attacker.open < held * 0.95:
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(SLOW_EVERY)  # every connection has sent its first slow piece
+        _seconds, latencies, statuses = await load(url, deliveries(count), concurrency=4)
+        during = attacker.open
+        attacker.stopping.set()
+        await holding
+        name = f"with {held:,} slow connections held ({during:,} open)" if held else "alone"
+        line = f"{name:<46} {percentile(latencies, 0.5) * 1000:5.1f} ms {percentile(latencies, 0.99) * 1000:5.1f} ms"
+        print(f"{line} {max(latencies) * 1000:5.1f} ms   {statuses}")
+        if held:
+            print(f"  the service cut off {attacker.cut_off} meanwhile, answering {attacker.answers}")
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--slow", type=int, default=1000, help="slow connections held at once")
+    parser.add_argument("--deliveries", type=int, default=300, help="signed webhooks timed, alone and held")
+    args = parser.parse_args()
+    # The client holds as many sockets as the service: both need room in the open-file limit.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < args.slow + 256:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, args.slow + 256), hard))
     with tempfile.TemporaryDirectory() as folder:
         (Path(folder) / "rules.yaml").write_text(RULES)
         env = {
@@ -110,6 +213,7 @@ def main() -> None:
                 send = functools.partial(huge_head, url, head, filler, total)
                 answer, seconds, longest = asyncio.run(measure(url, send))
                 print(f"{name:<46} {seconds * 1000:>7.1f} ms {longest * 1000:>10.1f} ms   {answer}")
+            asyncio.run(webhook_latency(url, args.deliveries, args.slow))
 
 
 if __name__ == "__main__":

@@ -114,12 +114,14 @@ class TestPlaceholders:
         raw = cli("check", "rules.yaml", cwd=tmp_path)
         assert raw.returncode == 1 and "still holds a placeholder value (from ${STRIPE_WEBHOOK_SECRET})" in raw.stdout
         refused = cli("serve", cwd=tmp_path)
-        assert refused.returncode != 0 and "ADMIN_TOKEN still holds a placeholder" in refused.stderr
+        # The first placeholder met is named (METRICS_TOKEN, then ADMIN_TOKEN's).
+        assert refused.returncode != 0 and "TOKEN still holds a placeholder" in refused.stderr
         (tmp_path / ".env").unlink()
         subprocess.run([sys.executable, str(ROOT / "scripts" / "init_env.py"), ".env"], cwd=tmp_path, check=True)
         fresh = cli("check", cwd=tmp_path)
         assert fresh.returncode == 0, fresh.stdout
-        assert Settings(_env_file=tmp_path / ".env").operators()
+        settings = Settings(_env_file=tmp_path / ".env")
+        assert settings.operators() and settings.metrics_token is not None  # /metrics is closed from the start
 
 
 class TestRetentionDays:
@@ -163,7 +165,7 @@ class TestInitEnv:
         shutil.copy(ROOT / ".env.example", tmp_path)
         example = dotenv_values(tmp_path / ".env.example")
         first, second = self.init_env(tmp_path), self.init_env(tmp_path, ".env.other")
-        assert "ADMIN_TOKEN" in first and first.keys() == second.keys() == example.keys()
+        assert {"ADMIN_TOKEN", "METRICS_TOKEN"} <= first.keys() and first.keys() == second.keys() == example.keys()
         for name, value in first.items():
             assert value != example[name] and value != second[name], name
             assert not is_placeholder(value) and len(value) >= 24, name

@@ -110,6 +110,10 @@ async def test_shopify_order_paid_then_refunded():
     refunded = json.dumps({**order, "financial_status": "refunded"}).encode()
     updated = await run("shopify", refunded, {**JSON, "X-Shopify-Topic": "orders/updated"})
     assert actions(updated["shopify-order-refunded"]) == REVOKE
+    # The topic is an unsigned header: an unpaid order's signed body re-sent as orders/paid grants nothing.
+    pending = json.dumps({**order, "financial_status": "pending"}).encode()
+    forged = await run("shopify", pending, {**JSON, "X-Shopify-Topic": "orders/paid"})
+    assert forged["shopify-order-paid"].decision == "not_matched"
     order["line_items"][0]["sku"] = "EBOOK"
     other = await run("shopify", json.dumps(order).encode(), {**JSON, "X-Shopify-Topic": "orders/paid"})
     assert other["shopify-order-paid"].decision == "not_matched"
@@ -175,7 +179,10 @@ class TestInitCommand:
         assert (tmp_path / "rules.yaml").read_text() == "mine\n"
         done = cli("init", "--recipe", "calendly", "--force", cwd=tmp_path)
         assert done.returncode == 0, done.stderr
-        assert (tmp_path / ".env").read_text() == "ADMIN_TOKEN=keep-me\nCALENDLY_SIGNING_KEY=already-chosen"
+        env = (tmp_path / ".env").read_text()
+        # Values already set stay as they are; only what was missing (the metrics token) is added below them.
+        assert env.startswith("ADMIN_TOKEN=keep-me\nCALENDLY_SIGNING_KEY=already-chosen\n")
+        assert re.findall(r"^(\w+)=", env, re.M) == ["ADMIN_TOKEN", "CALENDLY_SIGNING_KEY", "METRICS_TOKEN"]
         assert done.stdout.splitlines()[-1] == "2 rules, 1 sources: OK"
 
     def test_admin_token_is_generated_when_missing(self, tmp_path):
@@ -186,6 +193,15 @@ class TestInitCommand:
         (token,) = re.findall(r"^ADMIN_TOKEN=(\S+)$", env, re.M)
         assert len(token) >= 32 and token not in done.stdout
         assert Settings(_env_file=tmp_path / ".env").operators() == {token: "admin"}
+
+    def test_a_metrics_token_is_generated_and_closes_metrics(self, tmp_path):
+        done = cli("init", "--recipe", "gumroad", cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        assert "added METRICS_TOKEN to .env: a fresh random value" in done.stdout
+        (token,) = re.findall(r"^METRICS_TOKEN=(\S+)$", (tmp_path / ".env").read_text(), re.M)
+        assert len(token) >= 32 and token not in done.stdout
+        metrics_token = Settings(_env_file=tmp_path / ".env").metrics_token
+        assert metrics_token is not None and metrics_token.get_secret_value() == token
 
     def test_placeholders_of_generated_values_are_replaced_and_env_made_private(self, tmp_path):
         example = (ROOT / ".env.example").read_text()
@@ -198,6 +214,7 @@ class TestInitCommand:
         assert len(re.findall(r"^ADMIN_TOKEN=", env, re.M)) == len(re.findall(r"^GUMROAD_TOKEN=", env, re.M)) == 1
         values = dotenv_values(tmp_path / ".env")
         assert not is_placeholder(values["ADMIN_TOKEN"] or "") and not is_placeholder(values["GUMROAD_TOKEN"] or "")
+        assert len(re.findall(r"^METRICS_TOKEN=", env, re.M)) == 1 and not is_placeholder(values["METRICS_TOKEN"] or "")
         # What the provider gives cannot be invented: it stays for the person to set.
         assert values["STRIPE_WEBHOOK_SECRET"] == "whsec_replace_me"
 

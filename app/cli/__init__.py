@@ -6,9 +6,10 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn, TextIO, cast
 
 from app.cli import connections, init, operator, payments, reconcile, rules, run, send, story, webhooks
+from app.text import escape_controls
 
 __all__ = [
     "build_parser",
@@ -47,7 +48,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Escaping:
+    """The command's stdout or stderr: what it prints keeps its lines, and every other control character is
+    written as an escape. Event types, emails and errors come from payloads and unsigned headers; raw, an ESC or
+    BEL in one would drive the operator's terminal (clear the screen, set the title)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(escape_controls(text, keep_lines=True))
+        return len(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
+    streams = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = cast(TextIO, _Escaping(sys.stdout)), cast(TextIO, _Escaping(sys.stderr))
+    try:
+        _main(argv)
+    except SystemExit as exc:
+        if isinstance(exc.code, str):
+            # sys.exit("message") is printed by the interpreter after main returns: escape it here instead.
+            sys.stderr.write(exc.code + "\n")
+            raise SystemExit(1) from None
+        raise
+    finally:
+        sys.stdout, sys.stderr = streams
+
+
+def _main(argv: Sequence[str] | None) -> None:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)

@@ -26,6 +26,8 @@ def _list_recipes() -> None:
 
 # Every recipe needs the operator token: without it the dashboard stays shut, and `.env.example`'s one is public.
 _ADMIN = Variable("ADMIN_TOKEN", True, "the operator token: sign in at /ui and call /v1/... with it")
+# And /metrics is closed with its own token: its counts per account are not for whoever reaches the port.
+_METRICS = Variable("METRICS_TOKEN", True, "Prometheus' bearer token for GET /metrics (its `authorization` block)")
 
 
 def _env_text(recipe: Recipe, known: Mapping[str, str], text: str) -> tuple[str, list[str], list[Variable]]:
@@ -33,7 +35,7 @@ def _env_text(recipe: Recipe, known: Mapping[str, str], text: str) -> tuple[str,
     lines: list[str] = []
     generated: list[str] = []
     todo: list[Variable] = []
-    for variable in (*recipe.variables, _ADMIN):
+    for variable in (*recipe.variables, _ADMIN, _METRICS):
         value = known.get(variable.name)
         if value is not None and not (variable.generated and is_placeholder(value)):
             continue  # never overwrite a value already set, in `.env` or in the environment

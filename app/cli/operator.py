@@ -19,6 +19,7 @@ from app.errors import AppError
 from app.operator import service
 from app.rules.engine import RuleSet
 from app.store.queries import ACTION_STATUSES, list_actions, list_events
+from app.text import escape_values
 
 Job = Callable[[Settings, AsyncEngine, Dispatcher | None], Awaitable[Any]]
 
@@ -59,7 +60,8 @@ def _print(args: argparse.Namespace, value: Any, line: Callable[[dict[str, Any]]
         return
     items = value["items"] if isinstance(value, dict) and "items" in value else [value]
     for item in items:
-        print(line(item))
+        # One line per item: a newline inside a payload's value must not start a line of its own.
+        print(line(escape_values(item)))
 
 
 def _action_line(a: dict[str, Any]) -> str:

@@ -3,12 +3,13 @@
 - Shopify (shopify.dev, "Deliver webhooks through HTTPS" and "Ignore duplicate webhooks"): `X-Shopify-Hmac-Sha256`
   is the base64 HMAC-SHA256 of the raw body with the app's client secret (or the key shown under Settings →
   Notifications → Webhooks); the topic is `X-Shopify-Topic`; `X-Shopify-Event-Id` is the same across retries and
-  is Shopify's advice for spotting duplicates (`X-Shopify-Webhook-Id` where it is absent).
+  is Shopify's advice for spotting duplicates (`X-Shopify-Webhook-Id` where it is absent). None of these headers
+  is signed, so the body's hash is the key and the event id only an alias.
 - WooCommerce (`WC_Webhook::deliver`, `generate_signature` and `deliver_ping` in
   plugins/woocommerce/includes/class-wc-webhook.php, and the REST API docs' "Webhooks"): `X-WC-Webhook-Signature`
   is the base64 HMAC-SHA256 of the JSON body with the webhook's secret, the topic is `X-WC-Webhook-Topic`, each
-  delivery has an `X-WC-Webhook-Delivery-ID`. Creating a webhook posts the unsigned body `webhook_id=N` and keeps
-  the webhook only if the answer is exactly 200.
+  delivery has an `X-WC-Webhook-Delivery-ID`; neither header is signed. Creating a webhook posts the unsigned
+  body `webhook_id=N` and keeps the webhook only if the answer is exactly 200.
 - ThriveCart (support.thrivecart.com, "Using webhook notifications"): a form post carrying `thrivecart_secret`,
   the account's secret word (Settings → API & Webhooks), and `event` (`order.success`, `order.refund`,
   `order.subscription_payment`, ...). Adding a webhook sends a HEAD and a POST that must both get a 2xx.
@@ -48,14 +49,19 @@ def parse_shopify(config: SourceConfig, delivery: Delivery, now: float, *, verif
         given = header(delivery, "x-shopify-hmac-sha256", what="is this URL a Shopify webhook subscription?")
         verify_hmac(config.secret, delivery.body, [given], encoding="base64", what="X-Shopify-Hmac-Sha256")
     payload = parse_json_object(delivery.body)
+    # Only the body is signed: the topic and the ids are headers anyone can change on a captured body.
     topic = delivery.headers.get("x-shopify-topic") or None
     event_id = delivery.headers.get("x-shopify-event-id") or delivery.headers.get("x-shopify-webhook-id")
     return IncomingEvent(
         type=topic,
-        # One store event can reach several topics (orders/paid and orders/updated): the topic keeps them apart.
-        provider_id=f"{topic}:{event_id}" if event_id else body_hash(delivery.body),
+        # The signed bytes are the key, so a captured body re-sent under a new event id is a duplicate. One store
+        # event can reach several topics with the same body (orders/paid and orders/updated): the topic keeps them
+        # apart, which is why rules check the body's own fields (financial_status) rather than the topic alone.
+        # Events stored before keyed on topic and event id: the alias still finds their retries.
+        provider_id=_keyed(topic, delivery.body),
         payload=payload,
         occurred_at=parse_iso(delivery.headers.get("x-shopify-triggered-at")),
+        aliases=(f"{topic}:{event_id}",) if event_id else (),
     )
 
 
@@ -67,12 +73,22 @@ def parse_woocommerce(config: SourceConfig, delivery: Delivery, now: float, *, v
         given = header(delivery, "x-wc-webhook-signature", what="is the webhook's secret set in WooCommerce?")
         verify_hmac(config.secret, delivery.body, [given], encoding="base64", what="X-WC-Webhook-Signature")
     payload = parse_json_object(delivery.body)
+    # As for Shopify: the topic and the delivery id are unsigned headers, the body (with its date_modified) is the
+    # key; the topic keeps order.created and order.updated of the same order apart. Events stored before keyed on
+    # the delivery id: the alias still finds their retries.
+    topic = delivery.headers.get("x-wc-webhook-topic") or None
+    delivery_id = delivery.headers.get("x-wc-webhook-delivery-id")
     return IncomingEvent(
-        type=delivery.headers.get("x-wc-webhook-topic") or None,
-        provider_id=delivery.headers.get("x-wc-webhook-delivery-id") or body_hash(delivery.body),
+        type=topic,
+        provider_id=_keyed(topic, delivery.body),
         payload=payload,
         occurred_at=_gmt(payload.get("date_modified_gmt") or payload.get("date_created_gmt")),
+        aliases=(delivery_id,) if delivery_id else (),
     )
+
+
+def _keyed(topic: str | None, body: bytes) -> str:
+    return f"{topic}:{body_hash(body)}" if topic else body_hash(body)
 
 
 def _gmt(value: Any) -> datetime | None:

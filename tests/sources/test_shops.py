@@ -11,6 +11,7 @@ import pytest
 from app.errors import Unauthorized, UnsupportedMediaType
 from app.rules.schema import SourceConfig
 from app.sources import Delivery, parse_delivery
+from app.sources.base import body_hash
 from app.webhooks.body import build_delivery
 from tests.shop_payloads import (
     CALENDLY_KEY,
@@ -45,13 +46,15 @@ class TestShopify:
     def test_valid_delivery(self):
         headers = shopify_headers(self.body, event_id="e-1")
         event = parse_delivery(SHOPIFY, delivery(headers, self.body), NOW)
-        assert (event.type, event.provider_id) == ("orders/paid", "orders/paid:e-1")
+        assert (event.type, event.provider_id) == ("orders/paid", f"orders/paid:{body_hash(self.body)}")
+        assert event.aliases == ("orders/paid:e-1",)  # the key of events stored before bodies were
         assert event.payload["customer"]["first_name"] == "John"
         assert event.occurred_at == datetime(2026, 11, 20, 15, 0, 27, 877041, tzinfo=UTC)
 
-    def test_a_retry_keeps_its_event_id_and_another_topic_is_another_event(self):
+    def test_the_body_is_the_key_whatever_its_event_id_and_another_topic_is_another_event(self):
+        # The headers are unsigned: a captured body re-sent under a new X-Shopify-Event-Id is the same event.
         first = parse_delivery(SHOPIFY, delivery(shopify_headers(self.body, event_id="e-1"), self.body), NOW)
-        retry = parse_delivery(SHOPIFY, delivery(shopify_headers(self.body, event_id="e-1"), self.body), NOW)
+        retry = parse_delivery(SHOPIFY, delivery(shopify_headers(self.body, event_id="e-2"), self.body), NOW)
         other = shopify_headers(self.body, event_id="e-1", topic="orders/updated")
         assert (
             first.provider_id
@@ -59,11 +62,11 @@ class TestShopify:
             != parse_delivery(SHOPIFY, delivery(other, self.body), NOW).provider_id
         )
 
-    def test_without_event_id_the_webhook_id_deduplicates(self):
+    def test_without_event_id_the_webhook_id_is_the_alias(self):
         headers = shopify_headers(self.body)
         del headers["X-Shopify-Event-Id"]
         event = parse_delivery(SHOPIFY, delivery(headers, self.body), NOW)
-        assert event.provider_id == f"orders/paid:{headers['X-Shopify-Webhook-Id']}"
+        assert event.aliases == (f"orders/paid:{headers['X-Shopify-Webhook-Id']}",)
 
     def test_forged_missing_and_tampered(self):
         with pytest.raises(Unauthorized, match="does not match"):
@@ -94,7 +97,8 @@ class TestWooCommerce:
         assert b"\\/" in self.body
         headers = woo_headers(self.body)
         event = parse_delivery(WOO, delivery(headers, self.body), NOW)
-        assert (event.type, event.provider_id) == ("order.created", headers["X-WC-Webhook-Delivery-ID"])
+        assert (event.type, event.provider_id) == ("order.created", f"order.created:{body_hash(self.body)}")
+        assert event.aliases == (headers["X-WC-Webhook-Delivery-ID"],)
         assert event.payload["billing"]["email"] == "john.doe@yopmail.com"
         # `date_modified_gmt` carries no offset: it is UTC.
         assert event.occurred_at == datetime(2017, 3, 22, 19, 28, 8, tzinfo=UTC)

@@ -24,6 +24,8 @@ from tests.shop_payloads import (
     shopify_headers,
     shopify_order,
     thrivecart_order,
+    woo_headers,
+    woo_order,
 )
 from tests.webhooks.test_router import count_rows
 
@@ -131,7 +133,8 @@ async def test_shopify_topic_with_a_slash_matches_exact_and_wildcard_rules(servi
         "shop-any-order": "matched",
     }
     assert sorted(a["params"]["name"] for a in event["actions"]) == ["Shopify buyer", "Shopify order"]
-    assert retry.status_code == 202  # another event id is another event
+    # The event id is an unsigned header: the same signed body under another one is a duplicate.
+    assert retry.status_code == 200 and retry.json() == {"event_id": answer.json()["event_id"], "duplicate": True}
 
 
 async def test_thrivecart_rule_reads_the_nested_customer(service):
@@ -203,3 +206,30 @@ async def test_explain_reports_a_ping_and_judges_nothing():
     report = await explain(rules, source="woo", delivery=Delivery(headers={}, body=b"webhook_id=142"))
     assert (report["ping"], report["rules"]) == (True, [])
     assert "set-up ping" in render_text(report)
+
+
+@pytest.mark.parametrize("source", ["shop", "woo"])
+async def test_a_captured_shop_body_resent_with_new_id_headers_is_a_duplicate(
+    make_settings, database_url, tmp_path, source
+):
+    """Shopify and WooCommerce sign only the body: their id headers cannot make a captured body a new event."""
+    settings = make_settings(database_url=database_url, systeme_api_key=None)
+    write_rules(tmp_path, RULES)
+    if source == "shop":
+        body = json.dumps(shopify_order("buyer@yopmail.com")).encode()
+        first, again = shopify_headers(body, event_id="e-1"), shopify_headers(body, event_id="e-2")
+        other_topic = shopify_headers(body, event_id="e-2", topic="orders/updated")
+    else:
+        body = woo_order("buyer@yopmail.com")
+        first, again = woo_headers(body), woo_headers(body)  # each with its own X-WC-Webhook-Delivery-ID
+        other_topic = woo_headers(body, topic="order.updated")
+    assert first != again
+    with running(settings) as url:
+        async with httpx.AsyncClient(base_url=url) as http:
+            stored_one = await http.post(f"/hooks/{source}", content=body, headers=first)
+            resent = await http.post(f"/hooks/{source}", content=body, headers=again)
+            topic = await http.post(f"/hooks/{source}", content=body, headers=other_topic)
+    assert (stored_one.status_code, resent.status_code) == (202, 200), resent.text
+    assert resent.json() == {"event_id": stored_one.json()["event_id"], "duplicate": True}
+    # One order reaches several topics with the same body: another topic is another event.
+    assert topic.status_code == 202 and topic.json()["event_id"] != stored_one.json()["event_id"]
