@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from app.cli.run import fail, rules_or_exit, settings_or_exit
+from app.config import SERVICE_URL
 from app.errors import NotFound
+from app.health import unreachable_hint
 from app.rules.loader import LoadedRules
 from app.rules.schema import SourceConfig
 from app.samples import find_sample, samples_for, signed_request
@@ -104,11 +106,11 @@ def cmd_send(args: argparse.Namespace) -> None:
         fail(f"send: {args.event!r} is neither a file nor a sample of '{config.type}' ({', '.join(sorted(names))})")
     headers.update(parse_headers(args.header, "send"))
     headers, query = signed_request(config, body, headers)
-    url = args.url.rstrip("/")
+    url = (args.url or settings_or_exit().systeme_flow_url).rstrip("/")
     try:
         answer = httpx.post(f"{url}/hooks/{args.source}", content=body, headers=headers, params=query, timeout=30)
     except httpx.HTTPError as exc:
-        fail(f"send: cannot reach {url}: {exc} (is `systeme-flow serve` running there?)")
+        fail(f"send: cannot reach {url}: {exc} ({unreachable_hint()})")
     print(_describe(answer, url))
     if answer.status_code >= 400:
         sys.exit(1)
@@ -124,7 +126,7 @@ def add_commands(commands: Any) -> None:
     send = commands.add_parser("send", help="sign an event as its provider would and post it to a running service")
     send.add_argument("event", metavar="SAMPLE|FILE", help="a sample name (see `samples`), a file, or - for stdin")
     send.add_argument("--source", required=True, help="the source name in the rules file")
-    send.add_argument("--url", default="http://127.0.0.1:8000", help="the service (default http://127.0.0.1:8000)")
+    send.add_argument("--url", help=f"the service (default: SYSTEME_FLOW_URL, else {SERVICE_URL})")
     send.add_argument("--rules", help="the rules file with the source's secret (default: RULES_FILE)")
     send.add_argument("--header", action="append", default=[], help="NAME:VALUE, repeatable (e.g. X-Webhook-Event)")
     send.set_defaults(func=cmd_send)
