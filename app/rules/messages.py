@@ -74,11 +74,14 @@ def _yaml_words(problem: str, context: str, opened: Any) -> str | None:
 
 def expression_words(source: str, message: str) -> str:
     """An `if:` expression's syntax error, in words."""
-    code = _STRINGS.sub('""', source)
+    # Strings blanked to the same length, so an offset in `code` is one in `source`.
+    code = _STRINGS.sub(lambda m: '"' + " " * (len(m.group()) - 2) + '"', source)
     if message.startswith(("chunk after expression", "unexpected '='")):
         for pattern, typo in _OPERATOR_TYPOS:
-            if pattern.search(code):
-                return _parser_says(typo, message)
+            if found := pattern.search(code):
+                before = source[: found.start()].strip()
+                where = f" (after `{before[-40:]}`)" if before else ""
+                return _parser_says(typo + where, message)
     words: str | None = None
     if "'&'" in message:
         words = "`&&` is not Jinja: write `and`"

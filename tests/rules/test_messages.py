@@ -41,7 +41,11 @@ def test_yaml_mistakes_are_said_in_words_where_they_are(text, where, words, pars
 @pytest.mark.parametrize(
     ("condition", "words", "parser"),
     [
-        ('event.status = "paid"', "a single `=` where `==` was meant: `=` cannot compare, write `==`", "chunk after"),
+        (
+            'event.status = "paid"',
+            "a single `=` where `==` was meant: `=` cannot compare, write `==` (after `event.status`)",
+            "chunk after",
+        ),
         ("event.status => 3", "`=>` is not an operator: write `>=`", "chunk after"),
         ("event.a && event.b", "`&&` is not Jinja: write `and`", "unexpected char '&'"),
         ("event.a || event.b", "`||` is not Jinja: write `or`", "expected token 'name'"),
