@@ -28,8 +28,10 @@ PORT ?= 8000
 run: $(STAMP) .env
 	$(BIN)/systeme-flow serve --port $(PORT)
 
+# `make simulator SIM_PORT=9001` when 9000 is taken (then SYSTEME_API_URL=http://127.0.0.1:9001).
+SIM_PORT ?= 9000
 simulator: $(STAMP)
-	$(BIN)/systeme-flow simulator --port 9000 --api-key dev-key
+	$(BIN)/systeme-flow simulator --port $(SIM_PORT) --api-key dev-key
 
 # The docs build is strict (mkdocs.yml): a broken link, a missing anchor or a page left out of the nav fails it.
 # Not --quiet: it hides the warnings that strict mode counts, and the build then passes whatever is broken.

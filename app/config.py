@@ -19,6 +19,7 @@ from app.timeparse import parse_duration
 MATON_URL = "https://api.maton.ai/systeme"
 SYSTEME_URL = "https://api.systeme.io"
 MATON_CONTROL_URL = "https://api.maton.ai"
+SERVICE_URL = "http://127.0.0.1:8000"  # where `make run` serves
 _PLACEHOLDERS = {"secret", "xxx", "placeholder", "todo"}
 # `.env.example` holds `replace_me` (and `whsec_` + its base64): a copy that was never edited must not start.
 _PLACEHOLDER_WORDS = re.compile(r"(replace|change)[-_ ]?me|your[-_ ].*[-_ ]here|^x+$|^\.+$|^<.*>$")
@@ -111,6 +112,8 @@ class Settings(BaseSettings):
     api_docs: bool = False
     # When set, GET /metrics needs `Authorization: Bearer <METRICS_TOKEN>`.
     metrics_token: SecretStr | None = None
+    # The running service, for the commands that talk to it over HTTP (`send`, `health`); `--url` wins.
+    systeme_flow_url: str = SERVICE_URL
 
     @field_validator("retry_schedule")
     @classmethod

@@ -18,9 +18,8 @@ from collections.abc import Sequence
 import redis
 from pydantic import ValidationError
 
-from app.config import Settings, settings_problems
+from app.config import SERVICE_URL, Settings, settings_problems
 
-API_URL = "http://127.0.0.1:8000/healthz"
 # arq rewrites the key this often and lets it expire one second after that: a stuck worker turns unhealthy quickly.
 WORKER_HEARTBEAT_SECONDS = 10
 TIMEOUT_SECONDS = 2.0
@@ -28,6 +27,20 @@ TIMEOUT_SECONDS = 2.0
 
 def worker_health_key(host: str | None = None) -> str:
     return f"systeme-flow:worker-health:{host or socket.gethostname()}"
+
+
+def unreachable_hint() -> str:
+    """What to do when the service does not answer where a command looked for it."""
+    return (
+        "is `systeme-flow serve` running there? Another address: --url or SYSTEME_FLOW_URL, "
+        "e.g. http://127.0.0.1:8001 for `make run PORT=8001`"
+    )
+
+
+def health_url(url: str) -> str:
+    """The service's address, or its /healthz URL as given before: /healthz is added once."""
+    url = url.rstrip("/")
+    return url if url.endswith("/healthz") else f"{url}/healthz"
 
 
 def api_alive(url: str) -> str | None:
@@ -38,7 +51,7 @@ def api_alive(url: str) -> str | None:
     except urllib.error.HTTPError as exc:
         return f"{url} answered {exc.code}"
     except (OSError, ValueError) as exc:
-        return f"{url} does not answer ({getattr(exc, 'reason', exc)})"
+        return f"{url} does not answer ({getattr(exc, 'reason', exc)}): {unreachable_hint()}"
 
 
 def worker_alive(redis_url: str | None, host: str | None = None) -> str | None:
@@ -76,16 +89,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "role", nargs="?", choices=("auto", "api", "worker"), default="auto", help="what to check (default: either)"
     )
-    parser.add_argument("--url", default=API_URL, help=f"the API's health URL (default {API_URL})")
+    parser.add_argument("--url", help=f"the service, /healthz is added (default: SYSTEME_FLOW_URL, else {SERVICE_URL})")
 
 
 def run(args: argparse.Namespace) -> None:
     """Exit 0 when healthy, 1 when not (Docker's convention), with one line on stdout either way."""
     try:
-        redis_url = Settings().redis_url if args.role != "api" else None
+        settings = Settings() if args.role != "api" or not args.url else None
     except ValidationError as exc:
         sys.exit(f"unhealthy: invalid settings: {'; '.join(settings_problems(exc))}")
-    healthy, why = check(args.role, args.url, redis_url)
+    redis_url = settings.redis_url if settings is not None and args.role != "api" else None
+    url = health_url(args.url or (settings.systeme_flow_url if settings is not None else SERVICE_URL))
+    healthy, why = check(args.role, url, redis_url)
     sys.stdout.write(f"{'healthy' if healthy else 'unhealthy'}: {why}\n")
     sys.exit(0 if healthy else 1)
 

@@ -21,18 +21,31 @@ from app.systeme.errors import AccountUnusable, ApiError
 log = logging.getLogger(__name__)
 
 
+def key_to_fix(account: str, *, maton: bool | None = None) -> str:
+    """The setting to change when an account refuses us: the settings' key for `default`, else the rules file's."""
+    if account != "default":
+        return f"the `api_key` or `connection` of account '{account}' under `accounts:` in the rules file"
+    if maton is None:
+        return "SYSTEME_API_KEY (or MATON_API_KEY and its connection)"
+    return "MATON_API_KEY (or MATON_CONNECTION)" if maton else "SYSTEME_API_KEY"
+
+
 async def on_held(engine: AsyncEngine, settings: Settings, account: str, reason: str) -> None:
     """The account refused a request: hold it (once), say so in the log and in one alert."""
     now = utcnow()
     if not await store.hold(engine, account, reason, now=now):
         return
     log.error(
-        "account %s is on hold: %s. Its actions wait; it is probed every 30 s at first and resumes by itself",
+        "account %s is on hold: %s. Its actions wait; it is probed every 30 s at first and resumes once a probe "
+        "passes (a refused key only after SYSTEME_API_KEY, MATON_API_KEY or the Maton connection is fixed)",
         account,
         reason,
         extra={"account": account},
     )
-    text = f"Systeme.io account '{account}' is held: {reason}. Actions wait and resume by themselves once it works."
+    text = (
+        f"Systeme.io account '{account}' is held: {reason}. Its actions wait, and resume once a probe passes: "
+        "a refused key only after SYSTEME_API_KEY, MATON_API_KEY or the account's Maton connection is fixed."
+    )
     await alerts.send(engine, settings, kind=f"held:{account}:{now:%Y%m%dT%H%M%S}", text=text, now=now)
 
 

@@ -66,6 +66,7 @@ async def test_a_revoked_key_holds_the_account_then_everything_resumes_by_itself
                 page = (await http.get("/ui")).text
                 metrics = (await http.get("/metrics")).text
             assert "is held" in page and "Invalid API key" in page
+            assert "by themselves" not in page and "set a working SYSTEME_API_KEY" in page  # not without a fix
             assert 'systeme_flow_account_held{account="default"} 1.0' in metrics
 
             sim.simulator.api_key = SIM_KEY  # the seller pasted the right key into Systeme.io's side, say
@@ -78,6 +79,7 @@ async def test_a_revoked_key_holds_the_account_then_everything_resumes_by_itself
             await wait_for(lambda: len(alerts) >= 2)
     assert len(alerts) == 2
     assert "is held" in alerts[0] and "Invalid API key" in alerts[0] and "works again" in alerts[1]
+    assert "SYSTEME_API_KEY" in alerts[0] and "by themselves" not in alerts[0]
     assert refused(sim) <= settings.embedded_concurrency + 1  # plus the one probe that still failed, at most
 
 

@@ -321,6 +321,29 @@ def test_serve_on_a_taken_port_says_so_before_announcing_it(tmp_path):
     assert "--port" in done.stderr
 
 
+def test_the_simulator_on_a_taken_port_says_so_in_one_line(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = cli("simulator", "--port", str(port), cwd=tmp_path)
+    assert done.returncode == 2 and "Errno" not in done.stderr and "Traceback" not in done.stderr
+    assert done.stderr == (
+        f"systeme-flow simulator: cannot listen on 127.0.0.1:{port}: Address already in use (another simulator?): "
+        "stop it, or pick another with --port (make simulator SIM_PORT=...)\n"
+    )
+
+
+def test_make_simulator_takes_sim_port():
+    root = Path(__file__).parent.parent
+    done = subprocess.run(
+        ["make", "-n", "simulator", "SIM_PORT=9123"],
+        cwd=root, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "systeme-flow simulator --port 9123 " in done.stdout
+
+
 def test_a_missing_rules_file_says_where_one_comes_from(tmp_path):
     done = cli("check", cwd=tmp_path)
     assert done.returncode == 1

@@ -11,11 +11,13 @@ import tomllib
 from pathlib import Path
 from urllib.parse import urlencode
 
+import httpx
 import jsonschema
 import pytest
 from dotenv import dotenv_values
 from ruamel.yaml import YAML
 
+from app.cli.send import prepare
 from app.config import Settings, is_placeholder
 from app.recipes import RECIPES
 from app.rules.engine import RuleOutcome, RuleSet
@@ -23,6 +25,7 @@ from app.rules.jsonschema import rules_schema
 from app.rules.loader import parse_rules
 from app.sources import parse_delivery
 from app.webhooks.body import build_delivery
+from tests.conftest import operator, running, wait_for
 from tests.factories import stripe_checkout, stripe_refund
 from tests.provider_payloads import SELLER
 from tests.shop_payloads import calendly_invitee, shopify_order
@@ -142,6 +145,75 @@ async def test_calendly_booking_cancellation_and_reschedule():
     assert actions(outcome) == [("untag", {"name": "Call booked"}), ("tag", {"name": "Call cancelled"})]
     canceled["payload"]["rescheduled"] = True
     assert (await run("calendly", json.dumps(canceled).encode(), JSON))["call-cancelled"].decision == "not_matched"
+
+
+# What each recipe's table in the README promises, as the simulator shows it after each of its samples in turn:
+# (sample, tags, courses, communities) of ada@yopmail.com, the person every sample is about.
+EFFECTS: dict[str, list[tuple[str, list[str], list[str], list[str]]]] = {
+    "stripe-course": [
+        ("checkout", ["Masterclass buyer"], ["Masterclass"], ["Insiders"]),
+        ("refund", [], [], []),
+    ],
+    "gumroad": [("sale", ["Masterclass buyer"], ["Masterclass"], []), ("refund", [], [], [])],
+    "shopify": [("order-paid", ["Masterclass buyer"], ["Masterclass"], []), ("refund", [], [], [])],
+    "lead-magnet": [("signup", ["Lead magnet"], [], [])],
+    "calendly": [("invitee-created", ["Call booked"], [], []), ("invitee-canceled", ["Call cancelled"], [], [])],
+}
+
+
+def effects(sim, email: str) -> tuple[list[str], list[str], list[str]]:
+    contact = sim.contact(email)
+    mine = contact["id"] if contact else None
+    courses = sorted(e["course"]["name"] for e in sim.account.enrollments.values() if e["contact"]["id"] == mine)
+    groups = sorted(m["community"]["name"] for m in sim.account.memberships.values() if m["contact"]["id"] == mine)
+    return sim.tag_names(email), courses, groups
+
+
+@pytest.mark.parametrize("name", list(RECIPES))
+async def test_each_recipes_samples_do_what_its_table_promises(
+    name, make_settings, database_url, sim, tmp_path, monkeypatch
+):
+    for variable, value in ENV.items():
+        monkeypatch.setenv(variable, value)
+    rules_file = tmp_path / "recipe.yaml"  # make_settings writes its own rules.yaml
+    rules_file.write_text(RECIPES[name].text())
+    loaded = parse_rules(RECIPES[name].text(), path=str(rules_file), env=ENV)
+    with running(make_settings(database_url=database_url, rules_file=str(rules_file))) as url:
+        for sample, tags, courses, communities in EFFECTS[name]:
+            # What `systeme-flow send --source SOURCE SAMPLE` posts, headers and signature included.
+            body, headers, query = prepare(loaded, RECIPES[name].source, sample, [])
+            async with httpx.AsyncClient(base_url=url) as http:
+                answer = await http.post(f"/hooks/{RECIPES[name].source}", content=body, headers=headers, params=query)
+            assert answer.status_code in (202, 303), answer.text
+            await wait_for(lambda t=tags, c=courses, g=communities: effects(sim, "ada@yopmail.com") == (t, c, g))
+        async with operator(url) as http:
+            matched = {r for e in (await http.get("/v1/events")).json()["items"] for r in e["rules"]}
+    assert matched == {rule.id for rule in loaded.file.rules}  # every rule of the recipe, refunds included
+    if name == "lead-magnet":
+        fields = {f["slug"]: f["value"] for f in sim.contact("ada@yopmail.com")["fields"]}
+        assert fields["first_name"] == "Ada"  # the sample's `name`, as the recipe reads a form with one name field
+
+
+async def test_send_posts_a_shopify_refund_with_its_topic_and_refuses_a_file_without_one(
+    make_settings, sqlite_url, sim, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("SHOPIFY_WEBHOOK_SECRET", ENV["SHOPIFY_WEBHOOK_SECRET"])
+    rules_file = tmp_path / "recipe.yaml"  # make_settings writes its own rules.yaml
+    rules_file.write_text(RECIPES["shopify"].text())
+    env = {"RULES_FILE": str(rules_file), "SHOPIFY_WEBHOOK_SECRET": ENV["SHOPIFY_WEBHOOK_SECRET"]}
+    (tmp_path / "order.json").write_text(json.dumps(shopify_order("jon@yopmail.com")))
+    refused = cli("send", "--source", "shop", "order.json", cwd=tmp_path, **env)
+    assert refused.returncode == 2 and refused.stderr == (
+        "systeme-flow send: a shopify webhook names its topic in X-Shopify-Topic: add --header "
+        "X-Shopify-Topic:orders/paid (the rules of 'shop' listen to orders/paid, orders/updated)\n"
+    )
+    with running(make_settings(database_url=sqlite_url, rules_file=str(rules_file))) as url:
+        for _ in range(2):  # a second send is a second delivery, not a duplicate
+            done = cli("send", "--source", "shop", "refund", "--url", url, cwd=tmp_path, **env)
+            assert done.returncode == 0 and done.stdout.startswith("202 stored as evt_"), done.stdout + done.stderr
+        async with operator(url) as http:
+            items = (await http.get("/v1/events")).json()["items"]
+    assert [(e["type"], e["rules"]) for e in items] == [("orders/updated", ["shopify-order-refunded"])] * 2
 
 
 class TestInitCommand:

@@ -21,6 +21,9 @@ class StepContext:
     # Distrust what the mirror says is absent: a later attempt (an earlier one may have written before it
     # crashed) or a second try after a contradiction. Such a step reads before it writes.
     careful: bool = False
+    # This try already forgot what the mirror and the name cache said and read again. Only then is a 404 or 422
+    # the API's final word; on a first attempt and on a retry alike, an earlier one is a contradiction to heal.
+    refreshed: bool = False
 
     async def contact(self, *, facts: bool = False) -> Known:
         """The run's contact, resolved once; `facts`: its tags and fields must be current."""
@@ -37,15 +40,17 @@ class StepContext:
     ) -> httpx.Response:
         """A write addressed with ids from the mirror or the name cache.
 
-        A 404 or 422 contradicts them: unless this step already works from fresh reads, that is a Contradiction
-        (the run forgets what it knew and tries the step again), not a failure. A careful DELETE may find
-        nothing to delete (`missing_ok`).
+        A 404 or 422 contradicts them: unless this try already forgot them and read again, that is a Contradiction
+        (the run forgets what it knew and tries the step again), not a failure. That holds for a retry too: a
+        careful attempt reads the contact again, but a tag id can still come from the name cache (the simulator
+        restarted, a tag deleted by hand). A careful DELETE may find nothing to delete (`missing_ok`).
         """
         response = await self.api.request(method, path, body=body, allow=(404, 422))
         if response.status_code in (404, 422):
+            if self.careful and missing_ok and response.status_code == 404:
+                return response
             message = f"{method} {path} answered {response.status_code}: {problem(response)}"
-            if not self.careful:
+            if not self.refreshed:
                 raise Contradiction(message)
-            if not (missing_ok and response.status_code == 404):
-                raise PermanentApiError(message, status=response.status_code)
+            raise PermanentApiError(message, status=response.status_code)
         return response

@@ -195,7 +195,7 @@ class _Run:
                     await forget_names(api, action.params)
                     if self.handle is not None:
                         self.handle.forget()
-                    ctx.careful = True
+                    ctx.careful = ctx.refreshed = True
         except AccountUnusable as exc:
             log.error("account %s refused the request, held: %s", action.account, exc.message, extra=context)
             message = f"waiting: the account is held ({exc.message})"

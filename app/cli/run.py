@@ -105,9 +105,10 @@ def storage_or_exit(settings: Settings) -> None:
         sys.exit(f"systeme-flow: {exc.message}")
 
 
-def port_or_exit(host: str, port: int) -> None:
-    """A port already taken stops `serve` in one line with the way out, before it announces an address it will
-    not serve (uvicorn's own error comes after the banner, as a log line). Binding again later is still checked."""
+def port_or_exit(host: str, port: int, command: str = "serve", hint: str = "") -> None:
+    """A port already taken stops `serve` (or the simulator) in one line with the way out, before it announces an
+    address it will not serve (uvicorn's own error comes after the banner, as a log line, or as a raw
+    `[Errno 98]`). Binding again later is still checked."""
     try:
         # The socket uvicorn opens: IPv6 only for an address with a colon, and a closing socket counts as free.
         with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
@@ -115,8 +116,8 @@ def port_or_exit(host: str, port: int) -> None:
             probe.bind((host, port))
     except OSError as exc:
         taken = exc.errno == errno.EADDRINUSE
-        hint = " (another `serve`?): stop it, or pick another with --port (make run PORT=...)" if taken else ""
-        fail(f"serve: cannot listen on {host}:{port}: {exc.strerror or exc}{hint}")
+        way_out = hint or " (another `serve`?): stop it, or pick another with --port (make run PORT=...)"
+        fail(f"{command}: cannot listen on {host}:{port}: {exc.strerror or exc}{way_out if taken else ''}")
 
 
 def _migrate(settings: Settings, command: str) -> None:
@@ -244,6 +245,8 @@ def cmd_simulator(args: argparse.Namespace) -> None:
 
     from app.simulator import create_simulator
 
+    hint = " (another simulator?): stop it, or pick another with --port (make simulator SIM_PORT=...)"
+    port_or_exit(args.host, args.port, "simulator", hint)
     app = create_simulator(api_key=args.api_key, rate_limit=args.rate_limit, window_seconds=args.window)
     uvicorn.run(app, host=args.host, port=args.port)
 

@@ -9,13 +9,17 @@ from pathlib import Path
 from typing import Any
 
 from app.cli.run import fail, rules_or_exit, settings_or_exit
+from app.config import SERVICE_URL
 from app.errors import NotFound
+from app.health import unreachable_hint
 from app.rules.loader import LoadedRules
 from app.rules.schema import SourceConfig
 from app.samples import find_sample, samples_for, signed_request
 from app.samples.signing import sample_body
 
 _BOM = b"\xef\xbb\xbf"
+# The header a shop's webhook names its topic in (the event type the rules' `on` matches).
+TOPIC_HEADERS = {"shopify": "X-Shopify-Topic", "woocommerce": "X-WC-Webhook-Topic"}
 
 
 def read_event_file(path: str, command: str) -> tuple[bytes, dict[str, str]]:
@@ -90,25 +94,45 @@ def _describe(answer: Any, url: str) -> str:
     return f"{answer.status_code} refused: {body.get('error') or answer.text.strip()[:200]}"
 
 
+def _topic_or_exit(loaded: LoadedRules, source: str, config: SourceConfig, headers: dict[str, str]) -> None:
+    """A shop's webhook names its topic in a header, and the rules choose by it: without one, the event would be
+    stored as "no rule matched". Say which header, and the topics this source's rules listen to."""
+    header = TOPIC_HEADERS.get(config.type)
+    if header is None or any(name.lower() == header.lower() for name in headers):
+        return
+    topics = sorted({on.split("/", 1)[1] for r in loaded.file.rules for on in r.on if on.startswith(f"{source}/")})
+    example = topics[0] if topics else "TOPIC"
+    listened = f" (the rules of '{source}' listen to {', '.join(topics)})" if topics else ""
+    fail(f"send: a {config.type} webhook names its topic in {header}: add --header {header}:{example}{listened}")
+
+
+def prepare(
+    loaded: LoadedRules, source: str, event: str, extra: list[str]
+) -> tuple[bytes, dict[str, str], dict[str, str]]:
+    """The body, headers and query `send` posts: a sample or a file, signed as the source's provider would."""
+    config = source_or_exit(loaded, source, "send")
+    names = {s.name for s in samples_for(config.type)}
+    if event in names:
+        body, headers = sample_or_exit(config, event, "send")
+    elif event == "-" or Path(event).exists():
+        body, headers = read_event_file(event, "send")
+    else:
+        fail(f"send: {event!r} is neither a file nor a sample of '{config.type}' ({', '.join(sorted(names))})")
+    headers.update(parse_headers(extra, "send"))
+    _topic_or_exit(loaded, source, config, headers)
+    return (body, *signed_request(config, body, headers))
+
+
 def cmd_send(args: argparse.Namespace) -> None:
     import httpx
 
     loaded = rules_or_exit(args.rules or settings_or_exit().rules_file)
-    config = source_or_exit(loaded, args.source, "send")
-    names = {s.name for s in samples_for(config.type)}
-    if args.event in names:
-        body, headers = sample_or_exit(config, args.event, "send")
-    elif args.event == "-" or Path(args.event).exists():
-        body, headers = read_event_file(args.event, "send")
-    else:
-        fail(f"send: {args.event!r} is neither a file nor a sample of '{config.type}' ({', '.join(sorted(names))})")
-    headers.update(parse_headers(args.header, "send"))
-    headers, query = signed_request(config, body, headers)
-    url = args.url.rstrip("/")
+    body, headers, query = prepare(loaded, args.source, args.event, args.header)
+    url = (args.url or settings_or_exit().systeme_flow_url).rstrip("/")
     try:
         answer = httpx.post(f"{url}/hooks/{args.source}", content=body, headers=headers, params=query, timeout=30)
     except httpx.HTTPError as exc:
-        fail(f"send: cannot reach {url}: {exc} (is `systeme-flow serve` running there?)")
+        fail(f"send: cannot reach {url}: {exc} ({unreachable_hint()})")
     print(_describe(answer, url))
     if answer.status_code >= 400:
         sys.exit(1)
@@ -124,7 +148,7 @@ def add_commands(commands: Any) -> None:
     send = commands.add_parser("send", help="sign an event as its provider would and post it to a running service")
     send.add_argument("event", metavar="SAMPLE|FILE", help="a sample name (see `samples`), a file, or - for stdin")
     send.add_argument("--source", required=True, help="the source name in the rules file")
-    send.add_argument("--url", default="http://127.0.0.1:8000", help="the service (default http://127.0.0.1:8000)")
+    send.add_argument("--url", help=f"the service (default: SYSTEME_FLOW_URL, else {SERVICE_URL})")
     send.add_argument("--rules", help="the rules file with the source's secret (default: RULES_FILE)")
     send.add_argument("--header", action="append", default=[], help="NAME:VALUE, repeatable (e.g. X-Webhook-Event)")
     send.set_defaults(func=cmd_send)

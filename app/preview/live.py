@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from app.accounts import Account, AccountClients
+from app.config import setting_source
 from app.maton.client import MatonClient, MatonError
 from app.maton.service import connection_problem, find_connection
 from app.rules.loader import LoadedRules
@@ -77,9 +78,18 @@ class _AccountCheck:
         return self._api
 
     def problem(self, message: str, severity: Severity = "error") -> None:
-        line, column = self.loaded.positions.get(f"account '{self.name}'", (1, 1))
+        # The settings' own account is not in the rules file: no rules.yaml:1:1 that would send a reader there.
+        line, column = self.loaded.positions.get(f"account '{self.name}'", (0, 0))
         subject = f"account '{self.name}'"
         self.report.problems.append(Problem(self.loaded.path, line, column, subject, message, severity))
+
+    def key(self, account: Account) -> str:
+        """The key a refusal is about, named as a reader would change it."""
+        if f"account '{self.name}'" in self.loaded.positions:
+            return "its `connection` (with MATON_API_KEY)" if account.connection else "its `api_key`"
+        setting = "MATON_API_KEY" if account.mode == "maton" else "SYSTEME_API_KEY"
+        where = setting_source(setting)
+        return setting + (f" (set in {where})" if where else "")
 
     async def account(
         self, clients: AccountClients, rules: list[Rule], *, maton: MatonClient | None, create_fields: bool
@@ -99,7 +109,7 @@ class _AccountCheck:
             if found[1] == "error":
                 return
         self._api = client.session()
-        if not await _key_works(self.api, self.problem):
+        if not await _key_works(self.api, self.problem, self.key(account)):
             return
         self.report.checked.append(self.name)
         try:
@@ -190,12 +200,12 @@ async def live_check(
     return report
 
 
-async def _key_works(api: SystemeSession, problem: Callable[[str], None]) -> bool:
-    """One GET: does the account take our key (and connection)? A refusal is said in the API's words."""
+async def _key_works(api: SystemeSession, problem: Callable[[str], None], key: str) -> bool:
+    """One GET: does the account take our key (and connection)? A refusal names the key, then the API's words."""
     try:
         await api.request("GET", "/api/tags", params={"limit": 10})
     except AccountUnusable as exc:
-        problem(f"the account refuses us: {exc.message}")
+        problem(f"the account refuses {key}: {exc.message}")
         return False
     except ApiError as exc:
         problem(f"the account could not be read: {exc.message}")

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.actions.mirror import Known
 from app.actions.resolve import community_id, course_id
 from app.errors import AppError
+from app.holds import key_to_fix
 from app.reconcile.check import Drift, GetOnly, compare, read_contact
 from app.reconcile.history import ContactHistory, Selection, load_actions, net_effect, references, select_contacts
 from app.store.contacts import load_contact
@@ -188,7 +189,10 @@ class _Account:
             )
         except Exception as exc:
             # The account refused us (its key or connection), or its quota is used up: stop reading it.
-            if isinstance(exc, AccountUnusable) or (isinstance(exc, TransientApiError) and exc.throttled):
+            if isinstance(exc, AccountUnusable):
+                key = key_to_fix(self.account, maton=self.client.maton)
+                self.stopped = f"{exc.message} (the account refused the key: check {key})"
+            elif isinstance(exc, TransientApiError) and exc.throttled:
                 self.stopped = exc.message
             else:
                 self.report.unchecked.append({"account": self.account, "contact": history.email, "error": _reason(exc)})
@@ -233,7 +237,9 @@ def summary(report: Report, deleted: int) -> str:
         whys["contact deleted"] = deleted
     found = ", ".join(f"{n} {why}" for why, n in sorted(whys.items(), key=lambda w: (-w[1], w[0])))
     count = sum(whys.values())
-    text = f"{head}: " + (f"{count} drift{'' if count == 1 else 's'} ({found})" if whys else "no drift")
+    # "no drift" only when every contact could be read: a refused key must not read as all in order.
+    clean = "no drift" if report.complete else "nothing out of place in what could be read, but the check is incomplete"
+    text = f"{head}: " + (f"{count} drift{'' if count == 1 else 's'} ({found})" if whys else clean)
     if report.in_flight:
         text += f"; {report.in_flight} not judged, an action on them has not run yet"
     if report.unchecked:

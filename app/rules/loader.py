@@ -18,6 +18,7 @@ from ruamel.yaml.error import MarkedYAMLError
 
 from app.config import is_placeholder
 from app.errors import RulesError
+from app.rules.messages import yaml_error
 from app.rules.problems import Problem, Problems, Severity, locate, own_position, position, suggest
 from app.rules.schema import (
     ACTION_KINDS,
@@ -75,9 +76,8 @@ def parse_rules(text: str, *, path: str, env: Mapping[str, str], strict_env: boo
     try:
         doc = yaml.load(text)
     except MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        problems.add(where, "", f"YAML syntax error: {exc.problem or exc.context}")
+        where, message = yaml_error(exc)
+        problems.add(where, "", message)
         raise RulesError([str(p) for p in problems.items]) from exc
     if not isinstance(doc, CommentedMap):
         problems.add((1, 1), "", "the rules file must be a mapping with `version`, `sources` and `rules`")

@@ -22,7 +22,8 @@ class Problem:
     severity: Severity = "error"
 
     def __str__(self) -> str:
-        where = f"{self.path}:{self.line}:{self.column}: "
+        # Line 0: not about the file (a setting's key, say), so no position that would send a reader there.
+        where = f"{self.path}:{self.line}:{self.column}: " if self.line else ""
         subject = f"{self.subject}: " if self.subject else ""
         prefix = "" if self.severity == "error" else f"{self.severity}: "
         return f"{where}{subject}{prefix}{self.message}"

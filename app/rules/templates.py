@@ -18,6 +18,8 @@ from jinja2 import ChainableUndefined, Template, TemplateSyntaxError
 from jinja2.sandbox import SandboxedEnvironment
 from jinja2.utils import missing
 
+from app.rules.messages import expression_words, template_words
+
 _missing_paths: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("missing_paths", default=None)
 # Values a condition read, by path, so "why not" can say `event.status was "unpaid"`.
 _reads: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("reads", default=None)
@@ -188,7 +190,7 @@ def compile_expression(source: str) -> Callable[..., Any]:
     try:
         return ENV.compile_expression(source, undefined_to_none=False)
     except TemplateSyntaxError as exc:
-        raise TemplateError(f"invalid `if` expression: {exc.message}") from exc
+        raise TemplateError(f"invalid `if` expression: {expression_words(source, str(exc.message))}") from exc
 
 
 @lru_cache(maxsize=16384)
@@ -199,7 +201,7 @@ def compile_template(source: str) -> Template | str:
     try:
         return ENV.from_string(source)
     except TemplateSyntaxError as exc:
-        raise TemplateError(f"invalid template {source!r}: {exc.message}") from exc
+        raise TemplateError(f"invalid template {source!r}: {template_words(str(exc.message))}") from exc
 
 
 # `{{ event.a.b }}` alone: most contact templates. Read straight from the payload, the way Jinja would render it,

@@ -30,7 +30,13 @@ def shopify_samples() -> list[Sample]:
     }
     headers = {"X-Shopify-Topic": "orders/paid", "X-Shopify-Event-Id": str(uuid.uuid4())}
     headers["X-Shopify-Triggered-At"] = _iso()
-    return [Sample("order-paid", "an orders/paid webhook", order, headers=headers)]
+    # Shopify has no refund topic for an order: a full refund is an orders/updated with the new financial status.
+    refunded = {**order, "financial_status": "refunded", "updated_at": _iso()}
+    updated = {**headers, "X-Shopify-Topic": "orders/updated", "X-Shopify-Event-Id": str(uuid.uuid4())}
+    return [
+        Sample("order-paid", "an orders/paid webhook", order, headers=headers),
+        Sample("refund", "an orders/updated webhook of that order, fully refunded", refunded, headers=updated),
+    ]
 
 
 def woocommerce_samples() -> list[Sample]:
@@ -70,7 +76,7 @@ def thrivecart_samples() -> list[Sample]:
 
 def calendly_samples() -> list[Sample]:
     scheduled = f"https://api.calendly.com/scheduled_events/{uuid.uuid4().hex[:16].upper()}"
-    booking = {
+    booking: dict[str, Any] = {
         "created_at": _iso(),
         "event": "invitee.created",
         "payload": {
@@ -84,4 +90,17 @@ def calendly_samples() -> list[Sample]:
             "scheduled_event": {"uri": scheduled, "name": "Discovery call", "start_time": _iso()},
         },
     }
-    return [Sample("invitee-created", "a booking (invitee.created)", booking)]
+    canceled = {
+        **booking,
+        "event": "invitee.canceled",
+        "payload": {
+            **booking["payload"],
+            "status": "canceled",
+            "rescheduled": False,
+            "cancellation": {"canceled_by": "Ada Lovelace", "reason": "Something came up", "canceler_type": "invitee"},
+        },
+    }
+    return [
+        Sample("invitee-created", "a booking (invitee.created)", booking),
+        Sample("invitee-canceled", "that booking cancelled, not rescheduled (invitee.canceled)", canceled),
+    ]

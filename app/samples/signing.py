@@ -57,6 +57,14 @@ def _json_source(config: SourceConfig, body: bytes, headers: dict[str, str], now
     headers[config.header or "X-Signature"] = (config.prefix or "") + signature
 
 
+def _delivery_ids(kind: str, headers: dict[str, str]) -> None:
+    """Every shop delivery carries its own id, which the source tells duplicates by: a second send is a new event."""
+    names = ("X-Shopify-Event-Id", "X-Shopify-Webhook-Id") if kind == "shopify" else ("X-WC-Webhook-Delivery-ID",)
+    for name in names:
+        if not any(given.lower() == name.lower() for given in headers):
+            headers[name] = str(uuid.uuid4())
+
+
 def signed_request(
     config: SourceConfig, body: bytes, headers: Mapping[str, str], *, now: float | None = None
 ) -> tuple[dict[str, str], dict[str, str]]:
@@ -89,6 +97,7 @@ def signed_request(
     elif kind in ("shopify", "woocommerce"):
         name = "X-Shopify-Hmac-Sha256" if kind == "shopify" else "X-WC-Webhook-Signature"
         out[name] = _b64(_hmac(secret, body))
+        _delivery_ids(kind, out)
     elif kind == "calendly":
         out["Calendly-Webhook-Signature"] = f"t={t},v1={_hmac(secret, f'{t}.'.encode() + body).hex()}"
     elif kind == "thrivecart":

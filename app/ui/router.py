@@ -77,7 +77,10 @@ async def _page(request: Request, name: str, operator: str | None, **context: An
     csrf = session.csrf_token(state.settings, cookie) if cookie else ""
     # Every signed-in page says when an account is held: nothing fails, but nothing reaches Systeme.io either.
     held = await holds(state.engine) if operator is not None else []
-    return TEMPLATES.TemplateResponse(request, name, {"operator": operator, "csrf": csrf, "holds": held, **context})
+    # And a dry run, on every page: its actions all end "skipped", which alone looks like a fault.
+    dry_run = operator is not None and state.settings.api_mode == "dry-run"
+    values = {"operator": operator, "csrf": csrf, "holds": held, "dry_run": dry_run, **context}
+    return TEMPLATES.TemplateResponse(request, name, values)
 
 
 @router.get("/login")

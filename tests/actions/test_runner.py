@@ -12,7 +12,7 @@ from app.actions.runner import RetryPolicy, run_actions
 from app.config import rules_environment
 from app.rules.engine import RuleSet
 from app.rules.loader import parse_rules
-from app.simulator.state import Fault
+from app.simulator.state import Account, Fault
 from app.store.actions import claim_run, due_actions, finish
 from app.store.events import record_event
 from app.store.models import actions, api_calls, utcnow
@@ -103,6 +103,19 @@ async def test_a_transient_failure_at_a_step_resumes_there(engine, client, sim):
     assert (await run_when_due(engine, client, tag)).statuses == {enroll: "succeeded", community: "succeeded"}
     assert sorted({c.attempt for c in await calls_of(engine, enroll)}) == [1, 2]
     assert len(sim.account.enrollments) == 1  # the second attempt read before it wrote, and found none
+
+
+async def test_a_retry_heals_a_cached_tag_id_the_restarted_simulator_no_longer_knows(engine, client, sim):
+    (tag, *_) = await plan_and_store(engine, stripe_checkout("r@yopmail.com"), event_type="checkout.session.completed")
+    sim.account.faults.append(Fault(503, 1, "/api/contacts/", method="POST"))  # the tag is created and cached first
+    assert (await run(engine, client, tag)).statuses == {tag: "pending"}
+    # The simulator restarts between the attempts: its state is new, the name cache still holds the old tag id.
+    sim.simulator.account = Account()
+    sim.simulator.seed(courses=[{"id": 101, "name": "Masterclass"}], communities=[{"id": 7, "name": "Insiders"}])
+    assert (await run_when_due(engine, client, tag)).statuses[tag] == "succeeded"
+    assert sim.tag_names("r@yopmail.com") == ["Masterclass buyer"]
+    second = [(c.method, c.path.split("?")[0], c.status_code) for c in await calls_of(engine, tag) if c.attempt == 2]
+    assert any(m == "POST" and p.endswith("/tags") and s == 422 for m, p, s in second)  # healed, as a first try does
 
 
 async def test_429_waits_retry_after_and_costs_no_attempt(engine, client, sim):

@@ -50,7 +50,8 @@ def test_each_account_is_checked_with_its_own_key_and_its_own_rules(tmp_path):
         done = check(tmp_path)
         assert done.returncode == 1
         assert done.stdout.splitlines() == [
-            "rules.yaml:4:3: account 'coaching': the account refuses us: GET /api/tags answered 401: Invalid API key",
+            "rules.yaml:4:3: account 'coaching': the account refuses its `api_key`: GET /api/tags answered 401: "
+            "Invalid API key",
             "rules.yaml:8:5: rule 'course-sale': community 'Alumni' does not exist in account 'school'",
         ]
         # One GET says the key is refused; nothing else is asked of that account.
@@ -107,7 +108,8 @@ def test_the_proxy_refuses_a_connection_that_is_not_active_and_the_check_says_so
     assert len(lines) == 2
     assert "account 'school': warning: Maton could not say whether connection" in lines[0]
     assert lines[1].endswith(
-        f"account 'school': the account refuses us: GET /api/tags answered 400: Connection {ident} is not active "
+        f"account 'school': the account refuses its `connection` (with MATON_API_KEY): GET /api/tags answered 400: "
+        f"Connection {ident} is not active "
         "(status PENDING)"
     )
 
@@ -167,3 +169,14 @@ def test_create_fields_needs_live_and_live_needs_a_key(tmp_path):
     assert alone.returncode == 2 and "--create-fields goes with --live" in alone.stderr
     dry = check(tmp_path)
     assert dry.returncode == 2 and "--live needs MATON_API_KEY or SYSTEME_API_KEY" in dry.stderr
+
+
+def test_a_wrong_settings_key_names_the_setting_and_no_rules_file_position(sim, tmp_path):
+    write(tmp_path, FIELDS.replace("shoe-size", "shoe_size"))
+    (tmp_path / ".env").write_text(f"SYSTEME_API_KEY=not-the-key\nSYSTEME_API_URL={sim.url}\n")
+    done = check(tmp_path)
+    assert done.returncode == 1
+    assert done.stdout.splitlines() == [
+        "account 'default': the account refuses SYSTEME_API_KEY (set in .env): GET /api/tags answered 401: "
+        "Invalid API key"
+    ]

@@ -182,12 +182,14 @@ async def test_transient_failures_are_tried_again_and_a_wrong_key_stops_the_acco
             "error": "GET /api/school/enrollments answered 400: fault injected",
         }
     ]
-    assert render_text(report)[-1].endswith("no drift; 1 contact could not be read")
+    assert render_text(report)[-1].endswith("the check is incomplete; 1 contact could not be read")
     client.http.headers["X-API-Key"] = "wrong"
     report = await check(engine, client)
     assert report.checked == 0 and report.errors == [
-        "account 'default': stopped: GET /api/contacts answered 401: Invalid API key"
+        "account 'default': stopped: GET /api/contacts answered 401: Invalid API key "
+        "(the account refused the key: check SYSTEME_API_KEY)"
     ]
+    assert "no drift" not in render_text(report)[-1]  # a refused key is not "all in order"
 
 
 async def test_progress_is_reported_per_contact(engine, client, sim):

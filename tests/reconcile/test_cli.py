@@ -129,3 +129,16 @@ async def test_an_unknown_account_is_an_error_line_and_a_dry_run_cannot_check(sq
     assert done.stderr == "systeme-flow reconcile: needs MATON_API_KEY or SYSTEME_API_KEY to read the account\n"
     done = reconcile("--since", "lately", cwd=tmp_path, **env)
     assert done.returncode == 2 and len(done.stderr.splitlines()) == 1
+
+
+async def test_a_refused_key_names_the_setting_and_stdout_does_not_say_no_drift(sqlite_url, sim, client, tmp_path):
+    engine = create_engine(sqlite_url)
+    try:
+        await purchase(engine, client, "ada@yopmail.com")
+    finally:
+        await engine.dispose()
+    write_rules(tmp_path)
+    done = reconcile(cwd=tmp_path, DATABASE_URL=sqlite_url, SYSTEME_API_KEY="not-the-key", SYSTEME_API_URL=sim.url)
+    assert done.returncode == 2
+    assert "check SYSTEME_API_KEY" in done.stderr and "401" in done.stderr
+    assert "no drift" not in done.stdout and "the check is incomplete" in done.stdout

@@ -134,3 +134,24 @@ def test_samples_lists_them_per_source_and_prints_one(tmp_path):
         cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert '"type": "charge.refunded"' in printed.stdout
+
+
+def test_send_and_health_find_the_service_through_systeme_flow_url(service, tmp_path):
+    env = {"RULES_FILE": str(tmp_path / "rules.yaml"), "SYSTEME_FLOW_URL": service}
+    done = cli("send", "--source", "stripe", "checkout", cwd=tmp_path, **env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("202 stored as evt_") and f"{service}/ui/events/evt_" in done.stdout
+    done = cli("health", "api", cwd=tmp_path, **env)
+    assert (done.returncode, done.stdout) == (0, f"healthy: api: {service}/healthz answered 200\n")
+    done = cli("health", "api", "--url", service, cwd=tmp_path, SYSTEME_FLOW_URL="http://127.0.0.1:1")
+    assert done.returncode == 0, done.stdout  # --url wins over the setting
+
+
+def test_a_refused_connection_names_the_ways_to_another_address(tmp_path):
+    write_rules(tmp_path)
+    for command in (["send", "--source", "stripe", "checkout"], ["health", "api"]):
+        done = cli(*command, cwd=tmp_path, SYSTEME_FLOW_URL="http://127.0.0.1:1")
+        said = done.stderr + done.stdout
+        assert done.returncode in (1, 2) and "http://127.0.0.1:1" in said, said
+        assert "--url or SYSTEME_FLOW_URL" in said and "make run PORT=" in said, said
+        assert "Traceback" not in said and said.count("\n") == 1

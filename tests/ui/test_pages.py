@@ -36,7 +36,7 @@ async def test_events_show_who_and_which_rules_in_the_ui_the_api_and_the_cli(mak
         (["ada@yopmail.com"], ["masterclass-purchase"]),
     ]
     assert items[2]["actions"] == {"succeeded": 3}
-    assert '<a href="/ui?email=ada%40example.com">ada@yopmail.com</a>' in page
+    assert '<a href="/ui?email=ada%40yopmail.com">ada@yopmail.com</a>' in page
     assert re.search(r'<td class="wide">masterclass-purchase</td>\s*<td class="outcome">', page)
     assert rejected.status_code == 400 and "awaiting_approval" in rejected.json()["error"]
     done = subprocess.run(
@@ -46,7 +46,7 @@ async def test_events_show_who_and_which_rules_in_the_ui_the_api_and_the_cli(mak
     assert done.returncode == 0, done.stderr
     last = done.stdout.splitlines()[-1]
     assert re.fullmatch(
-        r"evt_\w+  \S{10}T\S{8}  ada@example\.com  stripe/checkout\.session\.completed  "
+        r"evt_\w+  \S{10}T\S{8}  ada@yopmail\.com  stripe/checkout\.session\.completed  "
         r"\[masterclass-purchase\]  \(3 succeeded\)",
         last,
     ), last
@@ -164,3 +164,24 @@ def test_an_empty_action_list_says_what_is_empty(make_settings, sqlite_url):
     assert "No succeeded actions." in succeeded and "Nothing needs you" not in succeeded
     assert "No awaiting approval actions." in awaiting
     assert "“sucess” is not a status" in typo
+
+
+async def test_a_dry_run_says_so_on_every_page_and_lists_its_skipped_actions(make_settings, database_url):
+    with running(make_settings(database_url=database_url, systeme_api_key=None)) as url:
+        event = await post_stripe(url, stripe_checkout("dry@yopmail.com"))
+        await settled(url, event)
+        async with operator(url) as http:
+            pages = {path: (await http.get(path)).text for path in ("/ui", "/ui/actions", "/ui/rules")}
+            pages[f"/ui/events/{event}"] = (await http.get(f"/ui/events/{event}")).text
+            skipped = (await http.get("/ui/actions?status=skipped")).text
+    for path, page in pages.items():
+        assert "<strong>Dry run</strong>: neither SYSTEME_API_KEY nor MATON_API_KEY" in page, path
+        assert 'href="/ui/actions?status=skipped"' in page, path
+    assert "Actions: skipped" in skipped and "Not sent: planned in a dry run" in skipped
+    assert len(set(re.findall(r'<tr id="(act_\w+)"', skipped))) == 3  # the purchase's three steps
+    assert skipped.count("dry run: no MATON_API_KEY or SYSTEME_API_KEY is set") == 3
+
+
+async def test_with_a_key_no_dry_run_banner(make_settings, sqlite_url):
+    with running(make_settings(database_url=sqlite_url)) as url, httpx.Client(base_url=url, headers=BEARER) as http:
+        assert "Dry run" not in http.get("/ui").text
