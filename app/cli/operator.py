@@ -17,6 +17,7 @@ from app.config import Settings
 from app.dispatch import ArqDispatcher, Dispatcher
 from app.errors import AppError
 from app.operator import service
+from app.operator.modes import configured_modes
 from app.rules.engine import RuleSet
 from app.store.queries import ACTION_STATUSES, list_actions, list_events
 
@@ -102,22 +103,32 @@ def cmd_replay(args: argparse.Namespace) -> None:
 
     async def job(settings: Settings, engine: AsyncEngine, dispatcher: Dispatcher | None) -> Any:
         window = timedelta(hours=settings.approval_timeout_hours)
-        return await service.replay(engine, dispatcher, rules, args.event_id, by=args.by, approval_window=window)
+        modes = configured_modes(settings)
+        return await service.replay(
+            engine, dispatcher, rules, args.event_id, by=args.by, approval_window=window, modes=modes
+        )
 
     _print(
         args,
         _run(job, args.command),
-        lambda r: f"{r['event_id']}: {len(r['actions'])} actions planned again ({r['rules_version']})",
+        lambda r: (
+            f"{r['event_id']}: {len(r['actions'])} actions planned again under {r['planned_under']} "
+            f"({r['rules_version']})"
+        ),
     )
 
 
 def cmd_retry(args: argparse.Namespace) -> None:
     async def job(settings: Settings, engine: AsyncEngine, dispatcher: Dispatcher | None) -> Any:
         if args.action_id:
-            return await service.retry(engine, dispatcher, args.action_id, by=args.by)
+            return await service.retry(engine, dispatcher, args.action_id, by=args.by, modes=configured_modes(settings))
         if not (args.status or args.rule):
             fail("retry: give an action id, or --status and/or --rule")
-        return {"retried": await service.retry_many(engine, dispatcher, by=args.by, status=args.status, rule=args.rule)}
+        modes = configured_modes(settings)
+        retried = await service.retry_many(
+            engine, dispatcher, by=args.by, status=args.status, rule=args.rule, modes=modes
+        )
+        return {"retried": retried}
 
     _print(
         args,
@@ -142,7 +153,7 @@ def cmd_reject(args: argparse.Namespace) -> None:
 
 def cmd_run_now(args: argparse.Namespace) -> None:
     async def job(settings: Settings, engine: AsyncEngine, dispatcher: Dispatcher | None) -> Any:
-        return await service.run_now(engine, dispatcher, args.action_id, by=args.by)
+        return await service.run_now(engine, dispatcher, args.action_id, by=args.by, modes=configured_modes(settings))
 
     _print(args, _run(job, args.command), _action_line)
 

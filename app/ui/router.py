@@ -14,6 +14,7 @@ from fastapi.templating import Jinja2Templates
 
 from app.deps import StateDep, operator_for, require_operator
 from app.errors import AppError, Forbidden, NotFound, Unauthorized
+from app.modes import current_modes
 from app.operator import service
 from app.preview.service import explain, render_text
 from app.store.holds import holds
@@ -207,9 +208,12 @@ async def _do(state: Any, verb: str, action_id: str, operator: str, reason: str 
     elif verb == "reject":
         await service.reject(state.engine, action_id, by=operator, reason=reason)
     elif verb == "retry":
-        await service.retry(state.engine, state.dispatcher, action_id, by=operator)
+        await service.retry(
+            state.engine, state.dispatcher, action_id, by=operator, modes=current_modes(state.clients.accounts)
+        )
     elif verb == "run-now":
-        await service.run_now(state.engine, state.dispatcher, action_id, by=operator)
+        modes = current_modes(state.clients.accounts)
+        await service.run_now(state.engine, state.dispatcher, action_id, by=operator, modes=modes)
     elif verb == "cancel":
         await service.cancel(state.engine, action_id, by=operator, reason=reason)
     else:
