@@ -8,11 +8,13 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from app.cli import connections, init, operator, reconcile, rules, run, send, webhooks
+from app.cli import connections, discard, doctor, init, operator, reconcile, rules, run, send, webhooks
 
 __all__ = [
     "build_parser",
     "connections",
+    "discard",
+    "doctor",
     "init",
     "main",
     "operator",
@@ -42,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_commands(commands)
     connections.add_commands(commands)
     webhooks.add_commands(commands)
+    discard.add_commands(commands)
+    doctor.add_commands(commands)
     return parser
 
 

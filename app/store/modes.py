@@ -122,3 +122,29 @@ async def mode_of_action(engine: AsyncEngine, action_id: str) -> tuple[str | Non
             await conn.execute(sa.select(actions.c.mode, actions.c.account).where(actions.c.id == action_id))
         ).first()
     return (row.mode, row.account) if row is not None else None
+
+
+@dataclass(frozen=True)
+class ModeWork:
+    """What one mode has done so far: the doctor's evidence that a live account works end to end."""
+
+    sources: frozenset[str]  # sources with at least one event
+    succeeded: int  # actions that succeeded
+    refunds: int  # events whose type says refund (or a refund's usual words)
+
+
+async def mode_work(engine: AsyncEngine, mode: str) -> ModeWork:
+    async with engine.connect() as conn:
+        sources = set(
+            (await conn.execute(sa.select(events.c.source).where(events.c.mode == mode).distinct())).scalars()
+        )
+        succeeded = await conn.scalar(
+            sa.select(sa.func.count()).where(actions.c.mode == mode, actions.c.status == "succeeded")
+        )
+        lowered = sa.func.lower(sa.func.coalesce(events.c.type, ""))
+        refunds = await conn.scalar(
+            sa.select(sa.func.count())
+            .select_from(events)
+            .where(events.c.mode == mode, sa.or_(lowered.contains("refund"), lowered.contains("cancel")))
+        )
+    return ModeWork(frozenset(sources), int(succeeded or 0), int(refunds or 0))
