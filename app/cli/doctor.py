@@ -60,6 +60,7 @@ def _rules(report: Report, settings: Settings) -> LoadedRules | None:
 
 
 def _key(report: Report, settings: Settings, mode: str | None) -> bool:
+    """Whether there is an account to check further (the simulator counts, though not as live)."""
     if settings.api_mode == "dry-run":
         report.miss(
             "key",
@@ -70,10 +71,10 @@ def _key(report: Report, settings: Settings, mode: str | None) -> bool:
     if settings.api_mode == "maton" and not settings.maton_connection:
         report.note("key", "MATON_API_KEY without MATON_CONNECTION: Maton picks your one Systeme.io connection")
     if mode is not None and kind_of(mode) == "simulator":
-        report.miss(
-            "key", f"{which} is set, but SYSTEME_API_URL ({settings.api_base_url}) is this machine: the simulator"
-        )
-        return False
+        # Still worth going on: the other checks tell what would work once the real account is configured.
+        where = settings.api_base_url
+        report.miss("key", f"{which} is set, but SYSTEME_API_URL ({where}) is this machine: the simulator, not live")
+        return True
     report.ok("key", f"{which} is set: {describe(mode)}, {settings.api_base_url}")
     return True
 
