@@ -15,7 +15,7 @@ from tests.factories import stripe_checkout
 from tests.servers import ServerThread
 from tests.test_cli import cli
 from tests.test_guarantees import event_actions, settled
-from tests.test_scheduled import a_week_passes, by_kind, drip_settings
+from tests.test_scheduled import a_week_passes, burst, by_kind, drip_settings
 
 LIVE_KEY = "live-api-key-for-tests"
 
@@ -115,6 +115,9 @@ async def test_dry_run_then_simulator_then_live_never_reaches_the_live_account(
             assert refused.status_code == 409, refused.text
             assert "planned under a dry run" in refused.json()["error"], refused.json()
             assert retried.status_code == 409 and "never runs under another mode" in retried.json()["error"]
+            async with operator(url) as http:  # the dashboard's button (a Bearer caller needs no CSRF token)
+                button = await http.post(f"/ui/actions/{dry_steps['add_to_community']['id']}/run-now")
+            assert button.status_code == 409 and "planned under a dry run" in button.text
             assert by_kind(await event_actions(url, dry_event))["add_to_community"]["status"] == "scheduled"
 
         # Nothing of the dry run or the simulator reached the live account: only carol.
@@ -133,6 +136,8 @@ async def test_dry_run_then_simulator_then_live_never_reaches_the_live_account(
             "RULES_FILE": real.rules_file,
             "ADMIN_TOKEN": ADMIN,
         }
+        by_cli = cli("run-now", dry_steps["add_to_community"]["id"], cwd=tmp_path, **env)
+        assert by_cli.returncode == 2 and "planned under a dry run" in by_cli.stderr, by_cli.stderr
         asked = cli("discard", "--test-data", cwd=tmp_path, **env)
         assert asked.returncode == 0, asked.stderr
         assert "a dry run: 1 events" in asked.stdout and "nothing removed" in asked.stdout
@@ -183,3 +188,22 @@ async def test_a_replay_plans_a_dry_run_event_under_the_account_now_configured(
     assert sim.tag_names("dana@example.com") == ["Masterclass buyer", "Week two"]
     mine = await rows(database_url, events, events.c.id == event_id)
     assert str(mine[0].mode).startswith("simulator:default:")
+
+
+async def test_arq_workers_never_run_a_dry_run_step_once_a_key_is_set(
+    make_settings, postgres_url, clean_redis, sim, tmp_path
+):
+    dry = drip_settings(make_settings, tmp_path, database_url=postgres_url, systeme_api_key=None)
+    with running(dry) as url:
+        dry_event = await post_stripe(url, stripe_checkout("erin@example.com"))
+        await settled(url, dry_event)
+    keyed = drip_settings(make_settings, tmp_path, database_url=postgres_url, redis_url=clean_redis)
+    with running(keyed) as url:
+        sim_event = await post_stripe(url, stripe_checkout("finn@example.com"))
+        burst(postgres_url, clean_redis, sim.url)
+        await a_week_passes(postgres_url)
+        burst(postgres_url, clean_redis, sim.url)  # its sweep finds every step due: only the simulator's run
+        assert all(a["status"] == "succeeded" for a in await event_actions(url, sim_event))
+        assert by_kind(await event_actions(url, dry_event))["add_to_community"]["status"] == "scheduled"
+    assert sim.contact("erin@example.com") is None
+    assert sim.tag_names("finn@example.com") == ["Masterclass buyer", "Week two"]
