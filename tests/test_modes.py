@@ -3,9 +3,12 @@ or action ever reaches the live account, and `discard --test-data` removes them.
 
 from __future__ import annotations
 
+import asyncio
+
 import sqlalchemy as sa
 
 from app.accounts import Account
+from app.cli.discard import startup_leftover_lines
 from app.modes import DRY_RUN, describe, fingerprint, is_test
 from app.simulator import Simulator
 from app.store.db import create_engine
@@ -136,6 +139,11 @@ async def test_dry_run_then_simulator_then_live_never_reaches_the_live_account(
             "RULES_FILE": real.rules_file,
             "ADMIN_TOKEN": ADMIN,
         }
+        # `serve`'s banner lists them too (read before it starts, like `serve` does).
+        banner = "\n".join(await asyncio.to_thread(startup_leftover_lines, real))
+        assert "left over: work stored under other modes" in banner
+        assert "a dry run: 1 events, 4 actions (2 waiting, never run here)" in banner
+        assert "the simulator (account default" in banner and "discard --test-data" in banner
         by_cli = cli("run-now", dry_steps["add_to_community"]["id"], cwd=tmp_path, **env)
         assert by_cli.returncode == 2 and "planned under a dry run" in by_cli.stderr, by_cli.stderr
         asked = cli("discard", "--test-data", cwd=tmp_path, **env)
