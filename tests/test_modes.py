@@ -146,6 +146,10 @@ async def test_dry_run_then_simulator_then_live_never_reaches_the_live_account(
         assert "the simulator (account default" in banner and "discard --test-data" in banner
         by_cli = cli("run-now", dry_steps["add_to_community"]["id"], cwd=tmp_path, **env)
         assert by_cli.returncode == 2 and "planned under a dry run" in by_cli.stderr, by_cli.stderr
+        # What the simulator did is not drift in the live account: reconcile reads only the current mode's work.
+        checked = cli("reconcile", "--json", cwd=tmp_path, **env)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        assert "bob@example.com" not in checked.stdout and "ada@example.com" not in checked.stdout
         asked = cli("discard", "--test-data", cwd=tmp_path, **env)
         assert asked.returncode == 0, asked.stderr
         assert "a dry run: 1 events" in asked.stdout and "nothing removed" in asked.stdout

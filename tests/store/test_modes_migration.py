@@ -57,8 +57,8 @@ async def test_migration_marks_a_dry_runs_events_and_waiting_steps(database_url)
     engine = create_engine(database_url)
     try:
         async with engine.connect() as conn:
-            event_modes = dict((await conn.execute(sa.select(events.c.id, events.c.mode))).all())
-            action_modes = dict((await conn.execute(sa.select(actions.c.id, actions.c.mode))).all())
+            event_modes = {r.id: r.mode for r in await conn.execute(sa.select(events.c.id, events.c.mode))}
+            action_modes = {r.id: r.mode for r in await conn.execute(sa.select(actions.c.id, actions.c.mode))}
     finally:
         await engine.dispose()
     assert event_modes == {"evt_dry": "dry-run", "evt_live": None}
