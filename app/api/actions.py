@@ -78,7 +78,9 @@ async def retry(action_id: str, state: StateDep, operator: OperatorDep) -> dict[
 
 @router.post("/{action_id}/approve")
 async def approve(action_id: str, state: StateDep, operator: OperatorDep) -> dict[str, Any]:
-    return await service.approve(state.engine, state.dispatcher, action_id, by=operator)
+    return await service.approve(
+        state.engine, state.dispatcher, action_id, by=operator, modes=current_modes(state.clients.accounts)
+    )
 
 
 @router.post("/{action_id}/reject")

@@ -139,7 +139,7 @@ def cmd_retry(args: argparse.Namespace) -> None:
 
 def cmd_approve(args: argparse.Namespace) -> None:
     async def job(settings: Settings, engine: AsyncEngine, dispatcher: Dispatcher | None) -> Any:
-        return await service.approve(engine, dispatcher, args.action_id, by=args.by)
+        return await service.approve(engine, dispatcher, args.action_id, by=args.by, modes=configured_modes(settings))
 
     _print(args, _run(job, args.command), _action_line)
 

@@ -39,7 +39,11 @@ async def _current(engine: AsyncEngine, action_id: str) -> dict[str, Any]:
     return action
 
 
-async def approve(engine: AsyncEngine, dispatcher: Dispatcher | None, action_id: str, *, by: str) -> dict[str, Any]:
+async def approve(
+    engine: AsyncEngine, dispatcher: Dispatcher | None, action_id: str, *, by: str, modes: Modes | None = None
+) -> dict[str, Any]:
+    # An approval would never run either: the same 409 as run-now, rather than an approved step that waits forever.
+    await refuse_other_mode(engine, action_id, modes)
     handed = await transitions.approve(engine, action_id, by=by, now=utcnow())
     if handed is None:
         action = await _current(engine, action_id)

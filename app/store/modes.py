@@ -28,6 +28,14 @@ def _other_mode(modes: Modes) -> sa.ColumnElement[bool]:
     return sa.and_(actions.c.mode.is_not(None), sa.not_(runnable(modes)))
 
 
+def _went_live() -> sa.ColumnElement[bool]:
+    """The event has an action planned for a live account (a named account with its own key, while the default one
+    was a dry run): that account's history, so the event stays and only its test actions go."""
+    other = actions.alias("live_actions")
+    live = sa.or_(other.c.mode.is_(None), other.c.mode.startswith("live:"))
+    return sa.select(other.c.id).where(other.c.event_id == events.c.id, live).correlate(events).exists()
+
+
 @dataclass(frozen=True)
 class Leftover:
     """Work of one mode that the current configuration will not run."""
@@ -53,7 +61,7 @@ async def leftovers(engine: AsyncEngine, modes: Modes) -> list[Leftover]:
         counts: dict[str, list[int]] = {row[0]: [0, row[1], row[2]] for row in by_action}
         by_event = await conn.execute(
             sa.select(events.c.mode, sa.func.count())
-            .where(events.c.mode.is_not(None), events.c.mode != (modes.get(DEFAULT_ACCOUNT) or ""))
+            .where(events.c.mode.is_not(None), events.c.mode != (modes.get(DEFAULT_ACCOUNT) or ""), ~_went_live())
             .group_by(events.c.mode)
         )
         for mode, count in by_event:
@@ -79,9 +87,8 @@ async def discard_test_data(engine: AsyncEngine, modes: Modes) -> list[Discarded
 
 
 async def _discard_mode(conn: AsyncConnection, mode: str, modes: Modes) -> Discarded:
-    event_ids = select_ids(
-        events.c.id, sa.and_(events.c.mode == mode, events.c.mode != (modes.get(DEFAULT_ACCOUNT) or ""))
-    )
+    current = modes.get(DEFAULT_ACCOUNT) or ""
+    event_ids = select_ids(events.c.id, sa.and_(events.c.mode == mode, events.c.mode != current, ~_went_live()))
     doomed = sa.or_(sa.and_(actions.c.mode == mode, _other_mode(modes)), actions.c.event_id.in_(event_ids))
     action_ids = select_ids(actions.c.id, doomed)
     # Explicit deletes, child rows first: the same on both stores whatever their foreign-key settings.

@@ -210,7 +210,8 @@ async def bulk(request: Request, state: StateDep, operator: Checked) -> Response
 
 async def _do(state: Any, verb: str, action_id: str, operator: str, reason: str | None) -> None:
     if verb == "approve":
-        await service.approve(state.engine, state.dispatcher, action_id, by=operator)
+        modes = current_modes(state.clients.accounts)
+        await service.approve(state.engine, state.dispatcher, action_id, by=operator, modes=modes)
     elif verb == "reject":
         await service.reject(state.engine, action_id, by=operator, reason=reason)
     elif verb == "retry":
