@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.modes import DRY_RUN, Modes, is_test
@@ -108,6 +109,14 @@ async def note_modes(engine: AsyncEngine, modes: Modes, *, now: datetime) -> lis
     """Record the mode each account starts under; for each account whose mode changed, forget the contact mirror
     (the ids and tags learned in a simulator are other people's, or nobody's, in a live account). Returns
     (account, old mode, new mode) for each change."""
+    try:
+        return await _note_modes(engine, modes, now)
+    except IntegrityError:
+        # Another process (the API and a worker start together) recorded the same row first: read it again.
+        return await _note_modes(engine, modes, now)
+
+
+async def _note_modes(engine: AsyncEngine, modes: Modes, now: datetime) -> list[tuple[str, str, str]]:
     changed: list[tuple[str, str, str]] = []
     async with engine.begin() as conn:
         known = {r.account: r.mode for r in await conn.execute(sa.select(account_modes))}
