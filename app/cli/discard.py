@@ -14,7 +14,7 @@ from app.cli.run import database_errors, settings_or_exit
 from app.config import Settings
 from app.logs import configure_logging
 from app.modes import Modes, describe, is_test
-from app.operator.modes import configured_modes, discard, discard_hint, leftover_lines
+from app.operator.modes import configured_modes, discard, discard_hint, leftover_lines, service_modes
 from app.rules.schema import DEFAULT_ACCOUNT
 from app.store.modes import Leftover, leftovers
 
@@ -63,12 +63,23 @@ def startup_leftover_lines(settings: Settings) -> list[str]:
     return lines + ([f"    {hint}"] if hint else [])
 
 
+async def _listed(settings: Settings) -> tuple[Modes, list[Leftover]]:
+    from app.store.db import create_engine
+
+    engine = create_engine(settings.database_url)
+    try:
+        # The modes the service runs under (recorded at its start): what it would never run is what goes.
+        modes = await service_modes(engine, settings)
+        return modes, [left for left in await leftovers(engine, modes) if is_test(left.mode)]
+    finally:
+        await engine.dispose()
+
+
 def cmd_discard(args: argparse.Namespace) -> None:
     settings = settings_or_exit()
     configure_logging(secrets=settings.secret_values(), style=settings.log_format)
-    modes = configured_modes(settings)
     with database_errors("discard", settings):
-        found = [left for left in asyncio.run(_leftovers(settings, modes)) if is_test(left.mode)]
+        modes, found = asyncio.run(_listed(settings))
     now = describe(modes.get(DEFAULT_ACCOUNT))
     if not found:
         print(f"nothing to discard: no work of a dry run or a simulator other than the current mode ({now})")

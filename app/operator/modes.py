@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.accounts import AccountClients, accounts_file, accounts_of
@@ -12,7 +13,15 @@ from app.config import Settings
 from app.errors import Conflict
 from app.modes import Modes, current_modes, describe, is_test, refusal
 from app.store.models import utcnow
-from app.store.modes import Discarded, Leftover, discard_test_data, leftovers, mode_of_action, note_modes
+from app.store.modes import (
+    Discarded,
+    Leftover,
+    discard_test_data,
+    leftovers,
+    mode_of_action,
+    note_modes,
+    recorded_modes,
+)
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +29,14 @@ log = logging.getLogger(__name__)
 def configured_modes(settings: Settings) -> dict[str, str | None]:
     """The accounts' modes as the settings and rules file configure them (for commands with no running service)."""
     return current_modes(accounts_of(settings, accounts_file(settings)))
+
+
+async def service_modes(engine: AsyncEngine, settings: Settings) -> dict[str, str | None]:
+    """For commands beside a running service: the modes the service started under (recorded at its start), else
+    this command's own configuration. A CLI run with another `.env` (or none) judges work as the service would."""
+    modes: dict[str, str | None] = dict(configured_modes(settings))
+    modes.update(await recorded_modes(engine))
+    return modes
 
 
 def leftover_lines(found: list[Leftover]) -> list[str]:
@@ -40,14 +57,20 @@ def discard_hint(found: list[Leftover]) -> str | None:
 async def start_modes(engine: AsyncEngine, clients: AccountClients) -> list[Leftover]:
     """At start: record each account's mode (a change forgets its contact mirror), and log what other modes left."""
     modes = current_modes(clients.accounts)
-    for account, old, new in await note_modes(engine, modes, now=utcnow()):
+    try:
+        changes = await note_modes(engine, modes, now=utcnow())
+        found = await leftovers(engine, modes)
+    except (SQLAlchemyError, OSError) as exc:
+        # The service starts and answers 503 while its database is down; the modes are recorded at the next start.
+        log.warning("the account modes could not be recorded at start: %s", type(exc).__name__)
+        return []
+    for account, old, new in changes:
         log.warning(
             "account '%s' was %s and is now %s: what the contact mirror learned before is forgotten",
             account,
             describe(old),
             describe(new),
         )
-    found = await leftovers(engine, modes)
     for line in leftover_lines(found):
         log.warning("left from another mode, not run under the current one: %s", line)
     hint = discard_hint(found)

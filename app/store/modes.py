@@ -131,6 +131,12 @@ async def _note_modes(engine: AsyncEngine, modes: Modes, now: datetime) -> list[
     return changed
 
 
+async def recorded_modes(engine: AsyncEngine) -> dict[str, str]:
+    """The mode each account last started under (by `serve` or a worker)."""
+    async with engine.connect() as conn:
+        return {r.account: r.mode for r in await conn.execute(sa.select(account_modes))}
+
+
 async def mode_of_action(engine: AsyncEngine, action_id: str) -> tuple[str | None, str] | None:
     """(mode, account) of an action; None when there is no such action."""
     async with engine.connect() as conn:
