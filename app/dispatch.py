@@ -22,6 +22,7 @@ from app.actions.runner import RetryPolicy, RunResult, run_actions
 from app.config import Settings
 from app.holds import on_held, probe_holds
 from app.maintenance import action_died, maintain
+from app.modes import current_modes
 from app.store.actions import due_actions
 from app.store.models import utcnow
 from app.store.operator import expire_approvals
@@ -148,7 +149,8 @@ class EmbeddedExecutor:
                 await expire_approvals(self.engine, now=utcnow())
                 if self.settings is not None and isinstance(self.client, AccountClients):
                     await probe_holds(self.engine, self.client, self.settings)
-                await self.dispatch(await due_actions(self.engine, now=utcnow()))
+                modes = current_modes(self.client.accounts) if isinstance(self.client, AccountClients) else None
+                await self.dispatch(await due_actions(self.engine, now=utcnow(), modes=modes))
                 if self.settings is not None and time.monotonic() - last_upkeep > UPKEEP_SECONDS:
                     last_upkeep = time.monotonic()
                     await maintain(self.engine, self.settings)

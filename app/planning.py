@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import Settings, rules_environment
 from app.errors import RulesError
+from app.modes import Modes
 from app.rules.engine import RuleOutcome, RuleSet
 from app.rules.loader import load_rules
 from app.rules.templates import TemplateError
@@ -56,11 +57,24 @@ def judge_with(rules: RuleSet) -> Judge:
 
 
 async def plan_events(
-    engine: AsyncEngine, rules: RuleSet, pending: Sequence[Unplanned], dispatch: Dispatch, *, approval_window: timedelta
+    engine: AsyncEngine,
+    rules: RuleSet,
+    pending: Sequence[Unplanned],
+    dispatch: Dispatch,
+    *,
+    approval_window: timedelta,
+    modes: Modes | None = None,
 ) -> int:
-    """Judge, store and dispatch the plans of those of `pending` not planned yet; the number planned here."""
+    """Judge, store and dispatch the plans of those of `pending` not planned yet; the number planned here. Their
+    actions belong to `modes` (account -> current mode), the default account's to the event's arrival mode."""
     planned, runs = await record_plans(
-        engine, pending, judge_with(rules), rules_version=rules.version, now=utcnow(), approval_window=approval_window
+        engine,
+        pending,
+        judge_with(rules),
+        rules_version=rules.version,
+        now=utcnow(),
+        approval_window=approval_window,
+        modes=modes,
     )
     if runs:
         try:
@@ -72,7 +86,13 @@ async def plan_events(
 
 
 async def plan_leftovers(
-    engine: AsyncEngine, rules: RuleSet, dispatch: Dispatch, *, approval_window: timedelta, older_than: float
+    engine: AsyncEngine,
+    rules: RuleSet,
+    dispatch: Dispatch,
+    *,
+    approval_window: timedelta,
+    older_than: float,
+    modes: Modes | None = None,
 ) -> int:
     """Plan events left unplanned for more than `older_than` seconds; the number of events planned."""
     total = 0
@@ -86,7 +106,7 @@ async def plan_leftovers(
             len(pending),
             older_than,
         )
-        planned = await plan_events(engine, rules, pending, dispatch, approval_window=approval_window)
+        planned = await plan_events(engine, rules, pending, dispatch, approval_window=approval_window, modes=modes)
         total += planned
         if planned < len(pending) or len(pending) < BATCH:
             # The last page, or an event the rules cannot judge (or another planner's): the next sweep goes on.
@@ -115,6 +135,7 @@ class Planner:
         approval_window: timedelta,
         ingest_first: Callable[[], Awaitable[None]] | None = None,
         sweep_seconds: float = 10.0,
+        modes: Callable[[], Modes] | None = None,
     ) -> None:
         self.engine = engine
         self.rules = rules
@@ -122,6 +143,7 @@ class Planner:
         self.approval_window = approval_window
         self.ingest_first = ingest_first
         self.sweep_seconds = sweep_seconds
+        self.modes = modes
         self._queue: list[Unplanned] = []
         self._ready = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -157,7 +179,12 @@ class Planner:
 
     async def _plan_batch(self) -> None:
         batch, self._queue = self._queue[:BATCH], self._queue[BATCH:]
-        await plan_events(self.engine, self.rules(), batch, self.dispatch, approval_window=self.approval_window)
+        await plan_events(
+            self.engine, self.rules(), batch, self.dispatch, approval_window=self.approval_window, modes=self._modes()
+        )
+
+    def _modes(self) -> Modes | None:
+        return self.modes() if self.modes is not None else None
 
     async def _work(self) -> None:
         while True:
@@ -183,6 +210,7 @@ class Planner:
                     self.dispatch,
                     approval_window=self.approval_window,
                     older_than=LEFTOVER_SECONDS,
+                    modes=self._modes(),
                 )
             except Exception:
                 log.exception("sweeping unplanned events failed; trying again")

@@ -22,6 +22,8 @@ from app.config import Settings, rules_environment
 from app.dispatch import ArqDispatcher, Dispatcher, EmbeddedExecutor
 from app.errors import RulesError
 from app.holds import check_accounts
+from app.modes import current_modes
+from app.operator.modes import start_modes
 from app.planning import Planner
 from app.rules.engine import RuleSet
 from app.rules.loader import load_rules
@@ -146,6 +148,8 @@ async def app_state(settings: Settings) -> AsyncIterator[AppState]:
             redis = await create_pool(redis_settings(settings))
             dispatcher = ArqDispatcher(redis)
         clients = AccountClients(settings, rules.loaded.file, redis=redis)
+        # Before any run: a mirror learned under another mode is forgotten, and what other modes left is logged.
+        await start_modes(engine, clients)
         if not settings.redis_url:
             executor = EmbeddedExecutor(
                 engine=engine,
@@ -168,6 +172,7 @@ async def app_state(settings: Settings) -> AsyncIterator[AppState]:
             approval_window=timedelta(hours=settings.approval_timeout_hours),
             ingest_first=lambda: writer.quiet(INGEST_GAP_SECONDS, INGEST_FIRST_SECONDS),
             sweep_seconds=settings.sweep_seconds,
+            modes=lambda: current_modes(state.clients.accounts),
         )
         state = AppState(settings, rules, engine, clients, dispatcher, redis, limiter, trusted, writer, planner)
         planner.start()

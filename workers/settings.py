@@ -11,6 +11,7 @@ from app.accounts import AccountClients, rules_file_stamp
 from app.config import get_settings
 from app.health import WORKER_HEARTBEAT_SECONDS, worker_health_key
 from app.holds import check_accounts
+from app.operator.modes import start_modes
 from app.planning import load_ruleset
 from app.state import redis_settings, retry_policy
 from app.store.db import create_engine
@@ -29,6 +30,8 @@ async def startup(ctx: dict[str, Any]) -> None:
     # An unreadable file (logged) leaves only the default account known, until it is fixed.
     ctx["clients"] = AccountClients(settings, ctx["rules"].loaded.file if ctx["rules"] else None, redis=ctx["redis"])
     ctx["policy"] = retry_policy(settings)
+    # Before any run: a mirror learned under another mode is forgotten, and what other modes left is logged.
+    await start_modes(ctx["engine"], ctx["clients"])
     await check_accounts(ctx["engine"], ctx["clients"], settings)
 
 

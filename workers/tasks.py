@@ -11,6 +11,7 @@ from app.actions.runner import run_actions as run_actions_service
 from app.dispatch import ArqDispatcher, after_run, enqueue
 from app.holds import on_held, probe_holds
 from app.maintenance import action_died, maintain
+from app.modes import current_modes
 from app.planning import LEFTOVER_SECONDS, load_ruleset, plan_leftovers
 from app.store.actions import due_actions
 from app.store.models import utcnow
@@ -55,9 +56,10 @@ async def sweep(ctx: dict[str, Any]) -> int:
             ArqDispatcher(ctx["redis"]).dispatch,
             approval_window=timedelta(hours=ctx["settings"].approval_timeout_hours),
             older_than=LEFTOVER_SECONDS,
+            modes=current_modes(ctx["clients"].accounts),
         )
     await probe_holds(ctx["engine"], ctx["clients"], ctx["settings"])
-    due = await due_actions(ctx["engine"], now=utcnow())
+    due = await due_actions(ctx["engine"], now=utcnow(), modes=current_modes(ctx["clients"].accounts))
     for action_id, attempt in due:
         await enqueue(ctx["redis"], action_id, attempt)
     if due:

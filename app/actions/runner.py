@@ -23,6 +23,7 @@ from app.actions.local import LOCAL_STEPS
 from app.actions.mirror import Known
 from app.actions.resolve import forget_names
 from app.actions.steps import STEPS, tag_condition
+from app.modes import Modes, current_modes
 from app.store.actions import ClaimedAction, claim_run, finish, next_for_contact, ran_out_of_order, release, renew
 from app.store.contacts import ContactWrite, load_contact
 from app.store.models import new_id, utcnow
@@ -89,6 +90,8 @@ async def run_actions(
 ) -> RunResult:
     """Claim and execute the run that `action_id` belongs to, with its account's client."""
     token = new_id("run")
+    # Work planned under another mode (a dry run, the simulator) is never taken here: see app/modes.py.
+    modes = None if isinstance(client, SystemeClient) else current_modes(client.accounts)
     claimed = await claim_run(
         engine,
         action_id,
@@ -97,6 +100,7 @@ async def run_actions(
         lease=policy.lease,
         ordering_wait=policy.ordering_wait,
         max_attempts=policy.max_attempts,
+        modes=modes,
     )
     if not claimed:
         return RunResult("not_claimed")
@@ -108,7 +112,7 @@ async def run_actions(
         return RunResult("held", held=(account, problem or f"account '{account}' is not configured"))
     heartbeat = asyncio.create_task(_heartbeat(engine, token, policy.lease))
     try:
-        return await _Run(engine, chosen, policy, token, claimed).execute()
+        return await _Run(engine, chosen, policy, token, claimed, modes).execute()
     finally:
         heartbeat.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -132,8 +136,10 @@ class _Run:
         policy: RetryPolicy,
         token: str,
         claimed: list[ClaimedAction],
+        modes: Modes | None = None,
     ) -> None:
         self.engine, self.client, self.policy, self.token, self.claimed = engine, client, policy, token, claimed
+        self.modes = modes
         self.handle: ContactHandle | None = None
         self.result = RunResult("done")
         self._saved: tuple[int, dict[str, Any], datetime] | None = None
@@ -279,5 +285,7 @@ class _Run:
         if self.result.follow_up:
             return
         mine = {a.id for a in self.claimed}
-        following = await next_for_contact(self.engine, first.contact_email, now=utcnow(), account=first.account)
+        following = await next_for_contact(
+            self.engine, first.contact_email, now=utcnow(), account=first.account, modes=self.modes
+        )
         self.result.follow_up = tuple(f for f in following if f[0] not in mine)

@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 from app.deps import OperatorDep, StateDep
 from app.errors import BadRequest, NotFound
+from app.modes import current_modes
 from app.operator import service
 from app.store.queries import ACTION_STATUSES, get_action, list_actions
 
@@ -49,7 +50,14 @@ async def actions(
 async def retry_many(body: BulkRetry, state: StateDep, operator: OperatorDep) -> dict[str, Any]:
     if body.status is None and body.rule is None:
         raise BadRequest('say which actions to retry: {"status": "dead"}, {"rule": "<id>"} or both')
-    retried = await service.retry_many(state.engine, state.dispatcher, by=operator, status=body.status, rule=body.rule)
+    retried = await service.retry_many(
+        state.engine,
+        state.dispatcher,
+        by=operator,
+        status=body.status,
+        rule=body.rule,
+        modes=current_modes(state.clients.accounts),
+    )
     return {"retried": retried}
 
 
@@ -63,12 +71,16 @@ async def action(action_id: str, state: StateDep, _operator: OperatorDep) -> dic
 
 @router.post("/{action_id}/retry")
 async def retry(action_id: str, state: StateDep, operator: OperatorDep) -> dict[str, Any]:
-    return await service.retry(state.engine, state.dispatcher, action_id, by=operator)
+    return await service.retry(
+        state.engine, state.dispatcher, action_id, by=operator, modes=current_modes(state.clients.accounts)
+    )
 
 
 @router.post("/{action_id}/approve")
 async def approve(action_id: str, state: StateDep, operator: OperatorDep) -> dict[str, Any]:
-    return await service.approve(state.engine, state.dispatcher, action_id, by=operator)
+    return await service.approve(
+        state.engine, state.dispatcher, action_id, by=operator, modes=current_modes(state.clients.accounts)
+    )
 
 
 @router.post("/{action_id}/reject")
@@ -78,7 +90,9 @@ async def reject(action_id: str, state: StateDep, operator: OperatorDep, body: R
 
 @router.post("/{action_id}/run-now")
 async def run_now(action_id: str, state: StateDep, operator: OperatorDep) -> dict[str, Any]:
-    return await service.run_now(state.engine, state.dispatcher, action_id, by=operator)
+    return await service.run_now(
+        state.engine, state.dispatcher, action_id, by=operator, modes=current_modes(state.clients.accounts)
+    )
 
 
 @router.post("/{action_id}/cancel")

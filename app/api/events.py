@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 
 from app.deps import OperatorDep, StateDep
 from app.errors import BadRequest, NotFound
+from app.modes import current_modes
 from app.operator import service
 from app.store.queries import ACTION_STATUSES, get_event, list_events
 from app.timeparse import parse_since
@@ -57,4 +58,5 @@ async def replay(event_id: str, state: StateDep, operator: OperatorDep) -> dict[
         event_id,
         by=operator,
         approval_window=timedelta(hours=state.settings.approval_timeout_hours),
+        modes=current_modes(state.clients.accounts),
     )

@@ -8,12 +8,14 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn, TextIO, cast
 
-from app.cli import connections, init, operator, payments, reconcile, rules, run, send, story, webhooks
+from app.cli import connections, discard, doctor, init, operator, payments, reconcile, rules, run, send, story, webhooks
 from app.text import escape_controls
 
 __all__ = [
     "build_parser",
     "connections",
+    "discard",
+    "doctor",
     "init",
     "main",
     "operator",
@@ -45,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_commands(commands)
     connections.add_commands(commands)
     webhooks.add_commands(commands)
+    discard.add_commands(commands)
+    doctor.add_commands(commands)
     return parser
 
 

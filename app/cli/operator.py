@@ -17,6 +17,7 @@ from app.config import Settings
 from app.dispatch import ArqDispatcher, Dispatcher
 from app.errors import AppError
 from app.operator import service
+from app.operator.modes import service_modes
 from app.rules.engine import RuleSet
 from app.store.queries import ACTION_STATUSES, list_actions, list_events
 from app.text import escape_values
@@ -108,22 +109,33 @@ def cmd_replay(args: argparse.Namespace) -> None:
 
     async def job(settings: Settings, engine: AsyncEngine, dispatcher: Dispatcher | None) -> Any:
         window = timedelta(hours=settings.approval_timeout_hours)
-        return await service.replay(engine, dispatcher, rules, args.event_id, by=args.by, approval_window=window)
+        modes = await service_modes(engine, settings)
+        return await service.replay(
+            engine, dispatcher, rules, args.event_id, by=args.by, approval_window=window, modes=modes
+        )
 
     _print(
         args,
         _run(job, args.command),
-        lambda r: f"{r['event_id']}: {len(r['actions'])} actions planned again ({r['rules_version']})",
+        lambda r: (
+            f"{r['event_id']}: {len(r['actions'])} actions planned again under {r['planned_under']} "
+            f"({r['rules_version']})"
+        ),
     )
 
 
 def cmd_retry(args: argparse.Namespace) -> None:
     async def job(settings: Settings, engine: AsyncEngine, dispatcher: Dispatcher | None) -> Any:
         if args.action_id:
-            return await service.retry(engine, dispatcher, args.action_id, by=args.by)
+            modes = await service_modes(engine, settings)
+            return await service.retry(engine, dispatcher, args.action_id, by=args.by, modes=modes)
         if not (args.status or args.rule):
             fail("retry: give an action id, or --status and/or --rule")
-        return {"retried": await service.retry_many(engine, dispatcher, by=args.by, status=args.status, rule=args.rule)}
+        modes = await service_modes(engine, settings)
+        retried = await service.retry_many(
+            engine, dispatcher, by=args.by, status=args.status, rule=args.rule, modes=modes
+        )
+        return {"retried": retried}
 
     _print(
         args,
@@ -134,7 +146,8 @@ def cmd_retry(args: argparse.Namespace) -> None:
 
 def cmd_approve(args: argparse.Namespace) -> None:
     async def job(settings: Settings, engine: AsyncEngine, dispatcher: Dispatcher | None) -> Any:
-        return await service.approve(engine, dispatcher, args.action_id, by=args.by)
+        modes = await service_modes(engine, settings)
+        return await service.approve(engine, dispatcher, args.action_id, by=args.by, modes=modes)
 
     _print(args, _run(job, args.command), _action_line)
 
@@ -148,7 +161,8 @@ def cmd_reject(args: argparse.Namespace) -> None:
 
 def cmd_run_now(args: argparse.Namespace) -> None:
     async def job(settings: Settings, engine: AsyncEngine, dispatcher: Dispatcher | None) -> Any:
-        return await service.run_now(engine, dispatcher, args.action_id, by=args.by)
+        modes = await service_modes(engine, settings)
+        return await service.run_now(engine, dispatcher, args.action_id, by=args.by, modes=modes)
 
     _print(args, _run(job, args.command), _action_line)
 

@@ -17,6 +17,7 @@ from app.cli.run import database_errors, fail, rules_or_exit, settings_or_exit, 
 from app.config import Settings
 from app.dispatch import ArqDispatcher, Dispatcher
 from app.errors import NotFound
+from app.modes import current_modes
 from app.reconcile.fix import choose, fix
 from app.reconcile.service import Report, reconcile, render_text
 from app.rules.schema import RulesFile
@@ -66,8 +67,10 @@ async def _fix(
 
 
 async def _reconcile(args: argparse.Namespace, state: _State, rules: RulesFile | None) -> int:
+    # Only what the current mode of each account did: the simulator's work is not drift in a live account.
+    modes = current_modes(state.clients.accounts) if state.clients is not None else None
     report = await reconcile(
-        state.engine, client_for=state.client, since=args.since, rule=args.rule, progress=_progress
+        state.engine, client_for=state.client, since=args.since, rule=args.rule, progress=_progress, modes=modes
     )
     for error in report.errors + [f"{u['contact']} not checked: {u['error']}" for u in report.unchecked]:
         sys.stderr.write(f"systeme-flow reconcile: error: {error}\n")

@@ -163,7 +163,10 @@ def cmd_serve(args: argparse.Namespace) -> None:
     port_or_exit(args.host, args.port)
     if not args.no_migrate:
         _migrate(settings, "serve")
-    print("\n".join(startup_lines(settings, rules, host=args.host, port=args.port)), flush=True)
+    from app.cli.discard import startup_leftover_lines
+
+    lines = startup_lines(settings, rules, host=args.host, port=args.port) + startup_leftover_lines(settings)
+    print("\n".join(lines), flush=True)
     uvicorn.run(create_app(settings), host=args.host, port=args.port, **server_options(settings))
 
 

@@ -11,7 +11,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.dispatch import Dispatcher
 from app.errors import Conflict, NotFound
+from app.modes import Modes, describe
+from app.operator.modes import refuse_other_mode
 from app.rules.engine import RuleSet
+from app.rules.schema import DEFAULT_ACCOUNT
 from app.store import operator as transitions
 from app.store.events import replan_event
 from app.store.models import utcnow
@@ -36,7 +39,11 @@ async def _current(engine: AsyncEngine, action_id: str) -> dict[str, Any]:
     return action
 
 
-async def approve(engine: AsyncEngine, dispatcher: Dispatcher | None, action_id: str, *, by: str) -> dict[str, Any]:
+async def approve(
+    engine: AsyncEngine, dispatcher: Dispatcher | None, action_id: str, *, by: str, modes: Modes | None = None
+) -> dict[str, Any]:
+    # An approval would never run either: the same 409 as run-now, rather than an approved step that waits forever.
+    await refuse_other_mode(engine, action_id, modes)
     handed = await transitions.approve(engine, action_id, by=by, now=utcnow())
     if handed is None:
         action = await _current(engine, action_id)
@@ -46,8 +53,12 @@ async def approve(engine: AsyncEngine, dispatcher: Dispatcher | None, action_id:
     return await _current(engine, action_id)
 
 
-async def run_now(engine: AsyncEngine, dispatcher: Dispatcher | None, action_id: str, *, by: str) -> dict[str, Any]:
-    """A scheduled step runs now instead of at its time."""
+async def run_now(
+    engine: AsyncEngine, dispatcher: Dispatcher | None, action_id: str, *, by: str, modes: Modes | None = None
+) -> dict[str, Any]:
+    """A scheduled step runs now instead of at its time; never one planned under another mode (`modes`: account ->
+    its current mode)."""
+    await refuse_other_mode(engine, action_id, modes)
     handed = await transitions.run_now(engine, action_id, by=by, now=utcnow())
     if not handed:
         action = await _current(engine, action_id)
@@ -82,7 +93,10 @@ async def reject(engine: AsyncEngine, action_id: str, *, by: str, reason: str | 
     return await _current(engine, action_id)
 
 
-async def retry(engine: AsyncEngine, dispatcher: Dispatcher | None, action_id: str, *, by: str) -> dict[str, Any]:
+async def retry(
+    engine: AsyncEngine, dispatcher: Dispatcher | None, action_id: str, *, by: str, modes: Modes | None = None
+) -> dict[str, Any]:
+    await refuse_other_mode(engine, action_id, modes)
     handed = await transitions.retry(engine, by=by, now=utcnow(), action_id=action_id)
     if not handed:
         action = await _current(engine, action_id)
@@ -92,9 +106,16 @@ async def retry(engine: AsyncEngine, dispatcher: Dispatcher | None, action_id: s
 
 
 async def retry_many(
-    engine: AsyncEngine, dispatcher: Dispatcher | None, *, by: str, status: str | None, rule: str | None
+    engine: AsyncEngine,
+    dispatcher: Dispatcher | None,
+    *,
+    by: str,
+    status: str | None,
+    rule: str | None,
+    modes: Modes | None = None,
 ) -> list[str]:
-    handed = await transitions.retry(engine, by=by, now=utcnow(), status=status, rule=rule)
+    """Retry every matching action planned under its account's current mode; the others are left as they are."""
+    handed = await transitions.retry(engine, by=by, now=utcnow(), status=status, rule=rule, modes=modes)
     await _hand_over(dispatcher, handed)
     return [action_id for action_id, _ in handed]
 
@@ -107,21 +128,28 @@ async def replay(
     *,
     by: str,
     approval_window: timedelta,
+    modes: Modes | None = None,
 ) -> dict[str, Any]:
-    """Run a stored event through the current rules again; new actions go through approval where required."""
+    """Run a stored event through the current rules again; new actions go through approval where required. With
+    `modes`, it is planned under the accounts now configured, and the answer says which."""
+    under = describe(modes.get(DEFAULT_ACCOUNT)) if modes is not None else None
 
     def plan(source: str, event_type: str | None, payload: dict[str, Any]) -> Any:
         return rules.plan(source=source, event_type=event_type, payload=payload)
 
+    note = f"replayed by {by}" + (f" under {under}" if under else "")
     replanned = await replan_event(
-        engine, event_id, plan, now=utcnow(), approval_window=approval_window, note=f"replayed by {by}"
+        engine, event_id, plan, now=utcnow(), approval_window=approval_window, note=note, modes=modes
     )
     if replanned is None:
         raise NotFound(f"no event {event_id!r}")
     planned, runs = replanned
     await _hand_over(dispatcher, [(action_id, 1) for action_id in runs])
-    return {
+    answer: dict[str, Any] = {
         "event_id": event_id,
         "rules_version": rules.version,
         "actions": [{"id": i, "status": s} for i, s in planned],
     }
+    if under is not None:
+        answer["planned_under"] = under
+    return answer

@@ -16,8 +16,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.modes import Modes
 from app.store.actions import TERMINAL
 from app.store.models import actions, events
+from app.store.modes import runnable
 
 # kind -> (what it is about, whether the contact has it afterwards)
 KINDS: dict[str, tuple[str, bool]] = {
@@ -97,9 +99,13 @@ class Selection:
         return grouped
 
 
-async def select_contacts(engine: AsyncEngine, *, since: datetime, rule: str | None = None) -> Selection:
-    """The (account, email) pairs with a tag, course or community action that succeeded since `since`."""
+async def select_contacts(
+    engine: AsyncEngine, *, since: datetime, rule: str | None = None, modes: Modes | None = None
+) -> Selection:
+    """The (account, email) pairs with a tag, course or community action that succeeded since `since`; with
+    `modes`, only actions of each account's current mode (what the simulator did is not drift in a live account)."""
     query = sa.select(actions.c.account, actions.c.contact_email, actions.c.id).where(
+        runnable(modes),
         actions.c.status == "succeeded",
         actions.c.updated_at >= since,
         actions.c.kind.in_(KINDS),
@@ -114,7 +120,9 @@ async def select_contacts(engine: AsyncEngine, *, since: datetime, rule: str | N
     return selection
 
 
-async def load_actions(engine: AsyncEngine, account: str, emails: Sequence[str]) -> dict[str, list[Done]]:
+async def load_actions(
+    engine: AsyncEngine, account: str, emails: Sequence[str], *, modes: Modes | None = None
+) -> dict[str, list[Done]]:
     """Every tag, course and community action of these contacts, whatever its time or status, in order."""
     found: dict[str, list[Done]] = {email: [] for email in emails}
     async with engine.connect() as conn:
@@ -123,6 +131,7 @@ async def load_actions(engine: AsyncEngine, account: str, emails: Sequence[str])
                 sa.select(actions, events.c.type.label("event_type"))
                 .join(events, events.c.id == actions.c.event_id)
                 .where(
+                    runnable(modes),
                     actions.c.account == account,
                     actions.c.contact_email.in_(emails[start : start + _BATCH]),
                     actions.c.kind.in_(KINDS),

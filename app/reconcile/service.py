@@ -20,6 +20,7 @@ from app.actions.mirror import Known
 from app.actions.resolve import community_id, course_id
 from app.errors import AppError
 from app.holds import key_to_fix
+from app.modes import Modes
 from app.reconcile.check import Drift, GetOnly, compare, read_contact
 from app.reconcile.history import ContactHistory, Selection, load_actions, net_effect, references, select_contacts
 from app.store.contacts import load_contact
@@ -94,9 +95,11 @@ async def reconcile(
     rule: str | None = None,
     progress: Progress | None = None,
     concurrency: int = CONCURRENCY,
+    modes: Modes | None = None,
 ) -> Report:
-    """Check every contact our tag, course and community actions touched since `since` (of one rule)."""
-    selection = await select_contacts(engine, since=since, rule=rule)
+    """Check every contact our tag, course and community actions touched since `since` (of one rule); with `modes`,
+    only what each account's current mode did."""
+    selection = await select_contacts(engine, since=since, rule=rule, modes=modes)
     report = Report(since, rule)
     for account, emails in selection.by_account().items():
         report.accounts[account] = AccountReport(len(emails))
@@ -106,7 +109,7 @@ async def reconcile(
             report.accounts[account].error = exc.message
             report.errors.append(f"{_contacts(len(emails))} not checked: {exc.message}")
             continue
-        await _Account(engine, client, account, report, progress).check(emails, selection, concurrency)
+        await _Account(engine, client, account, report, progress, modes).check(emails, selection, concurrency)
     report.drifts.sort(key=lambda d: (d.account, d.email, d.last.order_key, d.about, d.target))
     return report
 
@@ -130,9 +133,15 @@ def _reason(exc: Exception) -> str:
 
 class _Account:
     def __init__(
-        self, engine: AsyncEngine, client: SystemeClient, account: str, report: Report, progress: Progress | None
+        self,
+        engine: AsyncEngine,
+        client: SystemeClient,
+        account: str,
+        report: Report,
+        progress: Progress | None,
+        modes: Modes | None = None,
     ) -> None:
-        self.engine, self.client, self.account = engine, client, account
+        self.engine, self.client, self.account, self.modes = engine, client, account, modes
         self.report, self.progress = report, progress
         self.stats = report.accounts[account]
         self.ids: dict[tuple[str, str], int | None] = {}
@@ -145,7 +154,7 @@ class _Account:
         return GetOnly(self.client)
 
     async def check(self, emails: list[str], selection: Selection, concurrency: int) -> None:
-        history = await load_actions(self.engine, self.account, emails)
+        history = await load_actions(self.engine, self.account, emails, modes=self.modes)
         await self._lookup_names([d for done in history.values() for d in done])
         gate = asyncio.Semaphore(concurrency)
 

@@ -24,9 +24,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from app.modes import Modes
 from app.store.contacts import ContactWrite, write_contact
 from app.store.holds import held_accounts
 from app.store.models import account_holds, actions, api_calls
+from app.store.modes import runnable
 
 TERMINAL = frozenset({"succeeded", "failed", "dead", "skipped", "rejected", "cancelled"})
 ACTIVE = ("pending", "running")
@@ -82,7 +84,9 @@ def _same_contact(email: str | None) -> sa.ColumnElement[bool]:
     return actions.c.contact_email.is_(None) if email is None else actions.c.contact_email == email
 
 
-async def _blocked(conn: AsyncConnection, first: Any, now: datetime, ordering_wait: timedelta) -> bool:
+async def _blocked(
+    conn: AsyncConnection, first: Any, now: datetime, ordering_wait: timedelta, modes: Modes | None
+) -> bool:
     """An earlier event's action for the same contact is still pending or running (and we have not waited long)."""
     if first.contact_email is None or first.created_at < now - ordering_wait:
         return False
@@ -94,6 +98,8 @@ async def _blocked(conn: AsyncConnection, first: Any, now: datetime, ordering_wa
             actions.c.order_key < first.order_key,
             actions.c.event_id != first.event_id,
             _in_the_way(now),
+            # Work of another mode never runs here, so it holds nobody back.
+            runnable(modes),
         )
         .limit(1)
     )
@@ -109,9 +115,11 @@ async def claim_run(
     lease: timedelta,
     ordering_wait: timedelta,
     max_attempts: int,
+    modes: Modes | None = None,
 ) -> list[ClaimedAction]:
     """Take the run `action_id` belongs to: its leading due actions, in order. Empty when there is nothing to do
-    now (another run holds them, the first is not due, or an earlier event of the contact goes first)."""
+    now (another run holds them, the first is not due, or an earlier event of the contact goes first). With
+    `modes` (account -> current mode), actions planned under another mode are never taken (app/modes.py)."""
     async with engine.begin() as conn:
         anchor = (
             await conn.execute(
@@ -131,6 +139,7 @@ async def claim_run(
                 _same_contact(anchor.contact_email),
                 actions.c.account == anchor.account,
                 actions.c.status.in_((*ACTIVE, "scheduled")),
+                runnable(modes),
             )
             .order_by(actions.c.order_key)
         )
@@ -148,7 +157,7 @@ async def claim_run(
             if not _is_claimable(row, now):
                 break
             lead.append(row)
-        if not lead or await _blocked(conn, lead[0], now, ordering_wait):
+        if not lead or await _blocked(conn, lead[0], now, ordering_wait, modes):
             return []
         # A row whose every attempt ended with its worker gone (killed, out of memory) stops here, visibly.
         spent = [r.id for r in lead if r.status == "running" and r.attempts >= max_attempts]
@@ -318,7 +327,7 @@ async def release(engine: AsyncEngine, token: str, *, now: datetime, next_attemp
 
 
 async def next_for_contact(
-    engine: AsyncEngine, email: str | None, *, now: datetime, account: str = "default"
+    engine: AsyncEngine, email: str | None, *, now: datetime, account: str = "default", modes: Modes | None = None
 ) -> list[tuple[str, int]]:
     """The contact's next pending action, to hand over as soon as the run before it is done."""
     if email is None:
@@ -327,7 +336,12 @@ async def next_for_contact(
         row = (
             await conn.execute(
                 sa.select(actions.c.id, actions.c.attempts)
-                .where(actions.c.contact_email == email, actions.c.account == account, _in_the_way(now))
+                .where(
+                    actions.c.contact_email == email,
+                    actions.c.account == account,
+                    _in_the_way(now),
+                    runnable(modes),
+                )
                 .order_by(actions.c.order_key)
                 .limit(1)
             )
@@ -335,13 +349,16 @@ async def next_for_contact(
     return [(row.id, row.attempts + 1)] if row is not None else []
 
 
-async def due_actions(engine: AsyncEngine, *, now: datetime, limit: int = 500) -> list[tuple[str, int]]:
+async def due_actions(
+    engine: AsyncEngine, *, now: datetime, limit: int = 500, modes: Modes | None = None
+) -> list[tuple[str, int]]:
     """(action id, next attempt number) of the first due action of each run: pending or scheduled and due, or
-    abandoned."""
+    abandoned; with `modes`, only those planned under their account's current mode (the others wait for the
+    operator: app/modes.py)."""
     async with engine.connect() as conn:
         rows = await conn.execute(
             sa.select(actions.c.id, actions.c.attempts, actions.c.event_id, actions.c.contact_email, actions.c.account)
-            .where(_claimable(now), actions.c.account.not_in(held_accounts()))
+            .where(_claimable(now), actions.c.account.not_in(held_accounts()), runnable(modes))
             .order_by(actions.c.order_key)
             .limit(limit)
         )

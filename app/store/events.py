@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from app.modes import Modes
 from app.rules.engine import RuleOutcome
+from app.rules.schema import DEFAULT_ACCOUNT
 from app.store.bulk import insert_many, present_ids
 from app.store.models import actions, events, new_id, rule_outcomes
 from app.store.storable import storable_time
@@ -44,6 +46,17 @@ class NewEvent:
     # Other keys the same event may have been stored under (a Systeme.io message id, from before bodies were
     # the key): a stored event with one of them makes this delivery a duplicate.
     aliases: tuple[str, ...] = ()
+    # The mode of each account as it arrived (app/modes.py): the event's is the default account's.
+    modes: Modes = field(default_factory=dict)
+
+
+def arrival_modes(modes: Modes | None, event_mode: str | None) -> Modes:
+    """The modes an event's actions are planned under: the default account's is the one the event arrived under
+    (a plan made later, after a restart with another key, still belongs to the arrival's mode)."""
+    found = dict(modes or {})
+    if event_mode is not None:
+        found[DEFAULT_ACCOUNT] = event_mode
+    return found
 
 
 async def record_events(engine: AsyncEngine, items: Sequence[NewEvent]) -> list[StoredEvent]:
@@ -69,6 +82,7 @@ async def record_events(engine: AsyncEngine, items: Sequence[NewEvent]) -> list[
                 "payload": dict(item.payload),
                 "rules_version": item.rules_version,
                 "planned_at": None if item.outcomes is None else item.received_at,
+                "mode": item.modes.get(DEFAULT_ACCOUNT),
             }
         )
     async with engine.begin() as conn:
@@ -111,6 +125,7 @@ async def record_events(engine: AsyncEngine, items: Sequence[NewEvent]) -> list[
                 now=item.received_at,
                 occurred_at=item.occurred_at or item.received_at,
                 approval_deadline=item.received_at + item.approval_window,
+                modes=item.modes,
             )
             new_actions += planned
             results.append(
@@ -194,6 +209,7 @@ async def _insert_plan(
     approval_deadline: datetime,
     note: str | None = None,
     replayed_at: datetime | None = None,
+    modes: Modes | None = None,
 ) -> list[dict[str, Any]]:
     if outcomes:
         await conn.execute(rule_outcomes.insert(), outcome_rows(event_id, outcomes, replayed_at=replayed_at))
@@ -204,6 +220,7 @@ async def _insert_plan(
         occurred_at=occurred_at,
         approval_deadline=approval_deadline,
         note=note,
+        modes=modes,
     )
     if rows:
         await conn.execute(actions.insert(), rows)
@@ -218,8 +235,11 @@ async def replan_event(
     now: datetime,
     approval_window: timedelta,
     note: str,
+    modes: Modes | None = None,
 ) -> tuple[tuple[tuple[str, str], ...], tuple[str, ...]] | None:
-    """Plan a stored event again (a replay): new outcomes and actions beside the old ones; None if unknown."""
+    """Plan a stored event again (a replay): new outcomes and actions beside the old ones; None if unknown. With
+    `modes`, the event now belongs to the default account's current mode, and so do its new actions (the old ones
+    keep theirs: a dry run's stay out of a live account)."""
     async with engine.begin() as conn:
         event = (
             await conn.execute(
@@ -234,6 +254,8 @@ async def replan_event(
         await conn.execute(
             events.update().where(events.c.id == event_id, events.c.planned_at.is_(None)).values(planned_at=now)
         )
+        if modes is not None:
+            await conn.execute(events.update().where(events.c.id == event_id).values(mode=modes.get(DEFAULT_ACCOUNT)))
         rows = await _insert_plan(
             conn,
             event_id,
@@ -244,6 +266,7 @@ async def replan_event(
             note=note,
             # Marked, so counts and the event page tell a replay's judgement from the first one.
             replayed_at=now,
+            modes=modes,
         )
     return tuple((r["id"], r["status"]) for r in rows), runs_of(rows)
 
@@ -283,6 +306,7 @@ def action_rows(
     occurred_at: datetime,
     approval_deadline: datetime,
     note: str | None = None,
+    modes: Modes | None = None,
 ) -> list[dict[str, Any]]:
     rows = []
     for rule_index, outcome in enumerate(outcomes):
@@ -312,6 +336,7 @@ def action_rows(
                     "order_key": order_key(occurred_at, event_id, rule_index, planned.seq),
                     "approval_deadline": approval_deadline if status == "awaiting_approval" else None,
                     "note": note,
+                    "mode": (modes or {}).get(planned.account),
                 }
             )
     return rows

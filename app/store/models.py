@@ -66,6 +66,8 @@ events = sa.Table(
     # Set when the rules judged the event and its outcomes and actions were stored. Ingest stores the event alone
     # and answers; planning follows in the same process, or in a sweep after a crash (see app/planning.py).
     sa.Column("planned_at", UTCDateTime()),
+    # The mode of the default account when it arrived (app/modes.py); null for events from before modes.
+    sa.Column("mode", sa.String(160)),
     sa.UniqueConstraint("source", "provider_id"),
     sa.Index(None, "received_at"),
     # The sweep's question, "which events were never planned?", reads only those rows.
@@ -122,6 +124,8 @@ actions = sa.Table(
     sa.Column("account", sa.String(100), nullable=False, server_default="default"),
     # The run that holds this row while it is `running`: only that run may record its result.
     sa.Column("claimed_by", sa.String(40)),
+    # The mode of its account when it was planned (app/modes.py): it runs only while the account is in that mode.
+    sa.Column("mode", sa.String(160)),
     sa.Index(None, "status", "next_attempt_at"),
     sa.Index(None, "event_id"),
     sa.Index(None, "contact_email", "status"),
@@ -166,6 +170,16 @@ account_holds = sa.Table(
     sa.Column("since", UTCDateTime(), nullable=False),
     sa.Column("next_probe_at", UTCDateTime(), nullable=False),
     sa.Column("probes", sa.Integer, nullable=False, default=0),
+)
+
+# The mode each account last started under: when it changes, what the contact mirror learned is forgotten (ids
+# learned from the simulator mean other people in a live account).
+account_modes = sa.Table(
+    "account_modes",
+    metadata,
+    sa.Column("account", sa.String(100), primary_key=True),
+    sa.Column("mode", sa.String(160), nullable=False),
+    sa.Column("since", UTCDateTime(), nullable=False),
 )
 
 # When each kind of alert was last sent: at most one message per kind per hour.

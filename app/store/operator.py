@@ -9,7 +9,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.modes import Modes
 from app.store.models import actions
+from app.store.modes import runnable
 
 RETRYABLE = ("failed", "dead", "rejected", "skipped")
 
@@ -136,9 +138,11 @@ async def retry(
     action_id: str | None = None,
     status: str | None = None,
     rule: str | None = None,
+    modes: Modes | None = None,
 ) -> list[tuple[str, int]]:
-    """Failed, dead, rejected or skipped actions back to pending with a fresh attempt budget."""
-    where: list[sa.ColumnElement[bool]] = [actions.c.status.in_(RETRYABLE)]
+    """Failed, dead, rejected or skipped actions back to pending with a fresh attempt budget; with `modes`, only
+    those planned under their account's current mode."""
+    where: list[sa.ColumnElement[bool]] = [actions.c.status.in_(RETRYABLE), runnable(modes)]
     if action_id is not None:
         where.append(actions.c.id == action_id)
     if status is not None:

@@ -10,9 +10,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.modes import Modes
 from app.rules.engine import RuleOutcome
 from app.store.bulk import insert_many
-from app.store.events import action_rows, outcome_rows, runs_of
+from app.store.events import action_rows, arrival_modes, outcome_rows, runs_of
 from app.store.models import actions, events, rule_outcomes
 
 
@@ -26,6 +27,8 @@ class Unplanned:
     payload: Mapping[str, Any]
     occurred_at: datetime | None
     received_at: datetime
+    # The mode it arrived under (app/modes.py); its default account's actions are planned under it.
+    mode: str | None = None
 
 
 Judge = Callable[[Unplanned], Sequence[RuleOutcome] | None]
@@ -39,6 +42,7 @@ async def record_plans(
     rules_version: str,
     now: datetime,
     approval_window: timedelta,
+    modes: Modes | None = None,
 ) -> tuple[int, list[str]]:
     """Judge and store, in one transaction, the plans of those of `pending` not planned yet: (events planned, the
     runs to dispatch).
@@ -76,6 +80,7 @@ async def record_plans(
                 now=event.received_at,
                 occurred_at=event.occurred_at or event.received_at,
                 approval_deadline=event.received_at + approval_window,
+                modes=arrival_modes(modes, event.mode),
             )
             new_actions += planned
             runs += runs_of(planned)
@@ -90,7 +95,13 @@ async def unplanned_events(engine: AsyncEngine, *, received_before: datetime, li
     """Events stored but never planned (their process stopped between the answer and the plan), oldest first."""
     query = (
         sa.select(
-            events.c.id, events.c.source, events.c.type, events.c.payload, events.c.occurred_at, events.c.received_at
+            events.c.id,
+            events.c.source,
+            events.c.type,
+            events.c.payload,
+            events.c.occurred_at,
+            events.c.received_at,
+            events.c.mode,
         )
         .where(events.c.planned_at.is_(None), events.c.received_at < received_before)
         .order_by(events.c.received_at)
@@ -98,4 +109,4 @@ async def unplanned_events(engine: AsyncEngine, *, received_before: datetime, li
     )
     async with engine.connect() as conn:
         rows = (await conn.execute(query)).all()
-    return [Unplanned(r.id, r.source, r.type, dict(r.payload), r.occurred_at, r.received_at) for r in rows]
+    return [Unplanned(r.id, r.source, r.type, dict(r.payload), r.occurred_at, r.received_at, r.mode) for r in rows]

@@ -14,10 +14,13 @@ from fastapi.templating import Jinja2Templates
 
 from app.deps import StateDep, operator_for, require_operator
 from app.errors import AppError, Forbidden, NotFound, Unauthorized
+from app.modes import current_modes
 from app.operator import service
+from app.operator.modes import discard_hint, leftover_lines
 from app.preview.service import explain, render_text
 from app.store.holds import holds
 from app.store.models import utcnow
+from app.store.modes import leftovers
 from app.store.queries import ACTION_STATUSES, get_event, list_actions, list_events, rule_stats
 from app.store.sessions import close_session, open_session, session_operator
 from app.ui import charts, rules_view, session
@@ -150,10 +153,14 @@ async def events_page(
     )
     chart = charts.svg(await charts.hourly(state.engine, now=utcnow()))
     filters = {"source": source or "", "status": status or "", "email": email or ""}
+    # What a dry run or the simulator left, which the account now configured will never run (app/modes.py).
+    left = await leftovers(state.engine, current_modes(state.clients.accounts))
     return await _page(
         request,
         "events.html",
         operator,
+        leftovers=leftover_lines(left),
+        discard_hint=discard_hint(left),
         items=items,
         next_cursor=next_cursor,
         chart=chart,
@@ -206,13 +213,17 @@ async def bulk(request: Request, state: StateDep, operator: Checked) -> Response
 
 async def _do(state: Any, verb: str, action_id: str, operator: str, reason: str | None) -> None:
     if verb == "approve":
-        await service.approve(state.engine, state.dispatcher, action_id, by=operator)
+        modes = current_modes(state.clients.accounts)
+        await service.approve(state.engine, state.dispatcher, action_id, by=operator, modes=modes)
     elif verb == "reject":
         await service.reject(state.engine, action_id, by=operator, reason=reason)
     elif verb == "retry":
-        await service.retry(state.engine, state.dispatcher, action_id, by=operator)
+        await service.retry(
+            state.engine, state.dispatcher, action_id, by=operator, modes=current_modes(state.clients.accounts)
+        )
     elif verb == "run-now":
-        await service.run_now(state.engine, state.dispatcher, action_id, by=operator)
+        modes = current_modes(state.clients.accounts)
+        await service.run_now(state.engine, state.dispatcher, action_id, by=operator, modes=modes)
     elif verb == "cancel":
         await service.cancel(state.engine, action_id, by=operator, reason=reason)
     else:

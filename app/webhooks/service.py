@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 from app.errors import AppError, BadRequest, Forbidden, NotFound, StorageUnavailable, TooManyRequests, Unauthorized
 from app.metrics import EVENTS, RATE_LIMITED, SIGNATURE_FAILURES
-from app.rules.schema import SourceConfig
+from app.modes import current_modes
+from app.rules.schema import DEFAULT_ACCOUNT, SourceConfig
 from app.sources import SECRET_HEADERS, Delivery, parse_delivery
 from app.sources.base import check_token
 from app.state import AppState
@@ -140,6 +141,8 @@ async def ingest(state: AppState, *, source: str, delivery: Delivery) -> IngestR
     received_at = utcnow()
     # The time the event row holds: a plan made later (here or by a sweep) counts from the same instant.
     occurred_at = storable_time(incoming.occurred_at)
+    # The mode each account is in as the event arrives: its work belongs to it (app/modes.py).
+    modes = current_modes(state.clients.accounts)
     try:
         # Stored alone: the rules judge it right after the answer (app/planning.py).
         stored = await state.writer.write(
@@ -154,6 +157,7 @@ async def ingest(state: AppState, *, source: str, delivery: Delivery) -> IngestR
                 rules_version=rules.version,
                 received_at=received_at,
                 aliases=tuple(a for a in map(_bounded_id, incoming.aliases) if a),
+                modes=modes,
             )
         )
     except STORAGE_OUTAGES as exc:
@@ -170,5 +174,6 @@ async def ingest(state: AppState, *, source: str, delivery: Delivery) -> IngestR
         },
     )
     if not stored.duplicate:
-        state.planner.submit(Unplanned(stored.event_id, source, event_type, payload, occurred_at, received_at))
+        mode = modes.get(DEFAULT_ACCOUNT)
+        state.planner.submit(Unplanned(stored.event_id, source, event_type, payload, occurred_at, received_at, mode))
     return IngestResult(stored.event_id, stored.duplicate, config.redirect)

@@ -20,7 +20,14 @@ async def test_seed_names_a_subscriptions_contact_by_email(sim):
 async def test_addresses_at_reserved_domains_are_refused_as_having_no_mail_server(sim):
     # The real API refuses a domain with no mail server; RFC 2606's reserved names never have one.
     # ("a@" + "example.com" is written in two parts so that no search-and-replace of test addresses makes it real.)
-    reserved = ["a@" + "example.com", "a@shop.example.org", "a@EXAMPLE.NET", "a@host.test", "a@x.invalid", "a@x.example"]
+    reserved = [
+        "a@" + "example.com",
+        "a@shop.example.org",
+        "a@EXAMPLE.NET",
+        "a@host.test",
+        "a@x.invalid",
+        "a@x.example",
+    ]
     reserved.append("a@printer.localhost")
     async with httpx.AsyncClient(base_url=sim.url, headers={"X-API-Key": SIM_KEY}) as http:
         refused = [await http.post("/api/contacts", json={"email": email}) for email in reserved]
