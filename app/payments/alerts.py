@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app import alerts
 from app.config import Settings
+from app.modes import is_test
 from app.payments.service import Listed, list_payments
 from app.rules.schema import SourceConfig
 from app.store.models import alerts as alert_rows
@@ -51,10 +52,23 @@ async def unserved(
 
 
 async def alert_unserved(
-    engine: AsyncEngine, settings: Settings, sources: Mapping[str, SourceConfig], *, now: datetime
+    engine: AsyncEngine,
+    settings: Settings,
+    sources: Mapping[str, SourceConfig],
+    *,
+    now: datetime,
+    mode: str | None = None,
 ) -> int:
-    """Send one message naming the unserved buyers not named before; returns how many it named."""
-    found = await unserved(engine, settings, sources, now=now)
+    """Send one message naming the unserved buyers not named before; returns how many it named.
+
+    `mode` is the account mode in force: a test purchase left from a dry run or the simulator under another mode
+    is no alarm (None: every payment counts).
+    """
+    found = [
+        item
+        for item in await unserved(engine, settings, sources, now=now)
+        if mode is None or item.mode is None or item.mode == mode or not is_test(item.mode)
+    ]
     if not found or not settings.alert_webhook_url:
         return 0
     markers = {_marker(item.event_id): item for item in found}

@@ -36,6 +36,8 @@ class Listed:
     status: Status
     reason: str | None
     access_seconds: float | None
+    # The account mode the event arrived under (app/modes.py): a dry run's or the simulator's test purchase.
+    mode: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         p = self.payment
@@ -54,6 +56,7 @@ class Listed:
             "status": self.status,
             "reason": self.reason,
             "access_seconds": self.access_seconds,
+            "mode": self.mode,
         }
 
 
@@ -131,7 +134,13 @@ async def list_payments(
     if not kinds:
         return []
     query = sa.select(
-        events.c.id, events.c.source, events.c.type, events.c.payload, events.c.received_at, events.c.planned_at
+        events.c.id,
+        events.c.source,
+        events.c.type,
+        events.c.payload,
+        events.c.received_at,
+        events.c.planned_at,
+        events.c.mode,
     ).where(events.c.source.in_(list(kinds)), events.c.purged_at.is_(None))
     if since is not None:
         query = query.where(events.c.received_at >= since)
@@ -164,7 +173,7 @@ async def list_payments(
         else:
             planned = row.planned_at is not None
             judged_as = judge(row.received_at, planned, row.id in matched, rows[row.id], now=now, deadline=deadline)
-        listed.append(Listed(row.id, row.received_at, row.source, paid, *judged_as))
+        listed.append(Listed(row.id, row.received_at, row.source, paid, *judged_as, mode=row.mode))
     return [
         item
         for item in listed

@@ -53,3 +53,20 @@ async def test_each_unserved_buyer_is_named_once_and_the_throttle_only_groups_th
     assert "1 buyer paid and has no access yet: ada@yopmail.com (ebook, 199.00 EUR): no rule matched" in first
     assert "2 buyers paid and have no access yet" in grouped
     assert "bob@yopmail.com" in grouped and "cy@yopmail.com" in grouped and "ada@" not in grouped
+
+
+async def test_a_test_purchase_left_from_a_dry_run_is_no_alarm_once_live(make_settings, sqlite_url, tmp_path):
+    with alert_receiver() as (alert_url, received):
+        settings = make_settings(database_url=sqlite_url, alert_webhook_url=alert_url, systeme_api_key=None)
+        rules = write_rules(tmp_path, MASTERCLASS_ONLY_RULES)
+        sources = RuleSet(load_rules(rules, {})).sources
+        engine = create_engine(sqlite_url)
+        try:
+            with running(settings) as url:
+                await _post_unmapped(url, "trial@yopmail.com")
+            live = await alert_unserved(engine, settings, sources, now=utcnow(), mode="live:default:0123abcd")
+            still_trying = await alert_unserved(engine, settings, sources, now=utcnow(), mode="dry-run")
+        finally:
+            await engine.dispose()
+    assert (live, still_trying) == (0, 1)
+    assert len(received) == 1 and "trial@yopmail.com" in received[0]
