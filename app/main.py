@@ -14,7 +14,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.types import Receive, Scope, Send
 
-from app.api import actions, contacts, events, health, metrics, rules
+from app.api import actions, contacts, events, metrics, probes, rules
 from app.config import Settings, get_settings
 from app.errors import AppError, TooManyRequests
 from app.state import app_state
@@ -93,7 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(SignIn, _sign_in)
     app.router.routes[:0] = webhooks.routes
     app.include_router(webhooks.router)
-    app.include_router(health.router)
+    app.include_router(probes.router)
     app.include_router(events.router)
     app.include_router(actions.router)
     app.include_router(contacts.router)

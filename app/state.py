@@ -16,13 +16,13 @@ from arq import create_pool
 from arq.connections import ArqRedis, RedisSettings
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.accounts import AccountClients
+from app.accounts.holds import check_accounts
+from app.accounts.registry import AccountClients
 from app.actions.runner import RetryPolicy
 from app.config import Settings, rules_environment
-from app.dispatch import ArqDispatcher, Dispatcher, EmbeddedExecutor
 from app.errors import RulesError
-from app.holds import check_accounts
-from app.planning import Planner
+from app.pipeline.dispatch import ArqDispatcher, Dispatcher, EmbeddedExecutor
+from app.pipeline.planner import Planner
 from app.rules.engine import RuleSet
 from app.rules.loader import load_rules
 from app.rules.templates import TemplateError

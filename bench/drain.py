@@ -29,7 +29,7 @@ from arq.connections import RedisSettings, create_pool
 from redis.asyncio import Redis
 
 from app.config import Settings
-from app.dispatch import ArqDispatcher
+from app.pipeline.dispatch import ArqDispatcher
 from app.rules.engine import RuleSet
 from app.rules.loader import parse_rules
 from app.store.db import create_engine

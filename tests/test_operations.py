@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from app import alerts
+from app.pipeline import alerts
 from app.simulator.state import Fault
 from app.store.db import create_engine
 from app.store.models import actions, api_calls, events, rule_outcomes, utcnow

@@ -7,11 +7,11 @@ from typing import Any, ClassVar
 from arq import cron
 from arq.connections import RedisSettings
 
-from app.accounts import AccountClients, rules_file_stamp
+from app.accounts.holds import check_accounts
+from app.accounts.registry import AccountClients, rules_file_stamp
 from app.config import get_settings
 from app.health import WORKER_HEARTBEAT_SECONDS, worker_health_key
-from app.holds import check_accounts
-from app.planning import load_ruleset
+from app.pipeline.planner import load_ruleset
 from app.state import redis_settings, retry_policy
 from app.store.db import create_engine
 from workers.tasks import run_actions, sweep, upkeep

@@ -6,12 +6,12 @@ import logging
 from datetime import timedelta
 from typing import Any
 
-from app.accounts import rules_file_stamp
+from app.accounts.holds import on_held, probe_holds
+from app.accounts.registry import rules_file_stamp
 from app.actions.runner import run_actions as run_actions_service
-from app.dispatch import ArqDispatcher, after_run, enqueue
-from app.holds import on_held, probe_holds
-from app.maintenance import action_died, maintain
-from app.planning import LEFTOVER_SECONDS, load_ruleset, plan_leftovers
+from app.pipeline.dispatch import ArqDispatcher, after_run, enqueue
+from app.pipeline.planner import LEFTOVER_SECONDS, load_ruleset, plan_leftovers
+from app.pipeline.upkeep import action_died, maintain
 from app.store.actions import due_actions
 from app.store.models import utcnow
 from app.store.operator import expire_approvals

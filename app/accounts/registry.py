@@ -1,7 +1,7 @@
 """Systeme.io accounts: the settings' own (`default`) and those named under `accounts:` in the rules file.
 
 Each account gets its own client: its base URL and credentials, its own quota budget and name cache (shared with
-the other workers through Redis when configured), and its own hold (app/holds.py).
+the other workers through Redis when configured), and its own hold (app/accounts/holds.py).
 """
 
 from __future__ import annotations

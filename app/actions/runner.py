@@ -30,7 +30,7 @@ from app.systeme.client import SystemeClient, SystemeSession
 from app.systeme.errors import AccountUnusable, PermanentApiError, TransientApiError
 
 if TYPE_CHECKING:
-    from app.accounts import AccountClients
+    from app.accounts.registry import AccountClients
 
 log = logging.getLogger(__name__)
 DRY_RUN = "dry run: no MATON_API_KEY or SYSTEME_API_KEY is set, nothing was sent"

@@ -12,7 +12,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from app.deps import StateDep
 from app.errors import Unauthorized
-from app.metrics import (
+from app.store.holds import holds
+from app.store.models import actions, api_calls, events, utcnow
+from app.systeme.quota import account_key
+from app.telemetry import (
     ACCOUNT_HELD,
     ACTION_LATENCY,
     ACTIONS,
@@ -23,9 +26,6 @@ from app.metrics import (
     REGISTRY,
     RETRIES,
 )
-from app.store.holds import holds
-from app.store.models import actions, api_calls, events, utcnow
-from app.systeme.quota import account_key
 
 router = APIRouter(tags=["health"])
 

@@ -14,9 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.cli.run import database_errors, fail, rules_or_exit, settings_or_exit, since_arg
 from app.config import Settings
-from app.dispatch import ArqDispatcher, Dispatcher
 from app.errors import AppError
 from app.operator import service
+from app.pipeline.dispatch import ArqDispatcher, Dispatcher
 from app.rules.engine import RuleSet
 from app.store.queries import ACTION_STATUSES, list_actions, list_events
 

@@ -9,8 +9,8 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.dispatch import Dispatcher
 from app.errors import Conflict, NotFound
+from app.pipeline.dispatch import Dispatcher
 from app.rules.engine import RuleSet
 from app.store import operator as transitions
 from app.store.events import replan_event

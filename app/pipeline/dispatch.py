@@ -17,11 +17,11 @@ from typing import Protocol
 from arq.connections import ArqRedis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.accounts import AccountClients
+from app.accounts.holds import on_held, probe_holds
+from app.accounts.registry import AccountClients
 from app.actions.runner import RetryPolicy, RunResult, run_actions
 from app.config import Settings
-from app.holds import on_held, probe_holds
-from app.maintenance import action_died, maintain
+from app.pipeline.upkeep import action_died, maintain
 from app.store.actions import due_actions
 from app.store.models import utcnow
 from app.store.operator import expire_approvals

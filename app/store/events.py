@@ -36,7 +36,7 @@ class NewEvent:
     payload: Mapping[str, Any]
     headers: Mapping[str, str]
     occurred_at: datetime | None
-    # None: stored unplanned, for the planner (app/planning.py) to judge after the answer.
+    # None: stored unplanned, for the planner (app/pipeline/planner.py) to judge after the answer.
     outcomes: Sequence[RuleOutcome] | None
     rules_version: str
     received_at: datetime

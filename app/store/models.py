@@ -64,7 +64,7 @@ events = sa.Table(
     # Set when retention emptied the event: only its deduplication key remains, so a late redelivery is known.
     sa.Column("purged_at", UTCDateTime()),
     # Set when the rules judged the event and its outcomes and actions were stored. Ingest stores the event alone
-    # and answers; planning follows in the same process, or in a sweep after a crash (see app/planning.py).
+    # and answers; planning follows in the same process, or in a sweep after a crash (see app/pipeline/planner.py).
     sa.Column("planned_at", UTCDateTime()),
     sa.UniqueConstraint("source", "provider_id"),
     sa.Index(None, "received_at"),

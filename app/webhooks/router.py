@@ -14,8 +14,8 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from starlette.routing import Route
 
 from app.deps import StateDep, get_state
-from app.metrics import INGEST_SECONDS
 from app.state import AppState
+from app.telemetry import INGEST_SECONDS
 from app.webhooks.body import build_delivery, read_body
 from app.webhooks.service import answer_head, check_rate, check_token_first, ingest, source_config
 

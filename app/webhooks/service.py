@@ -1,4 +1,4 @@
-"""Ingest: verify, store once, answer; the planner (app/planning.py) judges the event right after the answer."""
+"""Ingest: verify, store once, answer; the planner (app/pipeline/planner.py) judges the event right after the answer."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from app.errors import AppError, BadRequest, NotFound, StorageUnavailable, TooManyRequests, Unauthorized
-from app.metrics import EVENTS, RATE_LIMITED, SIGNATURE_FAILURES
 from app.rules.schema import SourceConfig
 from app.sources import SECRET_HEADERS, Delivery, parse_delivery
 from app.sources.base import check_token
@@ -20,6 +19,7 @@ from app.store.events import NewEvent
 from app.store.models import new_id, utcnow
 from app.store.plans import Unplanned
 from app.store.storable import storable, storable_text, storable_time
+from app.telemetry import EVENTS, RATE_LIMITED, SIGNATURE_FAILURES
 from app.webhooks.ratelimit import client_address
 
 log = logging.getLogger(__name__)
@@ -124,7 +124,7 @@ async def ingest(state: AppState, *, source: str, delivery: Delivery) -> IngestR
     # The time the event row holds: a plan made later (here or by a sweep) counts from the same instant.
     occurred_at = storable_time(incoming.occurred_at)
     try:
-        # Stored alone: the rules judge it right after the answer (app/planning.py).
+        # Stored alone: the rules judge it right after the answer (app/pipeline/planner.py).
         stored = await state.writer.write(
             NewEvent(
                 source=source,

@@ -9,7 +9,7 @@ import asyncpg
 import sqlalchemy as sa
 
 from app.actions.runner import RetryPolicy
-from app.dispatch import EmbeddedExecutor
+from app.pipeline.dispatch import EmbeddedExecutor
 from app.rules.engine import RuleSet
 from app.rules.loader import parse_rules
 from app.store.db import create_engine

@@ -13,7 +13,7 @@ from arq import Worker
 from arq.connections import RedisSettings
 
 from app.logs import QuietDeliveries
-from app.planning import LEFTOVER_SECONDS, plan_leftovers
+from app.pipeline.planner import LEFTOVER_SECONDS, plan_leftovers
 from app.rules.engine import RuleOutcome, RuleSet
 from app.rules.loader import load_rules
 from app.store.db import create_engine

@@ -10,8 +10,8 @@ from arq import Worker, create_pool
 from arq.connections import RedisSettings
 from redis.asyncio import Redis
 
-from app.accounts import AccountClients
-from app.dispatch import ArqDispatcher
+from app.accounts.registry import AccountClients
+from app.pipeline.dispatch import ArqDispatcher
 from app.reconcile.fix import choose, fix
 from app.store.db import create_engine
 from app.store.models import actions
