@@ -7,34 +7,23 @@ from typing import Any, ClassVar
 from arq import cron
 from arq.connections import RedisSettings
 
-from app.accounts.holds import check_accounts
-from app.accounts.registry import AccountClients, rules_file_stamp
 from app.config import get_settings
 from app.health import WORKER_HEARTBEAT_SECONDS, worker_health_key
-from app.pipeline.planner import load_ruleset
-from app.state import redis_settings, retry_policy
-from app.store.db import create_engine
+from app.pipeline.dispatch import redis_settings
+from app.pipeline.service import close_pipeline, worker_pipeline
 from workers.tasks import run_actions, sweep, upkeep
 
 
 async def startup(ctx: dict[str, Any]) -> None:
     # Tests hand their own Settings in through Worker(ctx=...); a deployed worker reads the environment.
     settings = ctx.setdefault("settings", get_settings())
-    ctx["engine"] = create_engine(settings.database_url)
     # One client per account, each with one quota for every worker: paced through Redis, fed by each answer's
-    # X-RateLimit-* headers. The accounts come from the rules file, read again when it changes (see sweep).
-    ctx["rules_stamp"] = rules_file_stamp(settings)
-    # The rules too: the sweep plans events an API process stored but stopped before planning.
-    ctx["rules"] = load_ruleset(settings)
-    # An unreadable file (logged) leaves only the default account known, until it is fixed.
-    ctx["clients"] = AccountClients(settings, ctx["rules"].loaded.file if ctx["rules"] else None, redis=ctx["redis"])
-    ctx["policy"] = retry_policy(settings)
-    await check_accounts(ctx["engine"], ctx["clients"], settings)
+    # X-RateLimit-* headers. The accounts come from the rules file, read again when it changes (see the sweep).
+    ctx["pipeline"] = await worker_pipeline(settings, ctx["redis"])
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
-    await ctx["clients"].aclose()
-    await ctx["engine"].dispose()
+    await close_pipeline(ctx["pipeline"])
 
 
 def _redis_settings() -> RedisSettings:

@@ -26,7 +26,7 @@ Job = Callable[[Settings, AsyncEngine, Dispatcher | None], Awaitable[Any]]
 def _run(job: Job, command: str) -> Any:
     from arq import create_pool
 
-    from app.state import redis_settings
+    from app.pipeline.dispatch import redis_settings
     from app.store.db import create_engine
 
     settings = settings_or_exit()
