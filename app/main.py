@@ -91,7 +91,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for outage in DATABASE_OUTAGES:
         app.add_exception_handler(outage, _database_down)
     app.add_exception_handler(SignIn, _sign_in)
-    app.router.routes[:0] = webhooks.routes
     app.include_router(webhooks.router)
     app.include_router(probes.router)
     app.include_router(events.router)
