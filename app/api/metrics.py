@@ -14,6 +14,7 @@ from app.deps import StateDep
 from app.errors import Unauthorized
 from app.store.holds import holds
 from app.store.models import actions, api_calls, events, utcnow
+from app.store.statuses import ActionStatus
 from app.systeme.quota import account_key
 from app.telemetry import (
     ACCOUNT_HELD,
@@ -46,7 +47,8 @@ async def _refresh(state: StateDep) -> None:
         QUEUE_DEPTH.set(
             await conn.scalar(
                 sa.select(sa.func.count()).where(
-                    actions.c.status.in_(("pending", "scheduled")), actions.c.next_attempt_at <= now
+                    actions.c.status.in_((ActionStatus.PENDING, ActionStatus.SCHEDULED)),
+                    actions.c.next_attempt_at <= now,
                 )
             )
             or 0

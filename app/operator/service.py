@@ -16,6 +16,7 @@ from app.store import operator as transitions
 from app.store.events import replan_event
 from app.store.models import utcnow
 from app.store.queries import get_action
+from app.store.statuses import ActionStatus
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ async def run_now(engine: AsyncEngine, dispatcher: Dispatcher | None, action_id:
     handed = await transitions.run_now(engine, action_id, by=by, now=utcnow())
     if not handed:
         action = await _current(engine, action_id)
-        if action["status"] != "scheduled":
+        if action["status"] != ActionStatus.SCHEDULED:
             raise Conflict(f"action {action_id} is {action['status']}, not scheduled")
         earlier = await transitions.earlier_scheduled(engine, action_id)
         if earlier is not None:

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.store.actions import TERMINAL
 from app.store.models import actions, events
+from app.store.statuses import ActionStatus
 
 # kind -> (what it is about, whether the contact has it afterwards)
 KINDS: dict[str, tuple[str, bool]] = {
@@ -30,7 +31,7 @@ KINDS: dict[str, tuple[str, bool]] = {
 }
 # Ended for good: nothing more will happen to the target because of them ("cancelled": a step over time whose
 # rule called it off).
-_SETTLED = TERMINAL | {"cancelled"}
+_SETTLED = TERMINAL | {ActionStatus.CANCELLED}
 _BATCH = 500
 
 
@@ -100,7 +101,7 @@ class Selection:
 async def select_contacts(engine: AsyncEngine, *, since: datetime, rule: str | None = None) -> Selection:
     """The (account, email) pairs with a tag, course or community action that succeeded since `since`."""
     query = sa.select(actions.c.account, actions.c.contact_email, actions.c.id).where(
-        actions.c.status == "succeeded",
+        actions.c.status == ActionStatus.SUCCEEDED,
         actions.c.updated_at >= since,
         actions.c.kind.in_(KINDS),
         actions.c.contact_email.is_not(None),
@@ -187,7 +188,7 @@ def net_effect(
         key = target_key(action, ids)
         if key is None:
             continue
-        if action.status == "succeeded":
+        if action.status == ActionStatus.SUCCEEDED:
             last[key] = action
         elif action.status not in _SETTLED:
             moving.add(key)

@@ -133,7 +133,6 @@ async def ingest(state: AppState, *, source: str, delivery: Delivery) -> IngestR
                 payload=payload,
                 headers=storable(_stored_headers(delivery.headers, config)),
                 occurred_at=occurred_at,
-                outcomes=None,
                 rules_version=rules.version,
                 received_at=received_at,
                 aliases=tuple(a for a in map(_bounded_id, incoming.aliases) if a),

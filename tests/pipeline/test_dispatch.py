@@ -15,15 +15,15 @@ from app.rules.current import RulesInForce
 from app.rules.engine import RuleSet
 from app.rules.loader import parse_rules
 from app.store.db import create_engine
-from app.store.events import NewEvent, record_event
+from app.store.events import NewEvent
 from app.store.models import actions, utcnow
 from app.store.writer import GroupWriter
 from tests.conftest import wait_for
-from tests.factories import RULES, stripe_checkout
+from tests.factories import RULES, record_event, stripe_checkout
 
 
 def delivery(provider_id: str) -> NewEvent:
-    return NewEvent("stripe", "ping", provider_id, {"id": provider_id}, {}, None, (), "v1", utcnow())
+    return NewEvent("stripe", "ping", provider_id, {"id": provider_id}, {}, None, "v1", utcnow())
 
 
 async def test_no_run_starts_while_a_delivery_waits_to_be_stored(make_settings, postgres_url):

@@ -38,7 +38,7 @@ async def store_unplanned(engine, email: str, *, age: float) -> Unplanned:
     received = utcnow() - timedelta(seconds=age)
     [stored] = await record_events(
         engine,
-        [NewEvent("stripe", "checkout.session.completed", payload["id"], payload, {}, None, None, "v0", received)],
+        [NewEvent("stripe", "checkout.session.completed", payload["id"], payload, {}, None, "v0", received)],
     )
     return Unplanned(stored.event_id, "stripe", "checkout.session.completed", payload, None, received)
 
