@@ -11,7 +11,7 @@ from app.config import get_settings
 from app.health import WORKER_HEARTBEAT_SECONDS, worker_health_key
 from app.pipeline.dispatch import redis_settings
 from app.pipeline.service import close_pipeline, worker_pipeline
-from workers.tasks import run_actions, sweep, upkeep
+from workers.tasks import run_actions, sweep_job, upkeep_job
 
 
 async def startup(ctx: dict[str, Any]) -> None:
@@ -41,8 +41,8 @@ class WorkerSettings:
     cron_jobs: ClassVar[list[Any]] = [
         # The safety net for lost hints and abandoned runs: with a 30 s lease, a killed worker's run is taken over
         # within the lease plus one sweep.
-        cron(sweep, second=_every(get_settings().sweep_seconds), run_at_startup=True, unique=True),
-        cron(upkeep, minute={5, 15, 25, 35, 45, 55}, second=0, unique=True),
+        cron(sweep_job, second=_every(get_settings().sweep_seconds), run_at_startup=True, unique=True),
+        cron(upkeep_job, minute={5, 15, 25, 35, 45, 55}, second=0, unique=True),
     ]
     on_startup = startup
     on_shutdown = shutdown

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.pipeline import settle
-from app.pipeline import sweep as sweeping
 from app.pipeline.service import Pipeline
+from app.pipeline.settle import run
+from app.pipeline.sweep import sweep
 from app.pipeline.upkeep import maintain
 
 
@@ -17,15 +17,15 @@ def _pipeline(ctx: dict[str, Any]) -> Pipeline:
 
 async def run_actions(ctx: dict[str, Any], action_id: str) -> str:
     """One run: the actions of one event for one contact that `action_id` belongs to."""
-    return (await settle.run(_pipeline(ctx), action_id)).status
+    return (await run(_pipeline(ctx), action_id)).status
 
 
-async def sweep(ctx: dict[str, Any]) -> int:
+async def sweep_job(ctx: dict[str, Any]) -> int:
     """The sweep (app/pipeline/sweep.py), on every worker; its upkeep is the `upkeep` cron's."""
-    return await sweeping.sweep(_pipeline(ctx))
+    return await sweep(_pipeline(ctx))
 
 
-async def upkeep(ctx: dict[str, Any]) -> None:
+async def upkeep_job(ctx: dict[str, Any]) -> None:
     """Retention and alerts; unique in arq and on fixed minutes, so one worker runs it at a time."""
     pipeline = _pipeline(ctx)
     await maintain(pipeline.engine, pipeline.settings)
