@@ -21,6 +21,7 @@ from tests.factories import (
 from tests.flows import count_rows
 
 
+@pytest.fixture
 def service(make_settings, sqlite_url):
     with running(make_settings(database_url=sqlite_url, max_body_bytes=64 * 1024)) as url:
         yield url
