@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
-from app.api import actions, contacts, events, health, metrics, payments, rules
+from app.api import actions, contacts, events, metrics, payments, probes, rules
 from app.config import Settings, get_settings
 from app.errors import AppError, TooManyRequests
 from app.state import app_state
@@ -74,7 +74,7 @@ class SystemeFlow(FastAPI):
     """FastAPI, with `POST /hooks/{source}` answered ahead of the middleware stack and the router.
 
     Why: under a burst, Starlette's middleware and routing cost as much per delivery as the signature check and
-    the durable write together (see the README's Benchmarks). The answers are the ones the stack would give: the
+    the durable write together (see docs/benchmarks.md). The answers are the ones the stack would give: the
     same handler, the same exception handlers, and an unexpected error still reaches uvicorn as a logged 500.
     """
 
@@ -127,9 +127,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for outage in DATABASE_OUTAGES:
         app.add_exception_handler(outage, _database_down)
     app.add_exception_handler(SignIn, _sign_in)
-    app.router.routes[:0] = webhooks.routes
     app.include_router(webhooks.router)
-    app.include_router(health.router)
+    app.include_router(probes.router)
     app.include_router(events.router)
     app.include_router(actions.router)
     app.include_router(payments.router)

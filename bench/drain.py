@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,13 +30,15 @@ from arq.connections import RedisSettings, create_pool
 from redis.asyncio import Redis
 
 from app.config import Settings
-from app.dispatch import ArqDispatcher
+from app.pipeline.dispatch import ArqDispatcher
+from app.pipeline.planner import plan_events
 from app.rules.engine import RuleSet
 from app.rules.loader import parse_rules
 from app.store.db import create_engine
-from app.store.events import record_event
+from app.store.events import NewEvent, record_events
 from app.store.migrate import upgrade_async
 from app.store.models import actions, utcnow
+from app.store.plans import Unplanned
 from bench.common import report, server
 from workers.settings import WorkerSettings
 
@@ -83,20 +86,12 @@ async def backlog(settings: Settings, count: int) -> None:
     redis = await create_pool(RedisSettings.from_dsn(settings.redis_url or ""))
     dispatcher = ArqDispatcher(redis)
     for n in range(count):
-        payload = {"email": f"drain{n}@yopmail.com"}
-        stored = await record_event(
-            engine,
-            source="signup",
-            event_type=None,
-            provider_id=None,
-            payload=payload,
-            headers={},
-            occurred_at=None,
-            outcomes=rules.plan(source="signup", event_type=None, payload=payload),
-            rules_version=rules.version,
-            now=utcnow(),
-        )
-        await dispatcher.dispatch([(a, 1) for a in stored.runs])
+        # As ingest and the planner do it: stored alone, then judged and handed to the workers.
+        now = utcnow()
+        payload = {"email": f"drain{n}@example.com"}
+        [stored] = await record_events(engine, [NewEvent("signup", None, None, payload, {}, None, rules.version, now)])
+        event = Unplanned(stored.event_id, "signup", None, payload, None, now)
+        await plan_events(engine, rules, [event], dispatcher.dispatch, approval_window=timedelta(days=7))
     await redis.aclose()
     await engine.dispose()
 

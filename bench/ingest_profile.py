@@ -24,7 +24,7 @@ from bench.ingest import service_env, signed_events
 
 # (part, substrings of a frame "function (file:line)"): the first part any frame matches takes the sample.
 PARTS: list[tuple[str, tuple[str, ...]]] = [
-    ("actions executor (dry run, in-process)", ("app/actions/", "app/dispatch.py", "app/maintenance.py")),
+    ("actions executor (dry run, in-process)", ("app/actions/", "app/pipeline/dispatch.py", "app/pipeline/upkeep.py")),
     ("email validation", ("email_validator/",)),
     ("rules planning (Jinja)", ("app/rules/", "jinja2/")),
     ("signature", ("verify_hmac", "check_signature", "check_fresh", "timestamped_signatures")),

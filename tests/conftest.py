@@ -171,7 +171,7 @@ async def post_stripe(url: str, event: dict[str, Any], *, admin: str = ADMIN) ->
 
 async def planned(url: str, event_id: str, *, admin: str = ADMIN, timeout: float = 15.0) -> dict[str, Any]:
     """The event (as the operator API shows it) once the rules judged it: right after its answer, in the process
-    that stored it (app/planning.py). Tests read actions through this, so "no action pending" never means "not
+    that stored it (app/pipeline/planner.py). Tests read actions through this, so "no action pending" never means "not
     planned yet"."""
     found: dict[str, Any] = {}
 

@@ -1,4 +1,5 @@
-"""Builders for test data: signed deliveries in each provider's documented scheme, rules files, payloads."""
+"""Builders for test data: signed deliveries in each provider's documented scheme, rules files, payloads, and
+events stored and planned through the production path."""
 
 from __future__ import annotations
 
@@ -8,8 +9,23 @@ import hmac
 import json
 import time
 import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.config import rules_environment
+from app.rules.engine import RuleOutcome
+from app.rules.loader import parse_rules
+from app.rules.schema import DEFAULT_ACCOUNT
+from app.store.events import NewEvent, record_events
+from app.store.models import actions
+from app.store.plans import Unplanned, record_plans
+from app.store.storable import storable_time
 
 STRIPE_SECRET = "whsec_test_stripe_secret"
 SYSTEME_SECRET = "systeme-secret"
@@ -189,3 +205,102 @@ rules:
       - tag: Masterclass buyer
       - enroll: {{ course: 101, access: full_access }}
 """
+
+
+@dataclass(frozen=True)
+class PlannedEvent:
+    event_id: str
+    duplicate: bool
+    # (action id, status) of each planned action, in plan order; empty for a duplicate.
+    actions: tuple[tuple[str, str], ...] = ()
+    # One pending action per run (per contact), in order: what ingest hands to the executor.
+    runs: tuple[str, ...] = ()
+
+
+async def record_event(
+    engine: AsyncEngine,
+    *,
+    source: str,
+    event_type: str | None,
+    provider_id: str | None,
+    payload: Mapping[str, Any],
+    headers: Mapping[str, str],
+    occurred_at: datetime | None,
+    outcomes: Sequence[RuleOutcome],
+    rules_version: str,
+    now: datetime,
+    approval_window: timedelta = timedelta(days=7),
+    modes: Mapping[str, str | None] | None = None,
+) -> PlannedEvent:
+    """An event as production stores and plans it: stored alone (ingest, app/store/events.py), then judged with
+    `outcomes` and its plan written (the planner, app/store/plans.py)."""
+    arrived = dict(modes or {})
+    new = NewEvent(source, event_type, provider_id, payload, headers, occurred_at, rules_version, now, modes=arrived)
+    [stored] = await record_events(engine, [new])
+    if stored.duplicate:
+        return PlannedEvent(stored.event_id, True)
+    event = Unplanned(
+        stored.event_id, source, event_type, payload, storable_time(occurred_at), now, arrived.get(DEFAULT_ACCOUNT)
+    )
+    _, runs = await record_plans(
+        engine,
+        [event],
+        lambda _: outcomes,
+        rules_version=rules_version,
+        now=now,
+        approval_window=approval_window,
+        modes=arrived,
+    )
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            sa.select(actions.c.id, actions.c.status)
+            .where(actions.c.event_id == stored.event_id)
+            .order_by(actions.c.order_key)
+        )
+        planned = tuple((row.id, row.status) for row in rows)
+    return PlannedEvent(stored.event_id, False, planned, tuple(runs))
+
+
+EXAMPLE_ENV = {
+    "STRIPE_WEBHOOK_SECRET": "whsec_loader_test_stripe",
+    "SYSTEME_WEBHOOK_SECRET": "loader-test-systeme",
+    "PARTNER_WEBHOOK_SECRET": "whsec_bG9hZGVyLXRlc3QtcGFydG5lcg==",
+    "SIGNUP_FORM_TOKEN": "loader-test-form",
+}
+
+
+HEAD = """version: 1
+sources:
+  shop: { type: stripe, secret: "s" }
+rules:
+"""
+
+
+DRIP = RULES.replace(
+    "      - add_to_community: { community: Insiders }\n",
+    "      - add_to_community: { community: Insiders }\n        after: 7d\n      - tag: Week two\n        after: 14d\n",
+).replace(
+    "      - untag: Masterclass buyer\n",
+    "      - cancel_scheduled: masterclass-purchase\n      - untag: Masterclass buyer\n",
+)
+
+
+def drip_settings(make_settings, tmp_path, **overrides):
+    path = tmp_path / "drip.yaml"
+    path.write_text(DRIP)
+    return make_settings(rules_file=str(path), **overrides)
+
+
+VIP_RULES = (
+    RULES
+    + """
+  - id: vip
+    on: stripe/customer.updated
+    contact: { email: "{{ event.email }}" }
+    actions: [ { tag: VIP } ]
+"""
+)
+
+
+def rules_file(text: str = RULES):
+    return parse_rules(text, path="rules.yaml", env=rules_environment()).file

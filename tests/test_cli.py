@@ -13,22 +13,9 @@ import httpx
 import pytest
 
 from app.config import setting_source
+from tests.clitools import cli, cli_env, free_port
 from tests.conftest import DB_PREFIX, SIM_KEY
 from tests.factories import FORM_TOKEN, write_rules
-
-SECRET_VARS = ("MATON_API_KEY", "SYSTEME_API_KEY", "REDIS_URL", "DATABASE_URL", "RULES_FILE", "ADMIN_TOKEN")
-
-
-def cli_env(**values: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in SECRET_VARS}
-    env.update(values)
-    return env
-
-
-def cli(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "app", *args], cwd=cwd, env=cli_env(**env), capture_output=True, text=True, timeout=60
-    )
 
 
 def test_check_accepts_a_valid_file(tmp_path):
@@ -108,12 +95,6 @@ def test_both_api_keys_refuse_to_start_without_leaking_them(tmp_path):
     assert done.returncode != 0
     assert "keep one" in done.stderr
     assert "very-secret" not in done.stderr + done.stdout
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture

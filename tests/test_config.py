@@ -15,9 +15,8 @@ from pydantic import ValidationError
 from app.config import Settings, is_placeholder
 from app.errors import RulesError
 from app.rules.loader import parse_rules
-from tests.clitools import run_cli
+from tests.clitools import cli, run_cli
 from tests.conftest import running
-from tests.test_cli import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from tests.clitools import cli
 from tests.conftest import SIM_KEY
 from tests.factories import write_rules
-from tests.test_cli import cli
 
 
 def lines(out: str) -> dict[str, str]:

@@ -13,22 +13,9 @@ import httpx
 import redis
 
 from app.simulator.state import Fault
-from tests.conftest import SIM_KEY, operator, planned, post_stripe, running, wait_for
+from tests.conftest import operator, post_stripe, running, wait_for
 from tests.factories import stripe_checkout, stripe_headers, stripe_refund
-
-
-async def event_actions(url: str, event_id: str) -> list[dict]:
-    return list((await planned(url, event_id))["actions"])
-
-
-async def settled(url: str, *event_ids: str) -> None:
-    async def done() -> bool:
-        for event_id in event_ids:
-            if any(a["status"] in ("pending", "running") for a in await event_actions(url, event_id)):
-                return False
-        return True
-
-    await wait_for(done, timeout=30)
+from tests.flows import event_actions, settled, worker_env
 
 
 async def test_refund_right_after_purchase_leaves_access_revoked(make_settings, database_url, sim):
@@ -66,19 +53,6 @@ async def test_same_delivery_ten_times_at_once_has_each_effect_once(make_setting
         await settled(url, event_id)
     assert len(sim.account.contacts) == 1 and len(sim.account.enrollments) == 1 and len(sim.account.memberships) == 1
     assert sim.tag_names("ten@yopmail.com") == ["Masterclass buyer"]
-
-
-def worker_env(database_url: str, redis_url: str, sim_url: str, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("MATON_API_KEY", "ADMIN_TOKEN")}
-    env.update(
-        DATABASE_URL=database_url,
-        REDIS_URL=redis_url,
-        SYSTEME_API_KEY=SIM_KEY,
-        SYSTEME_API_URL=sim_url,
-        LOG_FORMAT="json",
-        **extra,
-    )
-    return env
 
 
 async def test_redis_emptied_while_actions_are_pending_loses_nothing(make_settings, sqlite_url, clean_redis, sim):
@@ -203,11 +177,10 @@ async def test_unanswered_approvals_expire_as_rejected(sqlite_url):
     from app.rules.engine import RuleSet
     from app.rules.loader import parse_rules
     from app.store.db import create_engine
-    from app.store.events import record_event
     from app.store.models import utcnow
     from app.store.operator import expire_approvals
     from app.store.queries import list_actions
-    from tests.factories import RULES
+    from tests.factories import RULES, record_event
 
     engine = create_engine(sqlite_url)
     try:

@@ -7,18 +7,18 @@ import asyncio
 
 import sqlalchemy as sa
 
-from app.accounts import Account
+from app.accounts.modes import DRY_RUN, describe, fingerprint, is_test
+from app.accounts.registry import Account
 from app.cli.discard import startup_leftover_lines
-from app.modes import DRY_RUN, describe, fingerprint, is_test
 from app.simulator import Simulator
 from app.store.db import create_engine
 from app.store.models import actions, api_calls, contacts, events, rule_outcomes
+from tests.clitools import cli
 from tests.conftest import ADMIN, operator, post_stripe, running, wait_for
-from tests.factories import stripe_checkout
+from tests.factories import drip_settings, stripe_checkout
+from tests.flows import event_actions, settled
 from tests.servers import ServerThread
-from tests.test_cli import cli
-from tests.test_guarantees import event_actions, settled
-from tests.test_scheduled import a_week_passes, burst, by_kind, drip_settings
+from tests.test_scheduled import a_week_passes, burst, by_kind
 
 LIVE_KEY = "live-api-key-for-tests"
 

@@ -16,15 +16,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from app import alerts
+from app.pipeline import alerts
 from app.simulator.state import Fault
 from app.store.db import create_engine
 from app.store.models import actions, api_calls, events, rule_outcomes, utcnow
 from app.store.retention import purge
 from tests.conftest import operator, post_stripe, running, wait_for
 from tests.factories import stripe_checkout, stripe_headers
+from tests.flows import settled
 from tests.servers import ServerThread
-from tests.test_guarantees import settled
 
 
 async def test_metrics_cover_events_actions_and_api_calls(make_settings, sqlite_url, sim):
@@ -191,7 +191,7 @@ async def test_alerts_go_to_the_webhook_at_most_once_an_hour(make_settings, sqli
 
 async def test_a_rule_that_fired_daily_and_went_silent_is_reported(sqlite_url):
     from app.rules.engine import RuleOutcome
-    from app.store.events import record_event
+    from tests.factories import record_event
 
     engine = create_engine(sqlite_url)
     now = utcnow()

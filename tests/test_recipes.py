@@ -25,11 +25,11 @@ from app.rules.jsonschema import rules_schema
 from app.rules.loader import parse_rules
 from app.sources import parse_delivery
 from app.webhooks.body import build_delivery
+from tests.clitools import cli
 from tests.conftest import operator, running, wait_for
 from tests.factories import stripe_checkout, stripe_refund
 from tests.provider_payloads import SELLER
 from tests.shop_payloads import calendly_invitee, shopify_order
-from tests.test_cli import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {v.name: f"value-of-{v.name.lower()}" for r in RECIPES.values() for v in r.variables}

@@ -18,7 +18,7 @@ from app.systeme.client import SystemeClient
 from app.systeme.quota import RedisQuota, account_key
 from tests.conftest import SIM_KEY, post_stripe, running, wait_for
 from tests.factories import stripe_checkout
-from tests.test_guarantees import event_actions, settled, worker_env
+from tests.flows import event_actions, settled, worker_env
 
 
 def start_worker(env: dict[str, str]) -> subprocess.Popen[bytes]:

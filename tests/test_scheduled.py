@@ -15,25 +15,12 @@ import sqlalchemy as sa
 
 from app.store.db import create_engine
 from app.store.models import actions
+from tests.clitools import cli
 from tests.conftest import ADMIN, operator, post_stripe, running, wait_for
-from tests.factories import RULES, stripe_checkout, stripe_refund
-from tests.test_cli import cli
-from tests.test_guarantees import event_actions, settled, worker_env
+from tests.factories import drip_settings, stripe_checkout, stripe_refund
+from tests.flows import event_actions, settled, worker_env
 
 # The example on the test rules: the community a week after the purchase; a refund cancels it first.
-DRIP = RULES.replace(
-    "      - add_to_community: { community: Insiders }\n",
-    "      - add_to_community: { community: Insiders }\n        after: 7d\n      - tag: Week two\n        after: 14d\n",
-).replace(
-    "      - untag: Masterclass buyer\n",
-    "      - cancel_scheduled: masterclass-purchase\n      - untag: Masterclass buyer\n",
-)
-
-
-def drip_settings(make_settings, tmp_path, **overrides):
-    path = tmp_path / "drip.yaml"
-    path.write_text(DRIP)
-    return make_settings(rules_file=str(path), **overrides)
 
 
 def by_kind(rows: list[dict]) -> dict[str, dict]:

@@ -6,10 +6,10 @@ import logging
 
 from app.logs import ConsoleFormatter, RedactSecrets
 from app.store.db import create_engine
-from app.store.events import record_event
 from app.store.models import utcnow
 from app.text import escape_controls, escape_values
-from tests.test_cli import cli
+from tests.clitools import cli
+from tests.factories import record_event
 
 # The example: clears the screen and sets the window title when printed raw.
 HOSTILE = "checkout.session.completed\u001b[2J\u001b]0;PWNED\u0007"

@@ -7,37 +7,23 @@ from typing import Any, ClassVar
 from arq import cron
 from arq.connections import RedisSettings
 
-from app.accounts import AccountClients, rules_file_stamp
 from app.config import get_settings
 from app.health import WORKER_HEARTBEAT_SECONDS, worker_health_key
-from app.holds import check_accounts
-from app.operator.modes import start_modes
-from app.planning import load_ruleset
-from app.state import redis_settings, retry_policy
-from app.store.db import create_engine
-from workers.tasks import run_actions, sweep, upkeep
+from app.pipeline.dispatch import redis_settings
+from app.pipeline.service import close_pipeline, worker_pipeline
+from workers.tasks import run_actions, sweep_job, upkeep_job
 
 
 async def startup(ctx: dict[str, Any]) -> None:
     # Tests hand their own Settings in through Worker(ctx=...); a deployed worker reads the environment.
     settings = ctx.setdefault("settings", get_settings())
-    ctx["engine"] = create_engine(settings.database_url)
     # One client per account, each with one quota for every worker: paced through Redis, fed by each answer's
-    # X-RateLimit-* headers. The accounts come from the rules file, read again when it changes (see sweep).
-    ctx["rules_stamp"] = rules_file_stamp(settings)
-    # The rules too: the sweep plans events an API process stored but stopped before planning.
-    ctx["rules"] = load_ruleset(settings)
-    # An unreadable file (logged) leaves only the default account known, until it is fixed.
-    ctx["clients"] = AccountClients(settings, ctx["rules"].loaded.file if ctx["rules"] else None, redis=ctx["redis"])
-    ctx["policy"] = retry_policy(settings)
-    # Before any run: a mirror learned under another mode is forgotten, and what other modes left is logged.
-    await start_modes(ctx["engine"], ctx["clients"])
-    await check_accounts(ctx["engine"], ctx["clients"], settings)
+    # X-RateLimit-* headers. The accounts come from the rules file, read again when it changes (see the sweep).
+    ctx["pipeline"] = await worker_pipeline(settings, ctx["redis"])
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
-    await ctx["clients"].aclose()
-    await ctx["engine"].dispose()
+    await close_pipeline(ctx["pipeline"])
 
 
 def _redis_settings() -> RedisSettings:
@@ -55,8 +41,8 @@ class WorkerSettings:
     cron_jobs: ClassVar[list[Any]] = [
         # The safety net for lost hints and abandoned runs: with a 30 s lease, a killed worker's run is taken over
         # within the lease plus one sweep.
-        cron(sweep, second=_every(get_settings().sweep_seconds), run_at_startup=True, unique=True),
-        cron(upkeep, minute={5, 15, 25, 35, 45, 55}, second=0, unique=True),
+        cron(sweep_job, second=_every(get_settings().sweep_seconds), run_at_startup=True, unique=True),
+        cron(upkeep_job, minute={5, 15, 25, 35, 45, 55}, second=0, unique=True),
     ]
     on_startup = startup
     on_shutdown = shutdown

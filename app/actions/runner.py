@@ -17,21 +17,22 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.accounts.modes import Modes, current_modes
 from app.actions.contacts import ContactHandle, Contradiction
 from app.actions.context import StepContext
 from app.actions.local import LOCAL_STEPS
 from app.actions.mirror import Known
 from app.actions.resolve import forget_names
 from app.actions.steps import STEPS, tag_condition
-from app.modes import Modes, current_modes
 from app.store.actions import ClaimedAction, claim_run, finish, next_for_contact, ran_out_of_order, release, renew
 from app.store.contacts import ContactWrite, load_contact
 from app.store.models import new_id, utcnow
+from app.store.statuses import ActionStatus, RunStatus
 from app.systeme.client import SystemeClient, SystemeSession
 from app.systeme.errors import AccountUnusable, PermanentApiError, TransientApiError
 
 if TYPE_CHECKING:
-    from app.accounts import AccountClients
+    from app.accounts.registry import AccountClients
 
 log = logging.getLogger(__name__)
 DRY_RUN = "dry run: no MATON_API_KEY or SYSTEME_API_KEY is set, nothing was sent"
@@ -59,9 +60,8 @@ class RetryPolicy:
 
 @dataclass
 class RunResult:
-    # "done", "rescheduled" (a step will be tried again at next_attempt_at), "held" or "not_claimed"
-    status: str
-    statuses: dict[str, str] = field(default_factory=dict)
+    status: RunStatus
+    statuses: dict[str, ActionStatus] = field(default_factory=dict)
     next_attempt_at: datetime | None = None
     # The job to schedule for the rescheduled step: (action id, attempt number).
     retry: tuple[str, int] | None = None
@@ -72,12 +72,12 @@ class RunResult:
 
     @property
     def dead(self) -> list[str]:
-        return [action_id for action_id, status in self.statuses.items() if status == "dead"]
+        return [action_id for action_id, status in self.statuses.items() if status == ActionStatus.DEAD]
 
 
 @dataclass
 class _Step:
-    status: str
+    status: ActionStatus
     outcome: str | None = None
     error: str | None = None
     next_attempt_at: datetime | None = None
@@ -85,12 +85,10 @@ class _Step:
     held: str | None = None
 
 
-async def run_actions(
-    *, engine: AsyncEngine, client: SystemeClient | AccountClients, action_id: str, policy: RetryPolicy
-) -> RunResult:
+async def run_actions(*, engine: AsyncEngine, client: AccountClients, action_id: str, policy: RetryPolicy) -> RunResult:
     """Claim and execute the run that `action_id` belongs to, with its account's client."""
     token = new_id("run")
-    # Work planned under another mode (a dry run, the simulator) is never taken here: see app/modes.py.
+    # Work planned under another mode (a dry run, the simulator) is never taken here: see app/accounts/modes.py.
     modes = None if isinstance(client, SystemeClient) else current_modes(client.accounts)
     claimed = await claim_run(
         engine,
@@ -103,13 +101,13 @@ async def run_actions(
         modes=modes,
     )
     if not claimed:
-        return RunResult("not_claimed")
+        return RunResult(RunStatus.NOT_CLAIMED)
     account = claimed[0].account
-    chosen = client if isinstance(client, SystemeClient) else client.client(account)
-    problem = None if isinstance(client, SystemeClient) else client.problem(account)
+    chosen = client.client(account)
+    problem = client.problem(account)
     if chosen is None or problem is not None:
         await release(engine, token, now=utcnow(), next_attempt_at=None)
-        return RunResult("held", held=(account, problem or f"account '{account}' is not configured"))
+        return RunResult(RunStatus.HELD, held=(account, problem or f"account '{account}' is not configured"))
     heartbeat = asyncio.create_task(_heartbeat(engine, token, policy.lease))
     try:
         return await _Run(engine, chosen, policy, token, claimed, modes).execute()
@@ -141,7 +139,7 @@ class _Run:
         self.engine, self.client, self.policy, self.token, self.claimed = engine, client, policy, token, claimed
         self.modes = modes
         self.handle: ContactHandle | None = None
-        self.result = RunResult("done")
+        self.result = RunResult(RunStatus.DONE)
         self._saved: tuple[int, dict[str, Any], datetime] | None = None
 
     async def execute(self) -> RunResult:
@@ -174,12 +172,14 @@ class _Run:
             if step.held is not None:
                 # The account refused us: everything waits as it is, and the account is held until a probe passes.
                 await release(self.engine, self.token, now=utcnow(), next_attempt_at=None)
-                self.result.status, self.result.held = "held", (action.account, step.held)
+                self.result.status, self.result.held = RunStatus.HELD, (action.account, step.held)
                 break
-            if step.status == "pending":
+            if step.status == ActionStatus.PENDING:
                 await release(self.engine, self.token, now=utcnow(), next_attempt_at=step.next_attempt_at)
                 attempt = action.attempt + 1 if step.counted else action.attempt
-                self.result = RunResult("rescheduled", self.result.statuses, step.next_attempt_at, (action.id, attempt))
+                self.result = RunResult(
+                    RunStatus.RESCHEDULED, self.result.statuses, step.next_attempt_at, (action.id, attempt)
+                )
                 break
         await self._hand_over(first)
         return self.result
@@ -187,7 +187,7 @@ class _Run:
     async def _step(self, api: SystemeSession, action: ClaimedAction) -> _Step:
         context = {"action_id": action.id, "event_id": action.event_id, "rule_id": action.rule_id, "kind": action.kind}
         if self.client.dry_run and action.kind not in LOCAL_STEPS:
-            return _Step("skipped", DRY_RUN)
+            return _Step(ActionStatus.SKIPPED, DRY_RUN)
         ctx = StepContext(api, self.handle, action.contact, careful=action.attempt > 1)
         try:
             for second_try in (False, True):
@@ -205,10 +205,10 @@ class _Run:
         except AccountUnusable as exc:
             log.error("account %s refused the request, held: %s", action.account, exc.message, extra=context)
             message = f"waiting: the account is held ({exc.message})"
-            return _Step("pending", error=message, next_attempt_at=utcnow(), counted=False, held=exc.message)
+            return _Step(ActionStatus.PENDING, error=message, next_attempt_at=utcnow(), counted=False, held=exc.message)
         except PermanentApiError as exc:
             log.warning("action failed: %s", exc.message, extra=context)
-            return _Step("failed", error=exc.message)
+            return _Step(ActionStatus.FAILED, error=exc.message)
         except TransientApiError as exc:
             log.warning("action attempt %d failed: %s", action.attempt, exc.message, extra=context)
             return self._transient(action.attempt, exc.message, exc.retry_after, counted=not exc.throttled)
@@ -223,22 +223,24 @@ class _Run:
             # Our own rows, not Systeme.io: no contact to read, so no tag condition either.
             done = await LOCAL_STEPS[action.kind](self.engine, action)
             log.info("action succeeded: %s", done, extra=context)
-            return _Step("succeeded", done)
+            return _Step(ActionStatus.SUCCEEDED, done)
         spec = action.contact
         if spec and (spec.get("unless_tagged") or spec.get("only_if_tagged")):
             unmet = tag_condition(spec, (await ctx.contact(facts=True)).tags)
             if unmet:
                 log.info("action skipped: %s", unmet, extra=context)
-                return _Step("skipped", unmet)
+                return _Step(ActionStatus.SKIPPED, unmet)
         done = await STEPS[action.kind](ctx, action.params)
         log.info("action succeeded: %s", done, extra=context)
-        return _Step("succeeded", done)
+        return _Step(ActionStatus.SUCCEEDED, done)
 
     def _transient(self, attempt: int, message: str, retry_after: float | None, *, counted: bool) -> _Step:
         if counted and attempt >= self.policy.max_attempts:
-            return _Step("dead", error=f"gave up after {attempt} attempts: {message}")
+            return _Step(ActionStatus.DEAD, error=f"gave up after {attempt} attempts: {message}")
         delay = self.policy.delay(attempt, retry_after)
-        return _Step("pending", error=message, next_attempt_at=utcnow() + timedelta(seconds=delay), counted=counted)
+        return _Step(
+            ActionStatus.PENDING, error=message, next_attempt_at=utcnow() + timedelta(seconds=delay), counted=counted
+        )
 
     async def _record(self, api: SystemeSession, action: ClaimedAction, step: _Step, note: str | None) -> bool:
         recorded = await finish(
@@ -275,7 +277,9 @@ class _Run:
 
     async def _interrupted(self, api: SystemeSession, action: ClaimedAction) -> None:
         try:
-            step = _Step("pending", error="interrupted: the worker stopped during this step", next_attempt_at=utcnow())
+            step = _Step(
+                ActionStatus.PENDING, error="interrupted: the worker stopped during this step", next_attempt_at=utcnow()
+            )
             await self._record(api, action, step, None)
             await release(self.engine, self.token, now=utcnow(), next_attempt_at=None)
         except Exception:

@@ -7,9 +7,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Query
 from pydantic import BaseModel
 
+from app.accounts.modes import current_modes
 from app.deps import OperatorDep, StateDep
 from app.errors import BadRequest, NotFound
-from app.modes import current_modes
 from app.operator import service
 from app.store.queries import ACTION_STATUSES, get_action, list_actions
 

@@ -7,9 +7,9 @@ from typing import Any
 
 from fastapi import APIRouter, Query
 
+from app.accounts.modes import current_modes
 from app.deps import OperatorDep, StateDep
 from app.errors import BadRequest, NotFound
-from app.modes import current_modes
 from app.operator import service
 from app.store.queries import ACTION_STATUSES, get_event, list_events
 from app.timeparse import parse_since

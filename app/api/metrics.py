@@ -12,7 +12,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from app.deps import StateDep
 from app.errors import Unauthorized
-from app.metrics import (
+from app.store.holds import holds
+from app.store.models import actions, api_calls, events, utcnow
+from app.store.statuses import ActionStatus
+from app.systeme.quota import account_key
+from app.telemetry import (
     ACCOUNT_HELD,
     ACTION_LATENCY,
     ACTIONS,
@@ -23,9 +27,6 @@ from app.metrics import (
     REGISTRY,
     RETRIES,
 )
-from app.store.holds import holds
-from app.store.models import actions, api_calls, events, utcnow
-from app.systeme.quota import account_key
 
 router = APIRouter(tags=["health"])
 
@@ -46,7 +47,8 @@ async def _refresh(state: StateDep) -> None:
         QUEUE_DEPTH.set(
             await conn.scalar(
                 sa.select(sa.func.count()).where(
-                    actions.c.status.in_(("pending", "scheduled")), actions.c.next_attempt_at <= now
+                    actions.c.status.in_((ActionStatus.PENDING, ActionStatus.SCHEDULED)),
+                    actions.c.next_attempt_at <= now,
                 )
             )
             or 0

@@ -1,5 +1,5 @@
 """`discard --test-data`: remove what dry runs and the simulator left, once a real account is configured; and the
-lines `serve` prints about it at start (see app/modes.py)."""
+lines `serve` prints about it at start (see app/accounts/modes.py)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import select
 import sys
 from typing import Any
 
+from app.accounts.modes import Modes, describe, is_test
 from app.cli.run import database_errors, settings_or_exit
 from app.config import Settings
 from app.logs import configure_logging
-from app.modes import Modes, describe, is_test
 from app.operator.modes import configured_modes, discard, discard_hint, leftover_lines, service_modes
 from app.rules.schema import DEFAULT_ACCOUNT
 from app.store.modes import Leftover, leftovers

@@ -12,9 +12,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from app.accounts.modes import DRY_RUN, current_modes, describe, kind_of
 from app.config import Settings, get_settings, rules_environment, settings_problems
 from app.errors import AppError, RulesError
-from app.modes import DRY_RUN, current_modes, describe, kind_of
 from app.rules.loader import LoadedRules, load_rules
 from app.rules.schema import DEFAULT_ACCOUNT
 
@@ -81,7 +81,7 @@ def _key(report: Report, settings: Settings, mode: str | None) -> bool:
 
 async def _live(report: Report, settings: Settings, loaded: LoadedRules) -> bool:
     """`check --live`: the account takes the key, and what the rules name exists there."""
-    from app.accounts import AccountClients
+    from app.accounts.registry import AccountClients
     from app.maton.client import MatonClient
     from app.preview.live import live_check
 
@@ -108,7 +108,7 @@ async def _live(report: Report, settings: Settings, loaded: LoadedRules) -> bool
 
 async def _connected(report: Report, settings: Settings, loaded: LoadedRules) -> None:
     """`connect`: each `systeme` source has a webhook in the account that posts to its /hooks/<source>."""
-    from app.accounts import AccountClients
+    from app.accounts.registry import AccountClients
     from app.systeme import setup
 
     mine = [name for name, source in loaded.file.sources.items() if source.type == "systeme"]
@@ -186,7 +186,7 @@ async def diagnose() -> Report:
         return report
     report.ok("settings", "they load")
     loaded = _rules(report, settings)
-    from app.accounts import accounts_of
+    from app.accounts.registry import accounts_of
 
     mode = current_modes(accounts_of(settings, loaded.file if loaded else None)).get(DEFAULT_ACCOUNT)
     has_key = _key(report, settings, mode)

@@ -14,10 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.cli.run import database_errors, fail, rules_or_exit, settings_or_exit, since_arg
 from app.config import Settings
-from app.dispatch import ArqDispatcher, Dispatcher
 from app.errors import AppError
 from app.operator import service
 from app.operator.modes import service_modes
+from app.pipeline.dispatch import ArqDispatcher, Dispatcher
 from app.rules.engine import RuleSet
 from app.store.queries import ACTION_STATUSES, list_actions, list_events
 from app.text import escape_values
@@ -28,7 +28,7 @@ Job = Callable[[Settings, AsyncEngine, Dispatcher | None], Awaitable[Any]]
 def _run(job: Job, command: str) -> Any:
     from arq import create_pool
 
-    from app.state import redis_settings
+    from app.pipeline.dispatch import redis_settings
     from app.store.db import create_engine
 
     settings = settings_or_exit()

@@ -14,8 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.cli.operator import run_job
 from app.cli.run import rules_or_exit, settings_or_exit, since_arg
 from app.config import Settings
-from app.dispatch import Dispatcher
 from app.payments.service import STATUSES, list_payments
+from app.pipeline.dispatch import Dispatcher
 from app.store.models import utcnow
 from app.timeparse import parse_since
 

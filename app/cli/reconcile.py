@@ -12,16 +12,15 @@ from typing import Any
 from arq import create_pool
 from arq.connections import ArqRedis
 
-from app.accounts import AccountClients, accounts_file
+from app.accounts.modes import current_modes
+from app.accounts.registry import AccountClients, accounts_file
 from app.cli.run import database_errors, fail, rules_or_exit, settings_or_exit, since_arg
 from app.config import Settings
-from app.dispatch import ArqDispatcher, Dispatcher
 from app.errors import NotFound
-from app.modes import current_modes
+from app.pipeline.dispatch import ArqDispatcher, Dispatcher, redis_settings
 from app.reconcile.fix import choose, fix
 from app.reconcile.service import Report, reconcile, render_text
 from app.rules.schema import RulesFile
-from app.state import redis_settings
 from app.store.db import create_engine
 from app.systeme.client import SystemeClient
 

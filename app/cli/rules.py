@@ -38,7 +38,7 @@ def cmd_check(args: argparse.Namespace) -> None:
 
 
 async def _live(loaded: LoadedRules, *, create_fields: bool) -> LiveReport:
-    from app.accounts import AccountClients
+    from app.accounts.registry import AccountClients
     from app.maton.client import MatonClient
     from app.preview.live import live_check
 

@@ -11,8 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.cli.operator import run_job
 from app.cli.run import rules_or_exit, settings_or_exit
 from app.config import Settings
-from app.dispatch import Dispatcher
 from app.operator.story import contact_story
+from app.pipeline.dispatch import Dispatcher
 
 
 def _action(a: dict[str, Any]) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from app.accounts import AccountClients
+from app.accounts.registry import AccountClients
 from app.cli.run import confirm, fail, rules_or_exit, settings_or_exit
 from app.rules.schema import DEFAULT_ACCOUNT, RulesFile
 from app.systeme import setup

@@ -1,5 +1,5 @@
 """Account modes for operators: what other modes left (at start, on the dashboard), discarding test work, and the
-409 for running work of another mode (see app/modes.py)."""
+409 for running work of another mode (see app/accounts/modes.py)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import logging
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.accounts import AccountClients, accounts_file, accounts_of
+from app.accounts.modes import Modes, current_modes, describe, is_test, refusal
+from app.accounts.registry import AccountClients, accounts_file, accounts_of
 from app.config import Settings
 from app.errors import Conflict
-from app.modes import Modes, current_modes, describe, is_test, refusal
 from app.store.models import utcnow
 from app.store.modes import (
     Discarded,

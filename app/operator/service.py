@@ -9,16 +9,17 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.dispatch import Dispatcher
+from app.accounts.modes import Modes, describe
 from app.errors import Conflict, NotFound
-from app.modes import Modes, describe
 from app.operator.modes import refuse_other_mode
+from app.pipeline.dispatch import Dispatcher
 from app.rules.engine import RuleSet
 from app.rules.schema import DEFAULT_ACCOUNT
 from app.store import operator as transitions
 from app.store.events import replan_event
 from app.store.models import utcnow
 from app.store.queries import get_action
+from app.store.statuses import ActionStatus
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ async def run_now(
     handed = await transitions.run_now(engine, action_id, by=by, now=utcnow())
     if not handed:
         action = await _current(engine, action_id)
-        if action["status"] != "scheduled":
+        if action["status"] != ActionStatus.SCHEDULED:
             raise Conflict(f"action {action_id} is {action['status']}, not scheduled")
         earlier = await transitions.earlier_scheduled(engine, action_id)
         if earlier is not None:

@@ -14,10 +14,10 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app import alerts
+from app.accounts.modes import is_test
 from app.config import Settings
-from app.modes import is_test
 from app.payments.service import Listed, list_payments
+from app.pipeline import alerts
 from app.rules.schema import SourceConfig
 from app.store.models import alerts as alert_rows
 

@@ -36,7 +36,7 @@ class Listed:
     status: Status
     reason: str | None
     access_seconds: float | None
-    # The account mode the event arrived under (app/modes.py): a dry run's or the simulator's test purchase.
+    # The account mode the event arrived under (app/accounts/modes.py): a dry run's or the simulator's test purchase.
     mode: str | None = None
 
     def as_dict(self) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from app.accounts import Account, AccountClients
+from app.accounts.registry import Account, AccountClients
 from app.config import setting_source
 from app.maton.client import MatonClient, MatonError
 from app.maton.service import connection_problem, find_connection

@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.dispatch import Dispatcher
+from app.pipeline.dispatch import Dispatcher
 from app.reconcile.check import Drift
 from app.rules.schema import Rule, RulesFile
 from app.store.fixes import Redo, plan_again

@@ -16,10 +16,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.modes import Modes
+from app.accounts.modes import Modes
 from app.store.actions import TERMINAL
 from app.store.models import actions, events
 from app.store.modes import runnable
+from app.store.statuses import ActionStatus
 
 # kind -> (what it is about, whether the contact has it afterwards)
 KINDS: dict[str, tuple[str, bool]] = {
@@ -32,7 +33,7 @@ KINDS: dict[str, tuple[str, bool]] = {
 }
 # Ended for good: nothing more will happen to the target because of them ("cancelled": a step over time whose
 # rule called it off).
-_SETTLED = TERMINAL | {"cancelled"}
+_SETTLED = TERMINAL | {ActionStatus.CANCELLED}
 _BATCH = 500
 
 
@@ -106,7 +107,7 @@ async def select_contacts(
     `modes`, only actions of each account's current mode (what the simulator did is not drift in a live account)."""
     query = sa.select(actions.c.account, actions.c.contact_email, actions.c.id).where(
         runnable(modes),
-        actions.c.status == "succeeded",
+        actions.c.status == ActionStatus.SUCCEEDED,
         actions.c.updated_at >= since,
         actions.c.kind.in_(KINDS),
         actions.c.contact_email.is_not(None),
@@ -196,7 +197,7 @@ def net_effect(
         key = target_key(action, ids)
         if key is None:
             continue
-        if action.status == "succeeded":
+        if action.status == ActionStatus.SUCCEEDED:
             last[key] = action
         elif action.status not in _SETTLED:
             moving.add(key)

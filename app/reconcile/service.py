@@ -16,11 +16,11 @@ from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.accounts.holds import key_to_fix
+from app.accounts.modes import Modes
 from app.actions.mirror import Known
 from app.actions.resolve import community_id, course_id
 from app.errors import AppError
-from app.holds import key_to_fix
-from app.modes import Modes
 from app.reconcile.check import Drift, GetOnly, compare, read_contact
 from app.reconcile.history import ContactHistory, Selection, load_actions, net_effect, references, select_contacts
 from app.store.contacts import load_contact

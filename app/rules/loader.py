@@ -1,25 +1,26 @@
-"""Read a rules file: YAML 1.2 with positions, `${VAR}` substitution, and one problem line per mistake."""
+"""Read a rules file: YAML 1.2 with positions, `${VAR}` substitution, and one problem line per mistake.
+
+This module parses and validates, section by section; where a problem is (app/rules/positions.py) and `${VAR}`
+expansion (app/rules/variables.py) are their own modules."""
 
 from __future__ import annotations
 
 import hashlib
 import re
-import types
-import typing
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import TypeAdapter, ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
 
-from app.config import is_placeholder
 from app.errors import RulesError
 from app.rules.messages import yaml_error
-from app.rules.problems import Problem, Problems, Severity, locate, own_position, position, suggest
+from app.rules.positions import report, strings_at
+from app.rules.problems import Problem, Problems, own_position, position, suggest
 from app.rules.schema import (
     ACTION_KINDS,
     ACTION_MODELS,
@@ -36,8 +37,8 @@ from app.rules.schema import (
     contact_problem,
 )
 from app.rules.templates import TemplateError, compile_expression, compile_template
+from app.rules.variables import Expander, variables_in
 
-_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _ACTION = TypeAdapter[Action](Action)
 TOP_KEYS = ("version", "accounts", "sources", "rules")
 _CREDENTIALS = ("secret", "token")
@@ -92,40 +93,10 @@ def parse_rules(text: str, *, path: str, env: Mapping[str, str], strict_env: boo
     return LoadedRules(file=rules_file, version=version, path=path, warnings=warnings, positions=loader.positions)
 
 
-def _model_in(annotation: Any) -> type[BaseModel] | None:
-    candidates = typing.get_args(annotation) if isinstance(annotation, types.UnionType) else (annotation,)
-    return next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
-
-
-def _keys(model: type[BaseModel], path: tuple[Any, ...]) -> list[str]:
-    """The keys allowed at `path` inside `model`, for "did you mean" hints."""
-    current: type[BaseModel] | None = model
-    for part in path:
-        field = current.model_fields.get("if_" if part == "if" else str(part)) if current else None
-        current = _model_in(field.annotation) if field else None
-    if current is None:
-        return []
-    return [f.alias or name for name, f in current.model_fields.items() if name != "kind"]
-
-
-def _strings_at(parent: Any, key: Any) -> Iterator[tuple[tuple[int, int], str]]:
-    """Every string under `parent[key]`, with where it starts."""
-    value = parent[key]
-    if isinstance(value, str):
-        yield position(parent, key), value
-    elif isinstance(value, CommentedMap):
-        for inner in value:
-            yield from _strings_at(value, inner)
-    elif isinstance(value, CommentedSeq):
-        for index in range(len(value)):
-            yield from _strings_at(value, index)
-
-
 class _Loader:
     def __init__(self, problems: Problems, env: Mapping[str, str], strict_env: bool) -> None:
         self.problems = problems
-        self.env = env
-        self.strict_env = strict_env
+        self.vars = Expander(problems, env, strict_env)
         self.positions: dict[str, tuple[int, int]] = {}
         # Every rule id in the file, for `cancel_scheduled` (which may name a rule written below it).
         self.rule_ids: list[str] = []
@@ -165,23 +136,16 @@ class _Loader:
                 self.problems.add(
                     position(raw, name, of_key=True), subject, "use letters, digits, `-`, `_` or `.` (at most 100)"
                 )
-            variables = {"api_key": _VAR.findall(str(body.get("api_key", "")))} if isinstance(body, dict) else {}
-            self._substitute(body, subject)
+            variables = variables_in(body, ("api_key",))
+            self.vars.substitute(body, subject)
             try:
                 accounts[str(name)] = config = AccountConfig.model_validate(
                     dict(body) if isinstance(body, dict) else body
                 )
             except ValidationError as exc:
-                self._report(exc, body, subject, AccountConfig)
+                report(self.problems, exc, body, subject, AccountConfig)
                 continue
-            if config.api_key and is_placeholder(config.api_key):
-                names = [n for n in variables.get("api_key", []) if is_placeholder(self.env.get(n, ""))]
-                origin = f" (from {', '.join('${' + n + '}' for n in names)})" if names else ""
-                self.problems.add(
-                    position(body, "api_key"),
-                    subject,
-                    f"`api_key` still holds a placeholder value{origin}: set a real one",
-                )
+            self.vars.placeholder(body, "api_key", (config.api_key or "",), subject, variables.get("api_key", []))
         return accounts
 
     def _account_names(self, doc: CommentedMap, known: set[str]) -> None:
@@ -198,41 +162,6 @@ class _Loader:
                 hint = suggest(str(body["account"]), sorted(known)) or f" (accounts: {', '.join(sorted(known))})"
                 self.problems.add(position(body, "account"), subject, f"unknown account `{body['account']}`{hint}")
 
-    def _substitute(self, node: Any, subject: str) -> None:
-        """Replace `${VAR}` inside parsed string values (never in the raw text, so YAML stays intact)."""
-        items: list[tuple[Any, Any]]
-        if isinstance(node, CommentedMap):
-            items = list(node.items())
-        elif isinstance(node, CommentedSeq):
-            items = list(enumerate(node))
-        else:
-            return
-        for key, value in items:
-            if isinstance(value, str) and "${" in value:
-                for name in [m for m in _VAR.findall(value) if m not in self.env]:
-                    severity: Severity = "error" if self.strict_env else "warning"
-                    self.problems.add(position(node, key), subject, f"environment variable {name} is not set", severity)
-                # An unset variable stays as written, so it is reported once and not again as an empty secret.
-                node[key] = _VAR.sub(lambda m: self.env.get(m.group(1), m.group(0)), value)
-            else:
-                self._substitute(value, subject)
-
-    def _report(
-        self, exc: ValidationError, node: Any, subject: str, model: type[BaseModel], *, skip: tuple[Any, ...] = ()
-    ) -> None:
-        for err in exc.errors():
-            loc = tuple(p for p in err["loc"] if p not in ACTION_KINDS)
-            if loc in skip:
-                continue
-            field = ".".join(str(p) for p in loc if p != "if_")
-            message = err["msg"].removeprefix("Value error, ")
-            unknown = err["type"] == "extra_forbidden"
-            if unknown:
-                message = f"unknown key `{loc[-1]}`{suggest(str(loc[-1]), _keys(model, loc[:-1]))}"
-            elif field:
-                message = f"`{field}`: {message}"
-            self.problems.add(locate(node, loc, of_key=unknown), subject, message)
-
     def _sources(self, raw: Any, doc: CommentedMap) -> dict[str, SourceConfig]:
         if not isinstance(raw, CommentedMap) or not raw:
             where = position(doc, "sources") if "sources" in doc else (1, 1)
@@ -247,32 +176,19 @@ class _Loader:
                     position(raw, name, of_key=True), subject, "use letters, digits, `-`, `_` or `.` (at most 100)"
                 )
             # Which `${VAR}` each credential came from, to name it when its value is a placeholder.
-            variables = (
-                {key: _VAR.findall(str(body.get(key, ""))) for key in _CREDENTIALS} if isinstance(body, dict) else {}
-            )
-            self._substitute(body, subject)
+            variables = variables_in(body, _CREDENTIALS)
+            self.vars.substitute(body, subject)
             try:
                 sources[str(name)] = config = SourceConfig.model_validate(
                     dict(body) if isinstance(body, dict) else body
                 )
             except ValidationError as exc:
-                self._report(exc, body, subject, SourceConfig)
+                report(self.problems, exc, body, subject, SourceConfig)
                 continue
-            self._placeholders(config, body, subject, variables)
+            # An example value (`replace_me`, often from an unedited .env) would let anyone post: refused at load.
+            for key, values in (("secret", config.secret), ("token", (config.token or "",))):
+                self.vars.placeholder(body, key, values, subject, variables.get(key, []))
         return sources
-
-    def _placeholders(
-        self, config: SourceConfig, body: CommentedMap, subject: str, variables: Mapping[str, list[str]]
-    ) -> None:
-        """An example value (`replace_me`, often from an unedited .env) would let anyone post: refused at load."""
-        for key, values in (("secret", config.secret), ("token", (config.token or "",))):
-            if not any(is_placeholder(v) for v in values if v):
-                continue
-            names = [n for n in variables.get(key, []) if is_placeholder(self.env.get(n, ""))]
-            origin = f" (from {', '.join('${' + n + '}' for n in names)})" if names else ""
-            self.problems.add(
-                position(body, key), subject, f"`{key}` still holds a placeholder value{origin}: set a real one"
-            )
 
     def _rules(self, raw: Any, source_names: set[str]) -> list[Rule]:
         if not isinstance(raw, CommentedSeq):
@@ -290,7 +206,7 @@ class _Loader:
             if rule_id in seen:
                 self.problems.add(position(body, "id"), subject, "duplicate rule id")
             seen.add(rule_id)
-            self._substitute(body, subject)
+            self.vars.substitute(body, subject)
             self.positions[rule_id] = position(raw, index)
             rule = self._rule(body, subject, source_names)
             if rule is not None:
@@ -314,7 +230,7 @@ class _Loader:
         try:
             return Rule.model_validate(data)
         except ValidationError as exc:
-            self._report(exc, body, subject, Rule, skip=skip)
+            report(self.problems, exc, body, subject, Rule, skip=skip)
             if not any(err["loc"] == () for err in exc.errors()):
                 # The rule-wide check runs only once every field is valid: make it now, for one complete report.
                 actions = body.get("actions") if isinstance(body.get("actions"), list) else []
@@ -336,7 +252,7 @@ class _Loader:
         for key in ("contact", "unless_tagged", "only_if_tagged", "actions"):
             if key not in body:
                 continue
-            for where, text in _strings_at(body, key):
+            for where, text in strings_at(body, key):
                 try:
                     compile_template(text)
                 except TemplateError as exc:
@@ -373,7 +289,8 @@ class _Loader:
             try:
                 _ACTION.validate_python(data)
             except ValidationError as exc:
-                self._report(exc, params if isinstance(params, CommentedMap) else item, subject, ACTION_MODELS[kind])
+                node = params if isinstance(params, CommentedMap) else item
+                report(self.problems, exc, node, subject, ACTION_MODELS[kind])
                 continue
             if kind == "cancel_scheduled" and str(data["rule"]) not in self.rule_ids:
                 named = str(data["rule"])
@@ -395,6 +312,6 @@ class _Loader:
         try:
             _Action.model_validate(options)
         except ValidationError as exc:
-            self._report(exc, item, subject, _Action)
+            report(self.problems, exc, item, subject, _Action)
             return None
         return None if twice else options

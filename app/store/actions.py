@@ -24,16 +24,26 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from app.modes import Modes
+from app.accounts.modes import Modes
 from app.store.contacts import ContactWrite, write_contact
 from app.store.holds import held_accounts
 from app.store.models import account_holds, actions, api_calls
 from app.store.modes import runnable
+from app.store.statuses import ActionStatus
 
-TERMINAL = frozenset({"succeeded", "failed", "dead", "skipped", "rejected", "cancelled"})
-ACTIVE = ("pending", "running")
+TERMINAL = frozenset(
+    {
+        ActionStatus.SUCCEEDED,
+        ActionStatus.FAILED,
+        ActionStatus.DEAD,
+        ActionStatus.SKIPPED,
+        ActionStatus.REJECTED,
+        ActionStatus.CANCELLED,
+    }
+)
+ACTIVE = (ActionStatus.PENDING, ActionStatus.RUNNING)
 # A scheduled row runs like a pending one once due.
-WAITING = ("pending", "scheduled")
+WAITING = (ActionStatus.PENDING, ActionStatus.SCHEDULED)
 _TEXT_LIMIT = 4000
 
 
@@ -57,26 +67,27 @@ def _claimable(now: datetime) -> sa.ColumnElement[bool]:
     due = sa.or_(actions.c.next_attempt_at.is_(None), actions.c.next_attempt_at <= now)
     return sa.or_(
         sa.and_(actions.c.status.in_(WAITING), due),
-        sa.and_(actions.c.status == "running", actions.c.lease_until < now),
+        sa.and_(actions.c.status == ActionStatus.RUNNING, actions.c.lease_until < now),
     )
 
 
 def _is_claimable(row: Any, now: datetime) -> bool:
     if row.status in WAITING:
         return row.next_attempt_at is None or row.next_attempt_at <= now
-    return row.status == "running" and row.lease_until is not None and row.lease_until < now
+    return row.status == ActionStatus.RUNNING and row.lease_until is not None and row.lease_until < now
 
 
 def _not_yet(row: Any, now: datetime) -> bool:
     """A scheduled step whose time has not come."""
-    return row.status == "scheduled" and row.next_attempt_at is not None and row.next_attempt_at > now
+    return row.status == ActionStatus.SCHEDULED and row.next_attempt_at is not None and row.next_attempt_at > now
 
 
 def _in_the_way(now: datetime) -> sa.ColumnElement[bool]:
     # Pending or running, or scheduled and due: a scheduled step that is not due never holds the contact's other
     # events (a refund must run at once, to cancel it).
     return sa.or_(
-        actions.c.status.in_(ACTIVE), sa.and_(actions.c.status == "scheduled", actions.c.next_attempt_at <= now)
+        actions.c.status.in_(ACTIVE),
+        sa.and_(actions.c.status == ActionStatus.SCHEDULED, actions.c.next_attempt_at <= now),
     )
 
 
@@ -119,7 +130,7 @@ async def claim_run(
 ) -> list[ClaimedAction]:
     """Take the run `action_id` belongs to: its leading due actions, in order. Empty when there is nothing to do
     now (another run holds them, the first is not due, or an earlier event of the contact goes first). With
-    `modes` (account -> current mode), actions planned under another mode are never taken (app/modes.py)."""
+    `modes` (account -> current mode), actions planned under another mode are never taken (app/accounts/modes.py)."""
     async with engine.begin() as conn:
         anchor = (
             await conn.execute(
@@ -138,7 +149,7 @@ async def claim_run(
                 actions.c.event_id == anchor.event_id,
                 _same_contact(anchor.contact_email),
                 actions.c.account == anchor.account,
-                actions.c.status.in_((*ACTIVE, "scheduled")),
+                actions.c.status.in_((*ACTIVE, ActionStatus.SCHEDULED)),
                 runnable(modes),
             )
             .order_by(actions.c.order_key)
@@ -160,13 +171,13 @@ async def claim_run(
         if not lead or await _blocked(conn, lead[0], now, ordering_wait, modes):
             return []
         # A row whose every attempt ended with its worker gone (killed, out of memory) stops here, visibly.
-        spent = [r.id for r in lead if r.status == "running" and r.attempts >= max_attempts]
+        spent = [r.id for r in lead if r.status == ActionStatus.RUNNING and r.attempts >= max_attempts]
         if spent:
             await conn.execute(
                 actions.update()
                 .where(actions.c.id.in_(spent))
                 .values(
-                    status="dead",
+                    status=ActionStatus.DEAD,
                     lease_until=None,
                     claimed_by=None,
                     last_error=f"gave up after {max_attempts} attempts: the worker running it stopped each time",
@@ -176,12 +187,12 @@ async def claim_run(
         ids = [r.id for r in lead if r.id not in spent]
         if not ids:
             return []
-        delayed = {r.id for r in lead if r.status == "scheduled"}
+        delayed = {r.id for r in lead if r.status == ActionStatus.SCHEDULED}
         claimed = await conn.execute(
             actions.update()
             .where(actions.c.id.in_(ids), _claimable(now))
             .values(
-                status="running",
+                status=ActionStatus.RUNNING,
                 attempts=actions.c.attempts + 1,
                 lease_until=now + lease,
                 claimed_by=token,
@@ -213,7 +224,7 @@ async def renew(engine: AsyncEngine, token: str, *, until: datetime) -> int:
     async with engine.begin() as conn:
         result = await conn.execute(
             actions.update()
-            .where(actions.c.claimed_by == token, actions.c.status == "running")
+            .where(actions.c.claimed_by == token, actions.c.status == ActionStatus.RUNNING)
             .values(lease_until=until)
         )
     return result.rowcount
@@ -232,7 +243,7 @@ async def ran_out_of_order(engine: AsyncEngine, action: ClaimedAction) -> bool:
                 actions.c.order_key > action.order_key,
                 # Its own event's later steps do not count: a replayed or reconciled step comes after them by design.
                 actions.c.event_id != action.event_id,
-                actions.c.status == "succeeded",
+                actions.c.status == ActionStatus.SUCCEEDED,
             )
             .limit(1)
         )
@@ -296,7 +307,7 @@ async def finish(
     async with engine.begin() as conn:
         result = await conn.execute(
             actions.update()
-            .where(actions.c.id == action.id, actions.c.status == "running", actions.c.claimed_by == token)
+            .where(actions.c.id == action.id, actions.c.status == ActionStatus.RUNNING, actions.c.claimed_by == token)
             .values(**values)
         )
         if result.rowcount != 1:
@@ -313,9 +324,9 @@ async def release(engine: AsyncEngine, token: str, *, now: datetime, next_attemp
     async with engine.begin() as conn:
         result = await conn.execute(
             actions.update()
-            .where(actions.c.claimed_by == token, actions.c.status == "running")
+            .where(actions.c.claimed_by == token, actions.c.status == ActionStatus.RUNNING)
             .values(
-                status="pending",
+                status=ActionStatus.PENDING,
                 attempts=actions.c.attempts - 1,
                 lease_until=None,
                 claimed_by=None,
@@ -354,7 +365,7 @@ async def due_actions(
 ) -> list[tuple[str, int]]:
     """(action id, next attempt number) of the first due action of each run: pending or scheduled and due, or
     abandoned; with `modes`, only those planned under their account's current mode (the others wait for the
-    operator: app/modes.py)."""
+    operator: app/accounts/modes.py)."""
     async with engine.connect() as conn:
         rows = await conn.execute(
             sa.select(actions.c.id, actions.c.attempts, actions.c.event_id, actions.c.contact_email, actions.c.account)

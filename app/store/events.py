@@ -1,4 +1,5 @@
-"""Storing events with their decisions and planned actions, once, in one transaction."""
+"""Storing events once (ingest stores each alone; the planner, app/store/plans.py, writes its plan later), and
+the rows of a plan: its rules' decisions and planned actions."""
 
 from __future__ import annotations
 
@@ -10,11 +11,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from app.modes import Modes
+from app.accounts.modes import Modes
 from app.rules.engine import RuleOutcome
 from app.rules.schema import DEFAULT_ACCOUNT
 from app.store.bulk import insert_many, present_ids
 from app.store.models import actions, events, new_id, rule_outcomes
+from app.store.statuses import ActionStatus
 from app.store.storable import storable_time
 
 
@@ -22,15 +24,11 @@ from app.store.storable import storable_time
 class StoredEvent:
     event_id: str
     duplicate: bool
-    # (action id, status) of each planned action; empty for a duplicate.
-    actions: tuple[tuple[str, str], ...] = ()
-    # One pending action per run (per contact), in order: what to hand to the executor.
-    runs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class NewEvent:
-    """An incoming event with its plan, ready to be stored."""
+    """An incoming event, ready to be stored; the planner (app/pipeline/planner.py) judges it after the answer."""
 
     source: str
     event_type: str | None
@@ -38,15 +36,12 @@ class NewEvent:
     payload: Mapping[str, Any]
     headers: Mapping[str, str]
     occurred_at: datetime | None
-    # None: stored unplanned, for the planner (app/planning.py) to judge after the answer.
-    outcomes: Sequence[RuleOutcome] | None
     rules_version: str
     received_at: datetime
-    approval_window: timedelta = timedelta(days=7)
     # Other keys the same event may have been stored under (a Systeme.io message id, from before bodies were
     # the key): a stored event with one of them makes this delivery a duplicate.
     aliases: tuple[str, ...] = ()
-    # The mode of each account as it arrived (app/modes.py): the event's is the default account's.
+    # The mode of each account as it arrived (app/accounts/modes.py): the event's is the default account's.
     modes: Modes = field(default_factory=dict)
 
 
@@ -62,8 +57,8 @@ def arrival_modes(modes: Modes | None, event_mode: str | None) -> Modes:
 async def record_events(engine: AsyncEngine, items: Sequence[NewEvent]) -> list[StoredEvent]:
     """Store several events in one transaction (a group commit): a handful of statements whatever their number.
 
-    Each event is inserted unless (source, provider id) is known, in the database or earlier in the same batch;
-    only new events get their outcomes and actions. The callers answer only after this returns.
+    Each event is inserted unless (source, provider id) is known, in the database or earlier in the same batch.
+    The callers answer only after this returns.
     """
     # An absurd time is dropped here, where it would become a column and an order key: arrival orders instead.
     items = [replace(item, occurred_at=storable_time(item.occurred_at)) for item in items]
@@ -81,7 +76,7 @@ async def record_events(engine: AsyncEngine, items: Sequence[NewEvent]) -> list[
                 "headers": dict(item.headers),
                 "payload": dict(item.payload),
                 "rules_version": item.rules_version,
-                "planned_at": None if item.outcomes is None else item.received_at,
+                "planned_at": None,
                 "mode": item.modes.get(DEFAULT_ACCOUNT),
             }
         )
@@ -105,34 +100,14 @@ async def record_events(engine: AsyncEngine, items: Sequence[NewEvent]) -> list[
                 )
             )
             known = {(f.source, f.provider_id): f.id for f in found if (f.source, f.provider_id) in keys}
-        new_outcomes: list[dict[str, Any]] = []
-        new_actions: list[dict[str, Any]] = []
         results = []
-        for index, (item, row) in enumerate(zip(items, rows, strict=True)):
+        for index, row in enumerate(rows):
             if index in aliased:
                 results.append(StoredEvent(aliased[index], duplicate=True))
-                continue
-            if row["id"] not in inserted:
+            elif row["id"] not in inserted:
                 results.append(StoredEvent(known[(row["source"], row["provider_id"])], duplicate=True))
-                continue
-            if item.outcomes is None:
+            else:
                 results.append(StoredEvent(row["id"], False))
-                continue
-            new_outcomes += outcome_rows(row["id"], item.outcomes)
-            planned = action_rows(
-                row["id"],
-                item.outcomes,
-                now=item.received_at,
-                occurred_at=item.occurred_at or item.received_at,
-                approval_deadline=item.received_at + item.approval_window,
-                modes=item.modes,
-            )
-            new_actions += planned
-            results.append(
-                StoredEvent(row["id"], False, tuple((a["id"], a["status"]) for a in planned), runs_of(planned))
-            )
-        await insert_many(conn, rule_outcomes, new_outcomes)
-        await insert_many(conn, actions, new_actions)
     return results
 
 
@@ -151,36 +126,6 @@ async def _aliased(conn: AsyncConnection, items: Sequence[NewEvent]) -> dict[int
         for alias in item.aliases
         if (item.source, alias) in stored
     }
-
-
-async def record_event(
-    engine: AsyncEngine,
-    *,
-    source: str,
-    event_type: str | None,
-    provider_id: str | None,
-    payload: Mapping[str, Any],
-    headers: Mapping[str, str],
-    occurred_at: datetime | None,
-    outcomes: Sequence[RuleOutcome],
-    rules_version: str,
-    now: datetime,
-    approval_window: timedelta = timedelta(days=7),
-) -> StoredEvent:
-    """Store one event (see `record_events`)."""
-    item = NewEvent(
-        source,
-        event_type,
-        provider_id,
-        payload,
-        headers,
-        occurred_at,
-        outcomes,
-        rules_version,
-        now,
-        approval_window,
-    )
-    return (await record_events(engine, [item]))[0]
 
 
 def outcome_rows(
@@ -281,7 +226,7 @@ def runs_of(rows: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
     """The first pending action of each run (one event, one contact, one account), in execution order."""
     firsts: dict[tuple[str | None, str], tuple[str, str]] = {}
     for row in rows:
-        if row["status"] == "pending":
+        if row["status"] == ActionStatus.PENDING:
             key = (row["order_key"], row["id"])
             run = (row["contact_email"], row.get("account", "default"))
             current = firsts.get(run)
@@ -294,8 +239,8 @@ def _status(approval: str, due: datetime | None, now: datetime) -> str:
     # Whether a run is dry is decided by the executor when it runs, never here. A required approval is asked at
     # once, even for a delayed step: approving it before its time makes it `scheduled` (see store.operator.approve).
     if approval == "required":
-        return "awaiting_approval"
-    return "scheduled" if due is not None and due > now else "pending"
+        return ActionStatus.AWAITING_APPROVAL
+    return ActionStatus.SCHEDULED if due is not None and due > now else ActionStatus.PENDING
 
 
 def action_rows(
@@ -329,12 +274,12 @@ def action_rows(
                     "account": planned.account,
                     "status": status,
                     "attempts": 0,
-                    "next_attempt_at": now if status == "pending" else due,
+                    "next_attempt_at": now if status == ActionStatus.PENDING else due,
                     "last_error": None,
                     "created_at": now,
                     "updated_at": now,
                     "order_key": order_key(occurred_at, event_id, rule_index, planned.seq),
-                    "approval_deadline": approval_deadline if status == "awaiting_approval" else None,
+                    "approval_deadline": approval_deadline if status == ActionStatus.AWAITING_APPROVAL else None,
                     "note": note,
                     "mode": (modes or {}).get(planned.account),
                 }

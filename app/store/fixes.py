@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.store.contacts import distrust_contact
 from app.store.models import actions, new_id, rule_outcomes
+from app.store.statuses import ActionStatus
 
 # What a new action takes from the one it redoes.
 _COPIED = ("event_id", "rule_id", "seq", "kind", "params", "contact", "contact_email", "account", "order_key")
@@ -53,17 +54,17 @@ async def plan_again(
         reasons: dict[tuple[str, str, str], list[str]] = {}
         for original in originals:
             redo = wanted[original.id]
-            status = "awaiting_approval" if redo.approval == "required" else "pending"
+            status = ActionStatus.AWAITING_APPROVAL if redo.approval == "required" else ActionStatus.PENDING
             row = {column: getattr(original, column) for column in _COPIED}
             row.update(
                 id=new_id("act"),
                 approval=redo.approval,
                 status=status,
                 attempts=0,
-                next_attempt_at=now if status == "pending" else None,
+                next_attempt_at=now if status == ActionStatus.PENDING else None,
                 created_at=now,
                 updated_at=now,
-                approval_deadline=now + approval_window if status == "awaiting_approval" else None,
+                approval_deadline=now + approval_window if status == ActionStatus.AWAITING_APPROVAL else None,
                 note=note,
             )
             rows.append(row)
@@ -93,7 +94,7 @@ async def plan_again(
             await distrust_contact(conn, account, email)
     firsts: dict[tuple[str, str], tuple[str, str]] = {}
     for row in rows:
-        if row["status"] == "pending":
+        if row["status"] == ActionStatus.PENDING:
             run = (row["event_id"], row["contact_email"])
             firsts[run] = min(firsts.get(run, (row["order_key"], row["id"])), (row["order_key"], row["id"]))
     shown = ("id", "status", "kind", "params", "contact_email", "account", "event_id", "rule_id")

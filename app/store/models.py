@@ -64,9 +64,9 @@ events = sa.Table(
     # Set when retention emptied the event: only its deduplication key remains, so a late redelivery is known.
     sa.Column("purged_at", UTCDateTime()),
     # Set when the rules judged the event and its outcomes and actions were stored. Ingest stores the event alone
-    # and answers; planning follows in the same process, or in a sweep after a crash (see app/planning.py).
+    # and answers; planning follows in the same process, or in a sweep after a crash (see app/pipeline/planner.py).
     sa.Column("planned_at", UTCDateTime()),
-    # The mode of the default account when it arrived (app/modes.py); null for events from before modes.
+    # The mode of the default account when it arrived (app/accounts/modes.py); null for events from before modes.
     sa.Column("mode", sa.String(160)),
     sa.UniqueConstraint("source", "provider_id"),
     sa.Index(None, "received_at"),
@@ -124,7 +124,7 @@ actions = sa.Table(
     sa.Column("account", sa.String(100), nullable=False, server_default="default"),
     # The run that holds this row while it is `running`: only that run may record its result.
     sa.Column("claimed_by", sa.String(40)),
-    # The mode of its account when it was planned (app/modes.py): it runs only while the account is in that mode.
+    # The mode of its account when it was planned (app/accounts/modes.py): it runs only while the account is in it.
     sa.Column("mode", sa.String(160)),
     sa.Index(None, "status", "next_attempt_at"),
     sa.Index(None, "event_id"),

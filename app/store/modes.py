@@ -1,4 +1,4 @@
-"""Stored work by account mode (app/modes.py): what runs now, what is left from other modes, and removing test work."""
+"""Stored work by account mode (app/accounts/modes.py): what runs now, what other modes left, and removing test work."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from app.modes import DRY_RUN, Modes, is_test
+from app.accounts.modes import DRY_RUN, Modes, is_test
 from app.rules.schema import DEFAULT_ACCOUNT
 from app.store.models import account_modes, actions, api_calls, contacts, events, rule_outcomes
 

@@ -9,11 +9,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.modes import Modes
+from app.accounts.modes import Modes
 from app.store.models import actions
 from app.store.modes import runnable
+from app.store.statuses import ActionStatus
 
-RETRYABLE = ("failed", "dead", "rejected", "skipped")
+RETRYABLE = (ActionStatus.FAILED, ActionStatus.DEAD, ActionStatus.REJECTED, ActionStatus.SKIPPED)
 
 
 async def _transition(
@@ -24,7 +25,7 @@ async def _transition(
         rows = await conn.execute(
             actions.update().where(where).values(**values).returning(actions.c.id, actions.c.attempts, actions.c.status)
         )
-        return [(r.id, r.attempts + 1) for r in rows if r.status == "pending"]
+        return [(r.id, r.attempts + 1) for r in rows if r.status == ActionStatus.PENDING]
 
 
 async def approve(engine: AsyncEngine, action_id: str, *, by: str, now: datetime) -> list[tuple[str, int]] | None:
@@ -35,9 +36,9 @@ async def approve(engine: AsyncEngine, action_id: str, *, by: str, now: datetime
         rows = list(
             await conn.execute(
                 actions.update()
-                .where(actions.c.id == action_id, actions.c.status == "awaiting_approval")
+                .where(actions.c.id == action_id, actions.c.status == ActionStatus.AWAITING_APPROVAL)
                 .values(
-                    status=sa.case((later, "scheduled"), else_="pending"),
+                    status=sa.case((later, ActionStatus.SCHEDULED.value), else_=ActionStatus.PENDING.value),
                     next_attempt_at=sa.case((later, actions.c.next_attempt_at), else_=now),
                     decided_by=by,
                     decided_at=now,
@@ -48,7 +49,7 @@ async def approve(engine: AsyncEngine, action_id: str, *, by: str, now: datetime
         )
     if not rows:
         return None
-    return [(r.id, r.attempts + 1) for r in rows if r.status == "pending"]
+    return [(r.id, r.attempts + 1) for r in rows if r.status == ActionStatus.PENDING]
 
 
 def _earlier_scheduled(this: Any) -> sa.Select[Any]:
@@ -58,7 +59,7 @@ def _earlier_scheduled(this: Any) -> sa.Select[Any]:
             actions.c.event_id == this.event_id,
             actions.c.rule_id == this.rule_id,
             actions.c.order_key < this.order_key,
-            actions.c.status == "scheduled",
+            actions.c.status == ActionStatus.SCHEDULED,
         )
         .order_by(actions.c.order_key)
         .limit(1)
@@ -73,13 +74,13 @@ async def run_now(engine: AsyncEngine, action_id: str, *, by: str, now: datetime
     """scheduled → pending, due now; empty when it is not scheduled, or when an earlier step of its rule still is
     (it would only wait behind that one)."""
     async with engine.begin() as conn:
-        this = (await conn.execute(_this(action_id).where(actions.c.status == "scheduled"))).first()
+        this = (await conn.execute(_this(action_id).where(actions.c.status == ActionStatus.SCHEDULED))).first()
         if this is None or (await conn.execute(_earlier_scheduled(this))).first() is not None:
             return []
         changed = await conn.execute(
             actions.update()
-            .where(actions.c.id == action_id, actions.c.status == "scheduled")
-            .values(status="pending", next_attempt_at=now, note=f"run now by {by}", updated_at=now)
+            .where(actions.c.id == action_id, actions.c.status == ActionStatus.SCHEDULED)
+            .values(status=ActionStatus.PENDING, next_attempt_at=now, note=f"run now by {by}", updated_at=now)
             .returning(actions.c.id, actions.c.attempts)
         )
         return [(r.id, r.attempts + 1) for r in changed]
@@ -97,9 +98,9 @@ async def cancel(engine: AsyncEngine, action_id: str, *, by: str, reason: str | 
     """scheduled → cancelled, with who (and why) recorded; False when it is not scheduled."""
     done = await _changed(
         engine,
-        sa.and_(actions.c.id == action_id, actions.c.status == "scheduled"),
+        sa.and_(actions.c.id == action_id, actions.c.status == ActionStatus.SCHEDULED),
         {
-            "status": "cancelled",
+            "status": ActionStatus.CANCELLED,
             "decided_by": by,
             "decided_at": now,
             "note": f"cancelled by {by}" + (f": {reason}" if reason else ""),
@@ -118,9 +119,9 @@ async def _changed(engine: AsyncEngine, where: sa.ColumnElement[bool], values: d
 async def reject(engine: AsyncEngine, action_id: str, *, by: str, reason: str | None, now: datetime) -> bool:
     done = await _changed(
         engine,
-        sa.and_(actions.c.id == action_id, actions.c.status == "awaiting_approval"),
+        sa.and_(actions.c.id == action_id, actions.c.status == ActionStatus.AWAITING_APPROVAL),
         {
-            "status": "rejected",
+            "status": ActionStatus.REJECTED,
             "decided_by": by,
             "decided_at": now,
             "last_error": f"rejected by {by}" + (f": {reason}" if reason else ""),
@@ -153,7 +154,7 @@ async def retry(
         engine,
         sa.and_(*where),
         {
-            "status": "pending",
+            "status": ActionStatus.PENDING,
             "attempts": 0,
             "next_attempt_at": now,
             "lease_until": None,
@@ -167,9 +168,9 @@ async def expire_approvals(engine: AsyncEngine, *, now: datetime) -> int:
     """Approvals not given by their deadline are rejected, so nothing waits forever."""
     return await _changed(
         engine,
-        sa.and_(actions.c.status == "awaiting_approval", actions.c.approval_deadline < now),
+        sa.and_(actions.c.status == ActionStatus.AWAITING_APPROVAL, actions.c.approval_deadline < now),
         {
-            "status": "rejected",
+            "status": ActionStatus.REJECTED,
             "decided_by": "deadline",
             "decided_at": now,
             "last_error": "no approval before the deadline",

@@ -10,7 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.modes import Modes
+from app.accounts.modes import Modes
 from app.rules.engine import RuleOutcome
 from app.store.bulk import insert_many
 from app.store.events import action_rows, arrival_modes, outcome_rows, runs_of
@@ -27,7 +27,7 @@ class Unplanned:
     payload: Mapping[str, Any]
     occurred_at: datetime | None
     received_at: datetime
-    # The mode it arrived under (app/modes.py); its default account's actions are planned under it.
+    # The mode it arrived under (app/accounts/modes.py); its default account's actions are planned under it.
     mode: str | None = None
 
 

@@ -9,19 +9,20 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.store.models import actions, api_calls, events, rule_outcomes
+from app.store.statuses import ActionStatus
 
 # Every status an action can be in, for filters that must refuse a typo rather than find nothing.
 ACTION_STATUSES = (
-    "pending",
-    "scheduled",
-    "running",
-    "succeeded",
-    "failed",
-    "dead",
-    "awaiting_approval",
-    "rejected",
-    "skipped",
-    "cancelled",
+    ActionStatus.PENDING,
+    ActionStatus.SCHEDULED,
+    ActionStatus.RUNNING,
+    ActionStatus.SUCCEEDED,
+    ActionStatus.FAILED,
+    ActionStatus.DEAD,
+    ActionStatus.AWAITING_APPROVAL,
+    ActionStatus.REJECTED,
+    ActionStatus.SKIPPED,
+    ActionStatus.CANCELLED,
 )
 
 
@@ -214,8 +215,10 @@ async def rule_stats(engine: AsyncEngine, *, since: datetime) -> dict[str, dict[
         per_event = (
             sa.select(
                 actions.c.rule_id,
-                sa.func.sum(sa.case((actions.c.status == "succeeded", 0), else_=1)).label("unfinished"),
-                sa.func.sum(sa.case((actions.c.status.in_(("failed", "dead")), 1), else_=0)).label("failures"),
+                sa.func.sum(sa.case((actions.c.status == ActionStatus.SUCCEEDED, 0), else_=1)).label("unfinished"),
+                sa.func.sum(
+                    sa.case((actions.c.status.in_((ActionStatus.FAILED, ActionStatus.DEAD)), 1), else_=0)
+                ).label("failures"),
             )
             .join(
                 latest,

@@ -11,12 +11,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.store.actions import TERMINAL
 from app.store.models import actions, api_calls, events, rule_outcomes
+from app.store.statuses import ActionStatus
 
 _BATCH = 500
 # Only work that is over may go. Purging deletes the actions, so an event with a step still pending (a held account,
 # a retry far ahead), running, scheduled or awaiting approval stays until it ends; a dead one stays for the operator
 # to retry. Listing what may go, not what stays, spares a status added later.
-PURGEABLE_STATUSES = tuple(sorted(TERMINAL - {"dead"}))
+PURGEABLE_STATUSES = tuple(sorted(TERMINAL - {ActionStatus.DEAD}))
 
 
 async def purge(engine: AsyncEngine, *, before: datetime, now: datetime) -> int:
@@ -104,8 +105,8 @@ async def forget(engine: AsyncEngine, email: str) -> dict[str, int]:
         # What has not run yet never will: without its contact it could only fail.
         await conn.execute(
             actions.update()
-            .where(actions.c.id.in_(action_ids), actions.c.status.in_(("pending", "scheduled")))
-            .values(status="cancelled", note="cancelled: the person was forgotten")
+            .where(actions.c.id.in_(action_ids), actions.c.status.in_((ActionStatus.PENDING, ActionStatus.SCHEDULED)))
+            .values(status=ActionStatus.CANCELLED, note="cancelled: the person was forgotten")
         )
         await conn.execute(
             api_calls.update()

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.store.actions import WAITING, ClaimedAction
 from app.store.models import actions
+from app.store.statuses import ActionStatus
 
 
 async def cancel_rule_steps(engine: AsyncEngine, step: ClaimedAction, *, rule: str, now: datetime) -> int:
@@ -29,10 +30,12 @@ async def cancel_rule_steps(engine: AsyncEngine, step: ClaimedAction, *, rule: s
         await conn.execute(
             actions.update()
             .where(earlier, actions.c.status.in_(WAITING))
-            .values(status="cancelled", note=note, lease_until=None, claimed_by=None, updated_at=now)
+            .values(status=ActionStatus.CANCELLED, note=note, lease_until=None, claimed_by=None, updated_at=now)
         )
         cancelled = await conn.scalar(
-            sa.select(sa.func.count()).where(earlier, actions.c.status == "cancelled", actions.c.note == note)
+            sa.select(sa.func.count()).where(
+                earlier, actions.c.status == ActionStatus.CANCELLED, actions.c.note == note
+            )
         )
     return int(cancelled or 0)
 

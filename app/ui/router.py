@@ -12,9 +12,9 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
+from app.accounts.modes import current_modes
 from app.deps import StateDep, operator_for, require_operator
 from app.errors import AppError, Forbidden, NotFound, Unauthorized
-from app.modes import current_modes
 from app.operator import service
 from app.operator.modes import discard_hint, leftover_lines
 from app.preview.service import explain, render_text
@@ -153,7 +153,7 @@ async def events_page(
     )
     chart = charts.svg(await charts.hourly(state.engine, now=utcnow()))
     filters = {"source": source or "", "status": status or "", "email": email or ""}
-    # What a dry run or the simulator left, which the account now configured will never run (app/modes.py).
+    # What a dry run or the simulator left, which the account now configured will never run (app/accounts/modes.py).
     left = await leftovers(state.engine, current_modes(state.clients.accounts))
     return await _page(
         request,

@@ -1,8 +1,8 @@
 """`POST /hooks/{source}`: the public ingest endpoint.
 
-Served by a plain Starlette route (`routes`, mounted ahead of every router): under load, FastAPI's parameter and
-dependency machinery cost as much as the signature check and the planning together (see the README's
-Benchmarks). The FastAPI declaration below keeps the endpoint in the OpenAPI document and answers the same way.
+One route, declared here (and so in the OpenAPI document). Its POSTs are answered by the same handler from
+app.main.SystemeFlow, ahead of the middleware stack and the router: under load, Starlette's routing and FastAPI's
+parameter and dependency machinery cost as much as the signature check and the durable write together.
 """
 
 from __future__ import annotations
@@ -11,11 +11,10 @@ import time
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
-from starlette.routing import Route
 
 from app.deps import StateDep, get_state
-from app.metrics import INGEST_SECONDS
 from app.state import AppState
+from app.telemetry import INGEST_SECONDS
 from app.webhooks.body import build_delivery, read_body
 from app.webhooks.service import answer_head, check_rate, check_sender, check_token_first, ingest, source_config
 
@@ -40,10 +39,6 @@ router = APIRouter(tags=["webhooks"])
 async def receive(source: str, request: Request, state: StateDep) -> Response:
     """Store one delivery (verified) and answer; actions run afterwards."""
     return await _timed(source, request, state)
-
-
-async def receive_plain(request: Request) -> Response:
-    return await receive_hook(request.path_params["source"], request)
 
 
 def hook_source(path: str) -> str | None:
@@ -95,6 +90,3 @@ async def probe(source: str, state: StateDep) -> Response:
     """Answer URL validators that probe the endpoint before saving it; nothing is read or stored."""
     answer_head(state, source)
     return Response(status_code=200)
-
-
-routes = [Route("/hooks/{source}", receive_plain, methods=["POST"])]

@@ -1,4 +1,4 @@
-"""Ingest: verify, store once, answer; the planner (app/planning.py) judges the event right after the answer."""
+"""Ingest: verify, store once, answer; the planner (app/pipeline/planner.py) judges the event right after the answer."""
 
 from __future__ import annotations
 
@@ -9,9 +9,8 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from app.accounts.modes import current_modes
 from app.errors import AppError, BadRequest, Forbidden, NotFound, StorageUnavailable, TooManyRequests, Unauthorized
-from app.metrics import EVENTS, RATE_LIMITED, SIGNATURE_FAILURES
-from app.modes import current_modes
 from app.rules.schema import DEFAULT_ACCOUNT, SourceConfig
 from app.sources import SECRET_HEADERS, Delivery, parse_delivery
 from app.sources.base import check_token
@@ -21,6 +20,7 @@ from app.store.models import new_id, utcnow
 from app.store.outages import STORAGE_OUTAGES
 from app.store.plans import Unplanned
 from app.store.storable import storable, storable_text, storable_time
+from app.telemetry import EVENTS, RATE_LIMITED, SIGNATURE_FAILURES
 from app.webhooks.ratelimit import client_address
 
 log = logging.getLogger(__name__)
@@ -141,10 +141,10 @@ async def ingest(state: AppState, *, source: str, delivery: Delivery) -> IngestR
     received_at = utcnow()
     # The time the event row holds: a plan made later (here or by a sweep) counts from the same instant.
     occurred_at = storable_time(incoming.occurred_at)
-    # The mode each account is in as the event arrives: its work belongs to it (app/modes.py).
+    # The mode each account is in as the event arrives: its work belongs to it (app/accounts/modes.py).
     modes = current_modes(state.clients.accounts)
     try:
-        # Stored alone: the rules judge it right after the answer (app/planning.py).
+        # Stored alone: the rules judge it right after the answer (app/pipeline/planner.py).
         stored = await state.writer.write(
             NewEvent(
                 source=source,
@@ -153,7 +153,6 @@ async def ingest(state: AppState, *, source: str, delivery: Delivery) -> IngestR
                 payload=payload,
                 headers=storable(_stored_headers(delivery.headers, config)),
                 occurred_at=occurred_at,
-                outcomes=None,
                 rules_version=rules.version,
                 received_at=received_at,
                 aliases=tuple(a for a in map(_bounded_id, incoming.aliases) if a),

@@ -1,12 +1,11 @@
-"""Fixtures of the action tests: an engine on each database, and a client of the simulator."""
+"""Fixtures of the action tests: an engine on each database, and the account clients of the simulator."""
 
 from __future__ import annotations
 
 import pytest
 
+from app.accounts.registry import AccountClients
 from app.store.db import create_engine
-from app.systeme.client import SystemeClient
-from tests.conftest import SIM_KEY
 
 
 @pytest.fixture
@@ -17,7 +16,8 @@ async def engine(database_url):
 
 
 @pytest.fixture
-async def client(sim):
-    client = SystemeClient(base_url=sim.url, headers={"X-API-Key": SIM_KEY})
-    yield client
-    await client.aclose()
+async def client(make_settings):
+    """The account clients a worker builds, here of the simulator's one account (`default`): what runs take."""
+    clients = AccountClients(make_settings(), None)
+    yield clients
+    await clients.aclose()

@@ -9,19 +9,9 @@ import pytest
 import sqlalchemy as sa
 
 from app.store.models import contacts
-from tests.actions.test_runner import calls_of, plan_and_store, row, run
 from tests.conftest import SIM_KEY
-from tests.factories import RULES, stripe_checkout, stripe_refund
-
-VIP_RULES = (
-    RULES
-    + """
-  - id: vip
-    on: stripe/customer.updated
-    contact: { email: "{{ event.email }}" }
-    actions: [ { tag: VIP } ]
-"""
-)
+from tests.factories import VIP_RULES, stripe_checkout, stripe_refund
+from tests.flows import calls_of, plan_and_store, row, run
 
 
 async def purchase(engine, client, email: str) -> dict[str, str]:

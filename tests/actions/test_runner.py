@@ -3,56 +3,16 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 import pytest
-import sqlalchemy as sa
 
-from app.actions.runner import RetryPolicy, run_actions
-from app.config import rules_environment
-from app.rules.engine import RuleSet
-from app.rules.loader import parse_rules
 from app.simulator.state import Account, Fault
 from app.store.actions import claim_run, due_actions, finish
-from app.store.events import record_event
-from app.store.models import actions, api_calls, utcnow
+from app.store.models import actions, utcnow
 from app.store.operator import approve
 from app.systeme.errors import PermanentApiError
 from tests.factories import RULES, stripe_checkout
-
-POLICY = RetryPolicy(delays=(0.01,), max_attempts=3, lease=timedelta(seconds=30))
-
-
-async def plan_and_store(engine, payload: dict[str, Any], *, event_type: str, rules: str = RULES) -> list[str]:
-    rs = RuleSet(parse_rules(rules, path="r", env=rules_environment()))
-    outcomes = rs.plan(source="stripe", event_type=event_type, payload=payload)
-    stored = await record_event(
-        engine,
-        source="stripe",
-        event_type=event_type,
-        provider_id=payload.get("id"),
-        payload=payload,
-        headers={},
-        occurred_at=None,
-        outcomes=outcomes,
-        rules_version=rs.version,
-        now=utcnow(),
-    )
-    return [action_id for action_id, _ in stored.actions]
-
-
-async def row(engine, action_id: str) -> Any:
-    async with engine.connect() as conn:
-        return (await conn.execute(sa.select(actions).where(actions.c.id == action_id))).one()
-
-
-async def calls_of(engine, action_id: str) -> list[Any]:
-    async with engine.connect() as conn:
-        return list(await conn.execute(sa.select(api_calls).where(api_calls.c.action_id == action_id)))
-
-
-async def run(engine, client, action_id: str, policy: RetryPolicy = POLICY):
-    return await run_actions(engine=engine, client=client, action_id=action_id, policy=policy)
+from tests.flows import calls_of, plan_and_store, row, run
 
 
 async def run_when_due(engine, client, action_id: str):
@@ -285,8 +245,8 @@ async def test_unknown_course_name_is_a_permanent_failure(sim, client):
     from app.actions.resolve import course_id
 
     with pytest.raises(PermanentApiError, match="no course named 'Nope'"):
-        await course_id(client.session(), "Nope")
-    assert await course_id(client.session(), "Bonus") == 102
+        await course_id(client.client("default").session(), "Nope")
+    assert await course_id(client.client("default").session(), "Bonus") == 102
 
 
 CONDITION_RULES = (

@@ -7,15 +7,15 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from app.accounts.registry import AccountClients
 from app.actions.runner import RetryPolicy, run_actions
 from app.rules.engine import RuleSet
 from app.rules.loader import parse_rules
 from app.store.actions import due_actions
-from app.store.events import record_event
 from app.store.models import actions, utcnow
 from app.store.operator import approve, cancel, earlier_scheduled, run_now
-from app.systeme.client import SystemeClient
-from tests.actions.test_runner import calls_of, row
+from tests.factories import record_event
+from tests.flows import calls_of, row
 
 POLICY = RetryPolicy(delays=(0.01,), max_attempts=3, lease=timedelta(seconds=30))
 RULES = RuleSet(
@@ -180,8 +180,8 @@ async def test_a_step_whose_time_has_come_goes_before_the_contacts_later_events(
     assert (await row(engine, cancel_step)).outcome.startswith("nothing to cancel")
 
 
-async def test_cancel_scheduled_runs_in_a_dry_run_too(engine, sim):
-    dry = SystemeClient(base_url=sim.url, headers={}, dry_run=True)
+async def test_cancel_scheduled_runs_in_a_dry_run_too(engine, make_settings, sim):
+    dry = AccountClients(make_settings(systeme_api_key=None), None)  # no key: the default account is a dry run
     try:
         _, (enroll, community, *_) = await store(engine, "checkout.session.completed", "c@x.io")
         await run(engine, dry, enroll)

@@ -9,9 +9,8 @@ import time
 from datetime import UTC, datetime, timedelta
 
 from tests.conftest import SIM_KEY, operator, post_stripe, running
-from tests.factories import stripe_checkout, stripe_refund
-from tests.test_guarantees import settled
-from tests.test_scheduled import DRIP, drip_settings
+from tests.factories import DRIP, drip_settings, stripe_checkout, stripe_refund
+from tests.flows import settled
 
 
 def explain(tmp_path, payload: dict, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

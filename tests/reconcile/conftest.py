@@ -8,14 +8,15 @@ from typing import Any
 import httpx
 import pytest
 
+from app.accounts.registry import AccountClients
 from app.errors import NotFound
 from app.reconcile.service import Report, reconcile
 from app.store.db import create_engine
 from app.store.models import utcnow
 from app.systeme.client import SystemeClient
-from tests.actions.test_runner import plan_and_store, run
 from tests.conftest import SIM_KEY
 from tests.factories import stripe_checkout, stripe_refund
+from tests.flows import plan_and_store, run
 
 
 @pytest.fixture
@@ -26,17 +27,27 @@ async def engine(database_url):
 
 
 @pytest.fixture
-async def client(sim):
-    client = SystemeClient(base_url=sim.url, headers={"X-API-Key": SIM_KEY})
-    yield client
-    await client.aclose()
+async def client(make_settings):
+    """The account clients a worker builds, of the simulator's one account (`default`): what runs take."""
+    clients = AccountClients(make_settings(), None)
+    yield clients
+    await clients.aclose()
 
 
-async def check(engine, client, *, since: timedelta = timedelta(days=30), rule: str | None = None, **kw: Any) -> Report:
+async def check(
+    engine,
+    client: AccountClients | SystemeClient,
+    *,
+    since: timedelta = timedelta(days=30),
+    rule: str | None = None,
+    **kw: Any,
+) -> Report:
     def client_for(account: str) -> SystemeClient:
         if account != "default":
             raise NotFound(f"no client for account {account!r} yet")
-        return client
+        chosen = client.client(account) if isinstance(client, AccountClients) else client
+        assert chosen is not None
+        return chosen
 
     return await reconcile(engine, client_for=client_for, since=utcnow() - since, rule=rule, **kw)
 

@@ -13,9 +13,9 @@ from app.reconcile.service import render_text
 from app.store.models import actions, utcnow
 from app.systeme.client import SystemeClient
 from app.systeme.errors import PermanentApiError
-from tests.actions.test_runner import plan_and_store
 from tests.conftest import SIM_KEY
 from tests.factories import stripe_refund
+from tests.flows import plan_and_store
 from tests.reconcile.conftest import check, purchase, refund
 
 
@@ -183,7 +183,7 @@ async def test_transient_failures_are_tried_again_and_a_wrong_key_stops_the_acco
         }
     ]
     assert render_text(report)[-1].endswith("the check is incomplete; 1 contact could not be read")
-    client.http.headers["X-API-Key"] = "wrong"
+    client.client("default").http.headers["X-API-Key"] = "wrong"
     report = await check(engine, client)
     assert report.checked == 0 and report.errors == [
         "account 'default': stopped: GET /api/contacts answered 401: Invalid API key "

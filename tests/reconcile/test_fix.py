@@ -12,20 +12,14 @@ from app.reconcile.fix import choose, fix
 from app.rules.engine import RuleSet
 from app.rules.loader import parse_rules
 from app.store.db import create_engine
-from app.store.events import record_event
 from app.store.models import actions, utcnow
 from app.store.queries import get_event
-from tests.actions.test_mirror import VIP_RULES
-from tests.actions.test_runner import run
 from tests.conftest import operator, post_stripe, running, wait_for
-from tests.factories import RULES, stripe_checkout, stripe_refund
+from tests.factories import RULES, VIP_RULES, record_event, rules_file, stripe_checkout, stripe_refund
+from tests.flows import run
 from tests.reconcile.conftest import check, purchase
 
 WINDOW = timedelta(days=7)
-
-
-def rules_file(text: str = RULES):
-    return parse_rules(text, path="rules.yaml", env=rules_environment()).file
 
 
 async def statuses(engine) -> dict[str, str]:

@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import timedelta
 
 import sqlalchemy as sa
 from arq import Worker, create_pool
 from arq.connections import RedisSettings
 from redis.asyncio import Redis
 
-from app.accounts import AccountClients
-from app.dispatch import ArqDispatcher
+from app.accounts.registry import AccountClients
+from app.pipeline.dispatch import ArqDispatcher
 from app.reconcile.fix import choose, fix
 from app.store.db import create_engine
 from app.store.models import actions
+from tests.factories import rules_file
+from tests.flows import hammer
 from tests.reconcile.conftest import check, purchase
-from tests.reconcile.test_fix import WINDOW, rules_file
-from tests.systeme.test_quota import hammer
 from workers.settings import WorkerSettings
 
 
@@ -55,7 +56,9 @@ async def test_fixes_are_handed_to_the_workers_through_redis(
         await purchase(engine, client, "ada@yopmail.com")
         await hands.untag("ada@yopmail.com", "Masterclass buyer")
         choice, approvals = choose((await check(engine, client)).drifts, rules_file())
-        (planned,) = await fix(engine, ArqDispatcher(pool), choice.fix, approvals, by="cron", approval_window=WINDOW)
+        (planned,) = await fix(
+            engine, ArqDispatcher(pool), choice.fix, approvals, by="cron", approval_window=timedelta(days=7)
+        )
         assert await pool.zcard("arq:queue") == 1
         worker = Worker(
             functions=WorkerSettings.functions,

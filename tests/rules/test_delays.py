@@ -9,8 +9,9 @@ from ruamel.yaml import YAML
 from app.rules.engine import RuleSet
 from app.rules.jsonschema import rules_schema
 from app.rules.loader import parse_rules
-from tests.rules.test_loader import HEAD, problems
-from tests.test_cli import cli
+from tests.clitools import cli
+from tests.factories import HEAD
+from tests.flows import problems
 
 # The example, as a seller writes it: `after` beside the action's name.
 DRIP = (

@@ -6,30 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from app.errors import RulesError
 from app.rules.loader import load_rules, parse_rules
 from app.rules.schema import EnrollAction, TagAction
+from tests.factories import EXAMPLE_ENV, HEAD
+from tests.flows import problems
 
 ROOT = Path(__file__).resolve().parents[2]
-EXAMPLE_ENV = {
-    "STRIPE_WEBHOOK_SECRET": "whsec_loader_test_stripe",
-    "SYSTEME_WEBHOOK_SECRET": "loader-test-systeme",
-    "PARTNER_WEBHOOK_SECRET": "whsec_bG9hZGVyLXRlc3QtcGFydG5lcg==",
-    "SIGNUP_FORM_TOKEN": "loader-test-form",
-}
-
-
-def problems(text: str, env: dict[str, str] | None = None) -> list[str]:
-    with pytest.raises(RulesError) as caught:
-        parse_rules(text, path="r.yaml", env=env or {})
-    return caught.value.problems
-
-
-HEAD = """version: 1
-sources:
-  shop: { type: stripe, secret: "s" }
-rules:
-"""
 
 
 def test_example_rules_file_loads():

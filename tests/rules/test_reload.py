@@ -11,9 +11,9 @@ import time
 
 import httpx
 
+from tests.clitools import cli_env, free_port
 from tests.conftest import operator, planned, running, wait_for
 from tests.factories import RULES, stripe_checkout, stripe_headers, write_rules
-from tests.test_cli import cli_env, free_port
 
 EXTRA_RULE = """
   - id: every-checkout

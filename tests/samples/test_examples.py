@@ -14,9 +14,9 @@ from app.samples import find_sample
 from app.samples.signing import sample_body
 from app.sources import parse_delivery
 from app.webhooks.body import build_delivery
+from tests.clitools import cli
 from tests.conftest import running, wait_for
-from tests.rules.test_loader import EXAMPLE_ENV
-from tests.test_cli import cli
+from tests.factories import EXAMPLE_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = RuleSet(load_rules(ROOT / "rules.yaml", EXAMPLE_ENV))

@@ -13,10 +13,10 @@ import pytest
 from app.rules.loader import parse_rules
 from app.samples import samples_for, signed_request
 from app.samples.signing import sample_body
+from tests.clitools import cli, cli_env
 from tests.conftest import operator, running
 from tests.factories import RULES, STRIPE_SECRET, write_rules
 from tests.provider_payloads import rules_with_every_source
-from tests.test_cli import cli, cli_env
 
 ALL_RULES = rules_with_every_source(RULES)
 SOURCES = parse_rules(ALL_RULES, path="rules.yaml", env={}).file.sources

@@ -13,7 +13,7 @@ from app.rules.schema import SourceConfig
 from app.sources import Delivery, parse_delivery
 from tests.conftest import planned, running, wait_for
 from tests.factories import write_rules
-from tests.webhooks.test_router import count_rows
+from tests.flows import count_rows
 
 TOKEN = "automation-token-for-tests-0123456789"
 

@@ -99,7 +99,7 @@ async def test_a_group_with_known_and_repeated_keys_stores_each_event_once(datab
     engine = create_engine(database_url)
 
     def new(provider_id: str | None) -> NewEvent:
-        return NewEvent("stripe", "t", provider_id, {"id": provider_id}, {}, None, (), "v1", WHEN)
+        return NewEvent("stripe", "t", provider_id, {"id": provider_id}, {}, None, "v1", WHEN)
 
     try:
         (first,) = await record_events(engine, [new("a")])

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from app.modes import DRY_RUN
+from app.accounts.modes import DRY_RUN
 from app.rules.engine import PlannedAction, RuleOutcome
 from app.store.db import create_engine
-from app.store.events import NewEvent, record_events
 from app.store.models import actions, events, utcnow
 from app.store.modes import discard_test_data, leftovers
+from tests.factories import PlannedEvent, record_event
 
 SIM = "simulator:default:aaaa1111"
 LIVE = "live:default:bbbb2222"
@@ -24,24 +24,33 @@ def purchase(email: str, *, accounts: tuple[str, ...] = ("default",)) -> RuleOut
     return RuleOutcome("r", "matched", "matched", email, planned)
 
 
-def arriving(email: str, modes: dict[str, str | None], **kw: tuple[str, ...]) -> NewEvent:
-    now = utcnow()
-    return NewEvent("stripe", "t", None, {}, {}, None, [purchase(email, **kw)], "v", now, modes=modes)
+async def arriving(engine, email: str, modes: dict[str, str | None], **kw: tuple[str, ...]) -> PlannedEvent:
+    outcomes = [purchase(email, **kw)]
+    return await record_event(
+        engine,
+        source="stripe",
+        event_type="t",
+        provider_id=None,
+        payload={},
+        headers={},
+        occurred_at=None,
+        outcomes=outcomes,
+        rules_version="v",
+        now=utcnow(),
+        modes=modes,
+    )
 
 
 async def test_discard_keeps_the_current_mode_and_what_went_to_a_live_account(database_url):
     engine = create_engine(database_url)
     try:
-        dry, sim, both, live = await record_events(
-            engine,
-            [
-                arriving("dry@yopmail.com", {"default": DRY_RUN}),
-                arriving("sim@yopmail.com", {"default": SIM}),
-                # The default account in a dry run, a named account live: the event is that account's history.
-                arriving("shop@yopmail.com", {"default": DRY_RUN, "shop": SHOP}, accounts=("default", "shop")),
-                arriving("live@yopmail.com", {"default": LIVE}),
-            ],
+        dry = await arriving(engine, "dry@yopmail.com", {"default": DRY_RUN})
+        sim = await arriving(engine, "sim@yopmail.com", {"default": SIM})
+        # The default account in a dry run, a named account live: the event is that account's history.
+        both = await arriving(
+            engine, "shop@yopmail.com", {"default": DRY_RUN, "shop": SHOP}, accounts=("default", "shop")
         )
+        live = await arriving(engine, "live@yopmail.com", {"default": LIVE})
         now = {"default": LIVE, "shop": SHOP}
         found = {left.mode: (left.events, left.actions) for left in await leftovers(engine, now)}
         assert found == {DRY_RUN: (1, 2), SIM: (1, 1)}

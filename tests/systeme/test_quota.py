@@ -11,19 +11,7 @@ from redis.asyncio import Redis
 from app.systeme.client import SystemeClient
 from app.systeme.quota import MemoryQuota, RedisQuota
 from tests.conftest import SIM_KEY
-
-
-async def hammer(client: SystemeClient, count: int, concurrency: int) -> int:
-    done = 0
-
-    async def worker(n: int) -> None:
-        nonlocal done
-        for _ in range(n):
-            await client.session().get_json("/api/tags")
-            done += 1
-
-    await asyncio.gather(*[worker(count // concurrency) for _ in range(concurrency)])
-    return done
+from tests.flows import hammer
 
 
 async def test_two_workers_share_one_quota_through_redis(sim, clean_redis):

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from tests.conftest import running
 from tests.factories import FORM_TOKEN, RULES, write_rules
+from tests.flows import count_rows
 from tests.provider_payloads import all_sources, rules_with_every_source
-from tests.webhooks.test_router import count_rows
 
 
 def fuzz_rules() -> str:

@@ -162,7 +162,7 @@ def test_random_payloads_never_get_a_5xx_and_every_stored_event_is_readable(make
             event_id = answer.json()["event_id"]
             event = http.get(f"/v1/events/{event_id}", headers=admin)
             assert event.status_code == 200, (body, event.text)
-            # Readable at once; judged right after the answer (app/planning.py), every rule once.
+            # Readable at once; judged right after the answer (app/pipeline/planner.py), every rule once.
             deadline = time.monotonic() + 10
             while event.json()["planned_at"] is None and time.monotonic() < deadline:
                 time.sleep(0.01)

@@ -11,13 +11,13 @@ import httpx
 import pytest
 
 from app.store.db import create_engine
-from app.store.events import record_event
 from app.store.models import utcnow
 from tests.conftest import operator, post_stripe, running
 from tests.factories import (
     FORM_TOKEN,
     RULES,
     php_json,
+    record_event,
     standard_headers,
     stripe_checkout,
     stripe_headers,
@@ -25,8 +25,8 @@ from tests.factories import (
     systeme_sale,
     write_rules,
 )
+from tests.flows import count_rows
 from tests.provider_payloads import paddle, rules_with_every_source
-from tests.webhooks.test_router import count_rows
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 

@@ -7,10 +7,7 @@ import json
 
 import httpx
 import pytest
-import sqlalchemy as sa
 
-from app.store.db import create_engine
-from app.store.models import actions, events
 from tests.conftest import operator, running
 from tests.factories import (
     FORM_TOKEN,
@@ -21,19 +18,8 @@ from tests.factories import (
     systeme_headers,
     systeme_sale,
 )
+from tests.flows import count_rows
 from tests.pgrefusal import ShuttingDownPostgres
-
-
-async def count_rows(url: str) -> tuple[int, int]:
-    engine = create_engine(url)
-    try:
-        async with engine.connect() as conn:
-            return (
-                await conn.scalar(sa.select(sa.func.count()).select_from(events)) or 0,
-                await conn.scalar(sa.select(sa.func.count()).select_from(actions)) or 0,
-            )
-    finally:
-        await engine.dispose()
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from app.rules.loader import parse_rules
 from app.sources import Delivery
 from tests.conftest import planned, running
 from tests.factories import FORM_TOKEN, write_rules
+from tests.flows import count_rows
 from tests.shop_payloads import (
     CALENDLY_KEY,
     SHOPIFY_SECRET,
@@ -27,7 +28,6 @@ from tests.shop_payloads import (
     woo_headers,
     woo_order,
 )
-from tests.webhooks.test_router import count_rows
 
 RULES = f"""
 version: 1

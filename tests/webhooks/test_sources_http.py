@@ -10,8 +10,8 @@ import pytest
 
 from tests.conftest import operator, running
 from tests.factories import FORM_TOKEN, RULES, write_rules
+from tests.flows import count_rows
 from tests.provider_payloads import Signed, all_sources, rules_with_every_source
-from tests.webhooks.test_router import count_rows
 
 NAMES = [s.source for s in all_sources()]
 

@@ -7,8 +7,8 @@ from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app import alerts
 from app.config import Settings
+from app.pipeline import alerts
 from app.store.models import utcnow
 from app.store.retention import purge
 from app.store.sessions import purge_sessions

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import Settings
 from app.store.models import actions, alerts, events, rule_outcomes
+from app.store.statuses import ActionStatus
 
 log = logging.getLogger(__name__)
 QUIET = timedelta(hours=1)
@@ -49,7 +50,7 @@ async def check(engine: AsyncEngine, settings: Settings, *, now: datetime) -> li
     async with engine.connect() as conn:
         waiting = await conn.scalar(
             sa.select(sa.func.count()).where(
-                actions.c.status == "awaiting_approval",
+                actions.c.status == ActionStatus.AWAITING_APPROVAL,
                 actions.c.created_at < now - timedelta(hours=settings.alert_approval_hours),
             )
         )

@@ -1,21 +1,19 @@
 """Systeme.io accounts: the settings' own (`default`) and those named under `accounts:` in the rules file.
 
 Each account gets its own client: its base URL and credentials, its own quota budget and name cache (shared with
-the other workers through Redis when configured), and its own hold (app/holds.py).
+the other workers through Redis when configured), and its own hold (app/accounts/holds.py).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from typing import Literal
 
 from redis.asyncio import Redis
 
-from app.config import MATON_URL, SYSTEME_URL, Settings, rules_environment
-from app.errors import RulesError
-from app.rules.loader import load_rules
+from app.config import MATON_URL, SYSTEME_URL, Settings
+from app.rules.current import RulesInForce
 from app.rules.schema import DEFAULT_ACCOUNT, AccountConfig, RulesFile
 from app.systeme.client import SystemeClient
 from app.systeme.names import MemoryNames, NameCache, RedisNames
@@ -134,18 +132,9 @@ class AccountClients:
         self._clients, self._retired = {}, []
 
 
-def rules_file_stamp(settings: Settings) -> tuple[int, int] | None:
-    try:
-        stat = os.stat(settings.rules_file)
-    except OSError:
-        return None
-    return stat.st_mtime_ns, stat.st_size
-
-
 def accounts_file(settings: Settings) -> RulesFile | None:
-    """The rules file, for its `accounts:` (workers run planned actions and need only those); None if unreadable."""
-    try:
-        return load_rules(settings.rules_file, rules_environment()).file
-    except RulesError as exc:
-        log.error("the rules file cannot be read, only the default account is known: %s", "; ".join(exc.problems))
-        return None
+    """The rules file, for its `accounts:` (a command that runs planned actions needs only those); None if it
+    cannot be read (logged: only the default account is known)."""
+    rules = RulesInForce(settings.rules_file)
+    rules.load()
+    return rules.file

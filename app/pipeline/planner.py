@@ -3,7 +3,7 @@ stores its outcomes and actions, and hands its runs to the executor.
 
 Why: a webhook sender waits for the durable write, not for the rules. Judging, rendering, validating addresses and
 writing five rows per event after the 202 lets a burst be taken at the speed of the event rows alone, and the plans
-of a burst are then written in a few large transactions (see the README's Benchmarks).
+of a burst are then written in a few large transactions (see docs/benchmarks.md).
 
 The contract holds across a crash: the event row is durable before the 2xx, and an event left unplanned (its
 process stopped between the answer and the plan) is planned by a sweep, in the API process or in an arq worker
@@ -20,14 +20,13 @@ from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.config import Settings, rules_environment
-from app.errors import RulesError
-from app.modes import Modes
+from app.accounts.modes import Modes
+from app.pipeline.dispatch import Dispatcher
+from app.rules.current import RulesInForce
 from app.rules.engine import RuleOutcome, RuleSet
-from app.rules.loader import load_rules
-from app.rules.templates import TemplateError
 from app.store.models import utcnow
 from app.store.plans import Judge, Unplanned, record_plans, unplanned_events
+from app.store.writer import GroupWriter
 
 log = logging.getLogger(__name__)
 
@@ -113,36 +112,26 @@ async def plan_leftovers(
             return total
 
 
-def load_ruleset(settings: Settings) -> RuleSet | None:
-    """The rules file as the planner reads it; None (logged) if it cannot be read."""
-    try:
-        return RuleSet(load_rules(settings.rules_file, rules_environment()))
-    except (RulesError, TemplateError) as exc:
-        problems = exc.problems if isinstance(exc, RulesError) else [str(exc)]
-        log.error("the rules file cannot be read, events wait unplanned: %s", "; ".join(problems))
-        return None
-
-
 class Planner:
-    """Plans the events this process stored, right after their answers, a batch at a time; and sweeps leftovers."""
+    """Plans the events this process stored, right after their answers, a batch at a time (leftovers: the sweep)."""
 
     def __init__(
         self,
         *,
         engine: AsyncEngine,
-        rules: Callable[[], RuleSet],
-        dispatch: Dispatch,
+        rules: RulesInForce,
+        dispatcher: Dispatcher,
         approval_window: timedelta,
-        ingest_first: Callable[[], Awaitable[None]] | None = None,
-        sweep_seconds: float = 10.0,
+        writer: GroupWriter | None = None,
         modes: Callable[[], Modes] | None = None,
     ) -> None:
         self.engine = engine
         self.rules = rules
-        self.dispatch = dispatch
+        self.dispatcher = dispatcher
         self.approval_window = approval_window
-        self.ingest_first = ingest_first
-        self.sweep_seconds = sweep_seconds
+        # Deliveries waiting to be stored go first (see GroupWriter.yield_to_ingest).
+        self.writer = writer
+        # Each account's current mode (app/accounts/modes.py), which the planned actions belong to.
         self.modes = modes
         self._queue: list[Unplanned] = []
         self._ready = asyncio.Event()
@@ -157,7 +146,7 @@ class Planner:
         self._ready.set()
 
     def start(self) -> None:
-        self._tasks = [asyncio.create_task(self._work()), asyncio.create_task(self._sweep())]
+        self._tasks = [asyncio.create_task(self._work())]
 
     async def stop(self, timeout: float = 5.0) -> None:
         """Plan what is queued (a stop that cuts this short leaves it to the next start's sweep), then stop."""
@@ -178,9 +167,18 @@ class Planner:
             await self._plan_batch()
 
     async def _plan_batch(self) -> None:
+        rules = self.rules.current
+        if rules is None:  # no readable rules yet: the events wait unplanned for the sweep
+            self._queue = []
+            return
         batch, self._queue = self._queue[:BATCH], self._queue[BATCH:]
         await plan_events(
-            self.engine, self.rules(), batch, self.dispatch, approval_window=self.approval_window, modes=self._modes()
+            self.engine,
+            rules,
+            batch,
+            self.dispatcher.dispatch,
+            approval_window=self.approval_window,
+            modes=self._modes(),
         )
 
     def _modes(self) -> Modes | None:
@@ -189,10 +187,10 @@ class Planner:
     async def _work(self) -> None:
         while True:
             await self._ready.wait()
-            if self.ingest_first is not None:
+            if self.writer is not None:
                 # Deliveries waiting to be stored go first, and the events that arrive meanwhile join this batch.
                 # Bounded: under a burst that never pauses, a batch is still planned every second or so.
-                await self.ingest_first()
+                await self.writer.yield_to_ingest()
             try:
                 await self._plan_batch()
             except Exception:
@@ -200,18 +198,3 @@ class Planner:
                 log.exception("planning a batch of events failed; the sweep will try again")
             if not self._queue:
                 self._ready.clear()
-
-    async def _sweep(self) -> None:
-        while True:
-            try:
-                await plan_leftovers(
-                    self.engine,
-                    self.rules(),
-                    self.dispatch,
-                    approval_window=self.approval_window,
-                    older_than=LEFTOVER_SECONDS,
-                    modes=self._modes(),
-                )
-            except Exception:
-                log.exception("sweeping unplanned events failed; trying again")
-            await asyncio.sleep(self.sweep_seconds)

@@ -11,6 +11,7 @@ from sqlalchemy import text
 from app.deps import StateDep
 from app.rules.schema import DEFAULT_ACCOUNT
 from app.store.holds import holds
+from app.store.statuses import AccountState
 
 router = APIRouter(tags=["health"])
 
@@ -43,10 +44,10 @@ async def readyz(state: StateDep) -> JSONResponse:
         # A held account does not make the service unready: ingest keeps storing events; it says so here.
         held = {h.account: h for h in await holds(state.engine)}
         body["accounts"] = {
-            name: {"state": "held", "reason": held[name].reason, "since": held[name].since.isoformat()}
+            name: {"state": AccountState.HELD, "reason": held[name].reason, "since": held[name].since.isoformat()}
             if name in held
-            else {"state": "ok"}
+            else {"state": AccountState.OK}
             for name in sorted({*state.clients.accounts, *held})
         }
-        body["account"] = body["accounts"].get(DEFAULT_ACCOUNT, {"state": "ok"})
+        body["account"] = body["accounts"].get(DEFAULT_ACCOUNT, {"state": AccountState.OK})
     return JSONResponse(body, status_code=200 if ready else 503)

@@ -10,9 +10,9 @@ import logging
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app import alerts
-from app.accounts import AccountClients
+from app.accounts.registry import AccountClients
 from app.config import Settings
+from app.pipeline import alerts
 from app.store import holds as store
 from app.store.models import utcnow
 from app.systeme.client import SystemeClient

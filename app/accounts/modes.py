@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
-    from app.accounts import Account
+    from app.accounts.registry import Account
 
 DRY_RUN = "dry-run"
 TEST_KINDS = ("dry-run", "simulator")

@@ -13,7 +13,7 @@ from arq import Worker
 from arq.connections import RedisSettings
 
 from app.logs import QuietDeliveries
-from app.planning import LEFTOVER_SECONDS, plan_leftovers
+from app.pipeline.planner import LEFTOVER_SECONDS, plan_leftovers
 from app.rules.engine import RuleOutcome, RuleSet
 from app.rules.loader import load_rules
 from app.store.db import create_engine
@@ -38,7 +38,7 @@ async def store_unplanned(engine, email: str, *, age: float) -> Unplanned:
     received = utcnow() - timedelta(seconds=age)
     [stored] = await record_events(
         engine,
-        [NewEvent("stripe", "checkout.session.completed", payload["id"], payload, {}, None, None, "v0", received)],
+        [NewEvent("stripe", "checkout.session.completed", payload["id"], payload, {}, None, "v0", received)],
     )
     return Unplanned(stored.event_id, "stripe", "checkout.session.completed", payload, None, received)
 

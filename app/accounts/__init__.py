@@ -1,0 +1,1 @@
+"""Systeme.io accounts: the registry (name -> client, quota, name cache) and holds with their probes."""

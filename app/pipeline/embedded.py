@@ -1,0 +1,82 @@
+"""The embedded executor: runs actions inside the API process (no Redis), a few worker tasks fed by ingest, by
+what a run leaves behind and by the sweep; the same `run` and `sweep` the arq workers call."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from datetime import datetime
+
+from app.pipeline.service import Pipeline
+from app.pipeline.settle import run
+from app.pipeline.sweep import sweep
+from app.store.models import utcnow
+from app.store.writer import GroupWriter
+
+log = logging.getLogger(__name__)
+# Retention and alerts, in embedded mode (the arq cron does it with Redis).
+UPKEEP_SECONDS = 600.0
+
+
+class EmbeddedExecutor:
+    def __init__(self, *, concurrency: int = 4, sweep_seconds: float = 1.0, writer: GroupWriter | None = None) -> None:
+        self.concurrency = concurrency
+        self.sweep_seconds = sweep_seconds
+        # Deliveries waiting to be stored go first (see GroupWriter.yield_to_ingest).
+        self.writer = writer
+        self.queue: asyncio.Queue[str] = asyncio.Queue()
+        self._queued: set[str] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def dispatch(self, items: Sequence[tuple[str, int]], *, at: datetime | None = None) -> None:
+        delay = (at - utcnow()).total_seconds() if at is not None else 0.0
+        if delay > 0:
+            # A timer for a near retry (the sweep would find it too, up to a sweep later).
+            asyncio.get_running_loop().call_later(delay, self._put, [i for i, _ in items])
+            return
+        self._put([action_id for action_id, _attempt in items])
+
+    def _put(self, action_ids: list[str]) -> None:
+        for action_id in action_ids:
+            if action_id not in self._queued:
+                self._queued.add(action_id)
+                self.queue.put_nowait(action_id)
+
+    def start(self, pipeline: Pipeline) -> None:
+        """Start the workers and the sweep on `pipeline` (whose dispatcher is this executor)."""
+        self._tasks = [asyncio.create_task(self._work(pipeline)) for _ in range(self.concurrency)]
+        self._tasks.append(asyncio.create_task(self._sweep(pipeline)))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _work(self, pipeline: Pipeline) -> None:
+        while True:
+            action_id = await self.queue.get()
+            if self.writer is not None:
+                await self.writer.yield_to_ingest()
+            self._queued.discard(action_id)
+            try:
+                await run(pipeline, action_id)
+            except Exception:
+                # The row stays pending or running with a lease; the sweep brings it back.
+                log.exception("running action %s failed", action_id)
+
+    async def _sweep(self, pipeline: Pipeline) -> None:
+        last_upkeep = float("-inf")
+        while True:
+            upkeep = time.monotonic() - last_upkeep > UPKEEP_SECONDS
+            if upkeep:
+                last_upkeep = time.monotonic()
+            try:
+                await sweep(pipeline, upkeep=upkeep)
+            except Exception:
+                log.exception("sweeping due actions failed; trying again")
+            await asyncio.sleep(self.sweep_seconds)

@@ -1,0 +1,52 @@
+"""The one sweep, run by the arq cron on every worker and by the embedded executor's loop: what a lost hint, a
+stopped process or the passing of time left behind.
+
+Safe on several workers at once: each step is decided by the database (claims, `planned_at` set from null), and
+dispatching is only a hint whose arq job id refuses doubles.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from app.accounts.holds import probe_holds
+from app.pipeline.planner import LEFTOVER_SECONDS, plan_leftovers
+from app.pipeline.service import Pipeline
+from app.pipeline.upkeep import maintain
+from app.store.actions import due_actions
+from app.store.models import utcnow
+from app.store.operator import expire_approvals
+
+log = logging.getLogger(__name__)
+
+
+async def sweep(pipeline: Pipeline, *, upkeep: bool = False) -> int:
+    """Approvals that expired, a rules file that changed, events left unplanned, held accounts due a probe, then
+    pending actions that are due and running ones whose lease ran out; with `upkeep`, retention and alerts too.
+    Returns the number of actions dispatched."""
+    engine = pipeline.engine
+    expired = await expire_approvals(engine, now=utcnow())
+    if expired:
+        log.info("%d approvals expired", expired)
+    # Parsing a big file must not stall the process's other tasks.
+    await asyncio.to_thread(pipeline.rules.reload_if_changed)
+    rules = pipeline.rules.current
+    if rules is not None:  # none readable yet: events wait unplanned until the file is fixed
+        await plan_leftovers(
+            engine,
+            rules,
+            pipeline.dispatcher.dispatch,
+            approval_window=pipeline.approval_window,
+            older_than=LEFTOVER_SECONDS,
+            modes=pipeline.modes(),
+        )
+    await probe_holds(engine, pipeline.clients, pipeline.settings)
+    # Only work of each account's current mode runs (app/accounts/modes.py): a dry run's steps never run live.
+    due = await due_actions(engine, now=utcnow(), modes=pipeline.modes())
+    await pipeline.dispatcher.dispatch(due)
+    if due:
+        log.info("sweep dispatched %d actions", len(due))
+    if upkeep:
+        await maintain(engine, pipeline.settings)
+    return len(due)

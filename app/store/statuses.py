@@ -1,0 +1,37 @@
+"""Every status in one place. StrEnums: each compares equal to, and is stored and serialised as, its plain string,
+so rows, the JSON API and the dashboard read exactly as before."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ActionStatus(StrEnum):
+    """An action row's state (app/store/actions.py holds the transitions)."""
+
+    PENDING = "pending"  # due: the next sweep or hint runs it
+    SCHEDULED = "scheduled"  # a step over time, or an approved action whose time is still to come
+    AWAITING_APPROVAL = "awaiting_approval"
+    RUNNING = "running"  # claimed, under a lease
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # a permanent error
+    DEAD = "dead"  # transient errors on every attempt
+    SKIPPED = "skipped"  # dry run, or its condition was not met
+    REJECTED = "rejected"  # by an operator, or its approval expired
+    CANCELLED = "cancelled"
+
+
+class RunStatus(StrEnum):
+    """How one run ended (app/actions/runner.py)."""
+
+    DONE = "done"
+    RESCHEDULED = "rescheduled"  # a step will be tried again at its next attempt time
+    HELD = "held"  # the account refused us: the caller puts it on hold
+    NOT_CLAIMED = "not_claimed"  # another worker has it, or nothing was due
+
+
+class AccountState(StrEnum):
+    """What `/readyz` and the dashboard say of an account."""
+
+    OK = "ok"
+    HELD = "held"

@@ -1,0 +1,119 @@
+"""Helpers the test suites share: run actions, read rows, wait for a running service to settle, a worker's
+environment. Test modules import these from here, never from each other."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from app.accounts.registry import AccountClients
+from app.actions.runner import RetryPolicy, run_actions
+from app.config import rules_environment
+from app.errors import RulesError
+from app.rules.engine import RuleSet
+from app.rules.loader import parse_rules
+from app.store.db import create_engine
+from app.store.models import actions, api_calls, events, utcnow
+from app.systeme.client import SystemeClient
+from tests.conftest import SIM_KEY, planned, wait_for
+from tests.factories import RULES, record_event
+
+POLICY = RetryPolicy(delays=(0.01,), max_attempts=3, lease=timedelta(seconds=30))
+
+
+async def plan_and_store(engine, payload: dict[str, Any], *, event_type: str, rules: str = RULES) -> list[str]:
+    """A Stripe event stored and planned with `rules`: its action ids, in plan order."""
+    rs = RuleSet(parse_rules(rules, path="r", env=rules_environment()))
+    outcomes = rs.plan(source="stripe", event_type=event_type, payload=payload)
+    stored = await record_event(
+        engine,
+        source="stripe",
+        event_type=event_type,
+        provider_id=payload.get("id"),
+        payload=payload,
+        headers={},
+        occurred_at=None,
+        outcomes=outcomes,
+        rules_version=rs.version,
+        now=utcnow(),
+    )
+    return [action_id for action_id, _ in stored.actions]
+
+
+async def row(engine, action_id: str) -> Any:
+    async with engine.connect() as conn:
+        return (await conn.execute(sa.select(actions).where(actions.c.id == action_id))).one()
+
+
+async def calls_of(engine, action_id: str) -> list[Any]:
+    async with engine.connect() as conn:
+        return list(await conn.execute(sa.select(api_calls).where(api_calls.c.action_id == action_id)))
+
+
+async def run(engine, client: AccountClients, action_id: str, policy: RetryPolicy = POLICY):
+    """One run, as a worker runs it: with the account clients."""
+    return await run_actions(engine=engine, client=client, action_id=action_id, policy=policy)
+
+
+async def event_actions(url: str, event_id: str) -> list[dict]:
+    return list((await planned(url, event_id))["actions"])
+
+
+async def settled(url: str, *event_ids: str) -> None:
+    async def done() -> bool:
+        for event_id in event_ids:
+            if any(a["status"] in ("pending", "running") for a in await event_actions(url, event_id)):
+                return False
+        return True
+
+    await wait_for(done, timeout=30)
+
+
+def worker_env(database_url: str, redis_url: str, sim_url: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("MATON_API_KEY", "ADMIN_TOKEN")}
+    env.update(
+        DATABASE_URL=database_url,
+        REDIS_URL=redis_url,
+        SYSTEME_API_KEY=SIM_KEY,
+        SYSTEME_API_URL=sim_url,
+        LOG_FORMAT="json",
+        **extra,
+    )
+    return env
+
+
+async def count_rows(url: str) -> tuple[int, int]:
+    """(events, actions) stored in the database at `url`."""
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as conn:
+            return (
+                await conn.scalar(sa.select(sa.func.count()).select_from(events)) or 0,
+                await conn.scalar(sa.select(sa.func.count()).select_from(actions)) or 0,
+            )
+    finally:
+        await engine.dispose()
+
+
+def problems(text: str, env: dict[str, str] | None = None) -> list[str]:
+    with pytest.raises(RulesError) as caught:
+        parse_rules(text, path="r.yaml", env=env or {})
+    return caught.value.problems
+
+
+async def hammer(client: SystemeClient, count: int, concurrency: int) -> int:
+    done = 0
+
+    async def worker(n: int) -> None:
+        nonlocal done
+        for _ in range(n):
+            await client.session().get_json("/api/tags")
+            done += 1
+
+    await asyncio.gather(*[worker(count // concurrency) for _ in range(concurrency)])
+    return done
