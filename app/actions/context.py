@@ -21,6 +21,8 @@ class StepContext:
     # Distrust what the mirror says is absent: a later attempt (an earlier one may have written before it
     # crashed) or a second try after a contradiction. Such a step reads before it writes.
     careful: bool = False
+    # How long after a join a membership that is not listed yet is looked for again (RetryPolicy.listing_wait).
+    listing_wait: float = 60.0
 
     async def contact(self, *, facts: bool = False) -> Known:
         """The run's contact, resolved once; `facts`: its tags and fields must be current."""

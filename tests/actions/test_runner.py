@@ -128,13 +128,13 @@ async def test_transient_failures_end_dead_after_the_last_attempt(engine, client
 
 
 async def test_permanent_failure_stops_with_the_api_message(engine, client, sim):
-    payload = stripe_checkout("e@example.com")
-    payload["data"]["object"]["customer_details"]["name"] = "x" * 300
-    ids = await plan_and_store(engine, payload, event_type="checkout.session.completed")
+    # Systeme.io refuses the contact itself (its address): every step of the run fails with it.
+    sim.account.faults.append(Fault(422, 1, "/api/contacts", "POST", 0.0, "email: no mail server at this domain"))
+    ids = await plan_and_store(engine, stripe_checkout("e@example.com"), event_type="checkout.session.completed")
     result = await run(engine, client, ids[0])
     assert set(result.statuses.values()) == {"failed"}
     state = await row(engine, ids[0])
-    assert "422" in state.last_error and "too long" in state.last_error
+    assert "422" in state.last_error and "no mail server" in state.last_error
     # The contact was refused once; the other steps fail with the same answer without asking again.
     assert sim.writes() == [{"method": "POST", "path": "/api/contacts", "query": "", "status": 422}]
 

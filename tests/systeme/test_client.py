@@ -40,7 +40,8 @@ async def test_wrong_key_says_the_account_is_unusable_in_its_own_words(sim):
 @pytest.mark.parametrize(
     ("status", "body", "maton", "refused"),
     [
-        (403, {"error": "Forbidden"}, False, True),
+        (401, {"error": "Unauthorized"}, False, True),
+        (403, {"error": "Forbidden"}, False, False),  # one record or feature: the runner probes before holding
         (400, {"error": "No connection found for app systeme"}, True, True),
         (400, {"error": "No connection found for app systeme"}, False, False),  # direct: a plain bad request
         (500, {"error": "The upstream authorization expired: reconnect the account"}, True, True),
