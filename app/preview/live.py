@@ -23,7 +23,7 @@ from app.systeme import setup
 from app.systeme.client import SystemeSession
 from app.systeme.errors import AccountUnusable, ApiError, Forbidden
 
-Index = tuple[set[int], set[str]]
+Index = tuple[set[int], dict[str, None]]  # ids, and names in the API's order (ascending ids)
 
 
 @dataclass
@@ -46,8 +46,9 @@ def _exists(reference: int | str, index: Index, *, fold: bool = False) -> bool:
 
 
 def _twins(name: str, index: Index) -> list[str]:
-    """The tags that all match `name` once case is ignored, when there is more than one (an ambiguity)."""
-    matches = sorted(found for found in index[1] if same_tag(found, name))
+    """The tags that all match `name` once case is ignored, when there is more than one (an ambiguity), in the
+    order the runner meets them (the first is used unless one matches exactly)."""
+    matches = [found for found in index[1] if same_tag(found, name)]
     return matches if len(matches) > 1 else []
 
 
@@ -119,10 +120,11 @@ class _AccountCheck:
 
     async def index(self, path: str) -> Index:
         if path not in self._indexes:
-            ids, names = set(), set()
+            ids: set[int] = set()
+            names: dict[str, None] = {}
             async for item in self.api.paginate(path):
                 ids.add(int(item["id"]))
-                names.add(str(item.get("name", "")).strip())
+                names.setdefault(str(item.get("name", "")).strip())
             self._indexes[path] = ids, names
         return self._indexes[path]
 
@@ -151,7 +153,7 @@ class _AccountCheck:
         """A tag is created on first use; names that match it without case are an ambiguity worth a warning."""
         index = await self.index("/api/tags")
         if action.id is None and (twins := _twins(action.name or "", index)):
-            use = action.name if action.name in twins else twins[0]
+            use = (action.name or "").strip() if (action.name or "").strip() in twins else twins[0]
             names = " and ".join(map(repr, twins))
             message = f"tags {names} all exist{self._in()}: names match without case, so {use!r} is used"
             report(f"{message}; rename or delete the others", "warning")

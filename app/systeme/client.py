@@ -46,7 +46,9 @@ def problem(response: httpx.Response) -> str:
     parts = [str(body.get("detail") or body.get("title") or body.get("message") or body.get("error") or "")]
     for violation in body.get("violations") or []:
         if isinstance(violation, dict):
-            parts.append(f"{violation.get('propertyPath', '')}: {violation.get('message', '')}")
+            said = f"{violation.get('propertyPath', '')}: {violation.get('message', '')}"
+            if said not in parts[0]:  # API Platform's detail often is the violations, joined
+                parts.append(said)
     return "; ".join(p for p in parts if p) or response.reason_phrase
 
 
