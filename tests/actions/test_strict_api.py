@@ -69,8 +69,10 @@ class TestContactValues:
 
     async def test_a_locale_outside_the_codes_is_not_sent(self, engine, client, sim):
         assert "ja" not in LOCALES and "jp" in LOCALES  # the reference's own spelling
-        rules = RULES.replace('first_name: "{{ event.data.object.customer_details.name }}"', "locale: ja")
-        ids, result = await purchase(engine, client, "kenji@tokyo-courses.org", rules=rules)
+        # A template: what it renders is only known when the action runs (a literal `ja` is an error of `check`).
+        locale = 'locale: "{{ event.data.object.customer_details.locale }}"'
+        rules = RULES.replace('first_name: "{{ event.data.object.customer_details.name }}"', locale)
+        ids, result = await purchase(engine, client, "kenji@tokyo-courses.org", rules=rules, locale="ja")
         assert set(result.statuses.values()) == {"succeeded"}
         assert "locale 'ja'" in (await row(engine, ids[0])).note
         assert sim.contact("kenji@tokyo-courses.org")["locale"] == "en"
