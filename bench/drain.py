@@ -88,7 +88,7 @@ async def backlog(settings: Settings, count: int) -> None:
     for n in range(count):
         # As ingest and the planner do it: stored alone, then judged and handed to the workers.
         now = utcnow()
-        payload = {"email": f"drain{n}@example.com"}
+        payload = {"email": f"drain{n}@yopmail.com"}
         [stored] = await record_events(engine, [NewEvent("signup", None, None, payload, {}, None, rules.version, now)])
         event = Unplanned(stored.event_id, "signup", None, payload, None, now)
         await plan_events(engine, rules, [event], dispatcher.dispatch, approval_window=timedelta(days=7))

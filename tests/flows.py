@@ -117,3 +117,10 @@ async def hammer(client: SystemeClient, count: int, concurrency: int) -> int:
 
     await asyncio.gather(*[worker(count // concurrency) for _ in range(concurrency)])
     return done
+
+
+async def run_when_due(engine, client: AccountClients, action_id: str):
+    """Run an action's run now, its pending rows made due (a retry's delay skipped)."""
+    async with engine.begin() as conn:
+        await conn.execute(actions.update().where(actions.c.status == "pending").values(next_attempt_at=utcnow()))
+    return await run(engine, client, action_id)

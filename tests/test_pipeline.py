@@ -37,6 +37,8 @@ async def test_purchase_then_refund_grants_then_revokes(make_settings, database_
         assert sim.tag_names("ada@yopmail.com") == ["Masterclass buyer"]
         assert [e["course"]["id"] for e in sim.account.enrollments.values()] == [101]
         assert [m["community"]["id"] for m in sim.account.memberships.values()] == [7]
+        # Created asynchronously (202): the refund comes once the membership is listed, as a buyer's refund would.
+        await wait_for(lambda: bool(sim.account.listed_memberships()))
 
         refund = await _post_stripe(url, stripe_refund("ada@yopmail.com"))
         assert refund.status_code == 202

@@ -16,7 +16,7 @@ from app.pipeline import alerts
 from app.store import holds as store
 from app.store.models import utcnow
 from app.systeme.client import SystemeClient
-from app.systeme.errors import AccountUnusable, ApiError
+from app.systeme.errors import AccountUnusable, ApiError, Forbidden
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ async def _check(engine: AsyncEngine, clients: AccountClients, settings: Setting
         return
     try:
         await client.session().request("GET", "/api/tags", params={"limit": 10})
-    except AccountUnusable as exc:
+    except (AccountUnusable, Forbidden) as exc:  # the probe itself refused: the account, not one record
         await on_held(engine, settings, name, exc.message)
     except ApiError as exc:
         log.warning("account %s could not be checked at start: %s", name, exc.message, extra={"account": name})

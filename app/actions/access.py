@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from app.actions.context import StepContext
 from app.actions.mirror import Access, Known
 from app.actions.resolve import community_id, course_id
+from app.systeme.errors import TransientApiError
+
+# Between two looks for a membership that was accepted (202) but is not listed yet.
+LISTING_RETRY_SECONDS = 15.0
+
+
+class NotListedYet(TransientApiError):
+    """A membership we asked for is not listed yet: look again shortly (not held against the action)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retry_after=LISTING_RETRY_SECONDS, throttled=True)
 
 
 async def _listed(ctx: StepContext, path: str, params: dict[str, Any], key: str, wanted: int) -> list[int]:
@@ -84,6 +96,8 @@ async def add_to_community(ctx: StepContext, params: dict[str, Any]) -> str:
     # 202 Accepted and no body: the membership's id is not known until it is listed.
     await ctx.write("POST", f"/api/community/communities/{community}/memberships", {"contactId": known.contact_id})
     known.communities[community] = None
+    # When we asked (Unix seconds): a revoke soon after may not find it listed yet, and looks again for a while.
+    known.grants[f"joined:{community}"] = int(time.time())
     return "added to community"
 
 
@@ -99,6 +113,7 @@ async def remove_from_community(ctx: StepContext, params: dict[str, Any]) -> str
         listing=("/api/community/memberships", {"contact": known.contact_id, "community": community}, "community"),
         delete="/api/community/memberships/{}",
         done=("removed from community", "was not a member"),
+        pending=f"joined:{community}",
     )
 
 
@@ -112,8 +127,13 @@ async def _revoke(
     listing: tuple[str, dict[str, Any], str],
     delete: str,
     done: tuple[str, str],
+    pending: str | None = None,
 ) -> str:
-    """Delete the recorded grant by its id when we have it; otherwise list what the contact has and delete that."""
+    """Delete the recorded grant by its id when we have it; otherwise list what the contact has and delete that.
+
+    `pending`: the grant key of a request the API accepted but may not list yet (a membership); while it is recent,
+    finding nothing listed means "look again shortly", not "nothing to remove".
+    """
     granted = known.grants.get(key)
     if granted is not None and not ctx.careful:
         await ctx.write("DELETE", delete.format(granted))
@@ -127,10 +147,18 @@ async def _revoke(
         else:
             path, query, kind = listing
             ids = await _listed(ctx, path, query, kind, target)
+            asked = known.grants.get(pending) if pending else None
+            if not ids and asked is not None and time.time() - asked < ctx.listing_wait:
+                raise NotListedYet(
+                    f"the membership asked for at {time.strftime('%H:%M:%S', time.gmtime(asked))} UTC is not listed"
+                    f" yet (Systeme.io creates it asynchronously): looking again in {LISTING_RETRY_SECONDS:.0f} s"
+                )
         for item in ids:
             await ctx.write("DELETE", delete.format(item), missing_ok=True)
     facts[target] = False
     known.grants.pop(key, None)
+    if pending:
+        known.grants.pop(pending, None)
     return done[0] if ids else done[1]
 
 

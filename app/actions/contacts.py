@@ -5,10 +5,13 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+import httpx
+
 from app.actions.mirror import Known
 from app.store.models import utcnow
 from app.systeme.client import SystemeSession, problem
 from app.systeme.errors import PermanentApiError
+from app.systeme.values import refused_parts, screen
 
 
 class Contradiction(Exception):
@@ -22,6 +25,44 @@ def _changes(current: dict[str, str], wanted: dict[str, str], update: str) -> di
         return {slug: value for slug, value in wanted.items() if current.get(slug) != value}
     # fill: only fields that are empty in Systeme.io, so a customer's own edits are never overwritten
     return {slug: value for slug, value in wanted.items() if not current.get(slug)}
+
+
+async def send_contact(
+    api: SystemeSession,
+    method: str,
+    path: str,
+    body: dict[str, Any],
+    *,
+    content_type: str = "application/json",
+    allow: tuple[int, ...] = (),
+) -> tuple[httpx.Response | None, list[str]]:
+    """A contact create or patch; a 422 that names fields or the locale is sent once more without them.
+
+    (the answer, or None when nothing was left to send; what was dropped, for the action's note). Any other 422
+    is the caller's to read.
+    """
+    response = await api.request(method, path, body=body, content_type=content_type, allow=(422, *allow))
+    if response.status_code != 422:
+        return response, []
+    try:
+        answer = response.json()
+    except ValueError:
+        answer = None
+    slugs, locale = refused_parts(answer, body)
+    if not slugs and not locale:
+        return response, []
+    retry = {key: value for key, value in body.items() if not (locale and key == "locale")}
+    if slugs:
+        retry["fields"] = [item for item in body.get("fields") or [] if item.get("slug") not in slugs]
+        if not retry["fields"]:
+            del retry["fields"]
+    parts = [f"field {slug}" for slug in sorted(slugs)] + (["locale"] if locale else [])
+    them = "them" if len(parts) > 1 else "it"
+    dropped = [f"sent without {', '.join(parts)}: Systeme.io refused {them} ({problem(response)})"]
+    if not retry:  # a patch of nothing but what was refused
+        return None, dropped
+    response = await api.request(method, path, body=retry, content_type=content_type, allow=(422, *allow))
+    return response, dropped
 
 
 async def find_contact(api: SystemeSession, email: str) -> dict[str, Any] | None:
@@ -43,8 +84,11 @@ class ContactHandle:
         self.changed = False  # `known` differs from the stored entry
         self._applied: set[str] = set()  # the field specs this run already applied
         self._previous: Known | None = None  # a forgotten entry, kept for the grants of the same contact
-        # Systeme.io refused the contact (an invalid field value): every step of the run fails with it, unasked.
+        # Systeme.io refused the contact (an invalid address): every step of the run fails with it, unasked.
         self._refused: PermanentApiError | None = None
+        # Values left out of a create or patch (too long, an unknown slug, a locale outside the codes): said in the
+        # note of the action whose step sent it, then cleared.
+        self.notes: list[str] = []
 
     def fresh(self, now: datetime | None = None) -> bool:
         return self.known is not None and (self.read or self.known.fresh(now or utcnow(), self.window))
@@ -100,12 +144,15 @@ class ContactHandle:
 
     async def _create(self, api: SystemeSession, spec: dict[str, Any]) -> dict[str, Any]:
         body: dict[str, Any] = {"email": self.email}
-        wanted: dict[str, str] = spec.get("fields") or {}
+        wanted, locale, dropped = screen(spec.get("fields") or {}, spec.get("locale"))
+        self._dropped(dropped)
         if wanted:
             body["fields"] = [{"slug": slug, "value": value} for slug, value in wanted.items()]
-        if spec.get("locale"):
-            body["locale"] = spec["locale"]
-        response = await api.request("POST", "/api/contacts", body=body, allow=(422,))
+        if locale:
+            body["locale"] = locale
+        response, refused = await send_contact(api, "POST", "/api/contacts", body)
+        self.notes += refused
+        assert response is not None  # a create always has its email left to send
         if response.status_code != 422:
             created: dict[str, Any] = response.json()
             return created
@@ -115,25 +162,32 @@ class ContactHandle:
             raise PermanentApiError(f"creating contact {self.email} was refused: 422 {problem(response)}", status=422)
         return found
 
+    def _dropped(self, dropped: list[str]) -> None:
+        if dropped:
+            self.notes.append(f"not sent, Systeme.io would refuse it: {', '.join(dropped)}")
+
     async def _apply(self, api: SystemeSession, spec: dict[str, Any], wanted: dict[str, str], update: str) -> None:
         known = self.known
         assert known is not None
         patch: dict[str, Any] = {}
-        changes = _changes(known.fields, wanted, update)
+        changes, locale, dropped = screen(_changes(known.fields, wanted, update), spec.get("locale"))
+        self._dropped(dropped)
         if changes:
             patch["fields"] = [{"slug": slug, "value": value} for slug, value in changes.items()]
-        if spec.get("locale") and update == "overwrite" and known.locale != spec["locale"]:
-            patch["locale"] = spec["locale"]
+        if locale and update == "overwrite" and known.locale != locale:
+            patch["locale"] = locale
         if not patch:
             return
-        response = await api.request(
-            "PATCH",
-            f"/api/contacts/{known.contact_id}",
-            body=patch,
-            content_type="application/merge-patch+json",
-            allow=() if self.read else (404,),
+        path = f"/api/contacts/{known.contact_id}"
+        response, refused = await send_contact(
+            api, "PATCH", path, patch, content_type="application/merge-patch+json", allow=() if self.read else (404,)
         )
+        self.notes += refused
+        if response is None:
+            return
         if response.status_code == 404:
             raise Contradiction(f"contact {known.contact_id} no longer exists")
+        if response.status_code == 422:
+            raise PermanentApiError(f"PATCH {path} answered 422: {problem(response)}", status=422)
         known.update(response.json())
         self.changed = True

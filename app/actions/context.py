@@ -24,6 +24,8 @@ class StepContext:
     # This try already forgot what the mirror and the name cache said and read again. Only then is a 404 or 422
     # the API's final word; on a first attempt and on a retry alike, an earlier one is a contradiction to heal.
     refreshed: bool = False
+    # How long after a join a membership that is not listed yet is looked for again (RetryPolicy.listing_wait).
+    listing_wait: float = 60.0
 
     async def contact(self, *, facts: bool = False) -> Known:
         """The run's contact, resolved once; `facts`: its tags and fields must be current."""

@@ -15,15 +15,29 @@ def as_id(value: Any) -> int | None:
     return int(text) if text.isdigit() and len(text) < 19 else None
 
 
-async def _lookup(api: SystemeSession, kind: str, name: str, path: str, params: dict[str, Any]) -> int | None:
+def same_tag(a: str, b: str) -> bool:
+    """Tag names as a seller reads them: `VIP`, `vip` and ` Vip ` are one tag."""
+    return a.strip().casefold() == b.strip().casefold()
+
+
+async def _lookup(
+    api: SystemeSession, kind: str, name: str, path: str, params: dict[str, Any], *, fold: bool = False
+) -> int | None:
+    """The id of the item named `name`; `fold`: matched case-insensitively, an exact match winning over others."""
     cached = await api.client.names.get(kind, name)
     if cached is not None:
         return cached
+    folded: int | None = None
     async for item in api.paginate(path, params):
-        if str(item.get("name", "")).strip() == name:
-            await api.client.names.put(kind, name, int(item["id"]))
-            return int(item["id"])
-    return None
+        found = str(item.get("name", "")).strip()
+        if found == name:
+            folded = int(item["id"])
+            break
+        if fold and folded is None and same_tag(found, name):
+            folded = int(item["id"])  # kept unless an exact match comes later
+    if folded is not None:
+        await api.client.names.put(kind, name, folded)
+    return folded
 
 
 def tag_name(params: dict[str, Any]) -> str | None:
@@ -41,14 +55,14 @@ async def tag_id(api: SystemeSession, params: dict[str, Any], *, create: bool) -
     name = tag_name(params)
     if name is None:
         return int(params["id"])
-    found = await _lookup(api, "tag", name, "/api/tags", {"query": name})
+    found = await _lookup(api, "tag", name, "/api/tags", {"query": name}, fold=True)
     if found is not None or not create:
         return found
     response = await api.request("POST", "/api/tags", body={"name": name}, allow=(422,))
     if response.status_code == 422:
         # Created meanwhile by another worker, or refused for a reason worth showing.
         await api.client.names.drop("tag", name)
-        found = await _lookup(api, "tag", name, "/api/tags", {"query": name})
+        found = await _lookup(api, "tag", name, "/api/tags", {"query": name}, fold=True)
         if found is None:
             raise PermanentApiError(f"creating tag {name!r} was refused: 422 {problem(response)}", status=422)
         return found

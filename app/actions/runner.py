@@ -29,7 +29,7 @@ from app.store.contacts import ContactWrite, load_contact
 from app.store.models import new_id, utcnow
 from app.store.statuses import ActionStatus, RunStatus
 from app.systeme.client import SystemeClient, SystemeSession
-from app.systeme.errors import AccountUnusable, PermanentApiError, TransientApiError
+from app.systeme.errors import AccountUnusable, ApiError, Forbidden, PermanentApiError, TransientApiError
 
 if TYPE_CHECKING:
     from app.accounts.registry import AccountClients
@@ -47,6 +47,8 @@ class RetryPolicy:
     # How long a run waits for an earlier event's actions of the same contact before it goes anyway.
     ordering_wait: timedelta = timedelta(minutes=10)
     mirror_fresh: timedelta = timedelta(minutes=15)
+    # A membership is created asynchronously: a revoke that finds none listed this soon after the join looks again.
+    listing_wait: timedelta = timedelta(seconds=60)
     # A run that has taken this long hands its remaining steps to a fresh job (fairness, bounded job time).
     run_seconds: float = 90.0
 
@@ -117,6 +119,17 @@ async def run_actions(*, engine: AsyncEngine, client: AccountClients, action_id:
             await heartbeat
 
 
+async def _probe(api: SystemeSession) -> str | None:
+    """After a 403: the API's words when the account refuses a cheap read too (hold it), None when it works."""
+    try:
+        await api.request("GET", "/api/tags", params={"limit": 10})
+    except (AccountUnusable, Forbidden) as exc:
+        return exc.message
+    except ApiError:
+        return None  # down or slow: the 403 itself stands, as a failure of this step
+    return None
+
+
 async def _heartbeat(engine: AsyncEngine, token: str, lease: timedelta) -> None:
     while True:
         await asyncio.sleep(lease.total_seconds() / 3)
@@ -166,7 +179,7 @@ class _Run:
                 # reads before writing); the steps not reached go back at once for another worker.
                 await asyncio.shield(self._interrupted(api, action))
                 raise
-            if not await self._record(api, action, step, note):
+            if not await self._record(api, action, step, self._note(note)):
                 log.warning("run %s lost its lease; another worker owns its actions now", self.token)
                 return self.result
             if step.held is not None:
@@ -188,7 +201,8 @@ class _Run:
         context = {"action_id": action.id, "event_id": action.event_id, "rule_id": action.rule_id, "kind": action.kind}
         if self.client.dry_run and action.kind not in LOCAL_STEPS:
             return _Step(ActionStatus.SKIPPED, DRY_RUN)
-        ctx = StepContext(api, self.handle, action.contact, careful=action.attempt > 1)
+        wait = self.policy.listing_wait.total_seconds()
+        ctx = StepContext(api, self.handle, action.contact, careful=action.attempt > 1, listing_wait=wait)
         try:
             for second_try in (False, True):
                 try:
@@ -203,9 +217,14 @@ class _Run:
                         self.handle.forget()
                     ctx.careful = ctx.refreshed = True
         except AccountUnusable as exc:
-            log.error("account %s refused the request, held: %s", action.account, exc.message, extra=context)
-            message = f"waiting: the account is held ({exc.message})"
-            return _Step(ActionStatus.PENDING, error=message, next_attempt_at=utcnow(), counted=False, held=exc.message)
+            return self._held(action, exc.message, context)
+        except Forbidden as exc:
+            # About this record or feature, or about the whole account? One cheap read decides.
+            refused = await _probe(api)
+            if refused is not None:
+                return self._held(action, f"{exc.message} (and the probe GET /api/tags: {refused})", context)
+            log.warning("action failed, the key may not touch it: %s", exc.message, extra=context)
+            return _Step(ActionStatus.FAILED, error=f"{exc.message} (the key may not touch this record or feature)")
         except PermanentApiError as exc:
             log.warning("action failed: %s", exc.message, extra=context)
             return _Step(ActionStatus.FAILED, error=exc.message)
@@ -233,6 +252,19 @@ class _Run:
         done = await STEPS[action.kind](ctx, action.params)
         log.info("action succeeded: %s", done, extra=context)
         return _Step(ActionStatus.SUCCEEDED, done)
+
+    def _note(self, note: str | None) -> str | None:
+        """The run's note, with what this step's contact create or patch left out (then forgotten)."""
+        if self.handle is None or not self.handle.notes:
+            return note
+        parts = ([note] if note else []) + self.handle.notes
+        self.handle.notes = []
+        return "; ".join(parts)
+
+    def _held(self, action: ClaimedAction, reason: str, context: dict[str, Any]) -> _Step:
+        log.error("account %s refused the request, held: %s", action.account, reason, extra=context)
+        message = f"waiting: the account is held ({reason})"
+        return _Step(ActionStatus.PENDING, error=message, next_attempt_at=utcnow(), counted=False, held=reason)
 
     def _transient(self, attempt: int, message: str, retry_after: float | None, *, counted: bool) -> _Step:
         if counted and attempt >= self.policy.max_attempts:

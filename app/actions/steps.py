@@ -10,10 +10,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from app.actions.access import add_to_community, enroll, remove_from_community, unenroll
+from app.actions.contacts import send_contact
 from app.actions.context import StepContext
 from app.actions.resolve import tag_id, tag_name
-from app.systeme.client import problem
+from app.systeme.client import MIN_LIMIT, problem
 from app.systeme.errors import PermanentApiError
+from app.systeme.values import screen
 
 Step = Callable[[StepContext, dict[str, Any]], Awaitable[str]]
 
@@ -53,15 +55,23 @@ async def untag(ctx: StepContext, params: dict[str, Any]) -> str:
 
 async def update_contact(ctx: StepContext, params: dict[str, Any]) -> str:
     known = await ctx.contact(facts=True)
-    changes = {
+    wanted = {
         slug: value for slug, value in (params.get("fields") or {}).items() if value and known.fields.get(slug) != value
     }
+    changes, _, dropped = screen(wanted, None)
+    if dropped and ctx.handle is not None:
+        ctx.handle.notes.append(f"not sent, Systeme.io would refuse it: {', '.join(dropped)}")
     if not changes:
-        return "fields already up to date"
+        return "fields already up to date" if not dropped else "nothing left to update"
     body = {"fields": [{"slug": slug, "value": value} for slug, value in changes.items()]}
-    response = await ctx.api.request(
-        "PATCH", f"/api/contacts/{known.contact_id}", body=body, content_type="application/merge-patch+json"
-    )
+    path = f"/api/contacts/{known.contact_id}"
+    response, refused = await send_contact(ctx.api, "PATCH", path, body, content_type="application/merge-patch+json")
+    if ctx.handle is not None:
+        ctx.handle.notes += refused
+    if response is None:
+        return "nothing left to update"
+    if response.status_code == 422:
+        raise PermanentApiError(f"PATCH {path} answered 422: {problem(response)}", status=422)
     known.update(response.json())
     return "fields updated"
 
@@ -70,10 +80,30 @@ async def update_contact(ctx: StepContext, params: dict[str, Any]) -> str:
 _ENDED = {"cancelled": "already cancelled", "completed": "already completed", "incomplete_expired": "already expired"}
 
 
+NO_PAYMENTS = "payments are not set up in this account"
+
+
+def _ended(subscription: dict[str, Any]) -> str | None:
+    """Why there is nothing left to cancel, or None. A cancel at the end of the billing period leaves the
+    subscription `active` with `cancelledAt` set: that is cancelled already, not a failure to repeat."""
+    if subscription.get("status") in _ENDED:
+        return _ENDED[subscription["status"]]
+    if subscription.get("cancelledAt"):
+        return "already cancelled (at the end of its billing period)"
+    return None
+
+
 async def _subscription(ctx: StepContext, contact_id: int, sid: int) -> dict[str, Any] | None:
-    async for item in ctx.api.paginate("/api/payment/subscriptions", {"contact": contact_id}):
-        if item.get("id") == sid:
-            return item
+    # The documented minimum page size: the subscriptions list refuses limits the other lists accept.
+    pages = ctx.api.paginate("/api/payment/subscriptions", {"contact": contact_id}, limit=MIN_LIMIT)
+    try:
+        async for item in pages:
+            if item.get("id") == sid:
+                return item
+    except PermanentApiError as exc:
+        if exc.status == 404:
+            raise PermanentApiError(f"{NO_PAYMENTS} ({exc.message})", status=404) from exc
+        raise
     return None
 
 
@@ -89,16 +119,19 @@ async def cancel_subscription(ctx: StepContext, params: dict[str, Any]) -> str:
         match = await _subscription(ctx, owner.contact_id, sid)
         if match is None:
             raise PermanentApiError(f"subscription {sid} is not one of {ctx.spec.get('email')}'s: nothing cancelled")
-        if match.get("status") in _ENDED:
-            return _ENDED[match["status"]]
+        if (ended := _ended(match)) is not None:
+            return ended
     when = params.get("when", "WhenBillingPeriodEnds")
     path = f"/api/payment/subscriptions/{sid}/cancel"
-    response = await ctx.api.request("POST", path, body={"cancel": when}, allow=(422,))
+    response = await ctx.api.request("POST", path, body={"cancel": when}, allow=(404, 422))
+    if response.status_code == 404:
+        why = NO_PAYMENTS if owner is not None else f"subscription {sid} was not found, or {NO_PAYMENTS}"
+        raise PermanentApiError(f"{why} (POST {path} answered 404: {problem(response)})", status=404)
     if response.status_code == 422:
-        # Decided from the subscription's status as the API reports it, never from the words of the error.
+        # Decided from the subscription as the API reports it, never from the words of the error.
         after = await _subscription(ctx, owner.contact_id, sid) if owner is not None else None
-        if after is not None and after.get("status") in _ENDED:
-            return _ENDED[after["status"]]
+        if after is not None and (ended := _ended(after)) is not None:
+            return ended
         raise PermanentApiError(f"cancelling subscription {sid} was refused: 422 {problem(response)}", status=422)
     return "cancelled now" if when == "Now" else "cancelled at the end of the billing period"
 
@@ -119,9 +152,11 @@ def tag_condition(spec: dict[str, Any] | None, tags: dict[int, str]) -> str | No
     """Why the rule's `unless_tagged` / `only_if_tagged` stops this action now, or None when it may run."""
     if not spec:
         return None
-    names = set(tags.values())
-    if spec.get("unless_tagged") and spec["unless_tagged"] in names:
+    # Matched as tag lookups are: case-insensitively, after trimming.
+    names = {name.strip().casefold() for name in tags.values()}
+    unless, only = (str(spec.get(key) or "").strip().casefold() for key in ("unless_tagged", "only_if_tagged"))
+    if unless and unless in names:
         return f"skipped: the contact is tagged {spec['unless_tagged']!r} (unless_tagged)"
-    if spec.get("only_if_tagged") and spec["only_if_tagged"] not in names:
+    if only and only not in names:
         return f"skipped: the contact is not tagged {spec['only_if_tagged']!r} (only_if_tagged)"
     return None

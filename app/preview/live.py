@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from app.accounts.registry import Account, AccountClients
+from app.actions.resolve import same_tag
 from app.config import setting_source
 from app.maton.client import MatonClient, MatonError
 from app.maton.service import connection_problem, find_connection
@@ -21,9 +22,9 @@ from app.rules.problems import Problem, Severity
 from app.rules.schema import CommunityAction, EnrollAction, Rule, TagAction, UnenrollAction, UpdateContactAction
 from app.systeme import setup
 from app.systeme.client import SystemeSession
-from app.systeme.errors import AccountUnusable, ApiError
+from app.systeme.errors import AccountUnusable, ApiError, Forbidden
 
-Index = tuple[set[int], set[str]]
+Index = tuple[set[int], dict[str, None]]  # ids, and names in the API's order (ascending ids)
 
 
 @dataclass
@@ -37,10 +38,19 @@ def _literal(value: object) -> bool:
     return not (isinstance(value, str) and ("{{" in value or "{%" in value))
 
 
-def _exists(reference: int | str, index: Index) -> bool:
+def _exists(reference: int | str, index: Index, *, fold: bool = False) -> bool:
     ids, names = index
     text = str(reference).strip()
-    return int(text) in ids if text.isdigit() else text in names
+    if text.isdigit():
+        return int(text) in ids
+    return text in names or (fold and any(same_tag(text, name) for name in names))
+
+
+def _twins(name: str, index: Index) -> list[str]:
+    """The tags that all match `name` once case is ignored, when there is more than one (an ambiguity), in the
+    order the runner meets them (the first is used unless one matches exactly)."""
+    matches = [found for found in index[1] if same_tag(found, name)]
+    return matches if len(matches) > 1 else []
 
 
 def field_slugs(rule: Rule) -> list[str]:
@@ -120,10 +130,11 @@ class _AccountCheck:
 
     async def index(self, path: str) -> Index:
         if path not in self._indexes:
-            ids, names = set(), set()
+            ids: set[int] = set()
+            names: dict[str, None] = {}
             async for item in self.api.paginate(path):
                 ids.add(int(item["id"]))
-                names.add(str(item.get("name", "")).strip())
+                names.setdefault(str(item.get("name", "")).strip())
             self._indexes[path] = ids, names
         return self._indexes[path]
 
@@ -140,16 +151,29 @@ class _AccountCheck:
             elif isinstance(action, CommunityAction) and _literal(action.community):
                 if not _exists(action.community, await self.index("/api/community/communities")):
                     report(f"community {action.community!r} does not exist in {self.where}")
-            elif isinstance(action, TagAction) and action.kind == "tag" and _literal(action.name or ""):
-                reference = action.id if action.id is not None else action.name or ""
-                if not _exists(reference, await self.index("/api/tags")):
-                    name, there = action.name or action.id, "" if self.name == "default" else f" in {self.where}"
-                    report(f"tag {name!r} does not exist yet{there}; it is created on first use", "notice")
+            elif isinstance(action, TagAction) and _literal(action.name or ""):
+                await self._tag(action, report)
         for slug in field_slugs(rule):
             if not setup.SLUG.match(slug):
                 report(f"contact field {slug!r} cannot exist in Systeme.io: a slug is letters, digits and _ only")
             elif (why := await self._field(slug, create_fields)) is not None:
                 report(why)
+
+    async def _tag(self, action: TagAction, report: Callable[[str, Severity], None]) -> None:
+        """A tag is created on first use; names that match it without case are an ambiguity worth a warning."""
+        index = await self.index("/api/tags")
+        if action.id is None and (twins := _twins(action.name or "", index)):
+            use = (action.name or "").strip() if (action.name or "").strip() in twins else twins[0]
+            names = " and ".join(map(repr, twins))
+            message = f"tags {names} all exist{self._in()}: names match without case, so {use!r} is used"
+            report(f"{message}; rename or delete the others", "warning")
+        reference = action.id if action.id is not None else action.name or ""
+        if action.kind == "tag" and not _exists(reference, index, fold=True):
+            name = action.name or action.id
+            report(f"tag {name!r} does not exist yet{self._in()}; it is created on first use", "notice")
+
+    def _in(self) -> str:
+        return "" if self.name == "default" else f" in {self.where}"
 
     async def _field(self, slug: str, create: bool) -> str | None:
         """Why the field is missing, or None when it exists (or was just created)."""
@@ -204,7 +228,7 @@ async def _key_works(api: SystemeSession, problem: Callable[[str], None], key: s
     """One GET: does the account take our key (and connection)? A refusal names the key, then the API's words."""
     try:
         await api.request("GET", "/api/tags", params={"limit": 10})
-    except AccountUnusable as exc:
+    except (AccountUnusable, Forbidden) as exc:
         problem(f"the account refuses {key}: {exc.message}")
         return False
     except ApiError as exc:

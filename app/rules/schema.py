@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from app.systeme.values import LOCALES, MAX_VALUE
 from app.timeparse import format_duration, parse_duration
 
 Approval = Literal["auto", "required"]
@@ -189,6 +190,35 @@ class ContactSpec(Frozen):
     fields: dict[str, str] = Field(default_factory=dict)
     update: Literal["fill", "overwrite", "never"] = "fill"
 
+    @field_validator("locale")
+    @classmethod
+    def _locale(cls, value: str | None) -> str | None:
+        # What a template renders is checked when it is sent; a literal can be told now.
+        if value is not None and _literal(value) and value not in LOCALES:
+            raise ValueError(f"locale {value!r} is not a Systeme.io locale code: one of {', '.join(sorted(LOCALES))}")
+        return value
+
+    @field_validator("first_name", "surname")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        return _short(value) if value is not None else None
+
+    @field_validator("fields")
+    @classmethod
+    def _fields(cls, value: dict[str, str]) -> dict[str, str]:
+        return {slug: _short(text) for slug, text in value.items()}
+
+
+def _literal(value: str) -> bool:
+    return "{{" not in value and "{%" not in value
+
+
+def _short(value: str) -> str:
+    """A literal contact value Systeme.io would refuse (over 255 characters) is an error of the rules file."""
+    if _literal(value) and len(value) > MAX_VALUE:
+        raise ValueError(f"a contact value is at most {MAX_VALUE} characters in Systeme.io; this one has {len(value)}")
+    return value
+
 
 def after_seconds(value: Any) -> float:
     """The seconds in an `after:` value; ValueError with a reader's message otherwise."""
@@ -256,6 +286,11 @@ class CommunityAction(_Action):
 class UpdateContactAction(_Action):
     kind: Literal["update_contact"]
     fields: dict[str, str]
+
+    @field_validator("fields")
+    @classmethod
+    def _fields(cls, value: dict[str, str]) -> dict[str, str]:
+        return {slug: _short(text) for slug, text in value.items()}
 
 
 class CancelSubscriptionAction(_Action):

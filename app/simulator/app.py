@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from app.simulator import setup
+from app.simulator import setup, strict
 from app.simulator.maton import Connections, MatonControl
 from app.simulator.state import Account, Fault, Problem
 
@@ -37,7 +37,8 @@ def _page(request: Request, items: Iterable[dict[str, Any]]) -> dict[str, Any]:
     if after is not None and after < 1:
         raise Problem(400, "startingAfter must be a positive id")
     ordered = sorted(items, key=lambda i: i["id"], reverse=order == "desc")
-    if after is not None:
+    acc: Account | None = getattr(request.state, "account", None)
+    if after is not None and (acc is None or acc.pager != "ignore_cursor"):
         ordered = [i for i in ordered if (i["id"] < after if order == "desc" else i["id"] > after)]
     return {"items": ordered[:limit], "hasMore": len(ordered) > limit}
 
@@ -153,19 +154,32 @@ async def memberships_list(request: Request, acc: Account) -> Any:
     contact, community = _int_filter(request, "contact"), _int_filter(request, "community")
     items = [
         m
-        for m in acc.memberships.values()
+        for m in acc.listed_memberships()
         if contact in (None, m["contact"]["id"]) and community in (None, m["community"]["id"])
     ]
     return _page(request, items)
 
 
 async def membership_delete(request: Request, acc: Account) -> Any:
-    if acc.memberships.pop(int(request.path_params["id"]), None) is None:
-        raise Problem(404, "Not Found")
+    key = int(request.path_params["id"])
+    if key not in {m["id"] for m in acc.listed_memberships()}:
+        raise Problem(404, "Not Found")  # not there yet either, while it is still being created
+    del acc.memberships[key]
     return Response(status_code=204)
 
 
+def _payments(acc: Account) -> None:
+    if not acc.payments:
+        raise Problem(404, "Not Found")
+
+
 async def subscriptions_list(request: Request, acc: Account) -> Any:
+    _payments(acc)
+    limit = request.query_params.get("limit", "10")
+    if limit.isdigit() and int(limit) > acc.subscriptions_limit:
+        message = "Wrong value of pagination limit parameter"
+        violations = [{"propertyPath": "pagination.limit", "message": message, "code": "invalid"}]
+        raise Problem(422, f"pagination.limit: {message}", violations)
     contact = _int_filter(request, "contact")
     if contact is None:
         raise Problem(400, "The contact filter is required.")
@@ -178,6 +192,7 @@ async def subscriptions_list(request: Request, acc: Account) -> Any:
 
 
 async def subscription_cancel(request: Request, acc: Account) -> Any:
+    _payments(acc)
     acc.cancel(request.path_params["id"], await _json(request))
     return Response(status_code=204)
 
@@ -223,6 +238,7 @@ class Simulator:
             Route("/_sim/faults", self._faults, methods=["POST"]),
             Route("/_sim/rate-limit", self._rate_limit, methods=["POST"]),
             Route("/_sim/seed", self._seed, methods=["POST"]),
+            *strict.controls(lambda: self.account),
         ]
         self.app = Starlette(routes=routes)
 
@@ -244,6 +260,7 @@ class Simulator:
     def _wrap(self, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
             acc = self.account
+            request.state.account = acc
             call: dict[str, Any] = {"method": request.method, "path": request.url.path, "query": str(request.url.query)}
             self.times.append(time.time())
             acc.calls.append(call)
@@ -259,6 +276,8 @@ class Simulator:
                         status_code=429,
                         headers={"Retry-After": str(max(1, math.ceil(refill)))},
                     )
+                elif acc.refuses(request.url.path):
+                    response = JSONResponse(strict.FORBIDDEN_BODY, 403, media_type="application/problem+json")
                 elif fault is not None and fault.status:
                     await asyncio.sleep(fault.delay)
                     response = JSONResponse({"title": "Simulated failure", "detail": fault.detail}, fault.status)

@@ -13,6 +13,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# ContactInput.locale's enum in the reference (28 codes; note `jp`, `dk`, `ua`, not ISO 639-1's ja, da, uk).
+LOCALES = frozenset("en fr es it pt de nl ru jp tr ar zh sv ro cs hu sk dk id pl el sr hi no th sq sl ua".split())
 DEFAULT_FIELDS = {
     "first_name": "First name",
     "surname": "Surname",
@@ -47,6 +49,7 @@ class Problem(Exception):
     def body(self) -> dict[str, Any]:
         titles = {
             400: "Bad Request",
+            403: "An error occurred",
             404: "Not Found",
             415: "Unsupported Media Type",
             422: "An error occurred",
@@ -63,6 +66,11 @@ class Problem(Exception):
 
 def violation(path: str, message: str) -> Problem:
     return Problem(422, f"{path}: {message}", [{"propertyPath": path, "message": message, "code": "invalid"}])
+
+
+def _check_locale(body: dict[str, Any]) -> None:
+    if body.get("locale") is not None and body["locale"] not in LOCALES:
+        raise violation("locale", "The value you selected is not a valid choice.")
 
 
 def _now() -> str:
@@ -97,6 +105,13 @@ class Account:
     window_start: float = field(default_factory=time.monotonic)
     window_used: int = 0
     throttled: int = 0  # 429s answered
+    # Strictness of the real API as the public record shows it (see app/simulator/strict.py for the controls).
+    forbidden: set[str] = field(default_factory=set)  # path prefixes the key may not touch: 403
+    membership_delay: float = 2.0  # seconds before a 202-accepted membership is listed
+    membership_visible: dict[int, float] = field(default_factory=dict)  # membership id -> monotonic time listed
+    payments: bool = True  # False: the subscriptions endpoints answer 404, as where payments are not set up
+    subscriptions_limit: int = 50  # the subscriptions list refuses a larger `limit` with a 422
+    pager: str = "honest"  # "ignore_cursor": lists answer the first page whatever `startingAfter` says
     _next_id: int = 1000
 
     def next_id(self) -> int:
@@ -143,6 +158,7 @@ class Account:
         if self.contact_by_email(email) is not None:
             raise violation("email", "This value is already used.")
         values = self._check_fields(body.get("fields"), allow_null=False)
+        _check_locale(body)
         contact: dict[str, Any] = {
             "id": self.next_id(),
             "email": email,
@@ -161,6 +177,7 @@ class Account:
     def patch_contact(self, contact_id: Any, body: dict[str, Any]) -> dict[str, Any]:
         contact = self.contact(contact_id)
         values = self._check_fields(body.get("fields"), allow_null=True)
+        _check_locale(body)
         current = {f["slug"]: f for f in contact["fields"]}
         for slug, value in values:  # merge-patch: null clears the field
             if value is None:
@@ -265,7 +282,13 @@ class Account:
         contact = self.contact(body["contactId"])
         membership: dict[str, Any] = {"id": self.next_id(), "community": community, "contact": {"id": contact["id"]}}
         self.memberships[membership["id"]] = membership
+        # Accepted, not done: the membership is created by a queue and listed only a moment later.
+        self.membership_visible[membership["id"]] = time.monotonic() + self.membership_delay
         return membership
+
+    def listed_memberships(self) -> list[dict[str, Any]]:
+        now = time.monotonic()
+        return [m for k, m in self.memberships.items() if self.membership_visible.get(k, 0.0) <= now]
 
     def cancel(self, subscription_id: Any, body: dict[str, Any]) -> None:
         try:
@@ -277,9 +300,10 @@ class Account:
         if subscription["status"] == "cancelled" or subscription.get("cancelRequested"):
             raise Problem(422, "Subscription is already cancelled.")
         subscription["cancelRequested"] = body["cancel"]
+        # Both kinds set cancelledAt; a cancel at the end of the period leaves the subscription active until then.
+        subscription["cancelledAt"] = _now()
         if body["cancel"] == "Now":
             subscription["status"] = "cancelled"
-            subscription["cancelledAt"] = _now()
 
     # --- limits and faults --------------------------------------------------------------------------------
     def take_quota(self) -> tuple[bool, int, float]:
@@ -293,6 +317,10 @@ class Account:
             return False, 0, refill
         self.window_used += 1
         return True, max(0, self.rate_limit - self.window_used), refill
+
+    def refuses(self, path: str) -> bool:
+        """Whether the key may not touch this path (a record or feature configured through /_sim/forbid)."""
+        return any(path == prefix or path.startswith(prefix.rstrip("/") + "/") for prefix in self.forbidden)
 
     def take_fault(self, method: str, path: str) -> Fault | None:
         for fault in self.faults:

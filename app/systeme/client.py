@@ -13,12 +13,13 @@ from typing import Any
 
 import httpx
 
-from app.systeme.errors import AccountUnusable, PermanentApiError, TransientApiError
+from app.systeme.errors import AccountUnusable, Forbidden, PermanentApiError, TransientApiError
 from app.systeme.names import MemoryNames, NameCache
 from app.systeme.quota import MemoryQuota, Quota
 
 log = logging.getLogger(__name__)
 _BODY_LIMIT = 4000  # characters of an answer kept in the call log
+MIN_LIMIT = 10  # the documented minimum page size, which every list accepts
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -45,7 +46,9 @@ def problem(response: httpx.Response) -> str:
     parts = [str(body.get("detail") or body.get("title") or body.get("message") or body.get("error") or "")]
     for violation in body.get("violations") or []:
         if isinstance(violation, dict):
-            parts.append(f"{violation.get('propertyPath', '')}: {violation.get('message', '')}")
+            said = f"{violation.get('propertyPath', '')}: {violation.get('message', '')}"
+            if said not in parts[0]:  # API Platform's detail often is the violations, joined
+                parts.append(said)
     return "; ".join(p for p in parts if p) or response.reason_phrase
 
 
@@ -54,9 +57,13 @@ _EXPIRED = re.compile(r"authori[sz]|reconnect|re-connect|expired|revoked|oauth",
 
 
 def account_refused(response: httpx.Response, *, maton: bool) -> bool:
-    """Whether an answer says the account itself is unusable, rather than this one request."""
+    """Whether an answer says the account itself is unusable, rather than this one request.
+
+    A 403 is not such an answer: Systeme.io gives it for one record or feature the key may not touch (a course of
+    another plan, a community out of reach); the caller probes the account before holding it (`Forbidden`).
+    """
     status = response.status_code
-    if status in (401, 403):
+    if status == 401:
         return True
     if maton and status == 400 and "connection" in response.text.lower():
         return True  # Maton: no connection for this app (or the one named does not exist)
@@ -150,6 +157,8 @@ class SystemeSession:
         message = f"{method} {path} answered {response.status_code}: {problem(response)}"
         if account_refused(response, maton=self.client.maton):
             raise AccountUnusable(message, status=response.status_code)
+        if response.status_code == 403:
+            raise Forbidden(message, status=403)
         if response.status_code == 429 or response.status_code >= 500:
             retry = _retry_after(response.headers.get("retry-after"))
             raise TransientApiError(message, status=response.status_code, retry_after=retry)
@@ -158,17 +167,40 @@ class SystemeSession:
     async def get_json(self, path: str, params: dict[str, Any] | None = None) -> Any:
         return (await self.request("GET", path, params=params)).json()
 
-    async def paginate(self, path: str, params: dict[str, Any] | None = None) -> AsyncIterator[dict[str, Any]]:
-        """Every item of a cursor-paginated collection, following `hasMore` with `startingAfter`."""
-        query: dict[str, Any] = {**(params or {}), "limit": 100, "order": "asc"}
+    async def paginate(
+        self, path: str, params: dict[str, Any] | None = None, *, limit: int = 100
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Every item of a cursor-paginated collection, following `hasMore` with `startingAfter`.
+
+        Guarded against a server that ignores or repeats the cursor: a cursor sent twice, or a page with no item
+        not seen before, ends the walk with a clear error instead of looping a worker forever. A 422 that names the
+        limit (some lists refuse the documented maximum) is asked again once at the documented minimum.
+        """
+        query: dict[str, Any] = {**(params or {}), "limit": limit, "order": "asc"}
+        seen: set[Any] = set()
+        cursors: set[Any] = set()
         while True:
-            page = await self.get_json(path, query)
+            response = await self.request("GET", path, params=query, allow=(422,))
+            if response.status_code == 422:
+                if query["limit"] > MIN_LIMIT and "limit" in problem(response).lower():
+                    query["limit"] = MIN_LIMIT
+                    continue
+                raise PermanentApiError(f"GET {path} answered 422: {problem(response)}", status=422)
+            page = response.json()
             items = page.get("items") or []
-            for item in items:
+            fresh = [item for item in items if item.get("id") not in seen]
+            if items and not fresh:
+                raise TransientApiError(f"GET {path}: the API answered a page it had already sent (pagination stuck)")
+            for item in fresh:
+                seen.add(item.get("id"))
                 yield item
             if not page.get("hasMore") or not items:
                 return
-            query["startingAfter"] = items[-1]["id"]
+            cursor = items[-1]["id"]
+            if cursor in cursors:
+                raise TransientApiError(f"GET {path}: the API repeated the cursor {cursor} (pagination stuck)")
+            cursors.add(cursor)
+            query["startingAfter"] = cursor
 
     async def first(self, path: str, params: dict[str, Any]) -> dict[str, Any] | None:
         async for item in self.paginate(path, params):

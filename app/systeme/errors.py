@@ -4,6 +4,8 @@ ApiError
 ├── TransientApiError   network errors, timeouts, 429 and 5xx, and anything unexpected while sending: try again
 │                       later (retry_after when the API said; `throttled` when only the quota stood in the way)
 ├── PermanentApiError   any other 4xx: retrying would get the same answer
+│   └── Forbidden       a 403: this key may not touch this record or feature; whether the account itself is
+│                       refused is decided by one probe (a cheap read) before the account is held
 └── AccountUnusable     the account itself refused us (a revoked key, no Maton connection, an expired
                         authorisation): nothing fails for it; the account is held until a probe passes
 """
@@ -29,6 +31,10 @@ class TransientApiError(ApiError):
 
 
 class PermanentApiError(ApiError):
+    pass
+
+
+class Forbidden(PermanentApiError):
     pass
 
 

@@ -105,6 +105,14 @@ async def test_a_bad_key_at_start_starts_the_service_held_not_crashed(make_setti
         assert len(sim.account.calls) == 1  # one GET to check the key
 
 
+async def test_a_403_on_the_start_check_itself_holds_the_account(make_settings, sqlite_url, sim):
+    # A 403 on one record fails that step; a 403 on the cheap read used as the probe is the account's.
+    sim.account.forbidden.add("/api/tags")
+    with running(make_settings(database_url=sqlite_url)) as url:
+        state = await readiness(url)
+        assert state["account"]["state"] == "held" and "Access Denied." in state["account"]["reason"]
+
+
 TWO_ACCOUNTS = (
     RULES.replace(
         "version: 1\n",

@@ -34,6 +34,13 @@ async def age_mirror(engine, email: str, by: timedelta = timedelta(hours=2)) -> 
         await conn.execute(contacts.update().where(contacts.c.email == email).values(learned_at=entry.learned_at - by))
 
 
+@pytest.fixture(autouse=True)
+def memberships_listed_at_once(sim):
+    """These tests count the requests of a refund right after its purchase: the simulator lists a membership as
+    soon as it accepts it here (explicitly lenient); the delayed listing has its own tests in test_access.py."""
+    sim.account.membership_delay = 0.0
+
+
 @pytest.fixture
 async def warm(engine, client, sim):
     """A first buyer: the tag and community names are resolved and cached, as after a service's first sale."""

@@ -8,17 +8,11 @@ import pytest
 
 from app.simulator.state import Account, Fault
 from app.store.actions import claim_run, due_actions, finish
-from app.store.models import actions, utcnow
+from app.store.models import utcnow
 from app.store.operator import approve
 from app.systeme.errors import PermanentApiError
 from tests.factories import RULES, stripe_checkout
-from tests.flows import calls_of, plan_and_store, row, run
-
-
-async def run_when_due(engine, client, action_id: str):
-    async with engine.begin() as conn:
-        await conn.execute(actions.update().where(actions.c.status == "pending").values(next_attempt_at=utcnow()))
-    return await run(engine, client, action_id)
+from tests.flows import calls_of, plan_and_store, row, run, run_when_due
 
 
 async def test_one_run_does_every_step_with_the_contact_resolved_once(engine, client, sim):
@@ -101,13 +95,13 @@ async def test_transient_failures_end_dead_after_the_last_attempt(engine, client
 
 
 async def test_permanent_failure_stops_with_the_api_message(engine, client, sim):
-    payload = stripe_checkout("e@yopmail.com")
-    payload["data"]["object"]["customer_details"]["name"] = "x" * 300
-    ids = await plan_and_store(engine, payload, event_type="checkout.session.completed")
+    # Systeme.io refuses the contact itself (its address): every step of the run fails with it.
+    sim.account.faults.append(Fault(422, 1, "/api/contacts", "POST", 0.0, "email: no mail server at this domain"))
+    ids = await plan_and_store(engine, stripe_checkout("e@yopmail.com"), event_type="checkout.session.completed")
     result = await run(engine, client, ids[0])
     assert set(result.statuses.values()) == {"failed"}
     state = await row(engine, ids[0])
-    assert "422" in state.last_error and "too long" in state.last_error
+    assert "422" in state.last_error and "no mail server" in state.last_error
     # The contact was refused once; the other steps fail with the same answer without asking again.
     assert sim.writes() == [{"method": "POST", "path": "/api/contacts", "query": "", "status": 422}]
 

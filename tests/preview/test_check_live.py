@@ -180,3 +180,29 @@ def test_a_wrong_settings_key_names_the_setting_and_no_rules_file_position(sim, 
         "account 'default': the account refuses SYSTEME_API_KEY (set in .env): GET /api/tags answered 401: "
         "Invalid API key"
     ]
+
+
+TAGS = """version: 1
+sources:
+  f: { type: form, token: t0k3n }
+rules:
+  - id: vip
+    on: f
+    contact: { email: "{{ event.email }}" }
+    actions: [ { tag: VIP }, { untag: " lead " }, { tag: Newsletter } ]
+"""
+
+
+def test_tags_that_match_without_case_are_reported_as_ambiguous(sim, tmp_path):
+    for name in ("VIP", "vip", "Lead", "LEAD", "NEWSLETTER"):
+        sim.account.create_tag({"name": name})
+    write(tmp_path, TAGS)
+    done = check(tmp_path, SYSTEME_API_KEY=SIM_KEY, SYSTEME_API_URL=sim.url)
+    assert done.returncode == 0, done.stdout  # warnings: the rules work, but the seller should know
+    lines = [line for line in done.stdout.splitlines() if "warning" in line or "notice" in line]
+    assert lines == [
+        "rules.yaml:5:5: rule 'vip': warning: tags 'VIP' and 'vip' all exist: names match without case, so 'VIP' "
+        "is used; rename or delete the others",
+        "rules.yaml:5:5: rule 'vip': warning: tags 'Lead' and 'LEAD' all exist: names match without case, so "
+        "'Lead' is used; rename or delete the others",  # the first in the API's order, as the runner does
+    ]  # `Newsletter` is `NEWSLETTER`: it exists, so no "created on first use" notice

@@ -114,3 +114,18 @@ def test_source_names_must_fit_a_url_path():
     assert problems('version: 1\nsources:\n  "a b": { type: form, token: t }\n') == [
         "r.yaml:3:3: source 'a b': use letters, digits, `-`, `_` or `.` (at most 100)"
     ]
+
+
+def test_contact_values_systeme_would_refuse_are_reported_when_they_are_literal():
+    long = "x" * 256
+    text = HEAD + (
+        "  - id: r1\n"
+        "    on: shop\n"
+        f"    contact: {{ email: x, locale: ja, first_name: {long}, fields: {{ city: '{{{{ event.city }}}}' }} }}\n"
+        f"    actions: [{{update_contact: {{fields: {{company_name: {long}}}}}}}]\n"
+        "  - { id: r2, on: shop, contact: {email: x, locale: '{{ event.locale }}'}, actions: [{tag: X}] }\n"
+    )
+    found = problems(text)
+    assert len(found) == 3, found  # a template is checked when it is sent, not here
+    assert "locale 'ja' is not a Systeme.io locale code" in found[0] and "jp" in found[0]
+    assert all("at most 255 characters in Systeme.io; this one has 256" in p for p in found[1:])

@@ -40,7 +40,8 @@ async def test_wrong_key_says_the_account_is_unusable_in_its_own_words(sim):
 @pytest.mark.parametrize(
     ("status", "body", "maton", "refused"),
     [
-        (403, {"error": "Forbidden"}, False, True),
+        (401, {"error": "Unauthorized"}, False, True),
+        (403, {"error": "Forbidden"}, False, False),  # one record or feature: the runner probes before holding
         (400, {"error": "No connection found for app systeme"}, True, True),
         (400, {"error": "No connection found for app systeme"}, False, False),  # direct: a plain bad request
         (500, {"error": "The upstream authorization expired: reconnect the account"}, True, True),
@@ -116,3 +117,22 @@ def test_both_keys_is_a_startup_error_that_says_to_keep_one():
     with pytest.raises(ValueError, match="keep one") as caught:
         Settings(_env_file=None, maton_api_key="mk-123456", systeme_api_key="sk-123456")
     assert "mk-123456" not in str(caught.value) and "sk-123456" not in str(caught.value)
+
+
+async def test_the_pager_stops_on_a_page_it_already_had(client, sim):
+    for n in range(150):
+        sim.account.create_tag({"name": f"tag-{n:03d}"})
+    sim.account.pager = "ignore_cursor"
+    with pytest.raises(TransientApiError) as caught:
+        [t async for t in client.session().paginate("/api/tags")]
+    assert "pagination stuck" in caught.value.message
+    assert len([c for c in sim.account.calls if c["path"] == "/api/tags"]) == 2
+
+
+async def test_a_limit_the_list_refuses_is_asked_again_at_the_minimum(client, sim):
+    owner = sim.account.create_contact({"email": "sub@yoga-online.org"})
+    sim.simulator.seed(subscriptions=[{"id": n, "contactId": owner["id"]} for n in range(1, 13)])
+    ids = [s["id"] async for s in client.session().paginate("/api/payment/subscriptions", {"contact": owner["id"]})]
+    assert ids == list(range(1, 13))
+    limits = [c["query"].split("limit=")[1].split("&")[0] for c in sim.account.calls]
+    assert limits == ["100", "10", "10"]  # refused once, then pages of 10

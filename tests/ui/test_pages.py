@@ -134,7 +134,7 @@ async def test_every_action_shows_its_outcome_and_when_it_runs_again(make_settin
     # The retry is an hour away: the action still waits while the pages and the command (a fresh process, slow to
     # start on a loaded machine) are read, however long that takes.
     with running(make_settings(database_url=sqlite_url, retry_schedule="1h")) as url:
-        event_id = await post_stripe(url, stripe_checkout("later@example.com"))
+        event_id = await post_stripe(url, stripe_checkout("later@yopmail.com"))
 
         async def enroll_waits() -> bool:
             async with operator(url) as http:
