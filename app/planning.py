@@ -16,10 +16,12 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app import alerts
 from app.config import Settings, rules_environment
 from app.errors import RulesError
 from app.rules.engine import RuleOutcome, RuleSet
@@ -40,6 +42,29 @@ LEFTOVER_SECONDS = 30.0
 MAX_QUEUED = 10_000
 
 Dispatch = Callable[[Sequence[tuple[str, int]]], Awaitable[None]]
+# Told the (rule, contact) lines held past RULE_FIRES_PER_CONTACT by one batch (sends the alert).
+OnHeld = Callable[[Sequence[str]], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class FireLimit:
+    """RULE_FIRES_PER_CONTACT, and what to tell when a batch held fires past it."""
+
+    per_contact: int
+    on_held: OnHeld | None = None
+
+
+def fire_limit_for(engine: AsyncEngine, settings: Settings) -> FireLimit:
+    """RULE_FIRES_PER_CONTACT from the settings, alerting (at most once an hour, as every alert kind) when it holds."""
+
+    async def on_held(held: Sequence[str]) -> None:
+        text = (
+            f"rules fired more than RULE_FIRES_PER_CONTACT={settings.rule_fires_per_contact} times in an hour for "
+            f"one contact, a loop perhaps; their actions wait for approval: {'; '.join(held[:10])}"
+        )
+        await alerts.send(engine, settings, kind="rule_fires", text=text, now=utcnow())
+
+    return FireLimit(settings.rule_fires_per_contact, on_held)
 
 
 def judge_with(rules: RuleSet) -> Judge:
@@ -56,12 +81,34 @@ def judge_with(rules: RuleSet) -> Judge:
 
 
 async def plan_events(
-    engine: AsyncEngine, rules: RuleSet, pending: Sequence[Unplanned], dispatch: Dispatch, *, approval_window: timedelta
+    engine: AsyncEngine,
+    rules: RuleSet,
+    pending: Sequence[Unplanned],
+    dispatch: Dispatch,
+    *,
+    approval_window: timedelta,
+    fire_limit: FireLimit | None = None,
 ) -> int:
     """Judge, store and dispatch the plans of those of `pending` not planned yet; the number planned here."""
+    held: list[str] = []
     planned, runs = await record_plans(
-        engine, pending, judge_with(rules), rules_version=rules.version, now=utcnow(), approval_window=approval_window
+        engine,
+        pending,
+        judge_with(rules),
+        rules_version=rules.version,
+        now=utcnow(),
+        approval_window=approval_window,
+        fires_per_contact=fire_limit.per_contact if fire_limit else None,
+        held=held,
     )
+    if held:
+        log.warning("rules held for approval past RULE_FIRES_PER_CONTACT: %s", "; ".join(held))
+        if fire_limit is not None and fire_limit.on_held is not None:
+            try:
+                await fire_limit.on_held(held)
+            except Exception:
+                # The actions wait for approval whatever becomes of the alert.
+                log.exception("alerting about rules held past RULE_FIRES_PER_CONTACT failed")
     if runs:
         try:
             await dispatch([(action_id, 1) for action_id in runs])
@@ -72,7 +119,13 @@ async def plan_events(
 
 
 async def plan_leftovers(
-    engine: AsyncEngine, rules: RuleSet, dispatch: Dispatch, *, approval_window: timedelta, older_than: float
+    engine: AsyncEngine,
+    rules: RuleSet,
+    dispatch: Dispatch,
+    *,
+    approval_window: timedelta,
+    older_than: float,
+    fire_limit: FireLimit | None = None,
 ) -> int:
     """Plan events left unplanned for more than `older_than` seconds; the number of events planned."""
     total = 0
@@ -86,7 +139,9 @@ async def plan_leftovers(
             len(pending),
             older_than,
         )
-        planned = await plan_events(engine, rules, pending, dispatch, approval_window=approval_window)
+        planned = await plan_events(
+            engine, rules, pending, dispatch, approval_window=approval_window, fire_limit=fire_limit
+        )
         total += planned
         if planned < len(pending) or len(pending) < BATCH:
             # The last page, or an event the rules cannot judge (or another planner's): the next sweep goes on.
@@ -115,6 +170,7 @@ class Planner:
         approval_window: timedelta,
         ingest_first: Callable[[], Awaitable[None]] | None = None,
         sweep_seconds: float = 10.0,
+        fire_limit: FireLimit | None = None,
     ) -> None:
         self.engine = engine
         self.rules = rules
@@ -122,6 +178,7 @@ class Planner:
         self.approval_window = approval_window
         self.ingest_first = ingest_first
         self.sweep_seconds = sweep_seconds
+        self.fire_limit = fire_limit
         self._queue: list[Unplanned] = []
         self._ready = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -157,7 +214,14 @@ class Planner:
 
     async def _plan_batch(self) -> None:
         batch, self._queue = self._queue[:BATCH], self._queue[BATCH:]
-        await plan_events(self.engine, self.rules(), batch, self.dispatch, approval_window=self.approval_window)
+        await plan_events(
+            self.engine,
+            self.rules(),
+            batch,
+            self.dispatch,
+            approval_window=self.approval_window,
+            fire_limit=self.fire_limit,
+        )
 
     async def _work(self) -> None:
         while True:
@@ -183,6 +247,7 @@ class Planner:
                     self.dispatch,
                     approval_window=self.approval_window,
                     older_than=LEFTOVER_SECONDS,
+                    fire_limit=self.fire_limit,
                 )
             except Exception:
                 log.exception("sweeping unplanned events failed; trying again")

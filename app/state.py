@@ -22,7 +22,7 @@ from app.config import Settings, rules_environment
 from app.dispatch import ArqDispatcher, Dispatcher, EmbeddedExecutor
 from app.errors import RulesError
 from app.holds import check_accounts
-from app.planning import Planner
+from app.planning import Planner, fire_limit_for
 from app.rules.engine import RuleSet
 from app.rules.loader import load_rules
 from app.rules.templates import TemplateError
@@ -168,6 +168,7 @@ async def app_state(settings: Settings) -> AsyncIterator[AppState]:
             approval_window=timedelta(hours=settings.approval_timeout_hours),
             ingest_first=lambda: writer.quiet(INGEST_GAP_SECONDS, INGEST_FIRST_SECONDS),
             sweep_seconds=settings.sweep_seconds,
+            fire_limit=fire_limit_for(engine, settings),
         )
         state = AppState(settings, rules, engine, clients, dispatcher, redis, limiter, trusted, writer, planner)
         planner.start()

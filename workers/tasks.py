@@ -11,7 +11,7 @@ from app.actions.runner import run_actions as run_actions_service
 from app.dispatch import ArqDispatcher, after_run, enqueue
 from app.holds import on_held, probe_holds
 from app.maintenance import action_died, maintain
-from app.planning import LEFTOVER_SECONDS, load_ruleset, plan_leftovers
+from app.planning import LEFTOVER_SECONDS, fire_limit_for, load_ruleset, plan_leftovers
 from app.store.actions import due_actions
 from app.store.models import utcnow
 from app.store.operator import expire_approvals
@@ -55,6 +55,7 @@ async def sweep(ctx: dict[str, Any]) -> int:
             ArqDispatcher(ctx["redis"]).dispatch,
             approval_window=timedelta(hours=ctx["settings"].approval_timeout_hours),
             older_than=LEFTOVER_SECONDS,
+            fire_limit=fire_limit_for(ctx["engine"], ctx["settings"]),
         )
     await probe_holds(ctx["engine"], ctx["clients"], ctx["settings"])
     due = await due_actions(ctx["engine"], now=utcnow())
