@@ -88,6 +88,23 @@ async def test_a_bad_key_at_start_starts_the_service_held_not_crashed(make_setti
         assert len(sim.account.calls) == 1  # one GET to check the key
 
 
+async def test_several_active_maton_connections_none_named_hold_the_account_at_start(make_settings, database_url, sim):
+    control = sim.simulator.connections
+    ids = [control.create("systeme", sim.url)["connection_id"] for _ in range(2)]
+    for ident in ids:
+        control.set_status(ident, "ACTIVE")
+    maton = {"systeme_api_key": None, "maton_api_key": SIM_KEY, "maton_control_url": sim.url}
+    with running(make_settings(database_url=database_url, **maton)) as url:
+        state = await readiness(url)
+        assert state["account"]["state"] == "held"
+        reason = state["account"]["reason"]
+        assert "2 ACTIVE Systeme.io connections" in reason and "MATON_CONNECTION" in reason
+        assert all(ident in reason for ident in ids)
+        assert sim.account.calls == []  # nothing went to whichever account Maton would have picked
+    with running(make_settings(database_url=database_url, maton_connection=ids[1], **maton)) as url:
+        assert (await readiness(url))["account"] == {"state": "ok"}  # one named: the hold ends at start
+
+
 TWO_ACCOUNTS = (
     RULES.replace(
         "version: 1\n",
