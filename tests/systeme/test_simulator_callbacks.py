@@ -71,3 +71,45 @@ async def test_a_delivery_that_fails_is_recorded_and_the_api_answers_as_ever(sim
     assert sim.simulator.callbacks.deliveries == [
         ("CONTACT_CREATED", "http://127.0.0.1:9/hooks/systeme", "ConnectError")
     ]
+
+
+# A rule that answers a tag with another: with the account firing CONTACT_TAG_ADDED for our own tags, a loop. (A
+# rule toggling one tag ends by itself: the account's second body for it is byte-identical, a duplicate.)
+ECHO = (
+    RULES
+    + """
+  - id: echo
+    on: systeme/CONTACT_TAG_ADDED
+    if: event.tag.name != "Masterclass buyer"
+    contact: { email: "{{ event.contact.email }}" }
+    actions: [ { tag: "{{ event.tag.name }}+" } ]
+"""
+)
+
+
+async def test_a_loop_through_the_accounts_own_webhooks_is_held_past_the_fire_limit(
+    make_settings, database_url, sim, tmp_path
+):
+    folder = tmp_path / "flow"
+    folder.mkdir()
+    rules = str(write_rules(folder, ECHO))
+    with running(make_settings(database_url=database_url, rules_file=rules, rule_fires_per_contact=3)) as url:
+        done = run_cli("connect", "--url", url, cwd=folder, SYSTEME_API_KEY=SIM_KEY, SYSTEME_API_URL=sim.url)
+        assert done.returncode == 0, done.stderr
+        # The seller tags a contact in Systeme.io: the account tells us, and the rule takes it from there.
+        api = {"X-API-Key": SIM_KEY}
+        contact = httpx.post(f"{sim.url}/api/contacts", json={"email": "echo@gmail.com"}, headers=api).json()
+        tag = httpx.post(f"{sim.url}/api/tags", json={"name": "Echo"}, headers=api).json()
+        httpx.post(f"{sim.url}/api/contacts/{contact['id']}/tags", json={"tagId": tag["id"]}, headers=api)
+
+        async def held() -> list[dict]:
+            async with operator(url) as http:
+                answer = await http.get("/v1/actions", params={"status": "awaiting_approval"})
+            return list(answer.json()["items"])
+
+        await wait_for(held, timeout=60)
+        (action,) = await held()
+    assert action["rule_id"] == "echo" and action["params"]["name"] == "Echo++++"
+    assert "RULE_FIRES_PER_CONTACT=3" in action["note"] and "echo@gmail.com" in action["note"]
+    # The three fires within the limit ran; the fourth waits for an operator.
+    assert sim.tag_names("echo@gmail.com") == ["Echo", "Echo+", "Echo++", "Echo+++"]
