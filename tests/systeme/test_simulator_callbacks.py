@@ -107,7 +107,10 @@ async def test_a_loop_through_the_accounts_own_webhooks_is_held_past_the_fire_li
                 answer = await http.get("/v1/actions", params={"status": "awaiting_approval"})
             return list(answer.json()["items"])
 
-        await wait_for(held, timeout=60)
+        async def any_held() -> bool:
+            return bool(await held())
+
+        await wait_for(any_held, timeout=60)
         (action,) = await held()
     assert action["rule_id"] == "echo" and action["params"]["name"] == "Echo++++"
     assert "RULE_FIRES_PER_CONTACT=3" in action["note"] and "echo@gmail.com" in action["note"]
