@@ -96,6 +96,9 @@ class Settings(BaseSettings):
     # Requests per second to the API, on top of the account quota; default 10 through Maton (its limit), else none.
     api_max_rps: int | None = None
     approval_timeout_hours: float = 168.0
+    # Fires of one rule for one contact in an hour before its further actions wait for approval: a rule on tag
+    # events can loop with a Systeme.io automation that tags back (Systeme.io stops its own at 20).
+    rule_fires_per_contact: int = 20
     embedded_concurrency: int = 4
     # How often workers look for due, scheduled and abandoned work (the lost-hint safety net).
     sweep_seconds: int = 10
@@ -129,6 +132,13 @@ class Settings(BaseSettings):
         # 0 would close every connection at once; a negative timer fires at once too.
         if value <= 0:
             raise ValueError("must be more than 0")
+        return value
+
+    @field_validator("rule_fires_per_contact")
+    @classmethod
+    def _fires(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError("RULE_FIRES_PER_CONTACT must be at least 1 (fires of a rule per contact an hour), e.g. 20")
         return value
 
     @field_validator("retention_days")

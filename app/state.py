@@ -143,6 +143,7 @@ async def app_state(settings: Settings) -> AsyncIterator[AppState]:
             approval_window=pipeline.approval_window,
             writer=writer,
             modes=pipeline.modes,
+            fire_limit=pipeline.fire_limit,
         )
         state = AppState(settings, pipeline, redis, limiter, trusted, writer, planner)
         planner.start()

@@ -172,18 +172,20 @@ def systeme_sale(email: str = "vip@yopmail.com", plan: str = "VIP") -> dict[str,
             "sourceUrl": "https://shop.example.com/funnel/vip-offer",
         },
         "coupon": None,
-        "funnelStep": {"id": 77, "name": "Order form", "type": "order_form", "funnel": {"id": 12, "name": "VIP"}},
+        "funnelStep": {"id": 77, "name": "Order form", "type": "offer-form", "funnel": {"id": 12, "name": "VIP"}},
         "order": {"id": 4242, "createdAt": "2026-11-20T10:00:00+00:00", "totalPrice": 49900},
         "orderItem": {"id": 1, "resources": [{"course": None, "tag": {"id": 3, "name": "VIP"}}]},
-        "pricePlan": {"id": 9, "name": plan, "type": "one_time", "amount": 49900, "currency": "eur"},
+        "pricePlan": {"id": 9, "name": plan, "type": "one_shot", "amount": 49900, "currency": "eur"},
     }
 
 
-def systeme_headers(body: bytes, secret: str = SYSTEME_SECRET, *, message_id: str | None = None) -> dict[str, str]:
+def systeme_headers(
+    body: bytes, secret: str = SYSTEME_SECRET, *, message_id: str | None = None, event: str = "SALE_NEW"
+) -> dict[str, str]:
     return {
         "Content-Type": "application/json",
         "User-Agent": "SystemeIO-Webhook",
-        "X-Webhook-Event": "SALE_NEW",
+        "X-Webhook-Event": event,
         "X-Webhook-Signature": hmac.new(secret.encode(), body, hashlib.sha256).hexdigest(),
         "X-Webhook-Message-Id": message_id or str(uuid.uuid4()),
         "X-Webhook-Event-Timestamp": "2026-11-20T10:00:01+00:00",

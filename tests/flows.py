@@ -16,12 +16,14 @@ from app.actions.runner import RetryPolicy, run_actions
 from app.config import rules_environment
 from app.errors import RulesError
 from app.rules.engine import RuleSet
-from app.rules.loader import parse_rules
+from app.rules.loader import load_rules, parse_rules
 from app.store.db import create_engine
+from app.store.events import NewEvent, record_events
 from app.store.models import actions, api_calls, events, utcnow
+from app.store.plans import Unplanned
 from app.systeme.client import SystemeClient
 from tests.conftest import SIM_KEY, planned, wait_for
-from tests.factories import RULES, record_event
+from tests.factories import RULES, record_event, stripe_checkout
 
 POLICY = RetryPolicy(delays=(0.01,), max_attempts=3, lease=timedelta(seconds=30))
 
@@ -124,3 +126,21 @@ async def run_when_due(engine, client: AccountClients, action_id: str):
     async with engine.begin() as conn:
         await conn.execute(actions.update().where(actions.c.status == "pending").values(next_attempt_at=utcnow()))
     return await run(engine, client, action_id)
+
+
+WINDOW = timedelta(days=7)
+
+
+def rules_of(settings) -> RuleSet:
+    return RuleSet(load_rules(settings.rules_file, {}))
+
+
+async def store_unplanned(engine, email: str, *, age: float) -> Unplanned:
+    """An event as ingest stores it, `age` seconds ago, whose process stopped before planning it."""
+    payload = stripe_checkout(email)
+    received = utcnow() - timedelta(seconds=age)
+    [stored] = await record_events(
+        engine,
+        [NewEvent("stripe", "checkout.session.completed", payload["id"], payload, {}, None, "v0", received)],
+    )
+    return Unplanned(stored.event_id, "stripe", "checkout.session.completed", payload, None, received)

@@ -10,8 +10,10 @@ import logging
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.accounts.registry import AccountClients
+from app.accounts.registry import Account, AccountClients
 from app.config import Settings
+from app.maton.client import MatonError
+from app.maton.service import unnamed_connection_problem
 from app.pipeline import alerts
 from app.store import holds as store
 from app.store.models import utcnow
@@ -60,6 +62,18 @@ async def _resumed(engine: AsyncEngine, settings: Settings, account: str) -> Non
     await alerts.send(engine, settings, kind=f"resumed:{account}:{ended.since:%Y%m%dT%H%M%S}", text=text, now=now)
 
 
+async def ambiguous_connection(account: Account, settings: Settings) -> str | None:
+    """Why a Maton account naming no connection cannot be used (its key has several ACTIVE ones), or None; a Maton
+    that cannot answer is not a reason to hold (the key check tells whether requests go through)."""
+    if account.mode != "maton" or account.connection or settings.maton_api_key is None:
+        return None
+    try:
+        return await unnamed_connection_problem(settings)
+    except MatonError as exc:
+        log.warning("Maton's connections of account %s could not be listed: %s", account.name, exc.message)
+        return None
+
+
 async def probe(client: SystemeClient) -> tuple[bool, str]:
     """One cheap read: (usable, why not)."""
     try:
@@ -82,7 +96,9 @@ async def probe_holds(engine: AsyncEngine, clients: AccountClients, settings: Se
         client = clients.client(held.account)
         if client is None or clients.problem(held.account):
             continue  # a configuration problem: fixed by editing the rules or settings, which reloads
-        usable, why = await probe(client)
+        # Requests would go through while the key has several connections, to whichever Maton picks: still held.
+        ambiguous = await ambiguous_connection(clients.accounts[held.account], settings)
+        usable, why = (False, ambiguous) if ambiguous else await probe(client)
         if usable:
             await _resumed(engine, settings, held.account)
             resumed.append(held.account)
@@ -112,6 +128,9 @@ async def _check(engine: AsyncEngine, clients: AccountClients, settings: Setting
         return
     client = clients.client(name)
     if client is None or client.dry_run:
+        return
+    if (ambiguous := await ambiguous_connection(clients.accounts[name], settings)) is not None:
+        await on_held(engine, settings, name, ambiguous)
         return
     try:
         await client.session().request("GET", "/api/tags", params={"limit": 10})

@@ -68,6 +68,13 @@ def _say(outcome: Outcome, account: str) -> list[str]:
             + (f" (was {_events(outcome.before)})" if "events" in outcome.changes else "")
         ],
         "unchanged": [f"unchanged: webhook {ident} {where} already sends {_events(want.events)} to {want.url}"],
+        "replaced": [
+            f"created webhook {ident} {where}: {_events(want.events)} -> {want.url}, replacing ours elsewhere"
+        ],
+        "refused": [
+            f"refused: webhook {ident} {where} sends to {want.url} but is not one of ours (named "
+            f"{hook.get('name')!r}): `connect --force` takes it over, `systeme-flow webhooks delete {ident}` removes it"
+        ],
         "skipped": [
             f"skipped source '{want.source}': no enabled rule listens to it"
             + (
@@ -78,9 +85,7 @@ def _say(outcome: Outcome, account: str) -> list[str]:
             )
         ],
     }[outcome.action]
-    if outcome.duplicates:
-        others = ", ".join(outcome.duplicates)
-        lines.append(f"note: webhook {others} also sends to {want.url}: `systeme-flow webhooks delete ID` removes one")
+    lines += [f"deleted webhook {removed} {where} (one of ours per source)" for removed in outcome.removed]
     return lines
 
 
@@ -106,14 +111,17 @@ def cmd_connect(args: argparse.Namespace) -> None:
                 f"systeme-flow connect: warning: {unknown} is not an event Systeme.io webhooks send "
                 f"({', '.join(setup.EVENTS)})\n"
             )
-    outcomes = _on_account("connect", rules, account, lambda api: register(api, wanted))
+    outcomes = _on_account("connect", rules, account, lambda api: register(api, wanted, force=args.force))
+    refused = any(o.action == "refused" for o in outcomes)
     if args.json:
         print(json.dumps([_json(o, account) for o in outcomes], indent=2))
-        return
-    for outcome in outcomes:
-        print("\n".join(_say(outcome, account)))
-    changed = sum(1 for o in outcomes if o.action in ("created", "updated"))
-    print("nothing changed" if not changed else f"{changed} webhook{'s' if changed > 1 else ''} changed")
+    else:
+        for outcome in outcomes:
+            print("\n".join(_say(outcome, account)))
+        changed = sum(1 for o in outcomes if o.action in ("created", "updated", "replaced"))
+        print("nothing changed" if not changed else f"{changed} webhook{'s' if changed > 1 else ''} changed")
+    if refused:
+        sys.exit(1)
 
 
 def _json(outcome: Outcome, account: str) -> dict[str, Any]:
@@ -126,7 +134,7 @@ def _json(outcome: Outcome, account: str) -> dict[str, Any]:
         "url": outcome.wanted.url,
         "events": list(outcome.wanted.events),
         "changes": list(outcome.changes),
-        "duplicates": list(outcome.duplicates),
+        "removed": [removed.split(" ", 1)[0] for removed in outcome.removed],
     }
 
 
@@ -180,6 +188,9 @@ def add_commands(commands: Any) -> None:
     connect.add_argument("--account", help="the account whose webhooks to register (default: default)")
     connect.add_argument("--source", help="only this `systeme` source")
     connect.add_argument("--json", action="store_true")
+    connect.add_argument(
+        "--force", action="store_true", help="take over a webhook at this service's URL that another tool registered"
+    )
     connect.set_defaults(func=cmd_connect)
 
     webhooks = commands.add_parser("webhooks", help="the webhooks registered in a Systeme.io account")

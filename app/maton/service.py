@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from app.config import Settings
 from app.maton.client import Connection, MatonClient, MatonError
 
 ACTIVE = "ACTIVE"
@@ -47,3 +48,25 @@ def connection_problem(connection_id: str, found: Connection | None) -> str | No
         return None
     finish = f": open {found.url} to finish connecting it" if found.url and found.status == "PENDING" else ""
     return f"Maton connection {connection_id} is {found.status}, not ACTIVE{finish}"
+
+
+def several_active(active: list[Connection]) -> str | None:
+    """Why a Maton key with these ACTIVE connections and no connection named is ambiguous, or None.
+
+    Maton sends a request without `Maton-Connection` to whichever connection it picks (its oldest, it says): with a
+    seller's two schools connected, buyers would be written into either. So several are never guessed between.
+    """
+    if len(active) < 2:
+        return None
+    listed = ", ".join(f"{c.id} (created {c.created or 'at an unknown time'})" for c in active)
+    return (
+        f"MATON_API_KEY has {len(active)} ACTIVE Systeme.io connections and none is named, so Maton would pick the "
+        f"account: set MATON_CONNECTION (or an account's `connection:`) to one of {listed}"
+    )
+
+
+async def unnamed_connection_problem(settings: Settings) -> str | None:
+    """`several_active` for the settings' own Maton key, asked of Maton's connections API; MatonError if it cannot
+    answer."""
+    async with MatonClient.from_settings(settings) as client:
+        return several_active(await list_connections(client))

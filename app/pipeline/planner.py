@@ -16,11 +16,14 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.accounts.modes import Modes
+from app.config import Settings
+from app.pipeline import alerts
 from app.pipeline.dispatch import Dispatcher
 from app.rules.current import RulesInForce
 from app.rules.engine import RuleOutcome, RuleSet
@@ -40,6 +43,29 @@ LEFTOVER_SECONDS = 30.0
 MAX_QUEUED = 10_000
 
 Dispatch = Callable[[Sequence[tuple[str, int]]], Awaitable[None]]
+# Told the (rule, contact) lines held past RULE_FIRES_PER_CONTACT by one batch (sends the alert).
+OnHeld = Callable[[Sequence[str]], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class FireLimit:
+    """RULE_FIRES_PER_CONTACT, and what to tell when a batch held fires past it."""
+
+    per_contact: int
+    on_held: OnHeld | None = None
+
+
+def fire_limit_for(engine: AsyncEngine, settings: Settings) -> FireLimit:
+    """RULE_FIRES_PER_CONTACT from the settings, alerting (at most once an hour, as every alert kind) when it holds."""
+
+    async def on_held(held: Sequence[str]) -> None:
+        text = (
+            f"rules fired more than RULE_FIRES_PER_CONTACT={settings.rule_fires_per_contact} times in an hour for "
+            f"one contact, a loop perhaps; their actions wait for approval: {'; '.join(held[:10])}"
+        )
+        await alerts.send(engine, settings, kind="rule_fires", text=text, now=utcnow())
+
+    return FireLimit(settings.rule_fires_per_contact, on_held)
 
 
 def judge_with(rules: RuleSet) -> Judge:
@@ -63,9 +89,11 @@ async def plan_events(
     *,
     approval_window: timedelta,
     modes: Modes | None = None,
+    fire_limit: FireLimit | None = None,
 ) -> int:
     """Judge, store and dispatch the plans of those of `pending` not planned yet; the number planned here. Their
     actions belong to `modes` (account -> current mode), the default account's to the event's arrival mode."""
+    held: list[str] = []
     planned, runs = await record_plans(
         engine,
         pending,
@@ -74,7 +102,17 @@ async def plan_events(
         now=utcnow(),
         approval_window=approval_window,
         modes=modes,
+        fires_per_contact=fire_limit.per_contact if fire_limit else None,
+        held=held,
     )
+    if held:
+        log.warning("rules held for approval past RULE_FIRES_PER_CONTACT: %s", "; ".join(held))
+        if fire_limit is not None and fire_limit.on_held is not None:
+            try:
+                await fire_limit.on_held(held)
+            except Exception:
+                # The actions wait for approval whatever becomes of the alert.
+                log.exception("alerting about rules held past RULE_FIRES_PER_CONTACT failed")
     if runs:
         try:
             await dispatch([(action_id, 1) for action_id in runs])
@@ -92,6 +130,7 @@ async def plan_leftovers(
     approval_window: timedelta,
     older_than: float,
     modes: Modes | None = None,
+    fire_limit: FireLimit | None = None,
 ) -> int:
     """Plan events left unplanned for more than `older_than` seconds; the number of events planned."""
     total = 0
@@ -105,7 +144,15 @@ async def plan_leftovers(
             len(pending),
             older_than,
         )
-        planned = await plan_events(engine, rules, pending, dispatch, approval_window=approval_window, modes=modes)
+        planned = await plan_events(
+            engine,
+            rules,
+            pending,
+            dispatch,
+            approval_window=approval_window,
+            modes=modes,
+            fire_limit=fire_limit,
+        )
         total += planned
         if planned < len(pending) or len(pending) < BATCH:
             # The last page, or an event the rules cannot judge (or another planner's): the next sweep goes on.
@@ -124,6 +171,7 @@ class Planner:
         approval_window: timedelta,
         writer: GroupWriter | None = None,
         modes: Callable[[], Modes] | None = None,
+        fire_limit: FireLimit | None = None,
     ) -> None:
         self.engine = engine
         self.rules = rules
@@ -133,6 +181,7 @@ class Planner:
         self.writer = writer
         # Each account's current mode (app/accounts/modes.py), which the planned actions belong to.
         self.modes = modes
+        self.fire_limit = fire_limit
         self._queue: list[Unplanned] = []
         self._ready = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -179,6 +228,7 @@ class Planner:
             self.dispatcher.dispatch,
             approval_window=self.approval_window,
             modes=self._modes(),
+            fire_limit=self.fire_limit,
         )
 
     def _modes(self) -> Modes | None:

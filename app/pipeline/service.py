@@ -19,6 +19,7 @@ from app.actions.runner import RetryPolicy
 from app.config import Settings
 from app.operator.modes import start_modes
 from app.pipeline.dispatch import ArqDispatcher, Dispatcher
+from app.pipeline.planner import FireLimit, fire_limit_for
 from app.rules.current import RulesInForce
 from app.store.db import create_engine
 
@@ -45,6 +46,11 @@ class Pipeline:
     @property
     def approval_window(self) -> timedelta:
         return timedelta(hours=self.settings.approval_timeout_hours)
+
+    @property
+    def fire_limit(self) -> FireLimit:
+        """RULE_FIRES_PER_CONTACT, alerting (as every alert kind, at most once an hour) when it holds a rule."""
+        return fire_limit_for(self.engine, self.settings)
 
     def modes(self) -> dict[str, str | None]:
         """Each account's current mode (app/accounts/modes.py): the work that may run now, and that new work gets."""

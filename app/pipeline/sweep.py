@@ -40,6 +40,7 @@ async def sweep(pipeline: Pipeline, *, upkeep: bool = False) -> int:
             approval_window=pipeline.approval_window,
             older_than=LEFTOVER_SECONDS,
             modes=pipeline.modes(),
+            fire_limit=pipeline.fire_limit,
         )
     await probe_holds(engine, pipeline.clients, pipeline.settings)
     # Only work of each account's current mode runs (app/accounts/modes.py): a dry run's steps never run live.

@@ -16,7 +16,7 @@ from app.accounts.registry import Account, AccountClients
 from app.actions.resolve import same_tag
 from app.config import setting_source
 from app.maton.client import MatonClient, MatonError
-from app.maton.service import connection_problem, find_connection
+from app.maton.service import connection_problem, find_connection, list_connections, several_active
 from app.rules.loader import LoadedRules
 from app.rules.problems import Problem, Severity
 from app.rules.schema import CommunityAction, EnrollAction, Rule, TagAction, UnenrollAction, UpdateContactAction
@@ -200,8 +200,14 @@ async def _connection(maton: MatonClient | None, account: Account) -> tuple[str,
 
     An error stops that account's checks; a warning (Maton could not answer) leaves the key check to tell.
     """
-    if account.mode != "maton" or not account.connection or maton is None:
+    if account.mode != "maton" or maton is None:
         return None
+    if not account.connection:
+        try:
+            ambiguous = several_active(await list_connections(maton))
+        except MatonError:
+            return None  # the key check that follows says whether the key works
+        return (ambiguous, "error") if ambiguous is not None else None
     try:
         why = connection_problem(account.connection, await find_connection(maton, account.connection))
     except MatonError as exc:

@@ -73,6 +73,8 @@ def _stripe(event_type: str, obj: dict[str, Any]) -> dict[str, Any]:
 
 
 def _stripe_samples() -> list[Sample]:
+    # Stripe's API reference (docs.stripe.com/api/events/object, /checkout/sessions/object, /charges/object,
+    # /subscriptions/object): an event wraps the object in `data.object`; amounts are integers in cents.
     checkout = {
         "id": _id("cs_test_"),
         "object": "checkout.session",
@@ -112,6 +114,9 @@ def _stripe_samples() -> list[Sample]:
 
 
 def _systeme_samples() -> list[Sample]:
+    # The captured real SALE_NEW delivery (../shared/systeme/webhooks.md, issue 18): `customer.fields` an object
+    # keyed by slug, amounts in cents, `pricePlan.type` "one_shot" and `funnelStep.type` "offer-form" (the values
+    # of a real one-off sale on an order form; not "one_time" and "order_form").
     sale = {
         "customer": {
             "id": 991,
@@ -120,14 +125,30 @@ def _systeme_samples() -> list[Sample]:
             "fields": {"first_name": "Grace", "surname": "Hopper"},
             "paymentProcessor": "stripe",
         },
-        "funnelStep": {"id": 77, "name": "Order form", "type": "order_form", "funnel": {"id": 12, "name": "VIP"}},
+        "funnelStep": {"id": 77, "name": "Order form", "type": "offer-form", "funnel": {"id": 12, "name": "VIP"}},
         "order": {"id": 4242, "createdAt": _iso(), "totalPrice": 49900},
-        "pricePlan": {"id": 9, "name": "VIP", "type": "one_time", "amount": 49900, "currency": "eur"},
+        "pricePlan": {"id": 9, "name": "VIP", "type": "one_shot", "amount": 49900, "currency": "eur"},
     }
-    return [Sample("sale", "a new sale of the VIP price plan", sale, headers={"X-Webhook-Event": "SALE_NEW"})]
+    # CONTACT_* payloads as webhooks.md documents them: `{"contact": Contact}` with `fields` a list of slug/value.
+    contact = {
+        "id": 5502,
+        "email": "grace@yopmail.com",
+        "fields": [{"slug": "first_name", "value": "Grace"}, {"slug": "surname", "value": "Hopper"}],
+        "tags": [{"id": 31, "name": "VIP"}],
+    }
+    return [
+        Sample("sale", "a new sale of the VIP price plan", sale, headers={"X-Webhook-Event": "SALE_NEW"}),
+        Sample(
+            "tag-added",
+            "a tag added to a contact",
+            {"contact": contact, "tag": {"id": 31, "name": "VIP"}},
+            headers={"X-Webhook-Event": "CONTACT_TAG_ADDED"},
+        ),
+    ]
 
 
 def _automation_samples() -> list[Sample]:
+    # The "Call a webhook" step as public receivers of it parse it (webhooks.md): dotted type, `data`, `created_at`.
     enrolled = {
         "type": "contact.course.enrolled",
         "data": {"contact": {"email": "ada@yopmail.com"}, "course": {"id": 101, "name": "Masterclass"}},
@@ -137,6 +158,7 @@ def _automation_samples() -> list[Sample]:
 
 
 def _standard_samples() -> list[Sample]:
+    # The Standard Webhooks spec's example payload shape (standardwebhooks.com): `type`, `timestamp`, `data`.
     user = {
         "type": "user.created",
         "timestamp": _iso(),
@@ -146,6 +168,8 @@ def _standard_samples() -> list[Sample]:
 
 
 def _paddle_samples() -> list[Sample]:
+    # Paddle Billing's notification reference (developer.paddle.com, transaction.completed): `event_id`,
+    # `event_type`, `occurred_at`, `notification_id`, the entity in `data`; totals are strings in the lowest unit.
     transaction = {
         "event_id": _id("evt_", 26),
         "event_type": "transaction.completed",
@@ -165,6 +189,8 @@ def _paddle_samples() -> list[Sample]:
 
 
 def _lemon_samples() -> list[Sample]:
+    # Lemon Squeezy's webhook docs (docs.lemonsqueezy.com/help/webhooks): `meta.event_name`, `meta.custom_data`,
+    # a JSON:API `data` with string `id` and `attributes` (`user_email`, `total` an integer in cents, `status`).
     order = {
         "meta": {"event_name": "order_created", "custom_data": {"customer_id": 25}},
         "data": {
@@ -175,6 +201,8 @@ def _lemon_samples() -> list[Sample]:
                 "user_name": "Ada Lovelace",
                 "total": 19900,
                 "status": "paid",
+                "test_mode": True,
+                "first_order_item": {"product_name": "Masterclass", "variant_name": "Default", "price": 19900},
                 "updated_at": _iso(),
             },
         },
@@ -183,6 +211,7 @@ def _lemon_samples() -> list[Sample]:
 
 
 def _typeform_samples() -> list[Sample]:
+    # Typeform's webhook payload reference (typeform.com/developers/webhooks/example-payload).
     response = {
         "event_id": _id().upper(),
         "event_type": "form_response",
@@ -200,6 +229,7 @@ def _typeform_samples() -> list[Sample]:
 
 
 def _tally_samples() -> list[Sample]:
+    # Tally's webhook docs (tally.so/help/webhooks): `eventId`, `eventType` FORM_RESPONSE, `data.fields[]`.
     response = {
         "eventId": str(uuid.uuid4()),
         "eventType": "FORM_RESPONSE",
@@ -217,6 +247,8 @@ def _tally_samples() -> list[Sample]:
 
 
 def _gumroad_samples() -> list[Sample]:
+    # Gumroad's Ping reference (gumroad.com/ping, help article 105): a form post of strings, `price` in cents,
+    # `refunded` and `test` as "true"/"false"; a refund ping repeats the sale with `resource_name: refund`.
     sale = {
         "seller_id": "your-seller-id",
         "product_id": "32-nPAicqbLj8B_WswVlMw==",

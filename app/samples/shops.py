@@ -15,6 +15,8 @@ def _iso() -> str:
 
 
 def shopify_samples() -> list[Sample]:
+    # Shopify's webhook reference (shopify.dev, orders/paid): the Order resource, prices as decimal strings; the
+    # topic, event id and trigger time in X-Shopify-* headers.
     order_id = int(time.time() * 1000)
     order = {
         "id": order_id,
@@ -40,6 +42,8 @@ def shopify_samples() -> list[Sample]:
 
 
 def woocommerce_samples() -> list[Sample]:
+    # WooCommerce's REST API order schema (woocommerce.github.io/woocommerce-rest-api-docs, orders), the body of its
+    # order.created webhook; the topic and delivery id in X-WC-Webhook-* headers.
     order_id = int(time.time()) % 100_000
     order = {
         "id": order_id,
@@ -55,6 +59,8 @@ def woocommerce_samples() -> list[Sample]:
 
 
 def thrivecart_samples() -> list[Sample]:
+    # ThriveCart's webhook notifications guide (support.thrivecart.com): a PHP-style form post, `event` such as
+    # order.success and order.refund, `mode` live or test, totals in cents beside a formatted `total_str`.
     order_id = str(int(time.time() * 1000) % 10**9)
     order: dict[str, Any] = {
         "event": "order.success",
@@ -75,6 +81,8 @@ def thrivecart_samples() -> list[Sample]:
 
 
 def calendly_samples() -> list[Sample]:
+    # Calendly's API v2 webhook payload reference (developer.calendly.com, invitee.created): `event`,
+    # `created_at`, the Invitee in `payload` with its URI and the scheduled event.
     scheduled = f"https://api.calendly.com/scheduled_events/{uuid.uuid4().hex[:16].upper()}"
     booking: dict[str, Any] = {
         "created_at": _iso(),

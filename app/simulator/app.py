@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from app.simulator import setup, strict
+from app.simulator.callbacks import Callbacks
 from app.simulator.maton import Connections, MatonControl
 from app.simulator.state import Account, Fault, Problem
 
@@ -231,6 +232,8 @@ class Simulator:
         ]
         # Maton's control API (connections), on the same port so one simulator stands in for both.
         self.connections = Connections()
+        # Systeme.io webhooks sent back to registered URLs for the API's own writes.
+        self.callbacks = Callbacks()
         routes = MatonControl(self.connections, lambda: self.api_key).routes()
         routes += [Route(path, self._wrap(handler), methods=[method]) for path, method, handler in api]
         routes += [
@@ -287,6 +290,7 @@ class Simulator:
                         await request.body()
                         await asyncio.sleep(fault.delay)
                     response = await self._answer(handler, request)
+                    await self.callbacks.observe(request, response, acc)
                 limit = acc.rate_limit or 1_000_000
                 response.headers["X-RateLimit-Limit"] = str(limit)
                 response.headers["X-RateLimit-Remaining"] = str(remaining if acc.rate_limit else limit)

@@ -4,7 +4,8 @@
 (`fieldName` at most 255 characters, `slug` matching `^(\\w+)$`, 422 when the slug is taken). `/api/webhooks`:
 GET lists, POST creates (`name`, `url`, `secret`, `subscriptions` as `{event, schemaVersion}` or the deprecated
 bare event names, optional `active`), GET / PATCH (merge-patch; no `url`: it cannot be changed) / DELETE one.
-Webhook ids are UUIDs, and the secret is never shown again once set.
+Webhook ids are UUIDs, and the secret is never shown again once set. Names and URLs are unique in an account, as
+on the real one (../shared/systeme/webhooks.md): a second one is a 422 "This value is already used."
 """
 
 from __future__ import annotations
@@ -97,6 +98,11 @@ def _active(body: dict[str, Any]) -> bool | None:
     return value
 
 
+def _unique(acc: Account, key: str, value: str, ident: str | None = None) -> None:
+    if any(hook[key] == value for other, hook in acc.webhooks.items() if other != ident):
+        raise violation(key, "This value is already used.")
+
+
 def public(hook: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in hook.items() if k != "secret"}
 
@@ -106,6 +112,8 @@ def webhook_create(body: dict[str, Any], acc: Account) -> dict[str, Any]:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise violation("url", "This value is not a valid URL.")
+    _unique(acc, "name", name)
+    _unique(acc, "url", url)
     subscriptions = _subscriptions(body.get("subscriptions"))
     active = _active(body)
     ident = str(uuid.uuid4())
@@ -135,6 +143,7 @@ def webhook_patch(body: dict[str, Any], acc: Account, ident: str) -> dict[str, A
     changes: dict[str, Any] = {}
     if body.get("name") is not None:
         changes["name"] = _text(body, "name", limit=255)
+        _unique(acc, "name", changes["name"], ident)
     if body.get("secret") is not None:
         changes["secret"] = _text(body, "secret")
     if "subscriptions" in body:

@@ -193,6 +193,12 @@ def body_hash(body: bytes) -> str:
     return "sha256:" + hashlib.sha256(body).hexdigest()
 
 
+def typed_body_hash(event_type: str | None, body: bytes) -> str:
+    """An id for providers that give none and may send two event types with the same bytes (Systeme.io)."""
+    digest = hashlib.sha256((event_type or "").encode("utf-8", "surrogatepass") + b"\n" + body).hexdigest()
+    return f"sha256:{event_type or ''}:{digest}"
+
+
 def dig(payload: Mapping[str, Any], path: str) -> Any:
     """`a.b.c` inside nested mappings, or None."""
     value: Any = payload

@@ -17,6 +17,7 @@ from app.sources.base import (
     parse_json_object,
     require_json,
     text_or_none,
+    typed_body_hash,
     verify_hmac,
 )
 
@@ -28,12 +29,16 @@ def parse(config: SourceConfig, delivery: Delivery, now: float, *, verify: bool 
         verify_hmac(config.secret, delivery.body, [given], what="X-Webhook-Signature")
     payload = parse_json_object(delivery.body)
     message_id = delivery.headers.get("x-webhook-message-id")
+    # Only the body is signed: the headers are believed only where the body says nothing.
+    event_type = text_or_none(payload.get("type")) or delivery.headers.get("x-webhook-event") or None
     return IncomingEvent(
-        # Only the body is signed: the headers are believed only where the body says nothing.
-        type=text_or_none(payload.get("type")) or delivery.headers.get("x-webhook-event") or None,
-        # The signed bytes are the key: a captured body re-sent under a new message id is the same event.
-        # Retries resend the same bytes; events stored before this keyed on the message id, hence the alias.
-        provider_id=body_hash(delivery.body),
+        type=event_type,
+        # The key is the type and the signed bytes together. The bytes: a captured body re-sent under a new
+        # message id is the same event, and retries resend the same bytes. The type: CONTACT_CREATED and
+        # CONTACT_OPT_IN of one sign-up carry byte-identical bodies, the type only in X-Webhook-Event, and are two
+        # events. Events stored long ago keyed on the message id, hence that alias; the body's hash alone (the key
+        # before the type joined it) is no alias, as it would merge the very events this key tells apart.
+        provider_id=typed_body_hash(event_type, delivery.body),
         payload=payload,
         occurred_at=parse_iso(delivery.headers.get("x-webhook-event-timestamp")),
         aliases=(message_id,) if message_id else (),
@@ -55,6 +60,7 @@ def parse_automation(config: SourceConfig, delivery: Delivery, now: float, *, ve
     return IncomingEvent(
         type=text_or_none(payload.get("type")) or text_or_none(payload.get("event")),
         # No id is sent; `created_at` inside the body tells two real events apart, a retry resends the same bytes.
+        # The type is inside the signed-by-token body here, so the body's hash already covers it.
         provider_id=body_hash(delivery.body),
         payload=payload,
         occurred_at=parse_iso(payload.get("created_at")),

@@ -14,6 +14,7 @@ from app.accounts.modes import Modes
 from app.rules.engine import RuleOutcome
 from app.store.bulk import insert_many
 from app.store.events import action_rows, arrival_modes, outcome_rows, runs_of
+from app.store.fires import fires_of, hold_past_limit, recent_fires
 from app.store.models import actions, events, rule_outcomes
 
 
@@ -43,6 +44,8 @@ async def record_plans(
     now: datetime,
     approval_window: timedelta,
     modes: Modes | None = None,
+    fires_per_contact: int | None = None,
+    held: list[str] | None = None,
 ) -> tuple[int, list[str]]:
     """Judge and store, in one transaction, the plans of those of `pending` not planned yet: (events planned, the
     runs to dispatch).
@@ -51,12 +54,16 @@ async def record_plans(
     planner got to first (the sweep of another process, a replay) costs neither a judgement nor a row, and no event
     is ever planned twice. One `judge` returns None for (an error, logged by it) is released, unplanned, for a
     later sweep. The rows are the ones ingest wrote when it planned before the answer: times count from arrival.
+
+    With `fires_per_contact`, the actions of a rule past that many fires for one contact in the hour wait for
+    approval (see app/store/fires.py); one line per (rule, contact) held is appended to `held`.
     """
     if not pending:
         return 0, []
     new_outcomes: list[dict[str, Any]] = []
     new_actions: list[dict[str, Any]] = []
-    runs: list[str] = []
+    judged: list[tuple[str, Sequence[RuleOutcome]]] = []
+    deadlines: dict[str, datetime] = {}
     async with engine.begin() as conn:
         result = await conn.execute(
             events.update()
@@ -74,16 +81,27 @@ async def record_plans(
                 unjudged.append(event.event_id)
                 continue
             new_outcomes += outcome_rows(event.event_id, outcomes)
-            planned = action_rows(
+            deadlines[event.event_id] = event.received_at + approval_window
+            new_actions += action_rows(
                 event.event_id,
                 outcomes,
                 now=event.received_at,
                 occurred_at=event.occurred_at or event.received_at,
-                approval_deadline=event.received_at + approval_window,
+                approval_deadline=deadlines[event.event_id],
                 modes=arrival_modes(modes, event.mode),
             )
-            new_actions += planned
-            runs += runs_of(planned)
+            judged.append((event.event_id, outcomes))
+        if fires_per_contact is not None:
+            wanted = {fire for _, outcomes in judged for fire in fires_of(outcomes)}
+            known = await recent_fires(conn, wanted, now=now)
+            lines = hold_past_limit(judged, new_actions, known, limit=fires_per_contact, deadlines=deadlines)
+            if held is not None:
+                held += lines
+        # Runs per event, after the limit: an action held for approval starts no run.
+        by_event: dict[str, list[dict[str, Any]]] = {}
+        for row in new_actions:
+            by_event.setdefault(row["event_id"], []).append(row)
+        runs = [run for event_id, _ in judged for run in runs_of(by_event.get(event_id, []))]
         if unjudged:
             await conn.execute(events.update().where(events.c.id.in_(unjudged)).values(planned_at=None))
         await insert_many(conn, rule_outcomes, new_outcomes)

@@ -1,9 +1,15 @@
 """`connect`: one Systeme.io webhook per `systeme` source, sending what its rules listen to, idempotently.
 
-The webhook is found by its URL (`https://HOST/hooks/<source>`, which Systeme.io does not let a PATCH change).
-Systeme.io never shows a webhook's secret again, so its name carries a fingerprint of the secret (an HMAC keyed
-with it, not the secret): a changed secret in the rules file is noticed and sent, and an unchanged webhook is
-left alone, so a second run writes nothing.
+A webhook is ours when its name is `systeme-flow <source> [<fingerprint>]`, or when the operator says so
+(`--force`) of one at the source's URL (`https://HOST/hooks/<source>`). Systeme.io never shows a webhook's secret
+again, so the name carries a fingerprint of the secret (an HMAC keyed with it, not the secret): a changed secret in
+the rules file is noticed and sent, and an unchanged webhook is left alone, so a second run writes nothing.
+
+Names and URLs are unique in an account (a second one is a 422 "This value is already used"), and a PATCH cannot
+change a URL. So after moving hosts (a tunnel, then production) ours at the old URL is replaced: it gives up its
+name first (renamed `... (replaced)`, still ours), the new one is created, then the old one deleted, so events keep
+flowing to one of them throughout and no run ever leaves two. One at our URL that is not ours is never touched
+without `--force`: it is reported instead (Systeme.io would refuse a second webhook at that URL anyway).
 """
 
 from __future__ import annotations
@@ -19,7 +25,8 @@ from app.rules.schema import DEFAULT_ACCOUNT, RulesFile
 from app.systeme import setup
 from app.systeme.client import SystemeSession
 
-_NAME = re.compile(r"^systeme-flow (?P<source>\S+) \[(?P<print>[0-9a-f]{8})\]$")
+_NAME = re.compile(r"^systeme-flow (?P<source>\S+) \[(?P<print>[0-9a-f]{8})\]( \(replaced\))?$")
+REPLACED = " (replaced)"
 
 
 @dataclass(frozen=True)
@@ -44,12 +51,14 @@ class Wanted:
 
 @dataclass(frozen=True)
 class Outcome:
-    action: Literal["created", "updated", "unchanged", "skipped"]
+    action: Literal["created", "updated", "unchanged", "skipped", "replaced", "refused"]
     wanted: Wanted
+    # The webhook kept or made; for "refused", the one at our URL that is not ours.
     webhook: dict[str, Any] | None = None
     changes: tuple[str, ...] = ()
     before: tuple[str, ...] = ()  # the events it sent before an update
-    duplicates: tuple[str, ...] = field(default=())  # ids of other webhooks to the same URL
+    # Webhooks of ours deleted so that one is left: the one at the old URL, duplicates (as "id url").
+    removed: tuple[str, ...] = field(default=())
 
 
 def fingerprint(secret: str) -> str:
@@ -99,6 +108,15 @@ def wanted_webhooks(rules: RulesFile, *, base_url: str, account: str, source: st
     return found
 
 
+def _url(hook: dict[str, Any]) -> str:
+    return str(hook.get("url") or "").rstrip("/")
+
+
+def is_ours(hook: dict[str, Any], source: str) -> bool:
+    found = _NAME.match(str(hook.get("name") or ""))
+    return found is not None and found["source"] == source
+
+
 def _changes(hook: dict[str, Any], wanted: Wanted) -> tuple[dict[str, Any], list[str]]:
     changes: dict[str, Any] = {}
     said: list[str] = []
@@ -108,7 +126,7 @@ def _changes(hook: dict[str, Any], wanted: Wanted) -> tuple[dict[str, Any], list
         old = _NAME.match(str(hook.get("name") or ""))
         if old is None or old["print"] != fingerprint(wanted.secret):
             said.append("secret")
-        if old is None or old["source"] != wanted.source:
+        if old is None or old["source"] != wanted.source or not said:
             said.append("name")
     subs = [s for s in hook.get("subscriptions") or [] if isinstance(s, dict)]
     stale = any(s.get("disabledAt") or s.get("schemaVersion") != setup.SCHEMA_VERSION for s in subs)
@@ -121,29 +139,42 @@ def _changes(hook: dict[str, Any], wanted: Wanted) -> tuple[dict[str, Any], list
     return changes, said
 
 
-async def register(api: SystemeSession, wanted: list[Wanted]) -> list[Outcome]:
-    """Create or update each wanted webhook; one list of the existing ones first, and no write when nothing changed."""
+async def _delete(api: SystemeSession, hooks: list[dict[str, Any]]) -> tuple[str, ...]:
+    for hook in hooks:
+        await setup.delete_webhook(api, str(hook["id"]))
+    return tuple(f"{hook['id']} {_url(hook)}" for hook in hooks)
+
+
+async def _one(api: SystemeSession, want: Wanted, existing: list[dict[str, Any]], force: bool) -> Outcome:
+    at_url = [h for h in existing if _url(h) == want.url]
+    strangers = [h for h in at_url if not is_ours(h, want.source)]
+    if strangers and not force:
+        return Outcome("refused", want, strangers[0])
+    # Ours: the ones at our URL first (the one to keep), then ours elsewhere (an old host).
+    ours = at_url + [h for h in existing if is_ours(h, want.source) and h not in at_url]
+    if not want.events:
+        return Outcome("skipped", want, ours[0] if ours else None)
+    if not ours:
+        return Outcome("created", want, await setup.create_webhook(api, {**want.body(), "active": True}))
+    keep, others = (ours[0], ours[1:]) if at_url else (None, ours)
+    if keep is None:
+        # Moving hosts: the old one gives its name up, so the new one can take it, and goes once that exists.
+        for old in others:
+            if old.get("name") == want.name:
+                await setup.update_webhook(api, str(old["id"]), {"name": want.name + REPLACED})
+        created = await setup.create_webhook(api, {**want.body(), "active": True})
+        return Outcome("replaced", want, created, removed=await _delete(api, others))
+    # The others go first: one of them may hold the name the kept one is given.
+    removed = await _delete(api, others)
+    changes, said = _changes(keep, want)
+    if not changes:
+        return Outcome("unchanged", want, keep, removed=removed)
+    updated = await setup.update_webhook(api, str(keep["id"]), changes)
+    return Outcome("updated", want, updated, tuple(said), tuple(setup.events_of(keep)), removed)
+
+
+async def register(api: SystemeSession, wanted: list[Wanted], *, force: bool = False) -> list[Outcome]:
+    """Create, update or replace each wanted webhook so that exactly one of ours sends to its URL; one list of the
+    existing ones first, and no write when nothing changed. `force` takes over one at our URL that is not ours."""
     existing = await setup.webhooks(api)
-    outcomes = []
-    for want in wanted:
-        same = [h for h in existing if str(h.get("url") or "").rstrip("/") == want.url]
-        others = tuple(str(h.get("id")) for h in same[1:])
-        if not same:
-            if not want.events:
-                outcomes.append(Outcome("skipped", want))
-                continue
-            created = await setup.create_webhook(api, {**want.body(), "active": True})
-            outcomes.append(Outcome("created", want, created))
-            continue
-        hook = same[0]
-        if not want.events:
-            outcomes.append(Outcome("skipped", want, hook, duplicates=others))
-            continue
-        changes, said = _changes(hook, want)
-        if not changes:
-            outcomes.append(Outcome("unchanged", want, hook, duplicates=others))
-            continue
-        updated = await setup.update_webhook(api, str(hook["id"]), changes)
-        before = tuple(setup.events_of(hook))
-        outcomes.append(Outcome("updated", want, updated, tuple(said), before, others))
-    return outcomes
+    return [await _one(api, want, existing, force) for want in wanted]

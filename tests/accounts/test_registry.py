@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 
 import httpx
 from starlette.applications import Starlette
@@ -12,8 +13,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from app.accounts.holds import check_accounts, probe_holds
+from app.accounts.registry import AccountClients
 from app.simulator import Simulator
 from app.store.db import create_engine
+from app.store.holds import holds
 from app.store.models import account_holds, utcnow
 from tests.conftest import ADMIN, SIM_KEY, operator, post_stripe, running, wait_for
 from tests.factories import RULES, stripe_checkout, write_rules
@@ -111,6 +115,50 @@ async def test_a_403_on_the_start_check_itself_holds_the_account(make_settings, 
     with running(make_settings(database_url=sqlite_url)) as url:
         state = await readiness(url)
         assert state["account"]["state"] == "held" and "Access Denied." in state["account"]["reason"]
+
+
+async def test_several_active_maton_connections_none_named_hold_the_account_at_start(make_settings, database_url, sim):
+    control = sim.simulator.connections
+    ids = [control.create("systeme", sim.url)["connection_id"] for _ in range(2)]
+    for ident in ids:
+        control.set_status(ident, "ACTIVE")
+    maton = {"systeme_api_key": None, "maton_api_key": SIM_KEY, "maton_control_url": sim.url}
+    with running(make_settings(database_url=database_url, **maton)) as url:
+        state = await readiness(url)
+        assert state["account"]["state"] == "held"
+        reason = state["account"]["reason"]
+        assert "2 ACTIVE Systeme.io connections" in reason and "MATON_CONNECTION" in reason
+        assert all(ident in reason for ident in ids)
+        assert sim.account.calls == []  # nothing went to whichever account Maton would have picked
+    with running(make_settings(database_url=database_url, maton_connection=ids[1], **maton)) as url:
+        assert (await readiness(url))["account"] == {"state": "ok"}  # one named: the hold ends at start
+
+
+async def test_a_probe_keeps_the_ambiguous_account_held_until_one_connection_is_left(make_settings, database_url, sim):
+    control = sim.simulator.connections
+    ids = [control.create("systeme", sim.url)["connection_id"] for _ in range(2)]
+    for ident in ids:
+        control.set_status(ident, "ACTIVE")
+    settings = make_settings(
+        database_url=database_url, systeme_api_key=None, maton_api_key=SIM_KEY, maton_control_url=sim.url
+    )
+    engine, clients = create_engine(database_url), AccountClients(settings, None)
+
+    async def probe_due() -> list[str]:
+        async with engine.begin() as conn:
+            await conn.execute(account_holds.update().values(next_probe_at=utcnow() - timedelta(seconds=1)))
+        return await probe_holds(engine, clients, settings)
+
+    try:
+        await check_accounts(engine, clients, settings)
+        assert [h.account for h in await holds(engine)] == ["default"]
+        # A GET would go through (to whichever account Maton picks): the probe asks Maton, not the account.
+        assert await probe_due() == [] and sim.account.calls == []
+        control.set_status(ids[1], "FAILED")
+        assert await probe_due() == ["default"] and await holds(engine) == []
+    finally:
+        await clients.aclose()
+        await engine.dispose()
 
 
 TWO_ACCOUNTS = (

@@ -14,33 +14,16 @@ from arq.connections import RedisSettings
 
 from app.logs import QuietDeliveries
 from app.pipeline.planner import LEFTOVER_SECONDS, plan_leftovers
-from app.rules.engine import RuleOutcome, RuleSet
-from app.rules.loader import load_rules
+from app.rules.engine import RuleOutcome
 from app.store.db import create_engine
-from app.store.events import NewEvent, record_events, replan_event
+from app.store.events import replan_event
 from app.store.models import actions, events, rule_outcomes, utcnow
 from app.store.plans import Unplanned, record_plans
 from app.store.retention import purge
 from tests.conftest import operator, post_stripe, running, wait_for
 from tests.factories import stripe_checkout
+from tests.flows import WINDOW, rules_of, store_unplanned
 from workers.settings import WorkerSettings
-
-WINDOW = timedelta(days=7)
-
-
-def rules_of(settings) -> RuleSet:
-    return RuleSet(load_rules(settings.rules_file, {}))
-
-
-async def store_unplanned(engine, email: str, *, age: float) -> Unplanned:
-    """An event as ingest stores it, `age` seconds ago, whose process stopped before planning it."""
-    payload = stripe_checkout(email)
-    received = utcnow() - timedelta(seconds=age)
-    [stored] = await record_events(
-        engine,
-        [NewEvent("stripe", "checkout.session.completed", payload["id"], payload, {}, None, "v0", received)],
-    )
-    return Unplanned(stored.event_id, "stripe", "checkout.session.completed", payload, None, received)
 
 
 async def counts(engine, event_id: str) -> tuple[int, int, bool]:

@@ -96,6 +96,23 @@ def test_a_connection_that_is_not_active_is_named_by_asking_maton(sim, tmp_path)
     assert "answered 401: Invalid API key" in refused.stdout
 
 
+def test_several_active_connections_and_none_named_is_an_error_listing_them(sim, tmp_path):
+    control = sim.simulator.connections
+    ids = [control.create("systeme", sim.url)["connection_id"] for _ in range(2)]
+    for ident in ids:
+        control.set_status(ident, "ACTIVE")
+    write(tmp_path, "version: 1\nsources:\n  f: { type: form, token: t0k3n }\n")
+    env = {"MATON_API_KEY": SIM_KEY, "MATON_CONTROL_URL": sim.url, "SYSTEME_API_URL": sim.url}
+    done = check(tmp_path, **env)
+    assert done.returncode == 1
+    (line,) = done.stdout.splitlines()
+    assert "account 'default': MATON_API_KEY has 2 ACTIVE Systeme.io connections and none is named" in line
+    assert all(ident in line for ident in ids) and "MATON_CONNECTION" in line
+    assert sim.account.calls == []  # not even the key check: it would go to whichever account Maton picks
+    named = check(tmp_path, **env, MATON_CONNECTION=ids[0])
+    assert named.returncode == 0, named.stdout
+
+
 def test_the_proxy_refuses_a_connection_that_is_not_active_and_the_check_says_so_in_its_words(sim, tmp_path):
     # Without a control API to ask (Maton unreachable), the one GET still names the refusal.
     ident = sim.simulator.connections.create("systeme", sim.url)["connection_id"]

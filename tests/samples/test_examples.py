@@ -10,7 +10,7 @@ import pytest
 
 from app.rules.engine import RuleSet
 from app.rules.loader import load_rules
-from app.samples import find_sample
+from app.samples import find_sample, samples_for
 from app.samples.signing import sample_body
 from app.sources import parse_delivery
 from app.webhooks.body import build_delivery
@@ -43,6 +43,16 @@ async def planned(source: str, sample_name: str):
 async def test_each_sample_matches_the_example_rule_written_for_it(source, sample):
     outcomes = await planned(source, sample)
     assert [o.rule_id for o in outcomes if o.decision == "matched"] == [WRITTEN_FOR[(source, sample)]]
+
+
+def test_the_systeme_samples_follow_the_captured_delivery():
+    # A real one-off sale on an order form says these (issue 18); rules written from samples must match real sales.
+    (sale,) = [s for s in samples_for("systeme") if s.name == "sale"]
+    assert (sale.payload["pricePlan"]["type"], sale.payload["funnelStep"]["type"]) == ("one_shot", "offer-form")
+    assert isinstance(sale.payload["customer"]["fields"], dict)
+    tag_added = find_sample("systeme", "tag-added")
+    assert tag_added.headers["X-Webhook-Event"] == "CONTACT_TAG_ADDED"
+    assert isinstance(tag_added.payload["contact"]["fields"], list) and tag_added.payload["tag"]["name"] == "VIP"
 
 
 def test_every_enabled_example_rule_has_a_sample():

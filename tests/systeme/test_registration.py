@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import httpx
 import pytest
 
 from app.simulator import Simulator
@@ -103,9 +104,71 @@ def test_connect_reads_every_event_a_rule_listens_to_and_warns_of_unknown_ones(f
     assert (narrowed[0]["action"], narrowed[0]["events"]) == ("updated", ["SALE_NEW", "SALE_CANCELED"])
 
 
+def add_hook(sim, name: str, url: str) -> httpx.Response:
+    """A webhook registered by something else (by hand, another tool), through the simulator's API."""
+    body = {"name": name, "url": url, "secret": "theirs", "subscriptions": [{"event": "SALE_NEW", "schemaVersion": 2}]}
+    return httpx.post(f"{sim.url}/api/webhooks", json=body, headers={"X-API-Key": SIM_KEY})
+
+
+def test_the_simulator_refuses_a_second_webhook_of_one_name_or_url(sim):
+    assert add_hook(sim, "Zapier", "https://hooks.zapier.com/1").status_code == 201
+    for name, url, path in (
+        ("Zapier", "https://hooks.zapier.com/2", "name"),
+        ("Make", "https://hooks.zapier.com/1", "url"),
+    ):
+        answer = add_hook(sim, name, url)
+        assert answer.status_code == 422
+        assert answer.json()["violations"][0] == {
+            "propertyPath": path, "message": "This value is already used.", "code": "invalid",
+        }  # fmt: skip
+    second = add_hook(sim, "Make", "https://hook.make.com/1").json()
+    renamed = httpx.patch(
+        f"{sim.url}/api/webhooks/{second['id']}", content=json.dumps({"name": "Zapier"}),
+        headers={"X-API-Key": SIM_KEY, "Content-Type": "application/merge-patch+json"},
+    )  # fmt: skip
+    assert renamed.status_code == 422 and len(sim.account.webhooks) == 2
+
+
+def test_connect_after_moving_hosts_replaces_ours_and_leaves_one(flow, sim):
+    tunnel = "https://quiet-river-42.trycloudflare.com"
+    assert flow("connect", "--url", tunnel).returncode == 0
+    (old,) = [dict(h) for h in sim.account.webhooks.values()]
+    stranger = add_hook(sim, "Zapier", "https://hooks.zapier.com/1").json()
+    done = flow("connect", "--url", HOST)
+    assert done.returncode == 0, done.stderr
+    ours = [h for h in sim.account.webhooks.values() if h["id"] != stranger["id"]]
+    (new,) = ours
+    assert (new["url"], new["name"], new["secret"]) == (f"{HOST}/hooks/systeme", old["name"], SYSTEME_SECRET)
+    assert done.stdout.splitlines() == [
+        f"created webhook {new['id']} in account 'default': SALE_NEW -> {HOST}/hooks/systeme, replacing ours elsewhere",
+        f"deleted webhook {old['id']} {tunnel}/hooks/systeme in account 'default' (one of ours per source)",
+        "1 webhook changed",
+    ]
+    # The old one gave up its name before the new one took it, and went once the new one existed.
+    assert writes(sim)[-3:] == [
+        ("PATCH", f"/api/webhooks/{old['id']}"), ("POST", "/api/webhooks"), ("DELETE", f"/api/webhooks/{old['id']}"),
+    ]  # fmt: skip
+    assert stranger["id"] in sim.account.webhooks  # not ours: never touched
+    assert flow("connect", "--url", HOST).stdout.endswith("nothing changed\n")
+
+
+def test_connect_leaves_a_webhook_at_its_url_that_is_not_ours_unless_forced(flow, sim):
+    stranger = add_hook(sim, "Hand-made", f"{HOST}/hooks/systeme").json()
+    refused = flow("connect", "--url", HOST)
+    assert refused.returncode == 1
+    assert f"refused: webhook {stranger['id']} in account 'default' sends to {HOST}/hooks/systeme" in refused.stdout
+    assert "'Hand-made'" in refused.stdout and "--force" in refused.stdout
+    assert sim.account.webhooks[stranger["id"]]["secret"] == "theirs"
+    forced = flow("connect", "--url", HOST, "--force")
+    assert forced.returncode == 0, forced.stderr
+    (hook,) = sim.account.webhooks.values()
+    assert hook["id"] == stranger["id"] and hook["secret"] == SYSTEME_SECRET
+    assert hook["name"].startswith("systeme-flow systeme [")
+
+
 def test_webhooks_delete_asks_first_unless_yes(flow, sim):
     flow("connect", "--url", HOST)
-    flow("connect", "--url", "https://other.example.com")
+    add_hook(sim, "Another", "https://other.example.com/hooks/systeme")
     first, second = list(sim.account.webhooks)
     declined = flow("webhooks", "delete", first, stdin="no\n")
     assert (declined.returncode, declined.stdout) == (1, "not deleted\n")

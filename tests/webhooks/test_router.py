@@ -141,6 +141,21 @@ async def test_systeme_and_standard_webhooks_are_accepted_and_deduplicated(servi
     assert await count_rows(sqlite_url) == (2, 3)
 
 
+async def test_systeme_events_with_identical_bodies_are_two_events(make_settings, database_url):
+    # CONTACT_CREATED and CONTACT_OPT_IN of one sign-up carry the same bytes; only X-Webhook-Event tells them apart.
+    body = php_json({"contact": {"id": 5501, "email": "zoe@gmail.com", "fields": [], "tags": []}})
+    with running(make_settings(database_url=database_url)) as url:
+        created = await post(
+            url, "/hooks/systeme", content=body, headers=systeme_headers(body, event="CONTACT_CREATED")
+        )
+        opt_in = await post(url, "/hooks/systeme", content=body, headers=systeme_headers(body, event="CONTACT_OPT_IN"))
+        # A replay with a new message id (systeme_headers makes one each call) stays a duplicate.
+        replay = await post(url, "/hooks/systeme", content=body, headers=systeme_headers(body, event="CONTACT_OPT_IN"))
+    assert (created.status_code, opt_in.status_code, replay.status_code) == (202, 202, 200), replay.text
+    assert created.json()["event_id"] != opt_in.json()["event_id"] == replay.json()["event_id"]
+    assert (await count_rows(database_url))[0] == 2
+
+
 async def test_storage_unavailable_answers_503(make_settings, tmp_path):
     # Nothing listens on port 1: the store cannot take the write, so the sender must retry.
     settings = make_settings(database_url="postgresql+asyncpg://postgres@127.0.0.1:1/none")
