@@ -49,6 +49,11 @@ EVENTS_UNPLANNED = Gauge(
     "Events stored but not judged by the rules yet (planned right after their answer; a sweep plans leftovers)",
     registry=REGISTRY,
 )
+PAYMENTS_UNSERVED = Gauge(
+    "systeme_flow_payments_unserved",
+    "Payments of the last 7 days whose buyer has no access: no rule matched, a step refused, or past the deadline.",
+    registry=REGISTRY,
+)
 QUEUE_DEPTH = Gauge(
     "systeme_flow_queue_depth", "Actions due now: pending, or scheduled and their time has come.", registry=REGISTRY
 )

@@ -7,7 +7,7 @@ from typing import Any
 from app.pipeline.service import Pipeline
 from app.pipeline.settle import run
 from app.pipeline.sweep import sweep
-from app.pipeline.upkeep import maintain
+from app.pipeline.upkeep import maintain_pipeline
 
 
 def _pipeline(ctx: dict[str, Any]) -> Pipeline:
@@ -27,5 +27,4 @@ async def sweep_job(ctx: dict[str, Any]) -> int:
 
 async def upkeep_job(ctx: dict[str, Any]) -> None:
     """Retention and alerts; unique in arq and on fixed minutes, so one worker runs it at a time."""
-    pipeline = _pipeline(ctx)
-    await maintain(pipeline.engine, pipeline.settings)
+    await maintain_pipeline(_pipeline(ctx))

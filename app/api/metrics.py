@@ -12,6 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from app.deps import StateDep
 from app.errors import Unauthorized
+from app.payments.alerts import unserved
 from app.store.holds import holds
 from app.store.models import actions, api_calls, events, utcnow
 from app.store.statuses import ActionStatus
@@ -22,6 +23,7 @@ from app.telemetry import (
     ACTIONS,
     API_CALLS,
     EVENTS_UNPLANNED,
+    PAYMENTS_UNSERVED,
     QUEUE_DEPTH,
     QUOTA_REMAINING,
     REGISTRY,
@@ -74,6 +76,8 @@ async def _refresh(state: StateDep) -> None:
             .group_by(api_calls.c.action_id, api_calls.c.attempt)
         )
         ACTION_LATENCY.durations = [float(total or 0) / 1000 for (total,) in attempts]
+    # Read as the alert reads them: the last 7 days (a trial's test purchases count until they are discarded).
+    PAYMENTS_UNSERVED.set(len(await unserved(state.engine, state.settings, state.rules.sources, now=now)))
     held = {h.account for h in await holds(state.engine)}
     ACCOUNT_HELD.clear()
     for name in sorted({*state.clients.accounts, *held}):

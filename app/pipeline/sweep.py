@@ -13,7 +13,7 @@ import logging
 from app.accounts.holds import probe_holds
 from app.pipeline.planner import LEFTOVER_SECONDS, plan_leftovers
 from app.pipeline.service import Pipeline
-from app.pipeline.upkeep import maintain
+from app.pipeline.upkeep import maintain_pipeline
 from app.store.actions import due_actions
 from app.store.models import utcnow
 from app.store.operator import expire_approvals
@@ -49,5 +49,5 @@ async def sweep(pipeline: Pipeline, *, upkeep: bool = False) -> int:
     if due:
         log.info("sweep dispatched %d actions", len(due))
     if upkeep:
-        await maintain(engine, pipeline.settings)
+        await maintain_pipeline(pipeline)
     return len(due)

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+if TYPE_CHECKING:
+    from app.pipeline.service import Pipeline
+
 from app.config import Settings
+from app.payments.alerts import alert_unserved
 from app.pipeline import alerts
+from app.rules.schema import DEFAULT_ACCOUNT, SourceConfig
 from app.store.models import utcnow
 from app.store.retention import purge
 from app.store.sessions import purge_sessions
@@ -16,13 +23,32 @@ from app.store.sessions import purge_sessions
 log = logging.getLogger(__name__)
 
 
-async def maintain(engine: AsyncEngine, settings: Settings) -> None:
+async def maintain(
+    engine: AsyncEngine,
+    settings: Settings,
+    *,
+    sources: Mapping[str, SourceConfig] | None = None,
+    mode: str | None = None,
+) -> None:
+    """Retention, sessions and the alerts; with the rules' `sources`, buyers who paid and have no access too
+    (`mode`: the default account's, so a trial's test purchases raise no alarm once live)."""
     now = utcnow()
     purged = await purge(engine, before=now - timedelta(days=settings.retention_days), now=now)
     if purged:
         log.info("retention: %d events older than %d days purged", purged, settings.retention_days)
     await purge_sessions(engine, now=now)
     await alerts.check(engine, settings, now=now)
+    if sources is not None:
+        named = await alert_unserved(engine, settings, sources, now=now, mode=mode)
+        if named:
+            log.warning("alert: %d buyers paid and have no access yet", named)
+
+
+async def maintain_pipeline(pipeline: Pipeline) -> None:
+    """`maintain` with what the pipeline knows: the rules in force (payments) and the default account's mode."""
+    rules = pipeline.rules.current
+    sources = rules.sources if rules is not None else None
+    await maintain(pipeline.engine, pipeline.settings, sources=sources, mode=pipeline.modes().get(DEFAULT_ACCOUNT))
 
 
 async def action_died(engine: AsyncEngine, settings: Settings, action_id: str) -> None:

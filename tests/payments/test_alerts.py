@@ -8,6 +8,7 @@ from datetime import timedelta
 import httpx
 
 from app.payments.alerts import alert_unserved
+from app.pipeline.upkeep import maintain
 from app.rules.engine import RuleSet
 from app.rules.loader import load_rules
 from app.store.db import create_engine
@@ -70,3 +71,23 @@ async def test_a_test_purchase_left_from_a_dry_run_is_no_alarm_once_live(make_se
             await engine.dispose()
     assert (live, still_trying) == (0, 1)
     assert len(received) == 1 and "trial@yopmail.com" in received[0]
+
+
+async def test_upkeep_alerts_unserved_buyers_and_metrics_count_them(make_settings, sqlite_url, tmp_path):
+    with alert_receiver() as (alert_url, received):
+        settings = make_settings(database_url=sqlite_url, alert_webhook_url=alert_url, metrics_token=None)
+        rules = write_rules(tmp_path, MASTERCLASS_ONLY_RULES)
+        sources = RuleSet(load_rules(rules, {})).sources
+        engine = create_engine(sqlite_url)
+        try:
+            with running(settings) as url:
+                await _post_unmapped(url, "dee@yopmail.com")
+                async with httpx.AsyncClient(base_url=url) as http:
+                    scraped = (await http.get("/metrics")).text
+            await maintain(engine, settings)  # without the rules' sources: no payments alert
+            assert received == []
+            await maintain(engine, settings, sources=sources)
+        finally:
+            await engine.dispose()
+    assert "systeme_flow_payments_unserved 1.0" in scraped
+    assert len(received) == 1 and "dee@yopmail.com (ebook, 199.00 EUR): no rule matched" in received[0]
