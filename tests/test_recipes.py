@@ -185,7 +185,11 @@ async def test_each_recipes_samples_do_what_its_table_promises(
             async with httpx.AsyncClient(base_url=url) as http:
                 answer = await http.post(f"/hooks/{RECIPES[name].source}", content=body, headers=headers, params=query)
             assert answer.status_code in (202, 303), answer.text
-            await wait_for(lambda t=tags, c=courses, g=communities: effects(sim, "ada@yopmail.com") == (t, c, g))
+            # With the simulator's default delay before a new membership is listed, a refund right after the
+            # purchase looks for it again 15 s later (as against a real account): the effects take that long.
+            await wait_for(
+                lambda t=tags, c=courses, g=communities: effects(sim, "ada@yopmail.com") == (t, c, g), timeout=45
+            )
         async with operator(url) as http:
             matched = {r for e in (await http.get("/v1/events")).json()["items"] for r in e["rules"]}
     assert matched == {rule.id for rule in loaded.file.rules}  # every rule of the recipe, refunds included

@@ -37,7 +37,7 @@ async def age_mirror(engine, email: str, by: timedelta = timedelta(hours=2)) -> 
 @pytest.fixture(autouse=True)
 def memberships_listed_at_once(sim):
     """These tests count the requests of a refund right after its purchase: the simulator lists a membership as
-    soon as it accepts it here (explicitly lenient); the delayed listing has its own tests in test_access.py."""
+    soon as it accepts it here (explicitly lenient); the delayed listing has its own tests in test_strict_api.py."""
     sim.account.membership_delay = 0.0
 
 
