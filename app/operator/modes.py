@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.accounts.modes import Modes, current_modes, describe, is_test, refusal
@@ -22,6 +21,7 @@ from app.store.modes import (
     note_modes,
     recorded_modes,
 )
+from app.store.outages import STORAGE_OUTAGES
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ async def start_modes(engine: AsyncEngine, clients: AccountClients) -> list[Left
     try:
         changes = await note_modes(engine, modes, now=utcnow())
         found = await leftovers(engine, modes)
-    except (SQLAlchemyError, OSError) as exc:
+    except STORAGE_OUTAGES as exc:
         # The service starts and answers 503 while its database is down; the modes are recorded at the next start.
         log.warning("the account modes could not be recorded at start: %s", type(exc).__name__)
         return []
