@@ -94,7 +94,8 @@ def judge(
     refused = [r for r in access if r["status"] in UNSERVED_STATUSES]
     if refused:
         first = refused[0]
-        why = first["last_error"] or first["note"] or first["status"]
+        # A skipped step says why in its outcome (a dry run, a tag condition); a failed one in its error.
+        why = first["last_error"] or first.get("outcome") or first["note"] or first["status"]
         return "unserved", f"{first['kind']} {first['status']}: {why}", None
     if now - received_at > deadline:
         waiting = sorted({r["status"] for r in access if r["status"] != "succeeded"})
@@ -156,7 +157,7 @@ async def list_payments(
         matched: set[str] = set()
         for chunk in (ids[i : i + 500] for i in range(0, len(ids), 500)):
             cols = (actions.c.event_id, actions.c.rule_id, actions.c.seq, actions.c.kind, actions.c.status)
-            more = (actions.c.last_error, actions.c.note, actions.c.created_at, actions.c.updated_at)
+            more = (actions.c.last_error, actions.c.note, actions.c.outcome, actions.c.created_at, actions.c.updated_at)
             for action in await conn.execute(sa.select(*cols, *more).where(actions.c.event_id.in_(chunk))):
                 rows[action.event_id].append(dict(action._mapping))
             judged = sa.select(rule_outcomes.c.event_id).where(

@@ -97,6 +97,11 @@ def test_a_payment_waiting_past_its_deadline_is_unserved_and_a_refused_step_at_o
     )
     assert refused == ("unserved", "enroll failed: 403: forbidden", None)
     assert judge(received, False, False, [], now=utcnow(), deadline=deadline)[0] == "pending"
+    dry = _row("skipped", outcome="dry run: nothing was sent")
+    assert (
+        judge(received, True, True, [dry], now=received, deadline=deadline)[1]
+        == "enroll skipped: dry run: nothing was sent"
+    )
 
 
 def test_a_replayed_step_that_succeeded_serves_the_payment():
