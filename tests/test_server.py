@@ -32,11 +32,21 @@ async def connect(url: str) -> Connection:
 
 
 async def until_closed(reader: asyncio.StreamReader, timeout: float = 20) -> bytes:
-    """Everything the server sends until it hangs up (a test that waits longer than `timeout` fails)."""
-    try:
-        return await asyncio.wait_for(reader.read(), timeout)
-    except ConnectionResetError:
-        return b""
+    """Everything the server sends until it hangs up (a test that waits longer than `timeout` fails).
+
+    Read a chunk at a time: a piece the client sends after the server's answer and close is answered with a reset,
+    and `reader.read()` would then raise and drop the answer it already holds."""
+
+    async def read_all() -> bytes:
+        received = b""
+        try:
+            while chunk := await reader.read(65536):
+                received += chunk
+        except ConnectionResetError:
+            pass
+        return received
+
+    return await asyncio.wait_for(read_all(), timeout)
 
 
 async def trickle(url: str, head: bytes, pieces: list[bytes], every: float) -> tuple[bytes, int]:
