@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-from datetime import timedelta
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -144,3 +146,32 @@ async def store_unplanned(engine, email: str, *, age: float) -> Unplanned:
         [NewEvent("stripe", "checkout.session.completed", payload["id"], payload, {}, None, "v0", received)],
     )
     return Unplanned(stored.event_id, "stripe", "checkout.session.completed", payload, None, received)
+
+
+def by_kind(rows: list[dict]) -> dict[str, dict]:
+    return {(a["kind"] if a["kind"] != "tag" else a["params"]["name"]): a for a in rows}
+
+
+def burst(database_url: str, redis_url: str, sim_url: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "app", "worker", "--burst", "--no-migrate"],
+        env=worker_env(database_url, redis_url, sim_url),
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert done.returncode == 0, done.stderr
+
+
+async def a_week_passes(database_url: str) -> None:
+    """A direct update stands for the time passing: every scheduled step is due now."""
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                actions.update()
+                .where(actions.c.status == "scheduled")
+                .values(next_attempt_at=datetime.now(UTC) - timedelta(seconds=1))
+            )
+    finally:
+        await engine.dispose()

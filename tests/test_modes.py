@@ -16,9 +16,8 @@ from app.store.models import actions, api_calls, contacts, events, rule_outcomes
 from tests.clitools import cli
 from tests.conftest import ADMIN, operator, post_stripe, running, wait_for
 from tests.factories import drip_settings, stripe_checkout
-from tests.flows import event_actions, settled
+from tests.flows import a_week_passes, burst, by_kind, event_actions, settled
 from tests.servers import ServerThread
-from tests.test_scheduled import a_week_passes, burst, by_kind
 
 LIVE_KEY = "live-api-key-for-tests"
 

@@ -4,8 +4,6 @@ operators."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -18,38 +16,9 @@ from app.store.models import actions
 from tests.clitools import cli
 from tests.conftest import ADMIN, operator, post_stripe, running, wait_for
 from tests.factories import drip_settings, stripe_checkout, stripe_refund
-from tests.flows import event_actions, settled, worker_env
+from tests.flows import a_week_passes, burst, by_kind, event_actions, settled
 
 # The issue's example on the test rules: the community a week after the purchase; a refund cancels it first.
-
-
-def by_kind(rows: list[dict]) -> dict[str, dict]:
-    return {(a["kind"] if a["kind"] != "tag" else a["params"]["name"]): a for a in rows}
-
-
-def burst(database_url: str, redis_url: str, sim_url: str) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "app", "worker", "--burst", "--no-migrate"],
-        env=worker_env(database_url, redis_url, sim_url),
-        capture_output=True,
-        text=True,
-        timeout=90,
-    )
-    assert done.returncode == 0, done.stderr
-
-
-async def a_week_passes(database_url: str) -> None:
-    """A direct update stands for the time passing: every scheduled step is due now."""
-    engine = create_engine(database_url)
-    try:
-        async with engine.begin() as conn:
-            await conn.execute(
-                actions.update()
-                .where(actions.c.status == "scheduled")
-                .values(next_attempt_at=datetime.now(UTC) - timedelta(seconds=1))
-            )
-    finally:
-        await engine.dispose()
 
 
 async def test_a_delayed_step_waits_in_sql_through_a_restart_and_redis_loss(
