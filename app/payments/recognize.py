@@ -175,26 +175,12 @@ def _gumroad(event_type: str | None, p: dict[str, Any]) -> Payment | None:
 def _shopify(event_type: str | None, p: dict[str, Any]) -> Payment | None:
     product = _text(_at(p, "line_items", 0, "sku"), _at(p, "line_items", 0, "title"), _at(p, "line_items", 0, "name"))
     email = _email(p.get("email"), p.get("contact_email"), _at(p, "customer", "email"))
-    if event_type == "orders/paid" or (event_type == "orders/create" and p.get("financial_status") == "paid"):
-        return Payment(
-            "payment",
-            email,
-            _text(p.get("total_price")),
-            _currency(p.get("currency")),
-            product,
-            "major",
-            _text(p.get("id")),
-        )
-    if event_type == "orders/updated" and p.get("financial_status") == "refunded":
-        return Payment(
-            "refund",
-            email,
-            _text(p.get("total_price")),
-            _currency(p.get("currency")),
-            product,
-            "major",
-            _text(p.get("id")),
-        )
+    paid = event_type == "orders/paid" or (event_type == "orders/create" and p.get("financial_status") == "paid")
+    refunded = event_type == "orders/updated" and p.get("financial_status") == "refunded"
+    if paid or refunded:
+        kind: Kind = "payment" if paid else "refund"
+        total = _text(p.get("total_price"))
+        return Payment(kind, email, total, _currency(p.get("currency")), product, "major", _text(p.get("id")))
     if event_type == "refunds/create":
         transactions = [t for t in p.get("transactions") or [] if isinstance(t, dict)]
         amount = sum((Decimal(str(t.get("amount") or 0)) for t in transactions), Decimal(0)) if transactions else None

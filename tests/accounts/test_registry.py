@@ -3,15 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 
 import httpx
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
 
 from app.accounts.holds import check_accounts, probe_holds
 from app.accounts.registry import AccountClients
@@ -22,19 +16,7 @@ from app.store.models import account_holds, utcnow
 from tests.conftest import ADMIN, SIM_KEY, operator, post_stripe, running, wait_for
 from tests.factories import RULES, stripe_checkout, write_rules
 from tests.flows import event_actions, settled
-from tests.servers import ServerThread
-
-
-@contextmanager
-def alert_receiver() -> Iterator[tuple[str, list[str]]]:
-    received: list[str] = []
-
-    async def hook(request: Request) -> JSONResponse:
-        received.append((await request.json())["text"])
-        return JSONResponse({"ok": True})
-
-    with ServerThread(Starlette(routes=[Route("/alert", hook, methods=["POST"])])) as server:
-        yield f"{server.url}/alert", received
+from tests.servers import ServerThread, alert_receiver
 
 
 async def readiness(url: str) -> dict:
