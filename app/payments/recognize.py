@@ -16,6 +16,8 @@ Kind = Literal["payment", "refund"]
 Unit = Literal["minor", "major"]
 # ISO 4217 currencies with no minor unit (Stripe's list of zero-decimal currencies), and those with three.
 ZERO_DECIMAL = frozenset("BIF CLP DJF GNF JPY KMF KRW MGA PYG RWF UGX VND VUV XAF XOF XPF".split())
+# Digits an amount may have before or after its point: more than any real price, far less than a hostile one.
+MAX_DIGITS = 18
 THREE_DECIMAL = frozenset("BHD JOD KWD OMR TND".split())
 
 
@@ -38,6 +40,9 @@ class Payment:
         try:
             value = Decimal(self.amount_raw)
         except InvalidOperation:
+            return None
+        # NaN, infinities and exponents past any price (`1e999999` would print a million digits) are not amounts.
+        if not value.is_finite() or abs(value.adjusted()) > MAX_DIGITS:
             return None
         currency = (self.currency or "").upper()
         places = 0 if currency in ZERO_DECIMAL else 3 if currency in THREE_DECIMAL else 2

@@ -73,6 +73,10 @@ def test_a_stripe_refund_and_what_is_not_a_payment():
         ("12345", "KWD", "minor", "12.345"),
         ("199.5", "USD", "major", "199.50"),
         ("not a number", "USD", "major", None),
+        ("NaN", "EUR", "minor", None),
+        ("-Infinity", "EUR", "major", None),
+        ("1e999999", "EUR", "minor", None),  # a million digits if printed
+        ("0.5e-40", "USD", "major", None),
     ],
 )
 def test_amounts_are_shown_in_major_units_by_the_currency_s_exponent(raw, currency, unit, shown):
