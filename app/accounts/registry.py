@@ -12,6 +12,7 @@ from typing import Literal
 
 from redis.asyncio import Redis
 
+from app.accounts.modes import current_modes
 from app.config import MATON_URL, SYSTEME_URL, Settings
 from app.rules.current import RulesInForce
 from app.rules.schema import DEFAULT_ACCOUNT, AccountConfig, RulesFile
@@ -73,12 +74,15 @@ class AccountClients:
         self.settings = settings
         self.redis = redis
         self.accounts = accounts_of(settings, rules)
+        # Each account's mode (app/accounts/modes.py), read on every delivery: worked out when the accounts change.
+        self.modes = current_modes(self.accounts)
         self._clients: dict[str, tuple[Account, SystemeClient]] = {}
         self._retired: list[SystemeClient] = []
 
     def update(self, rules: RulesFile | None) -> None:
         """The rules file changed: new accounts appear, changed ones get a new client on their next use."""
         self.accounts = accounts_of(self.settings, rules)
+        self.modes = current_modes(self.accounts)
 
     def problem(self, name: str) -> str | None:
         """Why the account cannot be used as configured, or None."""

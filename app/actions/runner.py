@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.accounts.modes import Modes, current_modes
+from app.accounts.modes import Modes
 from app.actions.contacts import ContactHandle, Contradiction
 from app.actions.context import StepContext
 from app.actions.local import LOCAL_STEPS
@@ -91,7 +91,7 @@ async def run_actions(*, engine: AsyncEngine, client: AccountClients, action_id:
     """Claim and execute the run that `action_id` belongs to, with its account's client."""
     token = new_id("run")
     # Work planned under another mode (a dry run, the simulator) is never taken here: see app/accounts/modes.py.
-    modes = None if isinstance(client, SystemeClient) else current_modes(client.accounts)
+    modes = None if isinstance(client, SystemeClient) else client.modes
     claimed = await claim_run(
         engine,
         action_id,

@@ -7,7 +7,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Query
 from pydantic import BaseModel
 
-from app.accounts.modes import current_modes
 from app.deps import OperatorDep, StateDep
 from app.errors import BadRequest, NotFound
 from app.operator import service
@@ -56,7 +55,7 @@ async def retry_many(body: BulkRetry, state: StateDep, operator: OperatorDep) ->
         by=operator,
         status=body.status,
         rule=body.rule,
-        modes=current_modes(state.clients.accounts),
+        modes=state.clients.modes,
     )
     return {"retried": retried}
 
@@ -71,16 +70,12 @@ async def action(action_id: str, state: StateDep, _operator: OperatorDep) -> dic
 
 @router.post("/{action_id}/retry")
 async def retry(action_id: str, state: StateDep, operator: OperatorDep) -> dict[str, Any]:
-    return await service.retry(
-        state.engine, state.dispatcher, action_id, by=operator, modes=current_modes(state.clients.accounts)
-    )
+    return await service.retry(state.engine, state.dispatcher, action_id, by=operator, modes=state.clients.modes)
 
 
 @router.post("/{action_id}/approve")
 async def approve(action_id: str, state: StateDep, operator: OperatorDep) -> dict[str, Any]:
-    return await service.approve(
-        state.engine, state.dispatcher, action_id, by=operator, modes=current_modes(state.clients.accounts)
-    )
+    return await service.approve(state.engine, state.dispatcher, action_id, by=operator, modes=state.clients.modes)
 
 
 @router.post("/{action_id}/reject")
@@ -90,9 +85,7 @@ async def reject(action_id: str, state: StateDep, operator: OperatorDep, body: R
 
 @router.post("/{action_id}/run-now")
 async def run_now(action_id: str, state: StateDep, operator: OperatorDep) -> dict[str, Any]:
-    return await service.run_now(
-        state.engine, state.dispatcher, action_id, by=operator, modes=current_modes(state.clients.accounts)
-    )
+    return await service.run_now(state.engine, state.dispatcher, action_id, by=operator, modes=state.clients.modes)
 
 
 @router.post("/{action_id}/cancel")

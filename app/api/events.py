@@ -7,7 +7,6 @@ from typing import Any
 
 from fastapi import APIRouter, Query
 
-from app.accounts.modes import current_modes
 from app.deps import OperatorDep, StateDep
 from app.errors import BadRequest, NotFound
 from app.operator import service
@@ -58,5 +57,5 @@ async def replay(event_id: str, state: StateDep, operator: OperatorDep) -> dict[
         event_id,
         by=operator,
         approval_window=timedelta(hours=state.settings.approval_timeout_hours),
-        modes=current_modes(state.clients.accounts),
+        modes=state.clients.modes,
     )

@@ -12,7 +12,6 @@ from typing import Any
 from arq import create_pool
 from arq.connections import ArqRedis
 
-from app.accounts.modes import current_modes
 from app.accounts.registry import AccountClients, accounts_file
 from app.cli.run import database_errors, fail, rules_or_exit, settings_or_exit, since_arg
 from app.config import Settings
@@ -67,7 +66,7 @@ async def _fix(
 
 async def _reconcile(args: argparse.Namespace, state: _State, rules: RulesFile | None) -> int:
     # Only what the current mode of each account did: the simulator's work is not drift in a live account.
-    modes = current_modes(state.clients.accounts) if state.clients is not None else None
+    modes = state.clients.modes if state.clients is not None else None
     report = await reconcile(
         state.engine, client_for=state.client, since=args.since, rule=args.rule, progress=_progress, modes=modes
     )

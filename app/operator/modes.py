@@ -56,7 +56,7 @@ def discard_hint(found: list[Leftover]) -> str | None:
 
 async def start_modes(engine: AsyncEngine, clients: AccountClients) -> list[Leftover]:
     """At start: record each account's mode (a change forgets its contact mirror), and log what other modes left."""
-    modes = current_modes(clients.accounts)
+    modes = clients.modes
     try:
         changes = await note_modes(engine, modes, now=utcnow())
         found = await leftovers(engine, modes)

@@ -13,7 +13,6 @@ from arq.connections import ArqRedis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.accounts.holds import check_accounts
-from app.accounts.modes import current_modes
 from app.accounts.registry import AccountClients
 from app.actions.runner import RetryPolicy
 from app.config import Settings
@@ -54,7 +53,7 @@ class Pipeline:
 
     def modes(self) -> dict[str, str | None]:
         """Each account's current mode (app/accounts/modes.py): the work that may run now, and that new work gets."""
-        return current_modes(self.clients.accounts)
+        return self.clients.modes
 
 
 def build_pipeline(

@@ -12,7 +12,6 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from app.accounts.modes import current_modes
 from app.deps import StateDep, operator_for, require_operator
 from app.errors import AppError, Forbidden, NotFound, Unauthorized
 from app.operator import service
@@ -154,7 +153,7 @@ async def events_page(
     chart = charts.svg(await charts.hourly(state.engine, now=utcnow()))
     filters = {"source": source or "", "status": status or "", "email": email or ""}
     # What a dry run or the simulator left, which the account now configured will never run (app/accounts/modes.py).
-    left = await leftovers(state.engine, current_modes(state.clients.accounts))
+    left = await leftovers(state.engine, state.clients.modes)
     return await _page(
         request,
         "events.html",
@@ -213,16 +212,14 @@ async def bulk(request: Request, state: StateDep, operator: Checked) -> Response
 
 async def _do(state: Any, verb: str, action_id: str, operator: str, reason: str | None) -> None:
     if verb == "approve":
-        modes = current_modes(state.clients.accounts)
+        modes = state.clients.modes
         await service.approve(state.engine, state.dispatcher, action_id, by=operator, modes=modes)
     elif verb == "reject":
         await service.reject(state.engine, action_id, by=operator, reason=reason)
     elif verb == "retry":
-        await service.retry(
-            state.engine, state.dispatcher, action_id, by=operator, modes=current_modes(state.clients.accounts)
-        )
+        await service.retry(state.engine, state.dispatcher, action_id, by=operator, modes=state.clients.modes)
     elif verb == "run-now":
-        modes = current_modes(state.clients.accounts)
+        modes = state.clients.modes
         await service.run_now(state.engine, state.dispatcher, action_id, by=operator, modes=modes)
     elif verb == "cancel":
         await service.cancel(state.engine, action_id, by=operator, reason=reason)

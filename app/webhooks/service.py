@@ -9,7 +9,6 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from app.accounts.modes import current_modes
 from app.errors import AppError, BadRequest, Forbidden, NotFound, StorageUnavailable, TooManyRequests, Unauthorized
 from app.rules.schema import DEFAULT_ACCOUNT, SourceConfig
 from app.sources import SECRET_HEADERS, Delivery, parse_delivery
@@ -142,7 +141,7 @@ async def ingest(state: AppState, *, source: str, delivery: Delivery) -> IngestR
     # The time the event row holds: a plan made later (here or by a sweep) counts from the same instant.
     occurred_at = storable_time(incoming.occurred_at)
     # The mode each account is in as the event arrives: its work belongs to it (app/accounts/modes.py).
-    modes = current_modes(state.clients.accounts)
+    modes = state.clients.modes
     try:
         # Stored alone: the rules judge it right after the answer (app/pipeline/planner.py).
         stored = await state.writer.write(
