@@ -8,7 +8,7 @@ import json
 import httpx
 import pytest
 
-from tests.conftest import operator, running
+from tests.conftest import operator, planned, running
 from tests.factories import (
     FORM_TOKEN,
     php_json,
@@ -138,6 +138,9 @@ async def test_systeme_and_standard_webhooks_are_accepted_and_deduplicated(servi
     partner = b'{"type": "user.created", "data": {"email": "p@yopmail.com", "last_name": "Ng"}}'
     answer = await post(service, "/hooks/partner", content=partner, headers=standard_headers(partner))
     assert answer.status_code == 202
+    # Actions are planned after the answer: count them once both events are judged.
+    await planned(service, first.json()["event_id"])
+    await planned(service, answer.json()["event_id"])
     assert await count_rows(sqlite_url) == (2, 3)
 
 
@@ -189,4 +192,6 @@ async def test_concurrent_identical_deliveries_store_one_event(make_settings, da
             )
         assert sorted(a.status_code for a in answers) == [200] * 9 + [202]
         assert len({a.json()["event_id"] for a in answers}) == 1
+        # Actions are planned after the answer: count them once the one event is judged.
+        await planned(url, answers[0].json()["event_id"])
         assert (await count_rows(database_url)) == (1, 3)
