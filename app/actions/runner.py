@@ -22,6 +22,7 @@ from app.actions.contacts import ContactHandle, Contradiction
 from app.actions.context import StepContext
 from app.actions.local import LOCAL_STEPS
 from app.actions.mirror import Known
+from app.actions.params import ActionParams, BadParams, parse_params
 from app.actions.resolve import forget_names
 from app.actions.steps import STEPS, tag_condition
 from app.store.actions import ClaimedAction, claim_run, finish, next_for_contact, ran_out_of_order, release, renew
@@ -199,6 +200,12 @@ class _Run:
 
     async def _step(self, api: SystemeSession, action: ClaimedAction) -> _Step:
         context = {"action_id": action.id, "event_id": action.event_id, "rule_id": action.rule_id, "kind": action.kind}
+        try:
+            params = parse_params(action.kind, action.params)
+        except BadParams as exc:
+            # No retry makes such a row runnable: it ends here, visibly, and the run goes on with the next step.
+            log.warning("action failed: %s", exc, extra=context)
+            return _Step(ActionStatus.FAILED, error=str(exc)[:1000])
         if self.client.dry_run and action.kind not in LOCAL_STEPS:
             return _Step(ActionStatus.SKIPPED, DRY_RUN)
         wait = self.policy.listing_wait.total_seconds()
@@ -206,13 +213,13 @@ class _Run:
         try:
             for second_try in (False, True):
                 try:
-                    return await self._do(ctx, action, context)
+                    return await self._do(ctx, action, params, context)
                 except Contradiction as exc:
                     if second_try:
                         raise PermanentApiError(str(exc)) from exc
                     # What we knew was wrong (a contact deleted, a tag removed by hand): forget it and read again.
                     log.info("mirror contradicted (%s); trying again from fresh reads", exc, extra=context)
-                    await forget_names(api, action.params)
+                    await forget_names(api, params)
                     if self.handle is not None:
                         self.handle.forget()
                     ctx.careful = ctx.refreshed = True
@@ -237,10 +244,12 @@ class _Run:
             return self._transient(action.attempt, f"unexpected error: {exc!r}"[:1000], None, counted=True)
         raise AssertionError("unreachable")
 
-    async def _do(self, ctx: StepContext, action: ClaimedAction, context: dict[str, Any]) -> _Step:
+    async def _do(
+        self, ctx: StepContext, action: ClaimedAction, params: ActionParams, context: dict[str, Any]
+    ) -> _Step:
         if action.kind in LOCAL_STEPS:
             # Our own rows, not Systeme.io: no contact to read, so no tag condition either.
-            done = await LOCAL_STEPS[action.kind](self.engine, action)
+            done = await LOCAL_STEPS[action.kind](self.engine, action, params)
             log.info("action succeeded: %s", done, extra=context)
             return _Step(ActionStatus.SUCCEEDED, done)
         spec = action.contact
@@ -249,7 +258,7 @@ class _Run:
             if unmet:
                 log.info("action skipped: %s", unmet, extra=context)
                 return _Step(ActionStatus.SKIPPED, unmet)
-        done = await STEPS[action.kind](ctx, action.params)
+        done = await STEPS[action.kind](ctx, params)
         log.info("action succeeded: %s", done, extra=context)
         return _Step(ActionStatus.SUCCEEDED, done)
 

@@ -12,15 +12,17 @@ from typing import Any
 from app.actions.access import add_to_community, enroll, remove_from_community, unenroll
 from app.actions.contacts import send_contact
 from app.actions.context import StepContext
+from app.actions.params import FieldsParams, SubscriptionParams, TagParams
 from app.actions.resolve import tag_id, tag_name
 from app.systeme.client import MIN_LIMIT, problem
 from app.systeme.errors import PermanentApiError
 from app.systeme.values import screen
 
-Step = Callable[[StepContext, dict[str, Any]], Awaitable[str]]
+# Each step takes the model that app.actions.params.PARAMS gives for its kind (the runner parsed it).
+Step = Callable[[StepContext, Any], Awaitable[str]]
 
 
-async def tag(ctx: StepContext, params: dict[str, Any]) -> str:
+async def tag(ctx: StepContext, params: TagParams) -> str:
     known = await ctx.contact(facts=True)
     tid = await tag_id(ctx.api, params, create=True)
     assert tid is not None
@@ -32,9 +34,9 @@ async def tag(ctx: StepContext, params: dict[str, Any]) -> str:
     return "tagged"
 
 
-async def untag(ctx: StepContext, params: dict[str, Any]) -> str:
+async def untag(ctx: StepContext, params: TagParams) -> str:
     name = tag_name(params)
-    key = f"tag:{name or params['id']}"
+    key = f"tag:{name or params.id}"
     known = await ctx.contact()
     granted = known.grants.get(key)
     if granted is not None and not ctx.careful:
@@ -53,11 +55,9 @@ async def untag(ctx: StepContext, params: dict[str, Any]) -> str:
     return "untagged"
 
 
-async def update_contact(ctx: StepContext, params: dict[str, Any]) -> str:
+async def update_contact(ctx: StepContext, params: FieldsParams) -> str:
     known = await ctx.contact(facts=True)
-    wanted = {
-        slug: value for slug, value in (params.get("fields") or {}).items() if value and known.fields.get(slug) != value
-    }
+    wanted = {slug: value for slug, value in params.fields.items() if value and known.fields.get(slug) != value}
     changes, _, dropped = screen(wanted, None)
     if dropped and ctx.handle is not None:
         ctx.handle.notes.append(f"not sent, Systeme.io would refuse it: {', '.join(dropped)}")
@@ -107,8 +107,8 @@ async def _subscription(ctx: StepContext, contact_id: int, sid: int) -> dict[str
     return None
 
 
-async def cancel_subscription(ctx: StepContext, params: dict[str, Any]) -> str:
-    raw = str(params.get("subscription") or "").strip()
+async def cancel_subscription(ctx: StepContext, params: SubscriptionParams) -> str:
+    raw = str(params.subscription or "").strip()
     if not raw.isdigit() or len(raw) > 18:
         raise PermanentApiError(f"subscription id {raw[:40]!r} is not a number")
     sid = int(raw)
@@ -121,7 +121,7 @@ async def cancel_subscription(ctx: StepContext, params: dict[str, Any]) -> str:
             raise PermanentApiError(f"subscription {sid} is not one of {ctx.spec.get('email')}'s: nothing cancelled")
         if (ended := _ended(match)) is not None:
             return ended
-    when = params.get("when", "WhenBillingPeriodEnds")
+    when = params.when
     path = f"/api/payment/subscriptions/{sid}/cancel"
     response = await ctx.api.request("POST", path, body={"cancel": when}, allow=(404, 422))
     if response.status_code == 404:
