@@ -190,6 +190,16 @@ alerts = sa.Table(
     sa.Column("last_sent_at", UTCDateTime(), nullable=False),
 )
 
+# Payments an operator marked handled (a refund, access given by hand): they no longer count as unserved.
+payments_handled = sa.Table(
+    "payments_handled",
+    metadata,
+    sa.Column("event_id", sa.String(40), sa.ForeignKey("events.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("handled_by", sa.String(100), nullable=False),
+    sa.Column("handled_at", UTCDateTime(), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+)
+
 # Dashboard sessions: a cookie is honoured only while its row exists, so signing out ends it on the server.
 ui_sessions = sa.Table(
     "ui_sessions",
