@@ -4,12 +4,15 @@ environment. Test modules import these from here, never from each other."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 import sqlalchemy as sa
 
@@ -24,8 +27,8 @@ from app.store.events import NewEvent, record_events
 from app.store.models import actions, api_calls, events, utcnow
 from app.store.plans import Unplanned
 from app.systeme.client import SystemeClient
-from tests.conftest import SIM_KEY, planned, wait_for
-from tests.factories import RULES, record_event, stripe_checkout
+from tests.conftest import ADMIN, SIM_KEY, planned, wait_for
+from tests.factories import RULES, record_event, stripe_checkout, stripe_headers
 
 POLICY = RetryPolicy(delays=(0.01,), max_attempts=3, lease=timedelta(seconds=30))
 
@@ -175,3 +178,19 @@ async def a_week_passes(database_url: str) -> None:
             )
     finally:
         await engine.dispose()
+
+
+def post_planned(url: str, event: dict[str, Any], *, admin: str = ADMIN) -> str:
+    """Post a signed Stripe event from synchronous code (a browser test) and return its id once the rules judged it."""
+    body = json.dumps(event).encode()
+    answer = httpx.post(f"{url}/hooks/stripe", content=body, headers=stripe_headers(body))
+    assert answer.status_code == 202, answer.text
+    event_id = str(answer.json()["event_id"])
+    deadline = time.monotonic() + 15
+    while (
+        httpx.get(f"{url}/v1/events/{event_id}", headers={"Authorization": f"Bearer {admin}"}).json()["planned_at"]
+        is None
+    ):
+        assert time.monotonic() < deadline, f"{event_id} was never judged by the rules"
+        time.sleep(0.05)
+    return event_id

@@ -137,6 +137,39 @@ def _refunded(payment: Payment, refunds: Iterable[tuple[datetime, Payment]], aft
     return False
 
 
+def _kinds(sources: Mapping[str, SourceConfig], source: str | None) -> dict[str, str]:
+    kinds = {name: config.type for name, config in sources.items() if config.type in READERS}
+    return {k: v for k, v in kinds.items() if source is None or k == source}
+
+
+def _query(kinds: Mapping[str, str], since: datetime | None) -> sa.Select[Any]:
+    query = sa.select(
+        events.c.id,
+        events.c.source,
+        events.c.type,
+        events.c.payload,
+        events.c.received_at,
+        events.c.planned_at,
+        events.c.mode,
+    ).where(events.c.source.in_(list(kinds)), events.c.purged_at.is_(None))
+    if since is not None:
+        query = query.where(events.c.received_at >= since)
+    return query.order_by(events.c.received_at.desc()).limit(MAX_EVENTS)
+
+
+async def list_refunds(
+    engine: AsyncEngine, sources: Mapping[str, SourceConfig], *, since: datetime | None = None
+) -> list[tuple[datetime, Payment]]:
+    """The refunds received since `since`, newest first, with their time (sales at a glance counts them per day)."""
+    kinds = _kinds(sources, None)
+    if not kinds:
+        return []
+    async with engine.connect() as conn:
+        rows = list(await conn.execute(_query(kinds, since)))
+    found = ((row.received_at, payment_of(kinds[row.source], row.type, row.payload or {})) for row in rows)
+    return [(at, paid) for at, paid in found if paid is not None and paid.kind == "refund"]
+
+
 async def list_payments(
     engine: AsyncEngine,
     sources: Mapping[str, SourceConfig],
@@ -149,23 +182,10 @@ async def list_payments(
     product: str | None = None,
 ) -> list[Listed]:
     """Payments received since `since`, newest first, each with its status; refunds link back to them."""
-    kinds = {name: config.type for name, config in sources.items() if config.type in READERS}
-    if source is not None:
-        kinds = {k: v for k, v in kinds.items() if k == source}
+    kinds = _kinds(sources, source)
     if not kinds:
         return []
-    query = sa.select(
-        events.c.id,
-        events.c.source,
-        events.c.type,
-        events.c.payload,
-        events.c.received_at,
-        events.c.planned_at,
-        events.c.mode,
-    ).where(events.c.source.in_(list(kinds)), events.c.purged_at.is_(None))
-    if since is not None:
-        query = query.where(events.c.received_at >= since)
-    query = query.order_by(events.c.received_at.desc()).limit(MAX_EVENTS)
+    query = _query(kinds, since)
     async with engine.connect() as conn:
         found = []
         for row in await conn.execute(query):

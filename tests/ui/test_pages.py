@@ -36,7 +36,7 @@ async def test_events_show_who_and_which_rules_in_the_ui_the_api_and_the_cli(mak
         (["ada@yopmail.com"], ["masterclass-purchase"]),
     ]
     assert items[2]["actions"] == {"succeeded": 3}
-    assert '<a href="/ui?email=ada%40yopmail.com">ada@yopmail.com</a>' in page
+    assert '<a class="person" href="/ui/contacts/ada%40yopmail.com">ada@yopmail.com</a>' in page
     assert re.search(r'<td class="wide">masterclass-purchase</td>\s*<td class="outcome">', page)
     assert rejected.status_code == 400 and "awaiting_approval" in rejected.json()["error"]
     done = subprocess.run(
