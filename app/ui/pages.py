@@ -3,7 +3,7 @@ serve an unserved payment (replay its event, mark it handled)."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -46,7 +46,16 @@ async def sales_page(request: Request, state: StateDep, operator: Operator) -> H
 @router.get("/contacts/{email:path}")
 async def contact_page(email: str, request: Request, state: StateDep, operator: Operator) -> HTMLResponse:
     story = await contact_story(state.engine, state.rules.sources, email)
-    return await page(request, "contact.html", operator, story=story)
+    # Each purchase with its status (served, unserved, refunded, handled), judged as the payments listing does.
+    paid = [e for e in story["events"] if e["payment"] and e["payment"]["kind"] == "payment"]
+    statuses = {}
+    if paid:
+        since = min(datetime.fromisoformat(e["received_at"]) for e in paid)
+        ids = {e["id"] for e in paid}
+        deadline = _deadline(state)
+        listed = await list_payments(state.engine, state.rules.sources, now=utcnow(), deadline=deadline, since=since)
+        statuses = {item.event_id: item for item in listed if item.event_id in ids}
+    return await page(request, "contact.html", operator, story=story, statuses=statuses)
 
 
 @router.post("/payments/{event_id}/handled")

@@ -113,8 +113,10 @@ def duration(seconds: float | None) -> str:
         return f"{seconds:.1f} s"
     if seconds < 60:
         return f"{seconds:.0f} s"
-    if seconds < 3600:
+    if seconds < 600:
         return f"{seconds / 60:.1f} min"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
     if seconds < 86400:
         return f"{seconds / 3600:.1f} h"
     return f"{seconds / 86400:.1f} d"
