@@ -223,3 +223,36 @@ async def test_a_contact_page_is_linked_encoded_and_escaped_and_the_handled_form
     assert empty.status_code == 422 and "reason" in empty.json()["error"]
     assert done.status_code == 303 and done.headers["location"] == "/ui/actions"  # off-site back refused
     assert 'id="unserved"' not in after
+
+
+async def test_replay_on_the_home_page_serves_a_buyer_once_the_rules_map_the_product(
+    make_settings, sqlite_url, tmp_path
+):
+    settings = make_settings(database_url=sqlite_url)
+    rules = write_rules(tmp_path, SHOP_RULES)
+    with running(settings) as url:
+        unmapped = await post_stripe(url, checkout_for("fred@yopmail.com", "ebook"))
+        async with operator(url) as http:
+            assert f'action="/ui/events/{unmapped}/replay"' in (await http.get("/ui")).text
+            ebook = SHOP_RULES.replace('== "bootcamp"', '== "ebook"')
+            rules.write_text(ebook)  # the seller maps the new product
+
+            async def reloaded() -> bool:
+                return "ebook" in (await http.get("/ui/rules")).text
+
+            await wait_for(reloaded)
+        async with httpx.AsyncClient(base_url=url) as http:
+            await http.post("/ui/login", data={"token": ADMIN})
+            csrf = re.search(r'name="csrf" value="([^"]+)"', (await http.get("/ui")).text)
+            assert csrf is not None
+            replayed = await http.post(f"/ui/events/{unmapped}/replay", data={"csrf": csrf[1], "back": "/ui"})
+        async with operator(url) as http:
+
+            async def served() -> bool:
+                items = (await http.get("/v1/payments")).json()["items"]
+                return [p["status"] for p in items] == ["served"]
+
+            await wait_for(served)
+            home = (await http.get("/ui")).text
+    assert replayed.status_code == 303 and replayed.headers["location"] == "/ui"
+    assert 'id="unserved"' not in home
