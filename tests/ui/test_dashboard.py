@@ -183,6 +183,12 @@ def test_unserved_buyers_head_the_home_page_until_handled_and_a_contact_shows_th
         expect(cy.locator("button", has_text="Retry")).to_have_count(1)
         expect(cy.locator("button", has_text="Replay")).to_have_count(1)
         page.screenshot(path=str(SHOTS / "home-unserved.png"), full_page=True)
+        page.set_viewport_size({"width": 390, "height": 844})
+        # On a phone every buyer's buttons stay in view, without scrolling sideways.
+        box = cy.locator("button", has_text="Handled").bounding_box()
+        assert box is not None and box["x"] + box["width"] <= 390
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        page.set_viewport_size({"width": 1200, "height": 900})
 
         bob.locator("input[name=reason]").fill("gave the ebook by email")
         bob.locator("button", has_text="Handled").click()
