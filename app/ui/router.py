@@ -176,6 +176,7 @@ async def events_page(
         now=now,
         duration=sales.duration,
         days=sales.DAYS,
+        head_limit=sales.HEAD_LIMIT,
         filters=filters,
         sources=sorted(state.rules.sources),
         statuses=ACTION_STATUSES,

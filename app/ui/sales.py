@@ -25,6 +25,8 @@ BUCKETS: tuple[tuple[str, float], ...] = (
     ("over 1 h", math.inf),
 )
 SLOWEST = 5
+# Unserved buyers shown at the head of the home page, newest first; the rest are counted (the CLI lists them all).
+HEAD_LIMIT = 50
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from app.payments.recognize import Payment
 from app.payments.service import Listed
 from app.store.statuses import PaymentStatus
 from app.ui import sales
+from app.ui.router import TEMPLATES
 
 NOW = datetime(2026, 3, 31, 12, tzinfo=UTC)
 
@@ -71,3 +72,12 @@ def test_the_charts_carry_their_values_as_text_and_escape_product_names():
         "2.0 h",
         "3.0 d",
     ]
+
+
+def test_the_home_head_shows_the_newest_buyers_and_counts_the_rest():
+    unserved = [_paid(i, "course", "1000", PaymentStatus.UNSERVED, None) for i in range(sales.HEAD_LIMIT + 3)]
+    html = TEMPLATES.env.get_template("_unserved.html").render(
+        unserved=unserved, head_limit=sales.HEAD_LIMIT, days=sales.DAYS, now=NOW, duration=sales.duration, csrf="t"
+    )
+    assert html.count('<tr id="pay-') == sales.HEAD_LIMIT and "And 3 more, older" in html
+    assert f"{sales.HEAD_LIMIT + 3} buyers · last 30 days" in html
