@@ -36,7 +36,8 @@ async def test_an_unserved_payment_marked_handled_stops_counting(make_settings, 
         sources = RuleSet(load_rules(rules, {})).sources
         engine = create_engine(database_url)
         try:
-            with running(settings) as url:
+            # The service's own upkeep must not name the buyers before this test does: it runs without the receiver.
+            with running(settings.model_copy(update={"alert_webhook_url": None})) as url:
                 served = await _post(url, checkout_for("ada@yopmail.com", "masterclass"))
                 unmapped = await _post(url, checkout_for("bob@yopmail.com", "ebook"))
                 other = await _post(url, checkout_for("cy@yopmail.com", "poster"))
