@@ -14,7 +14,8 @@ from typing import Any, Literal
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.payments.recognize import READERS, Payment, payment_of
+from app.payments.configured import payment_in, recognizes
+from app.payments.recognize import Payment
 from app.rules.schema import SourceConfig
 from app.store.models import actions, events, rule_outcomes
 
@@ -129,10 +130,10 @@ async def list_payments(
     product: str | None = None,
 ) -> list[Listed]:
     """Payments received since `since`, newest first, each with its status; refunds link back to them."""
-    kinds = {name: config.type for name, config in sources.items() if config.type in READERS}
+    paying = {name: config for name, config in sources.items() if recognizes(config)}
     if source is not None:
-        kinds = {k: v for k, v in kinds.items() if k == source}
-    if not kinds:
+        paying = {k: v for k, v in paying.items() if k == source}
+    if not paying:
         return []
     query = sa.select(
         events.c.id,
@@ -142,14 +143,14 @@ async def list_payments(
         events.c.received_at,
         events.c.planned_at,
         events.c.mode,
-    ).where(events.c.source.in_(list(kinds)), events.c.purged_at.is_(None))
+    ).where(events.c.source.in_(list(paying)), events.c.purged_at.is_(None))
     if since is not None:
         query = query.where(events.c.received_at >= since)
     query = query.order_by(events.c.received_at.desc()).limit(MAX_EVENTS)
     async with engine.connect() as conn:
         found = []
         for row in await conn.execute(query):
-            paid = payment_of(kinds[row.source], row.type, row.payload or {})
+            paid = payment_in(paying[row.source], row.type, row.payload or {})
             if paid is not None:
                 found.append((row, paid))
         ids = [row.id for row, paid in found if paid.kind == "payment"]

@@ -59,6 +59,8 @@ def rules_schema() -> dict[str, Any]:
     }
     source = SourceConfig.model_json_schema()
     source["properties"]["secret"] = {**one_or_many, "description": "one secret, or several while rotating"}
+    # Nested models (`payment:`) are referenced from the root, where their definitions must then be.
+    definitions = source.pop("$defs", {})
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": SCHEMA_ID,
@@ -71,4 +73,5 @@ def rules_schema() -> dict[str, Any]:
             "sources": {"type": "object", "minProperties": 1, "additionalProperties": source},
             "rules": {"type": "array", "items": rule},
         },
+        "$defs": definitions,
     }

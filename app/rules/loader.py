@@ -36,6 +36,7 @@ from app.rules.schema import (
     _Action,
     contact_problem,
 )
+from app.rules.source_config import PAYMENT_EXPRESSIONS
 from app.rules.templates import TemplateError, compile_expression, compile_template
 from app.rules.variables import Expander, variables_in
 
@@ -178,6 +179,7 @@ class _Loader:
             # Which `${VAR}` each credential came from, to name it when its value is a placeholder.
             variables = variables_in(body, _CREDENTIALS)
             self.vars.substitute(body, subject)
+            self._payment_expressions(body, subject)
             try:
                 sources[str(name)] = config = SourceConfig.model_validate(
                     dict(body) if isinstance(body, dict) else body
@@ -189,6 +191,19 @@ class _Loader:
             for key, values in (("secret", config.secret), ("token", (config.token or "",))):
                 self.vars.placeholder(body, key, values, subject, variables.get(key, []))
         return sources
+
+    def _payment_expressions(self, body: Any, subject: str) -> None:
+        """A source's `payment:` expressions are compiled at load, each error placed where it is written."""
+        payment = body.get("payment") if isinstance(body, CommentedMap) else None
+        if not isinstance(payment, CommentedMap):
+            return
+        for key in PAYMENT_EXPRESSIONS:
+            text = payment.get(key)
+            if isinstance(text, str):
+                try:
+                    compile_expression(text, f"`payment.{key}`")
+                except TemplateError as exc:
+                    self.problems.add(position(payment, key), subject, str(exc))
 
     def _rules(self, raw: Any, source_names: set[str]) -> list[Rule]:
         if not isinstance(raw, CommentedSeq):
