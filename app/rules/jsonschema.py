@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.rules.schema import ACTION_MODELS, SHORTHAND, ContactSpec, SourceConfig
+from app.rules.schema import ACTION_MODELS, NO_PARAMS, SHORTHAND, ContactSpec, SourceConfig
 
 SCHEMA_ID = "https://github.com/systeme-flow/systeme-flow/rules.schema.json"
 # What `after_seconds` reads (parse_duration: any case, spaces around); the one-year bound is left to `check`.
@@ -22,6 +22,8 @@ def _params(kind: str) -> dict[str, Any]:
     schema["properties"]["after"] = AFTER
     schema["required"] = [r for r in schema.get("required", []) if r != "kind"]
     schema.pop("title", None)
+    if kind in NO_PARAMS:
+        return {"anyOf": [{"type": "null", "description": "no parameters"}, schema]}
     if kind in SHORTHAND:
         short = {"type": ["string", "integer"], "description": f"short for {{{SHORTHAND[kind]}: ...}}"}
         return {"anyOf": [short, schema]}

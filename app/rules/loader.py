@@ -26,6 +26,7 @@ from app.rules.schema import (
     ACTION_MODELS,
     DEFAULT_ACCOUNT,
     ID_PATTERN,
+    NO_PARAMS,
     SHORTHAND,
     STEP_OPTIONS,
     AccountConfig,
@@ -298,6 +299,8 @@ class _Loader:
             options = self._options(item, params, subject)
             if options is None or len(names) > 1:
                 continue
+            if params is None and kind in NO_PARAMS:
+                params = {}
             if not isinstance(params, dict):
                 params = {SHORTHAND.get(kind, "value"): params}
             data = {"kind": kind, **dict(params), **options}
