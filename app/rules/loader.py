@@ -299,7 +299,10 @@ class _Loader:
             options = self._options(item, params, subject)
             if options is None or len(names) > 1:
                 continue
-            if params is None and kind in NO_PARAMS:
+            if kind in NO_PARAMS and not isinstance(params, dict):
+                if params is not None:
+                    self.problems.add(where, subject, f"`{kind}` takes no parameters: write `- {kind}:` alone")
+                    continue
                 params = {}
             if not isinstance(params, dict):
                 params = {SHORTHAND.get(kind, "value"): params}

@@ -114,6 +114,11 @@ def test_delete_contact_in_the_rules_file():
             ERASE_RULES.replace("- delete_contact:\n", "- delete_contact: { everything: true }\n"), path="r", env={}
         )
     assert any("unknown key `everything`" in p for p in caught.value.problems), caught.value.problems
+    with pytest.raises(RulesError) as caught:
+        parse_rules(ERASE_RULES.replace("- delete_contact:\n", "- delete_contact: yes\n"), path="r", env={})
+    assert any(
+        "`delete_contact` takes no parameters: write `- delete_contact:` alone" in p for p in caught.value.problems
+    )
     no_contact = ERASE_RULES.replace(
         '    contact: { email: "{{ event.email }}" }\n    actions:\n      - delete_contact:',
         "    actions:\n      - delete_contact:",

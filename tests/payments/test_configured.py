@@ -14,7 +14,8 @@ from app.rules.engine import RuleSet
 from app.rules.loader import load_rules, parse_rules
 from app.store.db import create_engine
 from app.store.models import utcnow
-from tests.conftest import operator, planned, running, wait_for
+from tests.clitools import run_cli
+from tests.conftest import SIM_KEY, operator, planned, running, wait_for
 from tests.factories import FORM_TOKEN, PARTNER_SECRET, standard_headers, write_rules
 from tests.servers import alert_receiver
 
@@ -157,6 +158,10 @@ async def test_configured_sources_list_their_payments_and_refunds(make_settings,
     )
     assert {p["event_id"] for p in from_polar} == {served, refunded}
     assert named == 1 and "bob@yopmail.com (Watercolour basics, 49.50 EUR): no rule matched" in received[0]
+    env = {"DATABASE_URL": database_url, "RULES_FILE": str(rules), "SYSTEME_API_KEY": SIM_KEY}
+    text = run_cli("payments", "--source", "school", cwd=tmp_path, **env)
+    assert text.returncode == 0, text.stderr
+    assert text.stdout.count("\n") == 1 and "bob@yopmail.com  Watercolour basics  49.50 EUR" in text.stdout
 
 
 def test_what_an_expression_cannot_read_is_unknown_not_an_error():
