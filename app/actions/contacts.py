@@ -93,6 +93,13 @@ class ContactHandle:
     def fresh(self, now: datetime | None = None) -> bool:
         return self.known is not None and (self.read or self.known.fresh(now or utcnow(), self.window))
 
+    def erased(self) -> None:
+        """The contact is gone from Systeme.io (deleted, or never there): its mirror entry goes, grants too."""
+        self.known = self._previous = None
+        self.read = False
+        self.changed = True
+        self._applied.clear()
+
     def forget(self) -> None:
         """An answer contradicted the entry: the next use reads the contact again."""
         self._previous, self.known = self.known or self._previous, None

@@ -23,7 +23,7 @@ from app.actions.context import StepContext
 from app.actions.local import LOCAL_STEPS
 from app.actions.mirror import Known
 from app.actions.resolve import forget_names
-from app.actions.steps import STEPS, tag_condition
+from app.actions.steps import STEPS, unmet_condition
 from app.store.actions import ClaimedAction, claim_run, finish, next_for_contact, ran_out_of_order, release, renew
 from app.store.contacts import ContactWrite, load_contact
 from app.store.models import new_id, utcnow
@@ -243,12 +243,10 @@ class _Run:
             done = await LOCAL_STEPS[action.kind](self.engine, action)
             log.info("action succeeded: %s", done, extra=context)
             return _Step(ActionStatus.SUCCEEDED, done)
-        spec = action.contact
-        if spec and (spec.get("unless_tagged") or spec.get("only_if_tagged")):
-            unmet = tag_condition(spec, (await ctx.contact(facts=True)).tags)
-            if unmet:
-                log.info("action skipped: %s", unmet, extra=context)
-                return _Step(ActionStatus.SKIPPED, unmet)
+        unmet = await unmet_condition(ctx, action.kind)
+        if unmet:
+            log.info("action skipped: %s", unmet, extra=context)
+            return _Step(ActionStatus.SKIPPED, unmet)
         done = await STEPS[action.kind](ctx, action.params)
         log.info("action succeeded: %s", done, extra=context)
         return _Step(ActionStatus.SUCCEEDED, done)

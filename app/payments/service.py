@@ -14,7 +14,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.payments.recognize import READERS, Payment, payment_of
+from app.payments.configured import payment_in, recognizes
+from app.payments.recognize import Payment
 from app.rules.schema import SourceConfig
 from app.store.models import actions, events, payments_handled, rule_outcomes
 from app.store.statuses import PaymentStatus
@@ -137,12 +138,12 @@ def _refunded(payment: Payment, refunds: Iterable[tuple[datetime, Payment]], aft
     return False
 
 
-def _kinds(sources: Mapping[str, SourceConfig], source: str | None) -> dict[str, str]:
-    kinds = {name: config.type for name, config in sources.items() if config.type in READERS}
-    return {k: v for k, v in kinds.items() if source is None or k == source}
+def _paying(sources: Mapping[str, SourceConfig], source: str | None) -> dict[str, SourceConfig]:
+    """The sources whose events can be payments (by their type, or by a `payment:`), or only `source` among them."""
+    return {k: v for k, v in sources.items() if recognizes(v) and (source is None or k == source)}
 
 
-def _query(kinds: Mapping[str, str], since: datetime | None) -> sa.Select[Any]:
+def _query(kinds: Mapping[str, SourceConfig], since: datetime | None) -> sa.Select[Any]:
     query = sa.select(
         events.c.id,
         events.c.source,
@@ -161,12 +162,12 @@ async def list_refunds(
     engine: AsyncEngine, sources: Mapping[str, SourceConfig], *, since: datetime | None = None
 ) -> list[tuple[datetime, Payment]]:
     """The refunds received since `since`, newest first, with their time (sales at a glance counts them per day)."""
-    kinds = _kinds(sources, None)
-    if not kinds:
+    paying = _paying(sources, None)
+    if not paying:
         return []
     async with engine.connect() as conn:
-        rows = list(await conn.execute(_query(kinds, since)))
-    found = ((row.received_at, payment_of(kinds[row.source], row.type, row.payload or {})) for row in rows)
+        rows = list(await conn.execute(_query(paying, since)))
+    found = ((row.received_at, payment_in(paying[row.source], row.type, row.payload or {})) for row in rows)
     return [(at, paid) for at, paid in found if paid is not None and paid.kind == "refund"]
 
 
@@ -182,14 +183,14 @@ async def list_payments(
     product: str | None = None,
 ) -> list[Listed]:
     """Payments received since `since`, newest first, each with its status; refunds link back to them."""
-    kinds = _kinds(sources, source)
-    if not kinds:
+    paying = _paying(sources, source)
+    if not paying:
         return []
-    query = _query(kinds, since)
+    query = _query(paying, since)
     async with engine.connect() as conn:
         found = []
         for row in await conn.execute(query):
-            paid = payment_of(kinds[row.source], row.type, row.payload or {})
+            paid = payment_in(paying[row.source], row.type, row.payload or {})
             if paid is not None:
                 found.append((row, paid))
         ids = [row.id for row, paid in found if paid.kind == "payment"]

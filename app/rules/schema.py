@@ -169,6 +169,12 @@ class CancelScheduledAction(_Action):
     rule: str
 
 
+class DeleteContactAction(_Action):
+    """Erase the contact in Systeme.io (a GDPR request, a test buyer): no parameters."""
+
+    kind: Literal["delete_contact"]
+
+
 Action = Annotated[
     TagAction
     | EnrollAction
@@ -176,7 +182,8 @@ Action = Annotated[
     | CommunityAction
     | UpdateContactAction
     | CancelSubscriptionAction
-    | CancelScheduledAction,
+    | CancelScheduledAction
+    | DeleteContactAction,
     Field(discriminator="kind"),
 ]
 ACTION_KINDS = (
@@ -189,6 +196,7 @@ ACTION_KINDS = (
     "update_contact",
     "cancel_subscription",
     "cancel_scheduled",
+    "delete_contact",
 )
 # Actions on this service's own rows (the contact's waiting steps): no Systeme.io request, even in a dry run.
 LOCAL_KINDS = frozenset({"cancel_scheduled"})
@@ -204,7 +212,19 @@ ACTION_MODELS: dict[str, type[_Action]] = {
     "update_contact": UpdateContactAction,
     "cancel_subscription": CancelSubscriptionAction,
     "cancel_scheduled": CancelScheduledAction,
+    "delete_contact": DeleteContactAction,
 }
+# Actions that take no parameters: `- delete_contact:` (or `{}`), with `after`/`approval` beside it if need be.
+NO_PARAMS = frozenset({"delete_contact"})
+# What an operator confirms unless the rule says otherwise: stopping someone's billing, erasing someone.
+APPROVED_BY_DEFAULT = frozenset({"cancel_subscription", "delete_contact"})
+
+
+def default_approval(kind: str) -> Approval:
+    """An action's approval when neither it nor its rule says."""
+    return "required" if kind in APPROVED_BY_DEFAULT else "auto"
+
+
 # `- tag: NAME` is short for `- tag: {name: NAME}`; likewise for the other one-parameter actions.
 SHORTHAND = {
     "tag": "name",

@@ -7,12 +7,13 @@ import json
 from datetime import timedelta
 
 import httpx
+import sqlalchemy as sa
 
 from app.payments.alerts import alert_unserved
 from app.rules.engine import RuleSet
 from app.rules.loader import load_rules
 from app.store.db import create_engine
-from app.store.models import utcnow
+from app.store.models import payments_handled, utcnow
 from tests.clitools import run_cli
 from tests.conftest import SIM_KEY, operator, planned, running, wait_for
 from tests.factories import SHOP_RULES, checkout_for, stripe_headers, write_rules
@@ -90,3 +91,14 @@ async def test_an_unserved_payment_marked_handled_stops_counting(make_settings, 
     assert twice.returncode != 0 and "only an unserved or pending payment" in twice.stderr
     listed = run_cli("payments", "--status", "handled", "--json", cwd=tmp_path, **env)
     assert sorted(p["event_id"] for p in json.loads(listed.stdout)["items"]) == sorted([unmapped, other])
+
+    # The reason is an operator's free text and may name the buyer: forgetting the buyer forgets it too.
+    gone = run_cli("forget", "cy@yopmail.com", cwd=tmp_path, **env)
+    assert gone.returncode == 0, gone.stderr
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            marks = dict((await conn.execute(sa.select(payments_handled.c.event_id, payments_handled.c.reason))).all())
+    finally:
+        await engine.dispose()
+    assert marks == {unmapped: "enrolled by hand in Systeme.io", other: "(forgotten)"}
