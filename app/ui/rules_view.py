@@ -21,7 +21,7 @@ def describe_action(rule: Rule, action: Any) -> str:
     """`tag: Masterclass buyer`, `enroll: course 101, access full_access · approval required`, `... · after 7d`."""
     params = action.model_dump(exclude={"kind", "approval", "after"}, exclude_none=True)
     if not params:
-        text = action.kind
+        text = str(action.kind)
     elif len(params) == 1:
         text = f"{action.kind}: {_value(next(iter(params.values())))}"
     else:

@@ -98,7 +98,8 @@ async def test_an_unserved_payment_marked_handled_stops_counting(make_settings, 
     engine = create_engine(database_url)
     try:
         async with engine.connect() as conn:
-            marks = dict((await conn.execute(sa.select(payments_handled.c.event_id, payments_handled.c.reason))).all())
+            found = await conn.execute(sa.select(payments_handled.c.event_id, payments_handled.c.reason))
+            marks = {row.event_id: row.reason for row in found}
     finally:
         await engine.dispose()
     assert marks == {unmapped: "enrolled by hand in Systeme.io", other: "(forgotten)"}
