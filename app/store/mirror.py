@@ -67,9 +67,7 @@ async def save_sync(conn: AsyncConnection, record: SyncRecord) -> None:
 async def count_miss(engine: AsyncEngine, account: str) -> None:
     async with engine.begin() as conn:
         await conn.execute(
-            mirror_syncs.update()
-            .where(mirror_syncs.c.account == account)
-            .values(misses=mirror_syncs.c.misses + 1)
+            mirror_syncs.update().where(mirror_syncs.c.account == account).values(misses=mirror_syncs.c.misses + 1)
         )
 
 
