@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from datetime import timedelta
+
 import httpx
 import pytest
 import sqlalchemy as sa
@@ -9,12 +12,14 @@ import sqlalchemy as sa
 from app.accounts.registry import AccountClients
 from app.config import rules_environment
 from app.mirror.service import mirror_status, sync_accounts
+from app.mirror.upkeep import keep_mirrors
 from app.rules.loader import parse_rules
 from app.store.contacts import load_contact
 from app.store.mirror import load_sync
 from app.store.models import mirror_syncs, utcnow
+from tests.clitools import cli
 from tests.conftest import SIM_KEY
-from tests.factories import RULES, stripe_checkout
+from tests.factories import RULES, stripe_checkout, write_rules
 from tests.flows import plan_and_store, run
 
 OLD = "2026-01-01T{:02d}:{:02d}:00+00:00"
@@ -208,3 +213,43 @@ async def test_rows_of_the_sync_table(engine, complete, sim):
     await sync(engine, complete)
     async with engine.connect() as conn:
         assert await conn.scalar(sa.select(sa.func.count()).select_from(mirror_syncs)) == 1
+
+
+async def test_the_service_syncs_a_complete_mirror_at_start_then_every_period(engine, complete, client, sim):
+    seed(sim, 5)
+    every = timedelta(hours=24)
+    (first,) = await keep_mirrors(engine, complete, RULES_FILE, every=every, now=utcnow())
+    assert first.full and first.contacts_read == 5
+    assert await keep_mirrors(engine, complete, RULES_FILE, every=every, now=utcnow()) == []  # synced, fresh
+    (later,) = await keep_mirrors(engine, complete, RULES_FILE, every=every, now=utcnow() + timedelta(hours=25))
+    assert later.full
+    # A learning account is never synced by the service.
+    async with engine.begin() as conn:
+        await conn.execute(mirror_syncs.delete())
+    assert await keep_mirrors(engine, client, RULES_FILE, every=every, now=utcnow()) == []
+
+
+def test_sync_and_its_status_from_the_command_line(tmp_path, sim, sqlite_url):
+    seed(sim, 3)
+    env = {
+        "DATABASE_URL": sqlite_url,
+        "SYSTEME_API_KEY": SIM_KEY,
+        "SYSTEME_API_URL": sim.url,
+        "RULES_FILE": str(write_rules(tmp_path)),
+        "MIRROR_MODE": "complete",
+    }
+    never = cli("sync", "--status", cwd=tmp_path, **env)
+    assert never.returncode == 0, never.stderr
+    assert "account default: mirror complete, 0 contacts known" in never.stdout and "last sync: never" in never.stdout
+    done = cli("sync", cwd=tmp_path, **env)
+    assert done.returncode == 0, done.stderr
+    assert "account default: full read" in done.stdout and "contacts read: 3" in done.stdout
+    assert "requests: 4 in" in done.stdout  # the community's name, one page of contacts, one of each listing
+    again = cli("sync", "--json", cwd=tmp_path, **env)
+    assert json.loads(again.stdout)[0]["full"] is False
+    status = cli("sync", "--status", cwd=tmp_path, **env)
+    lines = status.stdout.splitlines()
+    assert lines[0] == "account default: mirror complete, 3 contacts known"
+    assert lines[1].startswith("  last sync: ") and " ago), " in lines[1] and "misses: 0" in status.stdout
+    refused = cli("sync", "--account", "nope", cwd=tmp_path, **env)
+    assert refused.returncode == 2 and "no account 'nope'" in refused.stderr
