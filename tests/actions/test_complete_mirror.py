@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import timedelta
 
 import httpx
@@ -13,14 +14,18 @@ from app.accounts.registry import AccountClients
 from app.config import rules_environment
 from app.mirror.service import mirror_status, sync_accounts
 from app.mirror.upkeep import keep_mirrors
+from app.pipeline.planner import plan_events
+from app.rules.engine import RuleSet
 from app.rules.loader import parse_rules
 from app.store.contacts import load_contact
+from app.store.events import NewEvent, record_events
 from app.store.mirror import load_sync
 from app.store.models import mirror_syncs, utcnow
-from tests.clitools import cli
+from app.store.plans import Unplanned
+from tests.clitools import cli, run_cli
 from tests.conftest import SIM_KEY
 from tests.factories import RULES, stripe_checkout, write_rules
-from tests.flows import plan_and_store, run
+from tests.flows import WINDOW, plan_and_store, run
 
 OLD = "2026-01-01T{:02d}:{:02d}:00+00:00"
 RULES_FILE = parse_rules(RULES, path="r", env=rules_environment()).file
@@ -253,3 +258,61 @@ def test_sync_and_its_status_from_the_command_line(tmp_path, sim, sqlite_url):
     assert lines[1].startswith("  last sync: ") and " ago), " in lines[1] and "misses: 0" in status.stdout
     refused = cli("sync", "--account", "nope", cwd=tmp_path, **env)
     assert refused.returncode == 2 and "no account 'nope'" in refused.stderr
+
+
+async def systeme_event(engine, clients, event_type: str, payload: dict) -> None:
+    """A `systeme` source's webhook as ingest stores it, then planned as the planner plans it."""
+    received = utcnow()
+    [stored] = await record_events(
+        engine, [NewEvent("systeme", event_type, f"sys-{uuid.uuid4().hex}", payload, {}, None, "v0", received)]
+    )
+    pending = [Unplanned(stored.event_id, "systeme", event_type, payload, None, received)]
+    rules = RuleSet(parse_rules(RULES, path="r", env=rules_environment()))
+
+    async def dispatch(runs) -> None:
+        return None
+
+    assert await plan_events(engine, rules, pending, dispatch, approval_window=WINDOW, modes=clients.modes) == 1
+
+
+async def test_a_tag_removed_in_systeme_is_added_again_by_the_next_purchase(engine, complete, sim):
+    seed(sim, 3)
+    await sync(engine, complete)
+    await purchase(engine, complete, "lead1@yopmail.com")
+    contact = sim.contact("lead1@yopmail.com")
+    (tag,) = contact["tags"]
+    sim.account.remove_contact_tag(contact["id"], tag["id"])  # by hand in Systeme.io, which sends its webhook
+    await systeme_event(
+        engine, complete, "CONTACT_TAG_REMOVED", {"contact": {"contact": {**contact, "tags": [tag]}}, "tag": tag}
+    )
+    start = len(sim.account.calls)
+    assert set((await purchase(engine, complete, "lead1@yopmail.com")).values()) == {"succeeded"}
+    assert requests_made(sim, start) == [f"POST /api/contacts/{contact['id']}/tags"]
+    assert sim.tag_names("lead1@yopmail.com") == ["Masterclass buyer"]
+
+
+async def test_a_contact_created_in_systeme_is_known_by_its_webhook_not_missed(engine, complete, sim):
+    await sync(engine, complete)
+    await purchase(engine, complete, "warm@yopmail.com")
+    contact = sim.account.create_contact({"email": "optin@yopmail.com"})
+    await systeme_event(engine, complete, "CONTACT_CREATED", {"contact": contact})
+    start = len(sim.account.calls)
+    assert set((await purchase(engine, complete, "optin@yopmail.com")).values()) == {"succeeded"}
+    made = requests_made(sim, start)
+    assert "POST /api/contacts" not in made and made[0] == f"PATCH /api/contacts/{contact['id']}"  # its name filled
+    synced = await load_sync(engine, "default")
+    assert synced is not None and synced.misses == 0
+
+
+def test_connect_registers_contact_and_tag_events_for_a_complete_mirror(tmp_path, sim):
+    write_rules(tmp_path)
+    env = {"SYSTEME_API_KEY": SIM_KEY, "SYSTEME_API_URL": sim.url}
+    done = run_cli("connect", "--url", "https://flow.example.com", cwd=tmp_path, MIRROR_MODE="complete", **env)
+    assert done.returncode == 0, done.stderr
+    (hook,) = sim.account.webhooks.values()
+    assert [s["event"] for s in hook["subscriptions"]] == [
+        "CONTACT_CREATED",
+        "CONTACT_TAG_ADDED",
+        "CONTACT_TAG_REMOVED",
+        "SALE_NEW",
+    ]
