@@ -18,12 +18,14 @@ from app.pipeline.planner import plan_events
 from app.rules.engine import RuleSet
 from app.rules.loader import parse_rules
 from app.store.contacts import load_contact
+from app.store.db import create_engine
 from app.store.events import NewEvent, record_events
-from app.store.mirror import load_sync
+from app.store.mirror import count_miss, load_entries, load_sync
 from app.store.models import mirror_syncs, utcnow
+from app.store.modes import note_modes
 from app.store.plans import Unplanned
 from tests.clitools import cli, run_cli
-from tests.conftest import SIM_KEY
+from tests.conftest import SIM_KEY, running, wait_for
 from tests.factories import RULES, stripe_checkout, write_rules
 from tests.flows import WINDOW, plan_and_store, run
 
@@ -316,3 +318,30 @@ def test_connect_registers_contact_and_tag_events_for_a_complete_mirror(tmp_path
         "CONTACT_TAG_REMOVED",
         "SALE_NEW",
     ]
+
+
+async def test_the_service_syncs_at_start_and_shows_misses_in_its_metrics(make_settings, sqlite_url, sim):
+    seed(sim, 4)
+    engine = create_engine(sqlite_url)
+    try:
+        with running(make_settings(database_url=sqlite_url, mirror_mode="complete")) as url:
+
+            async def synced() -> bool:
+                return await load_sync(engine, "default") is not None
+
+            await wait_for(synced)  # never synced: the first upkeep, at start, reads the account
+            assert len(await load_entries(engine, "default")) == 4
+            await count_miss(engine, "default")
+            await count_miss(engine, "default")
+            async with httpx.AsyncClient(base_url=url) as http:
+                text = (await http.get("/metrics")).text
+        assert 'systeme_flow_mirror_misses_total{account="default"} 2.0' in text
+    finally:
+        await engine.dispose()
+
+
+async def test_a_new_account_mode_forgets_the_sync_with_the_mirror(engine, complete, sim):
+    seed(sim, 2)
+    await sync(engine, complete)
+    changed = await note_modes(engine, {"default": "live:default:0badc0de"}, now=utcnow())
+    assert changed and await load_sync(engine, "default") is None and await load_entries(engine, "default") == {}
