@@ -45,14 +45,12 @@ def _tag(payload: Any) -> tuple[int, str] | None:
 def _learn(known: Known | None, event_type: str | None, payload: Any, contact: dict[str, Any], now: datetime) -> Known:
     contact_id = int(contact["id"])
     if known is None or known.contact_id != contact_id:
-        # New to the mirror, or made again after a deletion: what we granted the old one is not this one's.
+        # New to the mirror, or made again after a deletion: what we granted the old one is not this one's, and the
+        # payload's contact is all we know. Of a contact we know, only the change is taken: webhooks come late and
+        # in any order, and a CONTACT_CREATED for our own create would otherwise undo the tag our run added since.
         known = Known(contact_id=contact_id, learned_at=now)
-    if "fields" in contact:
-        known.fields = contact_fields(contact)
-    if "tags" in contact:
-        known.tags = contact_tags(contact)
+        known.fields, known.tags = contact_fields(contact), contact_tags(contact)
     tag = _tag(payload)
-    # The contact in the payload may be the one from before the change: the change itself is what counts.
     if tag is not None and event_type == "CONTACT_TAG_ADDED":
         known.tags[tag[0]] = tag[1]
     elif tag is not None and event_type == "CONTACT_TAG_REMOVED":
