@@ -345,3 +345,27 @@ async def test_a_new_account_mode_forgets_the_sync_with_the_mirror(engine, compl
     await sync(engine, complete)
     changed = await note_modes(engine, {"default": "live:default:0badc0de"}, now=utcnow())
     assert changed and await load_sync(engine, "default") is None and await load_entries(engine, "default") == {}
+
+
+async def test_a_contact_deleted_in_systeme_is_found_missing_and_created_again(engine, complete, sim):
+    leads = seed(sim, 3)
+    await sync(engine, complete)
+    await purchase(engine, complete, "warm@yopmail.com")
+    async with httpx.AsyncClient(base_url=sim.url, headers={"X-API-Key": SIM_KEY}) as http:
+        assert (await http.delete(f"/api/contacts/{leads[0]['id']}")).status_code == 204
+    start = len(sim.account.calls)
+    assert set((await purchase(engine, complete, "lead0@yopmail.com")).values()) == {"succeeded"}
+    again = sim.contact("lead0@yopmail.com")["id"]
+    assert again != leads[0]["id"]
+    # The write built from the mirror answers 404: the entry (and the tag's cached id) is dropped, and the contact
+    # is created at once, no find first.
+    assert requests_made(sim, start) == [
+        f"POST /api/contacts/{leads[0]['id']}/tags",
+        "POST /api/contacts",
+        "GET /api/tags",
+        f"POST /api/contacts/{again}/tags",
+        "POST /api/school/courses/101/enrollments",
+        "POST /api/community/communities/7/memberships",
+    ]
+    synced = await load_sync(engine, "default")
+    assert synced is not None and synced.misses == 0
