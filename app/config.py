@@ -89,6 +89,11 @@ class Settings(BaseSettings):
     retry_max_attempts: int = 10
     # How long what the contact mirror learned (tags, fields, enrollments) is trusted without asking again.
     mirror_fresh_seconds: int = 900
+    # The default account's contact mirror: `learning` (what answers and our writes taught, trusted while fresh) or
+    # `complete` (read whole by `systeme-flow sync`: an email it does not know is created at once, no lookup).
+    mirror_mode: Literal["learning", "complete"] = "learning"
+    # How often the service reads a complete mirror's account again (a full read: it sees hand edits too).
+    mirror_sync_hours: float = 24.0
     # Runs (one event's actions for one contact) a worker process executes at once; few, so that under a
     # backlog the earliest buyers take the quota first instead of every buyer advancing one step at a time.
     worker_concurrency: int = 3

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from app.pipeline.service import Pipeline
 
 from app.config import Settings
+from app.mirror.upkeep import keep_mirrors
 from app.payments.alerts import alert_unserved
 from app.pipeline import alerts
 from app.rules.schema import DEFAULT_ACCOUNT, SourceConfig
@@ -45,10 +46,14 @@ async def maintain(
 
 
 async def maintain_pipeline(pipeline: Pipeline) -> None:
-    """`maintain` with what the pipeline knows: the rules in force (payments) and the default account's mode."""
+    """`maintain` with what the pipeline knows: the rules in force (payments) and the default account's mode; and
+    the complete contact mirrors kept current."""
     rules = pipeline.rules.current
     sources = rules.sources if rules is not None else None
     await maintain(pipeline.engine, pipeline.settings, sources=sources, mode=pipeline.modes().get(DEFAULT_ACCOUNT))
+    # Complete contact mirrors: synced at the first upkeep when never synced, then every MIRROR_SYNC_HOURS.
+    every = timedelta(hours=pipeline.settings.mirror_sync_hours)
+    await keep_mirrors(pipeline.engine, pipeline.clients, pipeline.rules.file, every=every, now=utcnow())
 
 
 async def action_died(engine: AsyncEngine, settings: Settings, action_id: str) -> None:

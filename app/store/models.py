@@ -160,6 +160,21 @@ contacts = sa.Table(
     sa.Column("learned_at", UTCDateTime(), nullable=False),
 )
 
+# The complete mirror (app/mirror/): when each account's contacts were last read whole or in part by a sync, under
+# which mode (a mirror is complete only for the mode it was synced in), where the next incremental read starts, and
+# the misses since (a create refused because the contact existed behind the mirror's back).
+mirror_syncs = sa.Table(
+    "mirror_syncs",
+    metadata,
+    sa.Column("account", sa.String(100), primary_key=True),
+    sa.Column("mode", sa.String(160), nullable=False),
+    sa.Column("synced_at", UTCDateTime(), nullable=False),
+    sa.Column("full_at", UTCDateTime(), nullable=False),
+    sa.Column("cursor", JSON, nullable=False),
+    sa.Column("requests", sa.Integer, nullable=False),
+    sa.Column("misses", sa.Integer, nullable=False),
+)
+
 # Accounts on hold: Systeme.io said the account itself is unusable (a revoked key, no connection). Their actions
 # wait, unclaimed, until a probe passes.
 account_holds = sa.Table(
