@@ -1,7 +1,7 @@
 """The complete contact mirror: per account, when `systeme-flow sync` last read it, under which mode, and how far.
 
-Revision ID: 0010
-Revises: 0009
+Revision ID: 0011
+Revises: 0010
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
-revision = "0010"
-down_revision = "0009"
+revision = "0011"
+down_revision = "0010"
 
 TS = sa.DateTime(timezone=True)
 JSON = sa.JSON().with_variant(JSONB(), "postgresql")
