@@ -74,7 +74,7 @@ def dockerfile_stages() -> list[list[str]]:
 def test_the_compose_network_is_pinned_and_only_the_proxies_are_believed():
     config = compose()
     [pool] = config["networks"]["default"]["ipam"]["config"]
-    subnet, fixed_range = ipaddress.ip_network(pool["subnet"]), ipaddress.ip_network(pool["ip_range"])
+    subnet, fixed_range = ipaddress.IPv4Network(pool["subnet"]), ipaddress.IPv4Network(pool["ip_range"])
     assert fixed_range.subnet_of(subnet)
     services = config["services"]
     proxies = [services[name]["networks"]["default"]["ipv4_address"] for name in ("caddy", "proxy")]
@@ -131,13 +131,14 @@ def test_commands_against_the_stack_are_documented():
 
 def test_the_banner_shows_the_address_the_host_publishes(tmp_path):
     rules = load_rules(write_rules(tmp_path), {})
-    inside = {"host": "0.0.0.0", "port": 8000}
-    published = startup_lines(Settings(_env_file=None, api_port="127.0.0.1:8081"), rules, **inside)[0]
+
+    def banner(api_port: str | None = None) -> str:
+        return startup_lines(Settings(_env_file=None, api_port=api_port), rules, host="0.0.0.0", port=8000)[0]
+
+    published = banner(api_port="127.0.0.1:8081")
     assert published.startswith("systeme-flow serving http://127.0.0.1:8081 ")
-    assert startup_lines(Settings(_env_file=None, api_port="9000"), rules, **inside)[0].startswith(
-        "systeme-flow serving http://127.0.0.1:9000 "
-    )
-    free = startup_lines(Settings(_env_file=None, api_port="127.0.0.1:"), rules, **inside)[0]
+    assert banner(api_port="9000").startswith("systeme-flow serving http://127.0.0.1:9000 ")
+    free = banner(api_port="127.0.0.1:")
     assert "free host port" in free and "docker compose port" in free
-    plain = startup_lines(Settings(_env_file=None), rules, **inside)[0]
+    plain = banner()
     assert plain == "systeme-flow serving http://127.0.0.1:8000 (on every address)"
