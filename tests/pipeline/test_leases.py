@@ -19,8 +19,8 @@ from app.store.db import create_engine
 from app.store.models import account_holds, actions, utcnow
 from app.store.statuses import ActionStatus
 from tests.conftest import running, wait_for
-from tests.factories import stripe_checkout
-from tests.flows import plan_and_store, processes, store_unplanned
+from tests.factories import drip_settings, stripe_checkout
+from tests.flows import a_week_passes, plan_and_store, processes, store_unplanned
 from tests.servers import alert_receiver
 
 
@@ -166,3 +166,43 @@ async def test_two_processes_sweeping_at_once_plan_a_leftover_once_and_run_each_
     assert statuses == [ActionStatus.SUCCEEDED] * 3
     writes = sim.writes()
     assert len([w for w in writes if w["method"] == "POST" and w["path"] == "/api/contacts"]) == 1
+
+
+async def test_scheduled_steps_swept_and_run_by_two_processes_at_once_happen_once(
+    make_settings, database_url, tmp_path, sim
+):
+    settings = drip_settings(make_settings, tmp_path, database_url=database_url)
+    async with processes(settings) as (one, two):
+        left = await store_unplanned(one.engine, "drip@yopmail.com", age=60)
+        await asyncio.gather(sweep(one), sweep(two))
+
+        async def run_everywhere(ids: list[str]) -> None:
+            await asyncio.gather(*(run(p, action_id) for p in (one, two) for action_id in ids))
+
+        async def of_event() -> dict[str, str]:
+            async with one.engine.connect() as conn:
+                rows = await conn.execute(
+                    sa.select(actions.c.id, actions.c.status).where(actions.c.event_id == left.event_id)
+                )
+                return {row.id: row.status for row in rows}
+
+        await run_everywhere([i for i, status in (await of_event()).items() if status == ActionStatus.PENDING])
+        first = list((await of_event()).values())
+        assert first.count(ActionStatus.SCHEDULED) == 2
+        assert set(first) == {ActionStatus.SUCCEEDED, ActionStatus.SCHEDULED}
+        await a_week_passes(database_url)  # both scheduled steps are due
+        await asyncio.gather(sweep(one), sweep(two))
+        await run_everywhere(list(await of_event()))
+        assert set((await of_event()).values()) == {ActionStatus.SUCCEEDED}
+    writes = [(w["method"], w["path"]) for w in sim.writes()]
+    assert sim.tag_names("drip@yopmail.com") == ["Masterclass buyer", "Week two"]
+    # Each step's requests went out once: the contact, two tags made and put on it, the enrollment, the community.
+    assert sorted(writes) == [
+        ("POST", "/api/community/communities/7/memberships"),
+        ("POST", "/api/contacts"),
+        ("POST", "/api/contacts/1001/tags"),
+        ("POST", "/api/contacts/1001/tags"),
+        ("POST", "/api/school/courses/101/enrollments"),
+        ("POST", "/api/tags"),
+        ("POST", "/api/tags"),
+    ]
