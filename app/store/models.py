@@ -215,6 +215,16 @@ payments_handled = sa.Table(
     sa.Column("reason", sa.Text, nullable=False),
 )
 
+# One row per background duty that must have one holder at a time (app/store/leases.py): who took its current
+# turn and until when. In the database, not Redis, so a Redis flush cannot hand a turn to a second process.
+leases = sa.Table(
+    "leases",
+    metadata,
+    sa.Column("duty", sa.String(60), primary_key=True),
+    sa.Column("holder", sa.String(200), nullable=False),
+    sa.Column("expires_at", UTCDateTime(), nullable=False),
+)
+
 # Dashboard sessions: a cookie is honoured only while its row exists, so signing out ends it on the server.
 ui_sessions = sa.Table(
     "ui_sessions",
