@@ -63,6 +63,10 @@ class Conflict(AppError):
     status_code = 409
 
 
+class Unprocessable(AppError):
+    status_code = 422
+
+
 class PayloadTooLarge(AppError):
     status_code = 413
 

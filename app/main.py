@@ -22,6 +22,7 @@ from app.api import actions, contacts, events, metrics, payments, probes, rules
 from app.config import Settings, get_settings
 from app.errors import AppError, TooManyRequests
 from app.state import app_state
+from app.ui import pages as ui_pages
 from app.ui import router as ui
 from app.ui.router import SignIn
 from app.webhooks import router as webhooks
@@ -136,6 +137,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(rules.router)
     app.include_router(metrics.router)
     app.include_router(ui.router)
+    app.include_router(ui_pages.router)
     app.include_router(ui.home)
     app.mount("/ui/static", StaticFiles(directory=str(Path(__file__).parent / "ui" / "static")), name="ui-static")
     return app

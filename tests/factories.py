@@ -306,3 +306,37 @@ VIP_RULES = (
 
 def rules_file(text: str = RULES):
     return parse_rules(text, path="rules.yaml", env=rules_environment()).file
+
+
+# A two-course shop for the dashboard's payments: the masterclass serves its buyer (and schedules a bonus step a
+# week later), the bootcamp enrolls in course 102, which a test may have the account refuse; any other product is
+# unmapped.
+SHOP_RULES = f"""
+version: 1
+sources:
+  stripe: {{ type: stripe, secret: "{STRIPE_SECRET}" }}
+rules:
+  - id: masterclass-purchase
+    on: stripe/checkout.session.completed
+    if: event.data.object.payment_status == "paid" and event.data.object.metadata.product == "masterclass"
+    contact: {{ email: "{{{{ event.data.object.customer_details.email }}}}" }}
+    actions:
+      - tag: Masterclass buyer
+      - enroll: {{ course: 101, access: full_access }}
+      - tag: Week one done
+        after: 7d
+  - id: bootcamp-purchase
+    on: stripe/checkout.session.completed
+    if: event.data.object.payment_status == "paid" and event.data.object.metadata.product == "bootcamp"
+    contact: {{ email: "{{{{ event.data.object.customer_details.email }}}}" }}
+    actions:
+      - enroll: {{ course: 102, access: full_access }}
+"""
+
+
+def checkout_for(email: str, product: str, *, amount: int = 19900) -> dict[str, Any]:
+    """A paid Stripe checkout of `product` (its metadata), for `amount` cents in EUR."""
+    event = stripe_checkout(email)
+    event["data"]["object"]["metadata"] = {"product": product}
+    event["data"]["object"]["amount_total"] = amount
+    return event

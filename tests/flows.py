@@ -4,12 +4,17 @@ environment. Test modules import these from here, never from each other."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 import sqlalchemy as sa
 
@@ -17,6 +22,9 @@ from app.accounts.registry import AccountClients
 from app.actions.runner import RetryPolicy, run_actions
 from app.config import rules_environment
 from app.errors import RulesError
+from app.pipeline.embedded import EmbeddedExecutor
+from app.pipeline.service import Pipeline, build_pipeline, close_pipeline
+from app.rules.current import RulesInForce
 from app.rules.engine import RuleSet
 from app.rules.loader import load_rules, parse_rules
 from app.store.db import create_engine
@@ -24,8 +32,8 @@ from app.store.events import NewEvent, record_events
 from app.store.models import actions, api_calls, events, utcnow
 from app.store.plans import Unplanned
 from app.systeme.client import SystemeClient
-from tests.conftest import SIM_KEY, planned, wait_for
-from tests.factories import RULES, record_event, stripe_checkout
+from tests.conftest import ADMIN, SIM_KEY, planned, wait_for
+from tests.factories import RULES, record_event, stripe_checkout, stripe_headers
 
 POLICY = RetryPolicy(delays=(0.01,), max_attempts=3, lease=timedelta(seconds=30))
 
@@ -175,3 +183,36 @@ async def a_week_passes(database_url: str) -> None:
             )
     finally:
         await engine.dispose()
+
+
+def post_planned(url: str, event: dict[str, Any], *, admin: str = ADMIN) -> str:
+    """Post a signed Stripe event from synchronous code (a browser test) and return its id once the rules judged it."""
+    body = json.dumps(event).encode()
+    answer = httpx.post(f"{url}/hooks/stripe", content=body, headers=stripe_headers(body))
+    assert answer.status_code == 202, answer.text
+    event_id = str(answer.json()["event_id"])
+    deadline = time.monotonic() + 15
+    while (
+        httpx.get(f"{url}/v1/events/{event_id}", headers={"Authorization": f"Bearer {admin}"}).json()["planned_at"]
+        is None
+    ):
+        assert time.monotonic() < deadline, f"{event_id} was never judged by the rules"
+        time.sleep(0.05)
+    return event_id
+
+
+@asynccontextmanager
+async def processes(settings, count: int = 2) -> AsyncIterator[list[Pipeline]]:
+    """`count` pipelines as `count` processes build them (an engine and a holder id each) on one database, their
+    runs dispatched to embedded executors that are never started: the sweeps and upkeeps are called directly."""
+    built = []
+    try:
+        for _ in range(count):
+            rules = RulesInForce(settings.rules_file)
+            rules.load()
+            engine = create_engine(settings.database_url)
+            built.append(build_pipeline(settings, engine, rules, EmbeddedExecutor(), None))
+        yield built
+    finally:
+        for pipeline in built:
+            await close_pipeline(pipeline)

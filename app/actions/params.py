@@ -66,6 +66,10 @@ class CancelScheduledParams(_Params):
     rule: str
 
 
+class DeleteContactParams(_Params):
+    """`delete_contact`: no parameters (the contact is the rule's)."""
+
+
 ActionParams = (
     TagParams
     | EnrollParams
@@ -74,6 +78,7 @@ ActionParams = (
     | FieldsParams
     | SubscriptionParams
     | CancelScheduledParams
+    | DeleteContactParams
 )
 
 PARAMS: dict[str, type[ActionParams]] = {
@@ -86,6 +91,7 @@ PARAMS: dict[str, type[ActionParams]] = {
     "update_contact": FieldsParams,
     "cancel_subscription": SubscriptionParams,
     "cancel_scheduled": CancelScheduledParams,
+    "delete_contact": DeleteContactParams,
 }
 
 

@@ -24,9 +24,10 @@ from app.actions.local import LOCAL_STEPS
 from app.actions.mirror import Known
 from app.actions.params import ActionParams, BadParams, parse_params
 from app.actions.resolve import forget_names
-from app.actions.steps import STEPS, tag_condition
+from app.actions.steps import STEPS, unmet_condition
 from app.store.actions import ClaimedAction, claim_run, finish, next_for_contact, ran_out_of_order, release, renew
 from app.store.contacts import ContactWrite, load_contact
+from app.store.mirror import count_miss, load_sync
 from app.store.models import new_id, utcnow
 from app.store.statuses import ActionStatus, RunStatus
 from app.systeme.client import SystemeClient, SystemeSession
@@ -111,13 +112,26 @@ async def run_actions(*, engine: AsyncEngine, client: AccountClients, action_id:
     if chosen is None or problem is not None:
         await release(engine, token, now=utcnow(), next_attempt_at=None)
         return RunResult(RunStatus.HELD, held=(account, problem or f"account '{account}' is not configured"))
+    complete = await _complete(engine, client, account)
     heartbeat = asyncio.create_task(_heartbeat(engine, token, policy.lease))
     try:
-        return await _Run(engine, chosen, policy, token, claimed, modes).execute()
+        return await _Run(engine, chosen, policy, token, claimed, modes, complete=complete).execute()
     finally:
         heartbeat.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await heartbeat
+
+
+async def _complete(engine: AsyncEngine, client: AccountClients | SystemeClient, account: str) -> bool:
+    """Whether the account's mirror is complete now: chosen so, and synced under the account's current mode (the
+    mirror of a simulator or a dry run says nothing of a live account)."""
+    if isinstance(client, SystemeClient):
+        return False
+    configured = client.accounts.get(account)
+    if configured is None or configured.mirror != "complete":
+        return False
+    synced = await load_sync(engine, account)
+    return synced is not None and synced.mode == client.modes.get(account)
 
 
 async def _probe(api: SystemeSession) -> str | None:
@@ -149,9 +163,11 @@ class _Run:
         token: str,
         claimed: list[ClaimedAction],
         modes: Modes | None = None,
+        *,
+        complete: bool = False,
     ) -> None:
         self.engine, self.client, self.policy, self.token, self.claimed = engine, client, policy, token, claimed
-        self.modes = modes
+        self.modes, self.complete = modes, complete
         self.handle: ContactHandle | None = None
         self.result = RunResult(RunStatus.DONE)
         self._saved: tuple[int, dict[str, Any], datetime] | None = None
@@ -162,7 +178,8 @@ class _Run:
             entry = await load_contact(self.engine, first.account, first.contact_email)
             known = Known.from_json(*entry) if entry is not None else None
             self._saved = (known.contact_id, known.to_json(), known.learned_at) if known is not None else None
-            self.handle = ContactHandle(first.contact_email, known, window=self.policy.mirror_fresh)
+            window = self.policy.mirror_fresh
+            self.handle = ContactHandle(first.contact_email, known, window=window, complete=self.complete)
         note = None
         if not first.delayed and await ran_out_of_order(self.engine, first):
             note = "out of order: an action of a later event for this contact already ran"
@@ -180,6 +197,10 @@ class _Run:
                 # reads before writing); the steps not reached go back at once for another worker.
                 await asyncio.shield(self._interrupted(api, action))
                 raise
+            if self.handle is not None and self.handle.missed:
+                self.handle.missed = False
+                log.info("mirror miss: the contact was in account %s but not in its complete mirror", action.account)
+                await count_miss(self.engine, action.account)
             if not await self._record(api, action, step, self._note(note)):
                 log.warning("run %s lost its lease; another worker owns its actions now", self.token)
                 return self.result
@@ -252,12 +273,10 @@ class _Run:
             done = await LOCAL_STEPS[action.kind](self.engine, action, params)
             log.info("action succeeded: %s", done, extra=context)
             return _Step(ActionStatus.SUCCEEDED, done)
-        spec = action.contact
-        if spec and (spec.get("unless_tagged") or spec.get("only_if_tagged")):
-            unmet = tag_condition(spec, (await ctx.contact(facts=True)).tags)
-            if unmet:
-                log.info("action skipped: %s", unmet, extra=context)
-                return _Step(ActionStatus.SKIPPED, unmet)
+        unmet = await unmet_condition(ctx, action.kind)
+        if unmet:
+            log.info("action skipped: %s", unmet, extra=context)
+            return _Step(ActionStatus.SKIPPED, unmet)
         done = await STEPS[action.kind](ctx, params)
         log.info("action succeeded: %s", done, extra=context)
         return _Step(ActionStatus.SUCCEEDED, done)

@@ -10,9 +10,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from app.actions.access import add_to_community, enroll, remove_from_community, unenroll
-from app.actions.contacts import send_contact
+from app.actions.contacts import find_contact, send_contact
 from app.actions.context import StepContext
-from app.actions.params import FieldsParams, SubscriptionParams, TagParams
+from app.actions.mirror import contact_tags
+from app.actions.params import DeleteContactParams, FieldsParams, SubscriptionParams, TagParams
 from app.actions.resolve import tag_id, tag_name
 from app.systeme.client import MIN_LIMIT, problem
 from app.systeme.errors import PermanentApiError
@@ -136,6 +137,25 @@ async def cancel_subscription(ctx: StepContext, params: SubscriptionParams) -> s
     return "cancelled now" if when == "Now" else "cancelled at the end of the billing period"
 
 
+NOTHING_TO_ERASE = "not found in Systeme.io: nothing to erase"
+
+
+async def delete_contact(ctx: StepContext, params: DeleteContactParams) -> str:
+    """Erase the contact in Systeme.io; a contact that is not there is erased already."""
+    if ctx.handle is None:
+        raise PermanentApiError("this action needs a contact, but its rule has none")
+    # Found by its address every time, never from the mirror: what is erased must be the person's contact now.
+    found = await find_contact(ctx.api, ctx.handle.email)
+    if found is None:
+        ctx.handle.erased()
+        return NOTHING_TO_ERASE
+    response = await ctx.api.request("DELETE", f"/api/contacts/{found['id']}", allow=(404,))
+    ctx.handle.erased()
+    if response.status_code == 404:
+        return f"{NOTHING_TO_ERASE} (contact {found['id']} was deleted meanwhile)"
+    return f"contact {found['id']} deleted in Systeme.io"
+
+
 STEPS: dict[str, Step] = {
     "tag": tag,
     "untag": untag,
@@ -145,7 +165,22 @@ STEPS: dict[str, Step] = {
     "remove_from_community": remove_from_community,
     "update_contact": update_contact,
     "cancel_subscription": cancel_subscription,
+    "delete_contact": delete_contact,
 }
+# Steps that must not create the contact to judge a tag condition: erasing a contact that is not there is done.
+ERASING = frozenset({"delete_contact"})
+
+
+async def unmet_condition(ctx: StepContext, kind: str) -> str | None:
+    """Why the rule's `unless_tagged` / `only_if_tagged` stops this action now, read from the account."""
+    spec = ctx.spec
+    if not spec or not (spec.get("unless_tagged") or spec.get("only_if_tagged")):
+        return None
+    if kind in ERASING:
+        assert ctx.handle is not None
+        found = await find_contact(ctx.api, ctx.handle.email)
+        return tag_condition(spec, contact_tags(found)) if found is not None else None
+    return tag_condition(spec, (await ctx.contact(facts=True)).tags)
 
 
 def tag_condition(spec: dict[str, Any] | None, tags: dict[int, str]) -> str | None:

@@ -6,14 +6,20 @@ from datetime import timedelta
 from typing import Any
 
 from fastapi import APIRouter
+from pydantic import BaseModel
 
 from app.deps import OperatorDep, StateDep
 from app.errors import BadRequest
+from app.payments.handled import mark_handled
 from app.payments.service import STATUSES, list_payments
 from app.store.models import utcnow
 from app.timeparse import parse_since
 
 router = APIRouter(prefix="/v1/payments", tags=["operator"])
+
+
+class Handling(BaseModel):
+    reason: str
 
 
 @router.get("")
@@ -42,3 +48,17 @@ async def payments(
         product=product,
     )
     return {"items": [item.as_dict() for item in found]}
+
+
+@router.post("/{event_id}/handled")
+async def handled(event_id: str, body: Handling, state: StateDep, operator: OperatorDep) -> dict[str, Any]:
+    """Mark an unserved (or pending) payment handled: it stops heading the dashboard and raising the alert."""
+    return await mark_handled(
+        state.engine,
+        state.rules.sources,
+        event_id,
+        by=operator,
+        reason=body.reason,
+        now=utcnow(),
+        deadline=timedelta(minutes=state.settings.access_deadline_minutes),
+    )

@@ -177,10 +177,39 @@ def cmd_cancel(args: argparse.Namespace) -> None:
 def cmd_forget(args: argparse.Namespace) -> None:
     from app.store.retention import forget
 
-    async def job(settings: Settings, engine: AsyncEngine, _: Dispatcher | None) -> Any:
-        return await forget(engine, args.email)
+    if args.account is not None and not args.in_systeme:
+        fail("forget: --account goes with --in-systeme")
 
-    _print(args, _run(job, args.command), lambda r: f"forgotten: {r['events']} events, {r['actions']} actions")
+    async def job(settings: Settings, engine: AsyncEngine, dispatcher: Dispatcher | None) -> Any:
+        if not args.in_systeme:
+            return await forget(engine, args.email)
+        return await _forget_in_systeme(settings, engine, dispatcher)
+
+    async def _forget_in_systeme(settings: Settings, engine: AsyncEngine, dispatcher: Dispatcher | None) -> Any:
+        from app.accounts.registry import AccountClients, accounts_file
+        from app.operator.erasure import forget_in_systeme
+        from app.pipeline.service import retry_policy
+
+        # With Redis, the workers' shared quota: the erasure never pushes the account over it while they run.
+        redis = dispatcher.redis if isinstance(dispatcher, ArqDispatcher) else None
+        clients = AccountClients(settings, accounts_file(settings), redis=redis)
+        try:
+            return await forget_in_systeme(
+                engine, clients, retry_policy(settings), email=args.email, account=args.account or "default", by=args.by
+            )
+        finally:
+            await clients.aclose()
+
+    def line(r: dict[str, Any]) -> str:
+        if "forgotten" not in r:
+            return f"forgotten: {r['events']} events, {r['actions']} actions"
+        erased, forgotten = r["erased"], r["forgotten"]
+        return (
+            f"erased in Systeme.io (account {r['account']}): {erased['outcome']} (action {erased['action_id']})\n"
+            f"forgotten: {forgotten['events']} events, {forgotten['actions']} actions"
+        )
+
+    _print(args, _run(job, args.command), line)
 
 
 def add_commands(commands: Any) -> None:
@@ -205,6 +234,11 @@ def add_commands(commands: Any) -> None:
 
     forget = command("forget", "erase what is stored about a person (payloads, headers, fields)", cmd_forget)
     forget.add_argument("email")
+    forget.add_argument(
+        "--in-systeme", action="store_true", help="first erase the contact in Systeme.io too (recorded), then here"
+    )
+    forget.add_argument("--account", help="the Systeme.io account to erase it in (with --in-systeme; default: default)")
+    forget.add_argument("--by", default="cli", help="the operator's name, recorded on the erasure")
 
     for name, help, func in (
         ("replay", "run a stored event through the current rules again", cmd_replay),

@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.payments.recognize import payment_of
+from app.payments.configured import payment_in
 from app.rules.schema import SourceConfig
 from app.store.models import contacts, events
 from app.store.queries import get_event
@@ -45,7 +45,7 @@ async def contact_story(engine: AsyncEngine, sources: Mapping[str, SourceConfig]
         if event is None:
             continue
         config = sources.get(event["source"])
-        paid = payment_of(config.type, event["type"], event["payload"] or {}) if config else None
+        paid = payment_in(config, event["type"], event["payload"] or {}) if config else None
         event["payment"] = (
             {"kind": paid.kind, "amount": paid.amount, "currency": paid.currency, "product": paid.product}
             if paid

@@ -41,7 +41,9 @@ def message(unserved: list[Listed]) -> str:
     named = "; ".join(who(item) for item in unserved[:NAMED])
     more = f"; and {len(unserved) - NAMED} more" if len(unserved) > NAMED else ""
     count = "1 buyer paid and has" if len(unserved) == 1 else f"{len(unserved)} buyers paid and have"
-    return f"{count} no access yet: {named}{more} (systeme-flow payments --status unserved)"
+    # Where to act: the dashboard's home page lists them with Retry, Replay and Handled.
+    where = "systeme-flow payments --status unserved, or the dashboard's home page to retry, replay or mark handled"
+    return f"{count} no access yet: {named}{more} ({where})"
 
 
 async def unserved(

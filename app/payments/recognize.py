@@ -81,6 +81,9 @@ def _currency(*values: Any) -> str | None:
     return found.upper() if found else None
 
 
+# For sources read by the rules file's `payment:` (app/payments/configured.py): the same readings of a value.
+text_of, email_of, currency_of = _text, _email, _currency
+
 Reader = Callable[[str | None, dict[str, Any]], Payment | None]
 
 

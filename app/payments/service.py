@@ -9,22 +9,38 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.payments.recognize import READERS, Payment, payment_of
+from app.payments.configured import payment_in, recognizes
+from app.payments.recognize import Payment
 from app.rules.schema import SourceConfig
-from app.store.models import actions, events, rule_outcomes
+from app.store.models import actions, events, payments_handled, rule_outcomes
+from app.store.statuses import PaymentStatus
 
-Status = Literal["served", "pending", "unserved", "refunded"]
-STATUSES: tuple[Status, ...] = ("served", "pending", "unserved", "refunded")
+Status = PaymentStatus
+STATUSES: tuple[Status, ...] = tuple(PaymentStatus)
+# What an operator may mark handled: a payment that is not served, not refunded, and not handled already.
+HANDLEABLE = frozenset({PaymentStatus.UNSERVED, PaymentStatus.PENDING})
 # What "access" means for a payment: the enrolments and memberships its rules grant; else its tags; else any step.
 ACCESS_KINDS = (("enroll", "add_to_community"), ("tag",))
 UNSERVED_STATUSES = frozenset({"failed", "dead", "rejected", "skipped"})
 # Rows read at most per listing: a seller's month of sales, many times over.
 MAX_EVENTS = 20_000
+
+
+@dataclass(frozen=True)
+class Handled:
+    """An operator's word that an unserved payment needs nothing more (access given by hand, a refund)."""
+
+    by: str
+    at: datetime
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"by": self.by, "at": self.at.isoformat(), "reason": self.reason}
 
 
 @dataclass(frozen=True)
@@ -38,6 +54,10 @@ class Listed:
     access_seconds: float | None
     # The account mode the event arrived under (app/accounts/modes.py): a dry run's or the simulator's test purchase.
     mode: str | None = None
+    # Set when the status is `handled`; `reason` keeps why it was unserved.
+    handled: Handled | None = None
+    # The access steps that failed or were refused, skipped or rejected: what a Retry button retries.
+    refused: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         p = self.payment
@@ -57,6 +77,7 @@ class Listed:
             "reason": self.reason,
             "access_seconds": self.access_seconds,
             "mode": self.mode,
+            "handled": self.handled.as_dict() if self.handled else None,
         }
 
 
@@ -84,24 +105,24 @@ def judge(
 ) -> tuple[Status, str | None, float | None]:
     """The status of one payment (not refunded) from its event's actions."""
     if not planned:
-        return "pending", "not judged by the rules yet", None
+        return PaymentStatus.PENDING, "not judged by the rules yet", None
     access = _access(rows)
     if not matched or not access:
-        return "unserved", "no rule matched this payment", None
+        return PaymentStatus.UNSERVED, "no rule matched this payment", None
     if all(r["status"] == "succeeded" for r in access):
         served_at = max(r["updated_at"] for r in access)
-        return "served", None, max(0.0, (served_at - received_at).total_seconds())
+        return PaymentStatus.SERVED, None, max(0.0, (served_at - received_at).total_seconds())
     refused = [r for r in access if r["status"] in UNSERVED_STATUSES]
     if refused:
         first = refused[0]
         # A skipped step says why in its outcome (a dry run, a tag condition); a failed one in its error.
         why = first["last_error"] or first.get("outcome") or first["note"] or first["status"]
-        return "unserved", f"{first['kind']} {first['status']}: {why}", None
+        return PaymentStatus.UNSERVED, f"{first['kind']} {first['status']}: {why}", None
     if now - received_at > deadline:
         waiting = sorted({r["status"] for r in access if r["status"] != "succeeded"})
         minutes = deadline.total_seconds() / 60
-        return "unserved", f"access not given within {minutes:g} minutes ({', '.join(waiting)})", None
-    return "pending", None, None
+        return PaymentStatus.UNSERVED, f"access not given within {minutes:g} minutes ({', '.join(waiting)})", None
+    return PaymentStatus.PENDING, None, None
 
 
 def _refunded(payment: Payment, refunds: Iterable[tuple[datetime, Payment]], after: datetime) -> bool:
@@ -117,6 +138,39 @@ def _refunded(payment: Payment, refunds: Iterable[tuple[datetime, Payment]], aft
     return False
 
 
+def _paying(sources: Mapping[str, SourceConfig], source: str | None) -> dict[str, SourceConfig]:
+    """The sources whose events can be payments (by their type, or by a `payment:`), or only `source` among them."""
+    return {k: v for k, v in sources.items() if recognizes(v) and (source is None or k == source)}
+
+
+def _query(kinds: Mapping[str, SourceConfig], since: datetime | None) -> sa.Select[Any]:
+    query = sa.select(
+        events.c.id,
+        events.c.source,
+        events.c.type,
+        events.c.payload,
+        events.c.received_at,
+        events.c.planned_at,
+        events.c.mode,
+    ).where(events.c.source.in_(list(kinds)), events.c.purged_at.is_(None))
+    if since is not None:
+        query = query.where(events.c.received_at >= since)
+    return query.order_by(events.c.received_at.desc()).limit(MAX_EVENTS)
+
+
+async def list_refunds(
+    engine: AsyncEngine, sources: Mapping[str, SourceConfig], *, since: datetime | None = None
+) -> list[tuple[datetime, Payment]]:
+    """The refunds received since `since`, newest first, with their time (sales at a glance counts them per day)."""
+    paying = _paying(sources, None)
+    if not paying:
+        return []
+    async with engine.connect() as conn:
+        rows = list(await conn.execute(_query(paying, since)))
+    found = ((row.received_at, payment_in(paying[row.source], row.type, row.payload or {})) for row in rows)
+    return [(at, paid) for at, paid in found if paid is not None and paid.kind == "refund"]
+
+
 async def list_payments(
     engine: AsyncEngine,
     sources: Mapping[str, SourceConfig],
@@ -129,52 +183,53 @@ async def list_payments(
     product: str | None = None,
 ) -> list[Listed]:
     """Payments received since `since`, newest first, each with its status; refunds link back to them."""
-    kinds = {name: config.type for name, config in sources.items() if config.type in READERS}
-    if source is not None:
-        kinds = {k: v for k, v in kinds.items() if k == source}
-    if not kinds:
+    paying = _paying(sources, source)
+    if not paying:
         return []
-    query = sa.select(
-        events.c.id,
-        events.c.source,
-        events.c.type,
-        events.c.payload,
-        events.c.received_at,
-        events.c.planned_at,
-        events.c.mode,
-    ).where(events.c.source.in_(list(kinds)), events.c.purged_at.is_(None))
-    if since is not None:
-        query = query.where(events.c.received_at >= since)
-    query = query.order_by(events.c.received_at.desc()).limit(MAX_EVENTS)
+    query = _query(paying, since)
     async with engine.connect() as conn:
         found = []
         for row in await conn.execute(query):
-            paid = payment_of(kinds[row.source], row.type, row.payload or {})
+            paid = payment_in(paying[row.source], row.type, row.payload or {})
             if paid is not None:
                 found.append((row, paid))
         ids = [row.id for row, paid in found if paid.kind == "payment"]
         rows: dict[str, list[dict[str, Any]]] = {i: [] for i in ids}
         matched: set[str] = set()
+        handled: dict[str, Handled] = {}
         for chunk in (ids[i : i + 500] for i in range(0, len(ids), 500)):
-            cols = (actions.c.event_id, actions.c.rule_id, actions.c.seq, actions.c.kind, actions.c.status)
-            more = (actions.c.last_error, actions.c.note, actions.c.outcome, actions.c.created_at, actions.c.updated_at)
-            for action in await conn.execute(sa.select(*cols, *more).where(actions.c.event_id.in_(chunk))):
+            cols = (actions.c.id, actions.c.event_id, actions.c.rule_id, actions.c.seq, actions.c.kind)
+            more = (actions.c.status, actions.c.last_error, actions.c.note, actions.c.outcome)
+            times = (actions.c.created_at, actions.c.updated_at)
+            for action in await conn.execute(sa.select(*cols, *more, *times).where(actions.c.event_id.in_(chunk))):
                 rows[action.event_id].append(dict(action._mapping))
             judged = sa.select(rule_outcomes.c.event_id).where(
                 rule_outcomes.c.event_id.in_(chunk), rule_outcomes.c.decision == "matched"
             )
             matched.update(r.event_id for r in await conn.execute(judged))
+            marked = sa.select(payments_handled).where(payments_handled.c.event_id.in_(chunk))
+            for one in await conn.execute(marked):
+                handled[one.event_id] = Handled(one.handled_by, one.handled_at, one.reason)
     refunds = [(row.received_at, paid) for row, paid in found if paid.kind == "refund"]
     listed = []
     for row, paid in found:
         if paid.kind == "refund":
             continue
         if _refunded(paid, refunds, row.received_at):
-            judged_as: tuple[Status, str | None, float | None] = ("refunded", None, None)
+            judged_as: tuple[Status, str | None, float | None] = (PaymentStatus.REFUNDED, None, None)
         else:
             planned = row.planned_at is not None
             judged_as = judge(row.received_at, planned, row.id in matched, rows[row.id], now=now, deadline=deadline)
-        listed.append(Listed(row.id, row.received_at, row.source, paid, *judged_as, mode=row.mode))
+        mark = handled.get(row.id)
+        # A retry or replay that serves the buyer afterwards wins: handled only stands for what is still not served.
+        if mark is not None and judged_as[0] in HANDLEABLE:
+            judged_as = (PaymentStatus.HANDLED, judged_as[1], None)
+        else:
+            mark = None
+        refused = tuple(r["id"] for r in _access(rows.get(row.id, [])) if r["status"] in UNSERVED_STATUSES)
+        listed.append(
+            Listed(row.id, row.received_at, row.source, paid, *judged_as, mode=row.mode, handled=mark, refused=refused)
+        )
     return [
         item
         for item in listed

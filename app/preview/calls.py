@@ -108,5 +108,11 @@ def describe(action: PlannedAction) -> list[PlannedCall]:
     """The writes an action would make, in order, with the contact steps first."""
     if action.kind in LOCAL_KINDS:
         return []  # it acts on this service's own rows
+    if action.kind == "delete_contact" and action.contact:
+        email = action.contact["email"]
+        return [
+            PlannedCall("GET", f"/api/contacts?email={email}", change=False, note="find the contact"),
+            PlannedCall("DELETE", "/api/contacts/{contact}", note="if found; never creates it"),
+        ]
     calls = _contact_calls(action.contact) if action.contact else []
     return calls + _step_calls(action.kind, action.params)

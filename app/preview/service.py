@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.actions.contacts import ContactHandle
 from app.actions.context import StepContext
 from app.actions.params import BadParams, parse_params
-from app.actions.steps import STEPS, tag_condition
+from app.actions.steps import ERASING, STEPS, tag_condition, unmet_condition
 from app.errors import NotFound
 from app.preview.calls import describe
 from app.preview.readonly import ReadOnlySession
@@ -34,7 +34,11 @@ async def _live_action(client: SystemeClient, action: PlannedAction) -> dict[str
     handle = ContactHandle(action.contact["email"], None, window=timedelta(0)) if action.contact else None
     ctx = StepContext(session, handle, action.contact, careful=True)
     try:
-        unmet = tag_condition(action.contact, (await ctx.contact(facts=True)).tags) if action.contact else None
+        if action.contact is None or action.kind in ERASING:
+            # Erasing neither creates nor updates the contact: only its own lookup is made.
+            unmet = await unmet_condition(ctx, action.kind) if action.contact else None
+        else:
+            unmet = tag_condition(action.contact, (await ctx.contact(facts=True)).tags)
         note = unmet or await STEPS[action.kind](ctx, parse_params(action.kind, action.params))
     except ApiError as exc:
         note = f"would fail: {exc.message}"

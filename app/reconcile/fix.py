@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.pipeline.dispatch import Dispatcher
 from app.reconcile.check import Drift
-from app.rules.schema import Rule, RulesFile
+from app.rules.schema import Rule, RulesFile, default_approval
 from app.store.fixes import Redo, plan_again
 from app.store.models import utcnow
 
@@ -34,8 +34,8 @@ def _approval(rule: Rule, drift: Drift) -> str:
     """Required when the original action waited for an operator, or when the rule would make it wait now."""
     seq = drift.last.seq
     action = rule.actions[seq] if seq < len(rule.actions) and rule.actions[seq].kind == drift.last.kind else None
-    # cancel_subscription defaults to required, as in planning; reconcile never plans one, but the rule stands.
-    default = "required" if drift.last.kind == "cancel_subscription" else "auto"
+    # As in planning (cancel_subscription, delete_contact are required); reconcile never plans those, but it stands.
+    default = default_approval(drift.last.kind)
     now = (action.approval if action is not None else None) or rule.approval or default
     return "required" if "required" in (drift.last.approval, now) else "auto"
 

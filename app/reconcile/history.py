@@ -31,6 +31,8 @@ KINDS: dict[str, tuple[str, bool]] = {
     "add_to_community": ("community", True),
     "remove_from_community": ("community", False),
 }
+# Actions that end every effect before them: the contact is erased, so nothing granted earlier should hold.
+ERASING = frozenset({"delete_contact"})
 # Ended for good: nothing more will happen to the target because of them ("cancelled": a step over time whose
 # rule called it off).
 _SETTLED = TERMINAL | {ActionStatus.CANCELLED}
@@ -124,7 +126,8 @@ async def select_contacts(
 async def load_actions(
     engine: AsyncEngine, account: str, emails: Sequence[str], *, modes: Modes | None = None
 ) -> dict[str, list[Done]]:
-    """Every tag, course and community action of these contacts, whatever its time or status, in order."""
+    """Every tag, course and community action of these contacts, and their erasures, whatever its time or status,
+    in order."""
     found: dict[str, list[Done]] = {email: [] for email in emails}
     async with engine.connect() as conn:
         for start in range(0, len(emails), _BATCH):
@@ -135,7 +138,7 @@ async def load_actions(
                     runnable(modes),
                     actions.c.account == account,
                     actions.c.contact_email.in_(emails[start : start + _BATCH]),
-                    actions.c.kind.in_(KINDS),
+                    actions.c.kind.in_([*KINDS, *ERASING]),
                 )
                 .order_by(actions.c.order_key, actions.c.id)
             )
@@ -160,7 +163,9 @@ async def load_actions(
 
 def references(done: Iterable[Done], about: str) -> set[str]:
     """The names (not ids) by which these actions name courses or communities: to look up once per account."""
-    return {str(d.reference()).strip() for d in done if d.about == about and not _is_id(d.reference())}
+    return {
+        str(d.reference()).strip() for d in done if d.kind in KINDS and d.about == about and not _is_id(d.reference())
+    }
 
 
 def _is_id(value: Any) -> bool:
@@ -194,6 +199,11 @@ def net_effect(
     moving: set[TargetKey] = set()
     wanted: list[TargetKey] = []
     for action in done:
+        if action.kind in ERASING:
+            if action.status == ActionStatus.SUCCEEDED:
+                # We erased the contact ourselves: what it had before is gone on purpose, not drift.
+                last.clear()
+            continue
         key = target_key(action, ids)
         if key is None:
             continue

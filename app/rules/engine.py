@@ -13,7 +13,7 @@ from email_validator import EmailNotValidError, validate_email
 from jinja2 import Template
 
 from app.rules.loader import LoadedRules
-from app.rules.schema import Rule, SourceConfig
+from app.rules.schema import Rule, SourceConfig, default_approval
 from app.rules.templates import Node, PathComparison, PathTemplate, compile_condition, compile_fast, evaluate, render
 
 Decision = Literal["matched", "not_matched", "invalid"]
@@ -73,11 +73,6 @@ def _render_tree(value: Any, context: Mapping[str, Any]) -> Any:
     return value
 
 
-def _default_approval(kind: str) -> str:
-    # Cancelling a subscription stops someone's billing: an operator confirms it unless the rule says otherwise.
-    return "required" if kind == "cancel_subscription" else "auto"
-
-
 class RuleSet:
     """Compiled rules, indexed by source and event type so unrelated rules cost nothing."""
 
@@ -120,7 +115,7 @@ class RuleSet:
         after: float | None = None
         for action in rule.actions:
             params = action.model_dump(exclude={"kind", "approval", "after"}, exclude_none=True)
-            approval = action.approval or rule.approval or _default_approval(action.kind)
+            approval = action.approval or rule.approval or default_approval(action.kind)
             if action.delay is not None:
                 after = max(after or 0.0, action.delay)
             compiled.actions.append((action.kind, _compile_tree(params), approval, after))

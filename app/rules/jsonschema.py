@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.rules.schema import ACTION_MODELS, SHORTHAND, ContactSpec, SourceConfig
+from app.rules.schema import ACTION_MODELS, NO_PARAMS, SHORTHAND, ContactSpec, SourceConfig
 
 SCHEMA_ID = "https://github.com/systeme-flow/systeme-flow/rules.schema.json"
 # What `after_seconds` reads (parse_duration: any case, spaces around); the one-year bound is left to `check`.
@@ -22,6 +22,8 @@ def _params(kind: str) -> dict[str, Any]:
     schema["properties"]["after"] = AFTER
     schema["required"] = [r for r in schema.get("required", []) if r != "kind"]
     schema.pop("title", None)
+    if kind in NO_PARAMS:
+        return {"anyOf": [{"type": "null", "description": "no parameters"}, schema]}
     if kind in SHORTHAND:
         short = {"type": ["string", "integer"], "description": f"short for {{{SHORTHAND[kind]}: ...}}"}
         return {"anyOf": [short, schema]}
@@ -59,6 +61,8 @@ def rules_schema() -> dict[str, Any]:
     }
     source = SourceConfig.model_json_schema()
     source["properties"]["secret"] = {**one_or_many, "description": "one secret, or several while rotating"}
+    # Nested models (`payment:`) are referenced from the root, where their definitions must then be.
+    definitions = source.pop("$defs", {})
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": SCHEMA_ID,
@@ -71,4 +75,5 @@ def rules_schema() -> dict[str, Any]:
             "sources": {"type": "object", "minProperties": 1, "additionalProperties": source},
             "rules": {"type": "array", "items": rule},
         },
+        "$defs": definitions,
     }

@@ -26,6 +26,7 @@ from app.rules.schema import (
     ACTION_MODELS,
     DEFAULT_ACCOUNT,
     ID_PATTERN,
+    NO_PARAMS,
     SHORTHAND,
     STEP_OPTIONS,
     AccountConfig,
@@ -36,6 +37,7 @@ from app.rules.schema import (
     _Action,
     contact_problem,
 )
+from app.rules.source_config import PAYMENT_EXPRESSIONS
 from app.rules.templates import TemplateError, compile_expression, compile_template
 from app.rules.variables import Expander, variables_in
 
@@ -178,6 +180,7 @@ class _Loader:
             # Which `${VAR}` each credential came from, to name it when its value is a placeholder.
             variables = variables_in(body, _CREDENTIALS)
             self.vars.substitute(body, subject)
+            self._payment_expressions(body, subject)
             try:
                 sources[str(name)] = config = SourceConfig.model_validate(
                     dict(body) if isinstance(body, dict) else body
@@ -189,6 +192,19 @@ class _Loader:
             for key, values in (("secret", config.secret), ("token", (config.token or "",))):
                 self.vars.placeholder(body, key, values, subject, variables.get(key, []))
         return sources
+
+    def _payment_expressions(self, body: Any, subject: str) -> None:
+        """A source's `payment:` expressions are compiled at load, each error placed where it is written."""
+        payment = body.get("payment") if isinstance(body, CommentedMap) else None
+        if not isinstance(payment, CommentedMap):
+            return
+        for key in PAYMENT_EXPRESSIONS:
+            text = payment.get(key)
+            if isinstance(text, str):
+                try:
+                    compile_expression(text, f"`payment.{key}`")
+                except TemplateError as exc:
+                    self.problems.add(position(payment, key), subject, str(exc))
 
     def _rules(self, raw: Any, source_names: set[str]) -> list[Rule]:
         if not isinstance(raw, CommentedSeq):
@@ -283,6 +299,11 @@ class _Loader:
             options = self._options(item, params, subject)
             if options is None or len(names) > 1:
                 continue
+            if kind in NO_PARAMS and not isinstance(params, dict):
+                if params is not None:
+                    self.problems.add(where, subject, f"`{kind}` takes no parameters: write `- {kind}:` alone")
+                    continue
+                params = {}
             if not isinstance(params, dict):
                 params = {SHORTHAND.get(kind, "value"): params}
             data = {"kind": kind, **dict(params), **options}

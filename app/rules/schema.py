@@ -34,6 +34,9 @@ class AccountConfig(Frozen):
     # Direct mode: the account's own X-API-Key (and base URL, for a simulator or a proxy).
     api_key: str | None = None
     api_url: str | None = None
+    # The contact mirror (app/mirror/): `complete` is read whole by `systeme-flow sync` and kept current, so an
+    # email it does not know is created with no lookup; default `learning` (MIRROR_MODE for the `default` account).
+    mirror: Literal["learning", "complete"] | None = None
 
     @model_validator(mode="after")
     def _one_way_in(self) -> AccountConfig:
@@ -169,6 +172,12 @@ class CancelScheduledAction(_Action):
     rule: str
 
 
+class DeleteContactAction(_Action):
+    """Erase the contact in Systeme.io (a GDPR request, a test buyer): no parameters."""
+
+    kind: Literal["delete_contact"]
+
+
 Action = Annotated[
     TagAction
     | EnrollAction
@@ -176,7 +185,8 @@ Action = Annotated[
     | CommunityAction
     | UpdateContactAction
     | CancelSubscriptionAction
-    | CancelScheduledAction,
+    | CancelScheduledAction
+    | DeleteContactAction,
     Field(discriminator="kind"),
 ]
 ACTION_KINDS = (
@@ -189,6 +199,7 @@ ACTION_KINDS = (
     "update_contact",
     "cancel_subscription",
     "cancel_scheduled",
+    "delete_contact",
 )
 # Actions on this service's own rows (the contact's waiting steps): no Systeme.io request, even in a dry run.
 LOCAL_KINDS = frozenset({"cancel_scheduled"})
@@ -204,7 +215,19 @@ ACTION_MODELS: dict[str, type[_Action]] = {
     "update_contact": UpdateContactAction,
     "cancel_subscription": CancelSubscriptionAction,
     "cancel_scheduled": CancelScheduledAction,
+    "delete_contact": DeleteContactAction,
 }
+# Actions that take no parameters: `- delete_contact:` (or `{}`), with `after`/`approval` beside it if need be.
+NO_PARAMS = frozenset({"delete_contact"})
+# What an operator confirms unless the rule says otherwise: stopping someone's billing, erasing someone.
+APPROVED_BY_DEFAULT = frozenset({"cancel_subscription", "delete_contact"})
+
+
+def default_approval(kind: str) -> Approval:
+    """An action's approval when neither it nor its rule says."""
+    return "required" if kind in APPROVED_BY_DEFAULT else "auto"
+
+
 # `- tag: NAME` is short for `- tag: {name: NAME}`; likewise for the other one-parameter actions.
 SHORTHAND = {
     "tag": "name",

@@ -45,6 +45,33 @@ SIGNED_TYPES = frozenset(
     }
 )
 TOKEN_TYPES = frozenset({"form", "systeme-automation", "gumroad"})
+# Source types whose payments are told by the rules file (`payment:`), having no payload shape of their own.
+PAYMENT_CONFIG_TYPES = frozenset({"standard-webhooks", "json"})
+# The expressions of `payment:`, in the order a reader writes them.
+PAYMENT_EXPRESSIONS = ("when", "refund", "email", "amount", "currency", "product", "order")
+
+
+class PaymentConfig(Frozen):
+    """`payment:` of a standard-webhooks or json source: which of its events are payments and refunds, and where
+    the buyer, amount, currency and product are. Each value is an expression over `event`, as `if` is."""
+
+    when: str
+    # A refund is told first: an event this expression is true for is a refund, whatever `when` says.
+    refund: str | None = None
+    email: str
+    amount: str
+    currency: str
+    product: str | None = None
+    # The provider's order or payment id: links a refund to its payment (else the buyer and product do).
+    order: str | None = None
+    # The amount is in cents (minor units), as Stripe sends it; by default it is in major units (`199.00`).
+    minor_units: bool = False
+
+    @field_validator("when", "refund", mode="before")
+    @classmethod
+    def _plain_boolean(cls, value: Any) -> Any:
+        # `when: true` parses as a YAML boolean; it means the expression `true`.
+        return str(value).lower() if isinstance(value, bool) else value
 
 
 class SourceConfig(Frozen):
@@ -74,6 +101,8 @@ class SourceConfig(Frozen):
     encoding: Literal["hex", "base64"] = "hex"
     prefix: str | None = None
     signed: str = "body"
+    # standard-webhooks and json: which events are payments (app/payments/configured.py)
+    payment: PaymentConfig | None = None
 
     @field_validator("secret", mode="before")
     @classmethod
@@ -143,7 +172,12 @@ class SourceConfig(Frozen):
             raise ValueError(f"a '{self.type}' source needs a `secret` (signed) or a `token`")
         if self.type == "json" and has_secret and not self.header:
             raise ValueError("a signed 'json' source needs `header`, the header that carries the signature")
-        for key, allowed in (("redirect", {"form"}), ("honeypot", {"form"}), ("seller_id", {"gumroad"})):
+        for key, allowed in (
+            ("redirect", {"form"}),
+            ("honeypot", {"form"}),
+            ("seller_id", {"gumroad"}),
+            ("payment", PAYMENT_CONFIG_TYPES),
+        ):
             if getattr(self, key) is not None and self.type not in allowed:
                 raise ValueError(f"`{key}` only applies to {' and '.join(sorted(allowed))} sources")
         return self

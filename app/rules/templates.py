@@ -186,11 +186,12 @@ class TemplateError(ValueError):
 # Compiled once per distinct source: the loader checks every template and the engine compiles them again,
 # and many rules share the same templates.
 @lru_cache(maxsize=16384)
-def compile_expression(source: str) -> Callable[..., Any]:
+def compile_expression(source: str, what: str = "`if`") -> Callable[..., Any]:
+    """A compiled expression; `what` names it in the error (`if`, or a key of a source's `payment:`)."""
     try:
         return ENV.compile_expression(source, undefined_to_none=False)
     except TemplateSyntaxError as exc:
-        raise TemplateError(f"invalid `if` expression: {expression_words(source, str(exc.message))}") from exc
+        raise TemplateError(f"invalid {what} expression: {expression_words(source, str(exc.message))}") from exc
 
 
 @lru_cache(maxsize=16384)

@@ -10,7 +10,9 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.store.actions import TERMINAL
-from app.store.models import actions, api_calls, events, rule_outcomes
+from app.store.contacts import forget_contacts
+from app.store.erasures import OPERATOR_SOURCE
+from app.store.models import actions, api_calls, events, payments_handled, rule_outcomes
 from app.store.statuses import ActionStatus
 
 _BATCH = 500
@@ -35,6 +37,8 @@ async def purge(engine: AsyncEngine, *, before: datetime, now: datetime) -> int:
                         events.c.purged_at.is_(None),
                         # An event never planned still has its work ahead: a sweep plans it.
                         events.c.planned_at.is_not(None),
+                        # The record of an erasure an operator asked for names nobody and is the proof it was done.
+                        events.c.source != OPERATOR_SOURCE,
                         ~kept.exists(),
                     )
                     .limit(_BATCH)
@@ -87,6 +91,8 @@ async def forget(engine: AsyncEngine, email: str) -> dict[str, int]:
     counts stay; nothing left in them names the person."""
     email = email.strip().lower()
     async with engine.begin() as conn:
+        # The mirror's entry holds the address, the contact id and its fields: it goes too.
+        await forget_contacts(conn, email)
         ids = await events_about(conn, email)
         if not ids:
             return {"events": 0, "actions": 0}
@@ -112,5 +118,9 @@ async def forget(engine: AsyncEngine, email: str) -> dict[str, int]:
             api_calls.update()
             .where(api_calls.c.action_id.in_(action_ids))
             .values(path="(forgotten)", request_body=None, response_body=None, error=None)
+        )
+        # An operator's reason for marking a payment handled is free text, and may well name the buyer.
+        await conn.execute(
+            payments_handled.update().where(payments_handled.c.event_id.in_(ids)).values(reason="(forgotten)")
         )
     return {"events": len(ids), "actions": len(action_ids)}

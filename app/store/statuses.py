@@ -35,3 +35,13 @@ class AccountState(StrEnum):
 
     OK = "ok"
     HELD = "held"
+
+
+class PaymentStatus(StrEnum):
+    """Whether a buyer got what they paid for (app/payments/service.py judges it from the event's actions)."""
+
+    SERVED = "served"  # every access step succeeded
+    PENDING = "pending"  # not judged yet, or within ACCESS_DEADLINE_MINUTES
+    UNSERVED = "unserved"  # no rule matched, a step refused, or not served in time
+    REFUNDED = "refunded"
+    HANDLED = "handled"  # unserved or pending, and an operator said why it needs nothing more

@@ -16,13 +16,15 @@ from app.deps import StateDep, operator_for, require_operator
 from app.errors import AppError, Forbidden, NotFound, Unauthorized
 from app.operator import service
 from app.operator.modes import discard_hint, leftover_lines
+from app.payments.service import list_payments
 from app.preview.service import explain, render_text
 from app.store.holds import holds
 from app.store.models import utcnow
 from app.store.modes import leftovers
 from app.store.queries import ACTION_STATUSES, get_event, list_actions, list_events, rule_stats
 from app.store.sessions import close_session, open_session, session_operator
-from app.ui import charts, rules_view, session
+from app.store.statuses import PaymentStatus
+from app.ui import charts, rules_view, sales, session
 from app.webhooks.body import build_delivery
 from app.webhooks.ratelimit import forwarded_https
 
@@ -73,7 +75,7 @@ async def _checked(request: Request, state: StateDep, operator: Operator) -> str
 Checked = Annotated[str, Depends(_checked)]
 
 
-async def _page(request: Request, name: str, operator: str | None, **context: Any) -> HTMLResponse:
+async def page(request: Request, name: str, operator: str | None, **context: Any) -> HTMLResponse:
     cookie = request.cookies.get(session.COOKIE)
     state = request.app.state.sf
     csrf = session.csrf_token(state.settings, cookie) if cookie else ""
@@ -88,7 +90,7 @@ async def _page(request: Request, name: str, operator: str | None, **context: An
 @router.get("/login")
 async def login_form(request: Request, state: StateDep, error: str | None = None) -> HTMLResponse:
     # Without ADMIN_TOKEN no token can sign in: say so, rather than call every one typed "not valid".
-    return await _page(request, "login.html", None, error=error, enabled=bool(state.settings.operators()))
+    return await page(request, "login.html", None, error=error, enabled=bool(state.settings.operators()))
 
 
 @router.post("/login")
@@ -124,7 +126,7 @@ async def logout(request: Request, state: StateDep, operator: Checked) -> Respon
     return response
 
 
-def _inside(back: str) -> str:
+def inside(back: str) -> str:
     """`back` if it is a dashboard path, else the actions page: a form field must not lead off the site."""
     parts = urlsplit(back)
     safe = (
@@ -150,11 +152,18 @@ async def events_page(
     items, next_cursor = await list_events(
         state.engine, source=source or None, status=status or None, email=email or None, cursor=cursor, limit=50
     )
-    chart = charts.svg(await charts.hourly(state.engine, now=utcnow()))
+    now = utcnow()
+    chart = charts.svg(await charts.hourly(state.engine, now=now))
+    # The home page is headed by every buyer who paid and has no access, until served or marked handled.
+    deadline = timedelta(minutes=state.settings.access_deadline_minutes)
+    since = now - timedelta(days=sales.DAYS)
+    unserved = await list_payments(
+        state.engine, state.rules.sources, now=now, deadline=deadline, since=since, status=PaymentStatus.UNSERVED
+    )
     filters = {"source": source or "", "status": status or "", "email": email or ""}
     # What a dry run or the simulator left, which the account now configured will never run (app/accounts/modes.py).
     left = await leftovers(state.engine, state.clients.modes)
-    return await _page(
+    return await page(
         request,
         "events.html",
         operator,
@@ -163,6 +172,11 @@ async def events_page(
         items=items,
         next_cursor=next_cursor,
         chart=chart,
+        unserved=unserved,
+        now=now,
+        duration=sales.duration,
+        days=sales.DAYS,
+        head_limit=sales.HEAD_LIMIT,
         filters=filters,
         sources=sorted(state.rules.sources),
         statuses=ACTION_STATUSES,
@@ -174,7 +188,7 @@ async def event_page(event_id: str, request: Request, state: StateDep, operator:
     event = await get_event(state.engine, event_id)
     if event is None:
         raise NotFound(f"no event {event_id!r}")
-    return await _page(request, "event.html", operator, event=event)
+    return await page(request, "event.html", operator, event=event)
 
 
 @router.get("/actions")
@@ -187,14 +201,14 @@ async def actions_page(
         found, _ = await list_actions(state.engine, status=one, limit=200)
         items += found
     known = status == "attention" or status in ACTION_STATUSES
-    return await _page(request, "actions.html", operator, items=items, status=status, known=known)
+    return await page(request, "actions.html", operator, items=items, status=status, known=known)
 
 
 @router.post("/actions/{action_id}/{verb}")
 async def act(action_id: str, verb: str, request: Request, state: StateDep, operator: Checked) -> Response:
     form = await request.form()
     await _do(state, verb, action_id, operator, str(form.get("reason") or "") or None)
-    return RedirectResponse(_inside(str(form.get("back") or "")), status_code=303)
+    return RedirectResponse(inside(str(form.get("back") or "")), status_code=303)
 
 
 @router.post("/bulk")
@@ -238,7 +252,7 @@ async def _rules(
     headers: str = "",
 ) -> HTMLResponse:
     stats = await rule_stats(state.engine, since=utcnow() - timedelta(hours=24))
-    return await _page(
+    return await page(
         request,
         "rules.html",
         operator,

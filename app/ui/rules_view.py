@@ -8,7 +8,7 @@ from urllib.parse import urlencode
 
 from app.errors import BadRequest, NotFound
 from app.rules.engine import RuleSet
-from app.rules.schema import Rule
+from app.rules.schema import Rule, default_approval
 from app.samples import find_sample, samples_for
 from app.webhooks.body import FORM_SOURCES
 
@@ -20,12 +20,14 @@ def _value(value: Any) -> str:
 def describe_action(rule: Rule, action: Any) -> str:
     """`tag: Masterclass buyer`, `enroll: course 101, access full_access · approval required`, `... · after 7d`."""
     params = action.model_dump(exclude={"kind", "approval", "after"}, exclude_none=True)
-    if len(params) == 1:
+    if not params:
+        text = str(action.kind)
+    elif len(params) == 1:
         text = f"{action.kind}: {_value(next(iter(params.values())))}"
     else:
         text = f"{action.kind}: " + ", ".join(f"{key} {_value(value)}" for key, value in params.items())
-    # The same default as the engine's: cancelling a subscription waits for an operator unless a rule says auto.
-    approval = action.approval or rule.approval or ("required" if action.kind == "cancel_subscription" else "auto")
+    # The engine's default: cancel_subscription and delete_contact wait for an operator unless a rule says auto.
+    approval = action.approval or rule.approval or default_approval(action.kind)
     text += " · approval required" if approval == "required" else ""
     return text + (f" · after {action.after}" if action.after else "")
 

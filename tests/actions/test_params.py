@@ -7,6 +7,7 @@ import pytest
 from app.actions.params import (
     BadParams,
     CancelScheduledParams,
+    DeleteContactParams,
     EnrollParams,
     FieldsParams,
     SubscriptionParams,
@@ -26,6 +27,7 @@ def test_each_kind_reads_the_format_the_planner_stores():
     assert parse_params("update_contact", {"fields": {"city": "Lyon"}}) == FieldsParams(fields={"city": "Lyon"})
     assert parse_params("cancel_subscription", {"subscription": "601"}) == SubscriptionParams(subscription="601")
     assert parse_params("cancel_scheduled", {"rule": "nurture"}) == CancelScheduledParams(rule="nurture")
+    assert parse_params("delete_contact", {}) == DeleteContactParams()
 
 
 def test_keys_no_step_reads_are_ignored():

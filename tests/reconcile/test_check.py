@@ -14,8 +14,8 @@ from app.store.models import actions, utcnow
 from app.systeme.client import SystemeClient
 from app.systeme.errors import PermanentApiError
 from tests.conftest import SIM_KEY
-from tests.factories import stripe_refund
-from tests.flows import plan_and_store
+from tests.factories import RULES, stripe_refund
+from tests.flows import plan_and_store, run
 from tests.reconcile.conftest import check, purchase, refund
 
 
@@ -214,3 +214,34 @@ async def test_the_session_of_a_check_refuses_to_write(client, sim):
     with pytest.raises(PermanentApiError, match="a drift check only reads: POST /api/tags refused"):
         await GetOnly(client).request("POST", "/api/tags", body={"name": "x"})
     assert sim.account.calls == [] and sim.account.tags == {}
+
+
+ERASE_RULES = (
+    RULES
+    + """
+  - id: erase
+    on: stripe/customer.deleted
+    contact: { email: "{{ event.email }}" }
+    actions:
+      - delete_contact: { approval: auto }
+"""
+)
+
+
+async def test_a_contact_we_erased_is_no_drift_and_a_later_purchase_counts_again(engine, client, sim):
+    await purchase(engine, client, "gone@yopmail.com")
+    (erase,) = await plan_and_store(
+        engine, {"email": "gone@yopmail.com"}, event_type="customer.deleted", rules=ERASE_RULES
+    )
+    assert (await run(engine, client, erase)).statuses == {erase: "succeeded"}
+    report = await check(engine, client)
+    assert report.drifts == [] and sim.contact("gone@yopmail.com") is None
+    await purchase(engine, client, "gone@yopmail.com")
+    assert (await check(engine, client)).drifts == []
+    await hands_off(sim, "gone@yopmail.com")
+    assert [d.kind for d in (await check(engine, client)).drifts] == ["contact_deleted"] * 3
+
+
+async def hands_off(sim, email: str) -> None:
+    """The contact deleted by hand in Systeme.io, not by us: that is drift."""
+    sim.account.delete_contact(sim.contact(email)["id"])

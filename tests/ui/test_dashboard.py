@@ -12,7 +12,8 @@ import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
 from tests.conftest import running
-from tests.factories import stripe_checkout, stripe_headers
+from tests.factories import SHOP_RULES, checkout_for, stripe_checkout, stripe_headers, stripe_refund, write_rules
+from tests.flows import post_planned
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 SHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
@@ -138,3 +139,92 @@ def test_the_session_cookie_is_secure_behind_a_trusted_tls_proxy(make_settings, 
         assert answer.status_code == 303
         attributes = [part.strip().lower() for part in answer.headers["set-cookie"].split(";")]
         assert ("secure" in attributes) is secure, attributes
+
+
+def test_unserved_buyers_head_the_home_page_until_handled_and_a_contact_shows_their_story(
+    make_settings, sqlite_url, sim, tmp_path, browser_page: Page
+):
+    sim.account.forbidden.add("/api/school/courses/102")  # the account refuses the bootcamp's enrolment
+    settings = make_settings(database_url=sqlite_url, admin_token=f"dana={TOKEN}")
+    write_rules(tmp_path, SHOP_RULES)
+    with running(settings) as url:
+        bearer = {"Authorization": f"Bearer {TOKEN}"}
+        post_planned(url, checkout_for("ada@yopmail.com", "masterclass"), admin=TOKEN)
+        post_planned(url, checkout_for("bob@yopmail.com", "ebook", amount=2900), admin=TOKEN)
+        post_planned(url, checkout_for("cy@yopmail.com", "bootcamp", amount=49900), admin=TOKEN)
+        post_planned(url, checkout_for("dee@yopmail.com", "masterclass"), admin=TOKEN)
+
+        def status_of(email: str) -> str | None:
+            items = httpx.get(f"{url}/v1/payments", headers=bearer).json()["items"]
+            return next((p["status"] for p in items if p["email"] == email), None)
+
+        deadline = time.monotonic() + 15
+        while {status_of(e) for e in ("ada@yopmail.com", "dee@yopmail.com")} != {"served"} or status_of(
+            "cy@yopmail.com"
+        ) != "unserved":
+            assert time.monotonic() < deadline, "the payments never settled"
+            time.sleep(0.1)
+        post_planned(url, stripe_refund("ada@yopmail.com"), admin=TOKEN)
+
+        page = browser_page
+        page.goto(f"{url}/ui/login")
+        page.fill("input[name=token]", TOKEN)
+        page.click("button[type=submit]")
+        head = page.locator("#unserved")
+        expect(head.locator("h1")).to_contain_text("Paid, no access yet")
+        rows = head.locator("tbody tr")
+        expect(rows).to_have_count(2)
+        bob, cy = rows.filter(has_text="bob@yopmail.com"), rows.filter(has_text="cy@yopmail.com")
+        expect(bob).to_contain_text("ebook")
+        expect(bob).to_contain_text("29.00 EUR")
+        expect(bob.locator(".reason")).to_have_text("no rule matched this payment")
+        expect(cy).to_contain_text("499.00 EUR")
+        expect(cy.locator(".reason")).to_contain_text("enroll failed")
+        expect(cy.locator("button", has_text="Retry")).to_have_count(1)
+        expect(cy.locator("button", has_text="Replay")).to_have_count(1)
+        page.screenshot(path=str(SHOTS / "home-unserved.png"), full_page=True)
+        page.set_viewport_size({"width": 390, "height": 844})
+        # On a phone every buyer's buttons stay in view, without scrolling sideways.
+        box = cy.locator("button", has_text="Handled").bounding_box()
+        assert box is not None and box["x"] + box["width"] <= 390
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        page.set_viewport_size({"width": 1200, "height": 900})
+
+        bob.locator("input[name=reason]").fill("gave the ebook by email")
+        bob.locator("button", has_text="Handled").click()
+        expect(page.locator("#unserved tbody tr")).to_have_count(1)
+        expect(page.locator("#unserved tbody tr")).to_contain_text("cy@yopmail.com")
+        handled = httpx.get(f"{url}/v1/payments", params={"status": "handled"}, headers=bearer).json()["items"]
+        assert [(p["email"], p["handled"]["by"], p["handled"]["reason"]) for p in handled] == [
+            ("bob@yopmail.com", "dana", "gave the ebook by email")
+        ]
+
+        page.locator("#unserved a.person", has_text="cy@yopmail.com").click()
+        expect(page).to_have_url(f"{url}/ui/contacts/cy%40yopmail.com")
+        expect(page.locator(".story")).to_contain_text("bootcamp")
+        expect(page.locator(".story .badge.failed")).to_have_count(1)
+        expect(page.locator(".story button", has_text="Retry")).to_have_count(1)
+        expect(page.locator(".story h3 .badge.unserved")).to_have_text("unserved")
+        expect(page.locator(".story form.handle")).to_have_count(1)
+
+        page.goto(f"{url}/ui/contacts/ada%40yopmail.com")
+        story = page.locator(".story .event")
+        expect(story).to_have_count(2)
+        expect(story.nth(0).locator(".badge.payment")).to_have_text("payment")
+        expect(story.nth(0)).to_contain_text("masterclass 199.00 EUR")
+        expect(story.nth(0).locator("h3 .badge.refunded")).to_have_text("refunded")
+        expect(story.nth(1).locator(".badge.refund")).to_have_text("refund")
+        scheduled = page.locator(".scheduled .action")
+        expect(scheduled).to_have_count(1)
+        expect(scheduled).to_contain_text("Week one done")
+        expect(scheduled.locator("button", has_text="Cancel")).to_be_visible()
+        expect(page.locator(".mirror")).to_contain_text("Masterclass buyer")
+        page.screenshot(path=str(SHOTS / "contact.png"), full_page=True)
+
+        page.click("nav >> text=Sales")
+        expect(page.locator("table.revenue")).to_contain_text("bootcamp")
+        # Ada's masterclass was refunded: only Dee's counts.
+        expect(page.locator("table.revenue tr", has_text="masterclass")).to_contain_text("199.00")
+        expect(page.locator(".waits .figures")).to_contain_text("1 buyer served")
+        expect(page.locator("table.slowest")).to_contain_text("dee@yopmail.com")
+        page.screenshot(path=str(SHOTS / "sales.png"), full_page=True)

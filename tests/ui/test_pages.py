@@ -12,7 +12,7 @@ import httpx
 from app.simulator.state import Fault
 from tests.clitools import cli_env
 from tests.conftest import ADMIN, operator, post_stripe, running, wait_for
-from tests.factories import FORM_TOKEN, stripe_checkout
+from tests.factories import FORM_TOKEN, SHOP_RULES, checkout_for, stripe_checkout, write_rules
 from tests.flows import settled
 
 BEARER = {"Authorization": f"Bearer {ADMIN}"}
@@ -36,7 +36,7 @@ async def test_events_show_who_and_which_rules_in_the_ui_the_api_and_the_cli(mak
         (["ada@yopmail.com"], ["masterclass-purchase"]),
     ]
     assert items[2]["actions"] == {"succeeded": 3}
-    assert '<a href="/ui?email=ada%40yopmail.com">ada@yopmail.com</a>' in page
+    assert '<a class="person" href="/ui/contacts/ada%40yopmail.com">ada@yopmail.com</a>' in page
     assert re.search(r'<td class="wide">masterclass-purchase</td>\s*<td class="outcome">', page)
     assert rejected.status_code == 400 and "awaiting_approval" in rejected.json()["error"]
     done = subprocess.run(
@@ -187,3 +187,72 @@ async def test_a_dry_run_says_so_on_every_page_and_lists_its_skipped_actions(mak
 async def test_with_a_key_no_dry_run_banner(make_settings, sqlite_url):
     with running(make_settings(database_url=sqlite_url)) as url, httpx.Client(base_url=url, headers=BEARER) as http:
         assert "Dry run" not in http.get("/ui").text
+
+
+async def test_a_contact_page_is_linked_encoded_and_escaped_and_the_handled_form_needs_its_token(
+    make_settings, sqlite_url, tmp_path
+):
+    settings = make_settings(database_url=sqlite_url)
+    write_rules(tmp_path, SHOP_RULES)  # after the settings, which write the default rules there
+    odd = "o'hara+vip@yopmail.com"
+    with running(settings) as url:
+        await post_stripe(url, checkout_for(odd, "masterclass"))
+        unmapped = await post_stripe(url, checkout_for("eve@yopmail.com", "<script>alert(1)</script>"))
+        async with operator(url) as http:
+            home = (await http.get("/ui")).text
+            contact = await http.get("/ui/contacts/o%27hara%2Bvip%40yopmail.com")
+            nobody = await http.get("/ui/contacts/nobody%40yopmail.com")
+        async with httpx.AsyncClient(base_url=url) as http:
+            await http.post("/ui/login", data={"token": ADMIN})
+            forged = await http.post(f"/ui/payments/{unmapped}/handled", data={"csrf": "guess", "reason": "x"})
+            signed = await http.get("/ui")
+            csrf = re.search(r'name="csrf" value="([^"]+)"', signed.text)
+            assert csrf is not None
+            empty = await http.post(f"/ui/payments/{unmapped}/handled", data={"csrf": csrf[1], "reason": " "})
+            done = await http.post(
+                f"/ui/payments/{unmapped}/handled", data={"csrf": csrf[1], "reason": "test order", "back": "//evil"}
+            )
+            after = (await http.get("/ui")).text
+    assert '<a class="person" href="/ui/contacts/o%27hara%2Bvip%40yopmail.com">o&#39;hara+vip@yopmail.com</a>' in home
+    # The unmapped product heads the page, its name escaped.
+    assert 'id="unserved"' in home and "&lt;script&gt;alert(1)&lt;/script&gt;" in home and "<script>" not in home
+    assert contact.status_code == 200 and "<h1>o&#39;hara+vip@yopmail.com" in contact.text
+    assert "masterclass 199.00 EUR" in contact.text and "Masterclass buyer" in contact.text
+    assert nobody.status_code == 200 and "No event about nobody@yopmail.com" in nobody.text
+    assert forged.status_code == 401
+    assert empty.status_code == 422 and "reason" in empty.json()["error"]
+    assert done.status_code == 303 and done.headers["location"] == "/ui/actions"  # off-site back refused
+    assert 'id="unserved"' not in after
+
+
+async def test_replay_on_the_home_page_serves_a_buyer_once_the_rules_map_the_product(
+    make_settings, sqlite_url, tmp_path
+):
+    settings = make_settings(database_url=sqlite_url)
+    rules = write_rules(tmp_path, SHOP_RULES)
+    with running(settings) as url:
+        unmapped = await post_stripe(url, checkout_for("fred@yopmail.com", "ebook"))
+        async with operator(url) as http:
+            assert f'action="/ui/events/{unmapped}/replay"' in (await http.get("/ui")).text
+            ebook = SHOP_RULES.replace('== "bootcamp"', '== "ebook"')
+            rules.write_text(ebook)  # the seller maps the new product
+
+            async def reloaded() -> bool:
+                return "ebook" in (await http.get("/ui/rules")).text
+
+            await wait_for(reloaded)
+        async with httpx.AsyncClient(base_url=url) as http:
+            await http.post("/ui/login", data={"token": ADMIN})
+            csrf = re.search(r'name="csrf" value="([^"]+)"', (await http.get("/ui")).text)
+            assert csrf is not None
+            replayed = await http.post(f"/ui/events/{unmapped}/replay", data={"csrf": csrf[1], "back": "/ui"})
+        async with operator(url) as http:
+
+            async def served() -> bool:
+                items = (await http.get("/v1/payments")).json()["items"]
+                return [p["status"] for p in items] == ["served"]
+
+            await wait_for(served)
+            home = (await http.get("/ui")).text
+    assert replayed.status_code == 303 and replayed.headers["location"] == "/ui"
+    assert 'id="unserved"' not in home
