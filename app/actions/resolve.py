@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from app.store.convergence import reference
 from app.systeme.client import SystemeSession, problem
 from app.systeme.errors import PermanentApiError
 
@@ -97,3 +98,20 @@ async def forget_names(api: SystemeSession, params: dict[str, Any]) -> None:
     for kind in ("course", "community"):
         if params.get(kind) is not None and as_id(params[kind]) is None:
             await cache.drop(kind, str(params[kind]).strip())
+
+
+async def same_target(api: SystemeSession, kind: str, mine: dict[str, Any], theirs: dict[str, Any]) -> bool:
+    """Two steps about the same tag, course or community: as the rules name them, or, when one names it and the
+    other gives its id, by the id the name stands for (a lookup the name cache usually answers)."""
+    a, b = reference(kind, mine), reference(kind, theirs)
+    if a is None or b is None or a == b:
+        return a is not None and a == b
+    if kind in ("tag", "untag"):
+        if (mine.get("id") is None) == (theirs.get("id") is None):
+            return False  # two names, or two ids, that differ
+        return await tag_id(api, mine, create=False) == await tag_id(api, theirs, create=False)
+    if (as_id(a) is None) == (as_id(b) is None):
+        return False
+    lookup = course_id if kind in ("enroll", "unenroll") else community_id
+    field = "course" if kind in ("enroll", "unenroll") else "community"
+    return await lookup(api, mine[field]) == await lookup(api, theirs[field])

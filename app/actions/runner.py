@@ -22,10 +22,11 @@ from app.actions.contacts import ContactHandle, Contradiction
 from app.actions.context import StepContext
 from app.actions.local import LOCAL_STEPS
 from app.actions.mirror import Known
-from app.actions.resolve import forget_names
+from app.actions.resolve import forget_names, same_target
 from app.actions.steps import STEPS, unmet_condition
 from app.store.actions import ClaimedAction, claim_run, finish, next_for_contact, ran_out_of_order, release, renew
 from app.store.contacts import ContactWrite, load_contact
+from app.store.convergence import awaits_judgement, later_opposites
 from app.store.models import new_id, utcnow
 from app.store.statuses import ActionStatus, RunStatus
 from app.systeme.client import SystemeClient, SystemeSession
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 DRY_RUN = "dry run: no MATON_API_KEY or SYSTEME_API_KEY is set, nothing was sent"
+# Between two looks at whether the events received before a run's own are judged yet.
+UNJUDGED_POLL = timedelta(seconds=0.5)
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,9 @@ class RetryPolicy:
     lease: timedelta = timedelta(seconds=30)
     # How long a run waits for an earlier event's actions of the same contact before it goes anyway.
     ordering_wait: timedelta = timedelta(minutes=10)
+    # How long a run waits for an event received before its own to be judged (its contact is unknown until then):
+    # the sweep plans an event left unplanned for 30 s, within a sweep period; then a margin (app/store/convergence).
+    unjudged_wait: timedelta = timedelta(seconds=60)
     mirror_fresh: timedelta = timedelta(minutes=15)
     # A membership is created asynchronously: a revoke that finds none listed this soon after the join looks again.
     listing_wait: timedelta = timedelta(seconds=60)
@@ -92,11 +98,16 @@ async def run_actions(*, engine: AsyncEngine, client: AccountClients, action_id:
     token = new_id("run")
     # Work planned under another mode (a dry run, the simulator) is never taken here: see app/accounts/modes.py.
     modes = None if isinstance(client, SystemeClient) else client.modes
+    now = utcnow()
+    waiting = await awaits_judgement(engine, action_id, now=now, bound=policy.unjudged_wait)
+    if waiting is not None:
+        # Looked at again shortly: the planner judges a fresh event within about a second, the sweep a stray one.
+        return RunResult(RunStatus.WAITING, next_attempt_at=now + UNJUDGED_POLL, retry=(action_id, waiting))
     claimed = await claim_run(
         engine,
         action_id,
         token=token,
-        now=utcnow(),
+        now=now,
         lease=policy.lease,
         ordering_wait=policy.ordering_wait,
         max_attempts=policy.max_attempts,
@@ -243,6 +254,10 @@ class _Run:
             done = await LOCAL_STEPS[action.kind](self.engine, action)
             log.info("action succeeded: %s", done, extra=context)
             return _Step(ActionStatus.SUCCEEDED, done)
+        overturned = await self._overturned(ctx, action)
+        if overturned:
+            log.info("action skipped: %s", overturned, extra=context)
+            return _Step(ActionStatus.SKIPPED, overturned)
         unmet = await unmet_condition(ctx, action.kind)
         if unmet:
             log.info("action skipped: %s", unmet, extra=context)
@@ -250,6 +265,16 @@ class _Run:
         done = await STEPS[action.kind](ctx, action.params)
         log.info("action succeeded: %s", done, extra=context)
         return _Step(ActionStatus.SUCCEEDED, done)
+
+    async def _overturned(self, ctx: StepContext, action: ClaimedAction) -> str | None:
+        """Why a later event that already undid (or redid) this step has the last word, in event order; None when
+        none did (app/store/convergence.py). A delayed step runs after later events by design: never overturned."""
+        if action.delayed:
+            return None
+        for later in await later_opposites(self.engine, action):
+            if await same_target(ctx.api, action.kind, action.params, later.params):
+                return later.reason()
+        return None
 
     def _note(self, note: str | None) -> str | None:
         """The run's note, with what this step's contact create or patch left out (then forgotten)."""

@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.accounts.modes import Modes
 from app.store.contacts import ContactWrite, write_contact
+from app.store.convergence import later_run_under_way
 from app.store.holds import held_accounts
 from app.store.models import account_holds, actions, api_calls
 from app.store.modes import runnable
@@ -98,8 +99,13 @@ def _same_contact(email: str | None) -> sa.ColumnElement[bool]:
 async def _blocked(
     conn: AsyncConnection, first: Any, now: datetime, ordering_wait: timedelta, modes: Modes | None
 ) -> bool:
-    """An earlier event's action for the same contact is still pending or running (and we have not waited long)."""
-    if first.contact_email is None or first.created_at < now - ordering_wait:
+    """An earlier event's action for the same contact is still pending or running (and we have not waited long), or
+    a later event's run of the contact is under way."""
+    if first.contact_email is None:
+        return False
+    if await later_run_under_way(conn, first, now):
+        return True
+    if first.created_at < now - ordering_wait:
         return False
     earlier = await conn.scalar(
         sa.select(actions.c.id)
