@@ -24,9 +24,9 @@ from app.actions.local import LOCAL_STEPS
 from app.actions.mirror import Known
 from app.actions.resolve import forget_names, same_target
 from app.actions.steps import STEPS, unmet_condition
-from app.store.actions import ClaimedAction, claim_run, finish, next_for_contact, ran_out_of_order, release, renew
+from app.store.actions import ClaimedAction, claim_run, finish, next_for_contact, release, renew
 from app.store.contacts import ContactWrite, load_contact
-from app.store.convergence import awaits_judgement, later_opposites
+from app.store.convergence import LaterStep, awaits_judgement, later_steps
 from app.store.models import new_id, utcnow
 from app.store.statuses import ActionStatus, RunStatus
 from app.systeme.client import SystemeClient, SystemeSession
@@ -165,6 +165,7 @@ class _Run:
         self.handle: ContactHandle | None = None
         self.result = RunResult(RunStatus.DONE)
         self._saved: tuple[int, dict[str, Any], datetime] | None = None
+        self.later: list[LaterStep] = []
 
     async def execute(self) -> RunResult:
         first = self.claimed[0]
@@ -173,8 +174,10 @@ class _Run:
             known = Known.from_json(*entry) if entry is not None else None
             self._saved = (known.contact_id, known.to_json(), known.learned_at) if known is not None else None
             self.handle = ContactHandle(first.contact_email, known, window=self.policy.mirror_fresh)
+        # What later events already did for the contact: this run came out of order, and may be overturned.
+        self.later = [] if all(a.delayed for a in self.claimed) else await later_steps(self.engine, first)
         note = None
-        if not first.delayed and await ran_out_of_order(self.engine, first):
+        if not first.delayed and self.later:
             note = "out of order: an action of a later event for this contact already ran"
         started = time.monotonic()
         for index, action in enumerate(self.claimed):
@@ -271,8 +274,8 @@ class _Run:
         none did (app/store/convergence.py). A delayed step runs after later events by design: never overturned."""
         if action.delayed:
             return None
-        for later in await later_opposites(self.engine, action):
-            if await same_target(ctx.api, action.kind, action.params, later.params):
+        for later in self.later:
+            if later.overturns(action) and await same_target(ctx.api, action.kind, action.params, later.params):
                 return later.reason()
         return None
 

@@ -236,26 +236,6 @@ async def renew(engine: AsyncEngine, token: str, *, until: datetime) -> int:
     return result.rowcount
 
 
-async def ran_out_of_order(engine: AsyncEngine, action: ClaimedAction) -> bool:
-    """True when a later action (by event time) of the same contact already succeeded."""
-    if action.contact_email is None:
-        return False
-    async with engine.connect() as conn:
-        later = await conn.scalar(
-            sa.select(actions.c.id)
-            .where(
-                actions.c.contact_email == action.contact_email,
-                actions.c.account == action.account,
-                actions.c.order_key > action.order_key,
-                # Its own event's later steps do not count: a replayed or reconciled step comes after them by design.
-                actions.c.event_id != action.event_id,
-                actions.c.status == ActionStatus.SUCCEEDED,
-            )
-            .limit(1)
-        )
-    return later is not None
-
-
 def _call_row(call: dict[str, Any], action: ClaimedAction) -> dict[str, Any]:
     # Bounded to the columns: a hostile value (a 64 KB tag name in a path) must not stop the result being recorded.
     # Every key on every row: one executemany takes the shape of the first row.

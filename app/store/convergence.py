@@ -59,27 +59,23 @@ async def awaits_judgement(engine: AsyncEngine, action_id: str, *, now: datetime
     judged yet (and was received less than `bound` ago); None when nothing earlier waits to be judged."""
     if bound <= timedelta(0):
         return None
+    # A run with a contact is what an unjudged event may concern; its rows are stamped with their event's arrival.
+    arrived = (
+        sa.select(actions.c.created_at)
+        .where(actions.c.id == action_id, actions.c.contact_email.is_not(None))
+        .scalar_subquery()
+    )
     async with engine.connect() as conn:
-        anchor = (
-            await conn.execute(
-                sa.select(actions.c.created_at, actions.c.attempts, actions.c.contact_email).where(
-                    actions.c.id == action_id
-                )
-            )
-        ).first()
-        if anchor is None or anchor.contact_email is None or anchor.created_at <= now - bound:
-            return None
         # Read from the partial index on unplanned events: only those rows, a handful at most.
         earlier = await conn.scalar(
             sa.select(events.c.id)
-            .where(
-                events.c.planned_at.is_(None),
-                events.c.received_at < anchor.created_at,
-                events.c.received_at > now - bound,
-            )
+            .where(events.c.planned_at.is_(None), events.c.received_at < arrived, events.c.received_at > now - bound)
             .limit(1)
         )
-    return anchor.attempts + 1 if earlier is not None else None
+        if earlier is None:
+            return None
+        attempts = await conn.scalar(sa.select(actions.c.attempts).where(actions.c.id == action_id))
+    return (attempts or 0) + 1
 
 
 async def later_run_under_way(conn: AsyncConnection, first: Any, now: datetime) -> bool:
@@ -103,35 +99,40 @@ async def later_run_under_way(conn: AsyncConnection, first: Any, now: datetime) 
 
 @dataclass(frozen=True)
 class LaterStep:
-    """A later event's step that already ran for the contact, opposite to the one about to run."""
+    """A step of a later event that already ran for the contact."""
 
     event_id: str
     rule_id: str
     kind: str
     params: dict[str, Any]
+    order_key: str
+
+    def overturns(self, action: ClaimedAction) -> bool:
+        """Whether, by kind and event time, this may have the last word over `action` (the same thing is checked
+        by the caller, which can look names up)."""
+        return self.kind == OPPOSITE.get(action.kind) and self.order_key > action.order_key
 
     def reason(self) -> str:
         return f"overturned by {self.event_id} ({self.rule_id}: {self.kind}) which already ran"
 
 
-async def later_opposites(engine: AsyncEngine, action: ClaimedAction) -> list[LaterStep]:
-    """The opposite steps of later events (by event time, the order key) that already ran for the contact, latest
-    first: what may overturn `action`. Whoever planned it (the planner, the sweep, an operator's replay or fix), an
-    event's effect keeps its place in event order."""
-    opposite = OPPOSITE.get(action.kind)
-    if opposite is None or action.contact_email is None or reference(action.kind, action.params) is None:
+async def later_steps(engine: AsyncEngine, first: ClaimedAction) -> list[LaterStep]:
+    """The steps of later events (by event time, the order key) that already succeeded for the run's contact,
+    latest first: a run that has any came out of order, and those opposite to one of its steps may overturn it.
+    Whoever planned the run (the planner, the sweep, an operator's replay or fix), its event keeps its place."""
+    if first.contact_email is None:
         return []
     async with engine.connect() as conn:
         rows = await conn.execute(
-            sa.select(actions.c.event_id, actions.c.rule_id, actions.c.params)
+            sa.select(actions.c.event_id, actions.c.rule_id, actions.c.kind, actions.c.params, actions.c.order_key)
             .where(
-                actions.c.contact_email == action.contact_email,
+                actions.c.contact_email == first.contact_email,
+                actions.c.account == first.account,
+                actions.c.order_key > first.order_key,
+                # Its own event's later steps do not count: a replayed or reconciled step comes after them by design.
+                actions.c.event_id != first.event_id,
                 actions.c.status == ActionStatus.SUCCEEDED,
-                actions.c.account == action.account,
-                actions.c.kind == opposite,
-                actions.c.order_key > action.order_key,
-                actions.c.event_id != action.event_id,
             )
             .order_by(actions.c.order_key.desc())
         )
-        return [LaterStep(r.event_id, r.rule_id, opposite, dict(r.params)) for r in rows]
+        return [LaterStep(r.event_id, r.rule_id, r.kind, dict(r.params), r.order_key) for r in rows]
