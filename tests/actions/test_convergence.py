@@ -11,6 +11,7 @@ from app.config import rules_environment
 from app.pipeline.planner import LEFTOVER_SECONDS, plan_leftovers
 from app.rules.engine import RuleSet
 from app.rules.loader import parse_rules
+from app.store.actions import claim_run, release
 from app.store.models import utcnow
 from tests.factories import RULES, stripe_checkout, stripe_refund
 from tests.flows import POLICY, WINDOW, plan_and_store, row, run, store_unplanned
@@ -131,3 +132,27 @@ async def test_an_event_left_unjudged_past_the_bound_holds_nobody(engine, client
     mine = await plan_and_store(engine, stripe_checkout("free@yopmail.com"), event_type=PURCHASE)
     assert set((await run(engine, client, mine[0])).statuses.values()) == {"succeeded"}
     assert sim.tag_names("free@yopmail.com") == ["Masterclass buyer"]
+
+
+async def test_an_earlier_event_waits_for_a_later_run_under_way(engine, client, sim):
+    bought = utcnow() - timedelta(minutes=5)
+    refund = await plan_and_store(
+        engine, stripe_refund("beside@yopmail.com"), event_type=REFUND, occurred_at=bought + timedelta(minutes=1)
+    )
+    # A worker holds the refund's run (its requests in flight) when the purchase, which happened first, is planned.
+    lease, wait = timedelta(seconds=30), timedelta(minutes=10)
+    held = await claim_run(
+        engine, refund[0], token="run_beside", now=utcnow(), lease=lease, ordering_wait=wait, max_attempts=3
+    )
+    assert len(held) == 3
+    purchase = await plan_and_store(
+        engine, stripe_checkout("beside@yopmail.com"), event_type=PURCHASE, occurred_at=bought
+    )
+    # Not beside it: a grant racing its revoke could land last.
+    assert (await run(engine, client, purchase[0])).status == "not_claimed" and sim.writes() == []
+    await release(engine, "run_beside", now=utcnow(), next_attempt_at=None)  # that worker stopped before any request
+    # Now in event order: the purchase, then the refund it hands over to.
+    granted = await run(engine, client, purchase[0])
+    assert set(granted.statuses.values()) == {"succeeded"} and granted.follow_up == ((refund[0], 1),)
+    assert set((await run(engine, client, refund[0])).statuses.values()) == {"succeeded"}
+    assert no_access(sim, "beside@yopmail.com")
