@@ -22,11 +22,13 @@ from app.actions.contacts import ContactHandle, Contradiction
 from app.actions.context import StepContext
 from app.actions.local import LOCAL_STEPS
 from app.actions.mirror import Known
+from app.actions.params import ActionParams, BadParams, parse_params
 from app.actions.resolve import forget_names, same_target
 from app.actions.steps import STEPS, unmet_condition
 from app.store.actions import ClaimedAction, claim_run, finish, next_for_contact, release, renew
 from app.store.contacts import ContactWrite, load_contact
 from app.store.convergence import LaterStep, awaits_judgement, later_steps
+from app.store.mirror import count_miss, load_sync
 from app.store.models import new_id, utcnow
 from app.store.statuses import ActionStatus, RunStatus
 from app.systeme.client import SystemeClient, SystemeSession
@@ -121,13 +123,26 @@ async def run_actions(*, engine: AsyncEngine, client: AccountClients, action_id:
     if chosen is None or problem is not None:
         await release(engine, token, now=utcnow(), next_attempt_at=None)
         return RunResult(RunStatus.HELD, held=(account, problem or f"account '{account}' is not configured"))
+    complete = await _complete(engine, client, account)
     heartbeat = asyncio.create_task(_heartbeat(engine, token, policy.lease))
     try:
-        return await _Run(engine, chosen, policy, token, claimed, modes).execute()
+        return await _Run(engine, chosen, policy, token, claimed, modes, complete=complete).execute()
     finally:
         heartbeat.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await heartbeat
+
+
+async def _complete(engine: AsyncEngine, client: AccountClients | SystemeClient, account: str) -> bool:
+    """Whether the account's mirror is complete now: chosen so, and synced under the account's current mode (the
+    mirror of a simulator or a dry run says nothing of a live account)."""
+    if isinstance(client, SystemeClient):
+        return False
+    configured = client.accounts.get(account)
+    if configured is None or configured.mirror != "complete":
+        return False
+    synced = await load_sync(engine, account)
+    return synced is not None and synced.mode == client.modes.get(account)
 
 
 async def _probe(api: SystemeSession) -> str | None:
@@ -159,9 +174,11 @@ class _Run:
         token: str,
         claimed: list[ClaimedAction],
         modes: Modes | None = None,
+        *,
+        complete: bool = False,
     ) -> None:
         self.engine, self.client, self.policy, self.token, self.claimed = engine, client, policy, token, claimed
-        self.modes = modes
+        self.modes, self.complete = modes, complete
         self.handle: ContactHandle | None = None
         self.result = RunResult(RunStatus.DONE)
         self._saved: tuple[int, dict[str, Any], datetime] | None = None
@@ -173,7 +190,8 @@ class _Run:
             entry = await load_contact(self.engine, first.account, first.contact_email)
             known = Known.from_json(*entry) if entry is not None else None
             self._saved = (known.contact_id, known.to_json(), known.learned_at) if known is not None else None
-            self.handle = ContactHandle(first.contact_email, known, window=self.policy.mirror_fresh)
+            window = self.policy.mirror_fresh
+            self.handle = ContactHandle(first.contact_email, known, window=window, complete=self.complete)
         # What later events already did for the contact: this run came out of order, and may be overturned.
         self.later = [] if all(a.delayed for a in self.claimed) else await later_steps(self.engine, first)
         note = None
@@ -193,6 +211,10 @@ class _Run:
                 # reads before writing); the steps not reached go back at once for another worker.
                 await asyncio.shield(self._interrupted(api, action))
                 raise
+            if self.handle is not None and self.handle.missed:
+                self.handle.missed = False
+                log.info("mirror miss: the contact was in account %s but not in its complete mirror", action.account)
+                await count_miss(self.engine, action.account)
             if not await self._record(api, action, step, self._note(note)):
                 log.warning("run %s lost its lease; another worker owns its actions now", self.token)
                 return self.result
@@ -213,6 +235,12 @@ class _Run:
 
     async def _step(self, api: SystemeSession, action: ClaimedAction) -> _Step:
         context = {"action_id": action.id, "event_id": action.event_id, "rule_id": action.rule_id, "kind": action.kind}
+        try:
+            params = parse_params(action.kind, action.params)
+        except BadParams as exc:
+            # No retry makes such a row runnable: it ends here, visibly, and the run goes on with the next step.
+            log.warning("action failed: %s", exc, extra=context)
+            return _Step(ActionStatus.FAILED, error=str(exc)[:1000])
         if self.client.dry_run and action.kind not in LOCAL_STEPS:
             return _Step(ActionStatus.SKIPPED, DRY_RUN)
         wait = self.policy.listing_wait.total_seconds()
@@ -220,13 +248,13 @@ class _Run:
         try:
             for second_try in (False, True):
                 try:
-                    return await self._do(ctx, action, context)
+                    return await self._do(ctx, action, params, context)
                 except Contradiction as exc:
                     if second_try:
                         raise PermanentApiError(str(exc)) from exc
                     # What we knew was wrong (a contact deleted, a tag removed by hand): forget it and read again.
                     log.info("mirror contradicted (%s); trying again from fresh reads", exc, extra=context)
-                    await forget_names(api, action.params)
+                    await forget_names(api, params)
                     if self.handle is not None:
                         self.handle.forget()
                     ctx.careful = ctx.refreshed = True
@@ -251,10 +279,12 @@ class _Run:
             return self._transient(action.attempt, f"unexpected error: {exc!r}"[:1000], None, counted=True)
         raise AssertionError("unreachable")
 
-    async def _do(self, ctx: StepContext, action: ClaimedAction, context: dict[str, Any]) -> _Step:
+    async def _do(
+        self, ctx: StepContext, action: ClaimedAction, params: ActionParams, context: dict[str, Any]
+    ) -> _Step:
         if action.kind in LOCAL_STEPS:
             # Our own rows, not Systeme.io: no contact to read, so no tag condition either.
-            done = await LOCAL_STEPS[action.kind](self.engine, action)
+            done = await LOCAL_STEPS[action.kind](self.engine, action, params)
             log.info("action succeeded: %s", done, extra=context)
             return _Step(ActionStatus.SUCCEEDED, done)
         overturned = await self._overturned(ctx, action)
@@ -265,7 +295,7 @@ class _Run:
         if unmet:
             log.info("action skipped: %s", unmet, extra=context)
             return _Step(ActionStatus.SKIPPED, unmet)
-        done = await STEPS[action.kind](ctx, action.params)
+        done = await STEPS[action.kind](ctx, params)
         log.info("action succeeded: %s", done, extra=context)
         return _Step(ActionStatus.SUCCEEDED, done)
 

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.accounts.modes import Modes
 from app.config import Settings
+from app.mirror.events import learn_from_events
 from app.pipeline import alerts
 from app.pipeline.dispatch import Dispatcher
 from app.rules.current import RulesInForce
@@ -94,6 +95,12 @@ async def plan_events(
     """Judge, store and dispatch the plans of those of `pending` not planned yet; the number planned here. Their
     actions belong to `modes` (account -> current mode), the default account's to the event's arrival mode."""
     held: list[str] = []
+    try:
+        # Contact and tag events of a complete mirror's account update it before the rules judge them.
+        await learn_from_events(engine, rules.loaded.file, pending, modes)
+    except Exception:
+        # The mirror heals from its own contradictions; planning goes on whatever became of this.
+        log.exception("updating the contact mirror from %d events failed", len(pending))
     planned, runs = await record_plans(
         engine,
         pending,
