@@ -38,8 +38,11 @@ from tests.factories import RULES, record_event, stripe_checkout, stripe_headers
 POLICY = RetryPolicy(delays=(0.01,), max_attempts=3, lease=timedelta(seconds=30))
 
 
-async def plan_and_store(engine, payload: dict[str, Any], *, event_type: str, rules: str = RULES) -> list[str]:
-    """A Stripe event stored and planned with `rules`: its action ids, in plan order."""
+async def plan_and_store(
+    engine, payload: dict[str, Any], *, event_type: str, rules: str = RULES, occurred_at: datetime | None = None
+) -> list[str]:
+    """A Stripe event stored and planned with `rules` (at the provider's `occurred_at`, if given): its action ids,
+    in plan order."""
     rs = RuleSet(parse_rules(rules, path="r", env=rules_environment()))
     outcomes = rs.plan(source="stripe", event_type=event_type, payload=payload)
     stored = await record_event(
@@ -49,7 +52,7 @@ async def plan_and_store(engine, payload: dict[str, Any], *, event_type: str, ru
         provider_id=payload.get("id"),
         payload=payload,
         headers={},
-        occurred_at=None,
+        occurred_at=occurred_at,
         outcomes=outcomes,
         rules_version=rs.version,
         now=utcnow(),

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import ValidationError
+
 from app.actions.params import ActionParams, CommunityParams, CourseParams, EnrollParams, TagParams
+from app.store.convergence import reference
 from app.systeme.client import SystemeSession, problem
 from app.systeme.errors import PermanentApiError
 
@@ -99,3 +102,24 @@ async def forget_names(api: SystemeSession, params: ActionParams) -> None:
         await cache.drop("course", str(params.course).strip())
     if isinstance(params, CommunityParams) and as_id(params.community) is None:
         await cache.drop("community", str(params.community).strip())
+
+
+async def same_target(api: SystemeSession, kind: str, mine: dict[str, Any], theirs: dict[str, Any]) -> bool:
+    """Two steps (as stored) about the same tag, course or community: as the rules name them, or, when one names
+    it and the other gives its id, by the id the name stands for (a lookup the name cache usually answers)."""
+    a, b = reference(kind, mine), reference(kind, theirs)
+    if a is None or b is None or a == b:
+        return a is not None and a == b
+    if kind in ("tag", "untag"):
+        if (mine.get("id") is None) == (theirs.get("id") is None):
+            return False  # two names, or two ids, that differ
+        try:
+            tags = [TagParams.model_validate(p) for p in (mine, theirs)]
+        except ValidationError:
+            return False  # a row another version wrote: not the same tag as far as we can tell
+        return await tag_id(api, tags[0], create=False) == await tag_id(api, tags[1], create=False)
+    if (as_id(a) is None) == (as_id(b) is None):
+        return False
+    lookup = course_id if kind in ("enroll", "unenroll") else community_id
+    field = "course" if kind in ("enroll", "unenroll") else "community"
+    return await lookup(api, mine[field]) == await lookup(api, theirs[field])

@@ -23,10 +23,11 @@ from app.actions.context import StepContext
 from app.actions.local import LOCAL_STEPS
 from app.actions.mirror import Known
 from app.actions.params import ActionParams, BadParams, parse_params
-from app.actions.resolve import forget_names
+from app.actions.resolve import forget_names, same_target
 from app.actions.steps import STEPS, unmet_condition
-from app.store.actions import ClaimedAction, claim_run, finish, next_for_contact, ran_out_of_order, release, renew
+from app.store.actions import ClaimedAction, claim_run, finish, next_for_contact, release, renew
 from app.store.contacts import ContactWrite, load_contact
+from app.store.convergence import LaterStep, awaits_judgement, later_steps
 from app.store.mirror import count_miss, load_sync
 from app.store.models import new_id, utcnow
 from app.store.statuses import ActionStatus, RunStatus
@@ -38,6 +39,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 DRY_RUN = "dry run: no MATON_API_KEY or SYSTEME_API_KEY is set, nothing was sent"
+# Between two looks at whether the events received before a run's own are judged yet.
+UNJUDGED_POLL = timedelta(seconds=0.5)
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,9 @@ class RetryPolicy:
     lease: timedelta = timedelta(seconds=30)
     # How long a run waits for an earlier event's actions of the same contact before it goes anyway.
     ordering_wait: timedelta = timedelta(minutes=10)
+    # How long a run waits for an event received before its own to be judged (its contact is unknown until then):
+    # the sweep plans an event left unplanned for 30 s, within a sweep period; then a margin (app/store/convergence).
+    unjudged_wait: timedelta = timedelta(seconds=60)
     mirror_fresh: timedelta = timedelta(minutes=15)
     # A membership is created asynchronously: a revoke that finds none listed this soon after the join looks again.
     listing_wait: timedelta = timedelta(seconds=60)
@@ -94,11 +100,16 @@ async def run_actions(*, engine: AsyncEngine, client: AccountClients, action_id:
     token = new_id("run")
     # Work planned under another mode (a dry run, the simulator) is never taken here: see app/accounts/modes.py.
     modes = None if isinstance(client, SystemeClient) else client.modes
+    now = utcnow()
+    waiting = await awaits_judgement(engine, action_id, now=now, bound=policy.unjudged_wait)
+    if waiting is not None:
+        # Looked at again shortly: the planner judges a fresh event within about a second, the sweep a stray one.
+        return RunResult(RunStatus.WAITING, next_attempt_at=now + UNJUDGED_POLL, retry=(action_id, waiting))
     claimed = await claim_run(
         engine,
         action_id,
         token=token,
-        now=utcnow(),
+        now=now,
         lease=policy.lease,
         ordering_wait=policy.ordering_wait,
         max_attempts=policy.max_attempts,
@@ -171,6 +182,7 @@ class _Run:
         self.handle: ContactHandle | None = None
         self.result = RunResult(RunStatus.DONE)
         self._saved: tuple[int, dict[str, Any], datetime] | None = None
+        self.later: list[LaterStep] = []
 
     async def execute(self) -> RunResult:
         first = self.claimed[0]
@@ -180,8 +192,10 @@ class _Run:
             self._saved = (known.contact_id, known.to_json(), known.learned_at) if known is not None else None
             window = self.policy.mirror_fresh
             self.handle = ContactHandle(first.contact_email, known, window=window, complete=self.complete)
+        # What later events already did for the contact: this run came out of order, and may be overturned.
+        self.later = [] if all(a.delayed for a in self.claimed) else await later_steps(self.engine, first)
         note = None
-        if not first.delayed and await ran_out_of_order(self.engine, first):
+        if not first.delayed and self.later:
             note = "out of order: an action of a later event for this contact already ran"
         started = time.monotonic()
         for index, action in enumerate(self.claimed):
@@ -273,6 +287,10 @@ class _Run:
             done = await LOCAL_STEPS[action.kind](self.engine, action, params)
             log.info("action succeeded: %s", done, extra=context)
             return _Step(ActionStatus.SUCCEEDED, done)
+        overturned = await self._overturned(ctx, action)
+        if overturned:
+            log.info("action skipped: %s", overturned, extra=context)
+            return _Step(ActionStatus.SKIPPED, overturned)
         unmet = await unmet_condition(ctx, action.kind)
         if unmet:
             log.info("action skipped: %s", unmet, extra=context)
@@ -280,6 +298,16 @@ class _Run:
         done = await STEPS[action.kind](ctx, params)
         log.info("action succeeded: %s", done, extra=context)
         return _Step(ActionStatus.SUCCEEDED, done)
+
+    async def _overturned(self, ctx: StepContext, action: ClaimedAction) -> str | None:
+        """Why a later event that already undid (or redid) this step has the last word, in event order; None when
+        none did (app/store/convergence.py). A delayed step runs after later events by design: never overturned."""
+        if action.delayed:
+            return None
+        for later in self.later:
+            if later.overturns(action) and await same_target(ctx.api, action.kind, action.params, later.params):
+                return later.reason()
+        return None
 
     def _note(self, note: str | None) -> str | None:
         """The run's note, with what this step's contact create or patch left out (then forgotten)."""

@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.accounts.modes import Modes
 from app.store.contacts import ContactWrite, write_contact
+from app.store.convergence import later_run_under_way
 from app.store.holds import held_accounts
 from app.store.models import account_holds, actions, api_calls
 from app.store.modes import runnable
@@ -98,8 +99,13 @@ def _same_contact(email: str | None) -> sa.ColumnElement[bool]:
 async def _blocked(
     conn: AsyncConnection, first: Any, now: datetime, ordering_wait: timedelta, modes: Modes | None
 ) -> bool:
-    """An earlier event's action for the same contact is still pending or running (and we have not waited long)."""
-    if first.contact_email is None or first.created_at < now - ordering_wait:
+    """An earlier event's action for the same contact is still pending or running (and we have not waited long), or
+    a later event's run of the contact is under way."""
+    if first.contact_email is None:
+        return False
+    if await later_run_under_way(conn, first, now):
+        return True
+    if first.created_at < now - ordering_wait:
         return False
     earlier = await conn.scalar(
         sa.select(actions.c.id)
@@ -228,26 +234,6 @@ async def renew(engine: AsyncEngine, token: str, *, until: datetime) -> int:
             .values(lease_until=until)
         )
     return result.rowcount
-
-
-async def ran_out_of_order(engine: AsyncEngine, action: ClaimedAction) -> bool:
-    """True when a later action (by event time) of the same contact already succeeded."""
-    if action.contact_email is None:
-        return False
-    async with engine.connect() as conn:
-        later = await conn.scalar(
-            sa.select(actions.c.id)
-            .where(
-                actions.c.contact_email == action.contact_email,
-                actions.c.account == action.account,
-                actions.c.order_key > action.order_key,
-                # Its own event's later steps do not count: a replayed or reconciled step comes after them by design.
-                actions.c.event_id != action.event_id,
-                actions.c.status == ActionStatus.SUCCEEDED,
-            )
-            .limit(1)
-        )
-    return later is not None
 
 
 def _call_row(call: dict[str, Any], action: ClaimedAction) -> dict[str, Any]:

@@ -28,6 +28,7 @@ class RunStatus(StrEnum):
     RESCHEDULED = "rescheduled"  # a step will be tried again at its next attempt time
     HELD = "held"  # the account refused us: the caller puts it on hold
     NOT_CLAIMED = "not_claimed"  # another worker has it, or nothing was due
+    WAITING = "waiting"  # an event received before it is not judged yet: tried again shortly
 
 
 class AccountState(StrEnum):
