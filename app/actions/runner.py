@@ -27,9 +27,10 @@ from app.actions.steps import STEPS, unmet_condition
 from app.store.actions import ClaimedAction, claim_run, finish, next_for_contact, ran_out_of_order, release, renew
 from app.store.contacts import ContactWrite, load_contact
 from app.store.models import new_id, utcnow
-from app.store.statuses import ActionStatus, RunStatus
+from app.store.statuses import ActionStatus, Priority, RunStatus
 from app.systeme.client import SystemeClient, SystemeSession
 from app.systeme.errors import AccountUnusable, ApiError, Forbidden, PermanentApiError, TransientApiError
+from app.systeme.quota import MAX_WAIT_SECONDS
 
 if TYPE_CHECKING:
     from app.accounts.registry import AccountClients
@@ -51,6 +52,9 @@ class RetryPolicy:
     listing_wait: timedelta = timedelta(seconds=60)
     # A run that has taken this long hands its remaining steps to a fresh job (fairness, bounded job time).
     run_seconds: float = 90.0
+    # The longest a run's step waits in its slot for the quota; past that the run gives its slot back (RESCHEDULED,
+    # not counted) and comes back when the quota refills. Callers outside a worker keep the quota's own bound.
+    quota_wait: float = MAX_WAIT_SECONDS
 
     def delay(self, attempt: int, retry_after: float | None) -> float:
         """The API's Retry-After when it gave one; else the schedule, with a little jitter so retries spread."""
@@ -71,6 +75,8 @@ class RunResult:
     follow_up: tuple[tuple[str, int], ...] = ()
     # (account, the API's own words) when the account refused us: the caller puts it on hold.
     held: tuple[str, str] | None = None
+    # The rescheduled step's priority: its job goes back in the queue at that rank.
+    priority: Priority = Priority.NORMAL
 
     @property
     def dead(self) -> list[str]:
@@ -171,7 +177,7 @@ class _Run:
                 await release(self.engine, self.token, now=utcnow(), next_attempt_at=None)
                 self.result.follow_up = ((action.id, action.attempt),)
                 break
-            api = self.client.session()
+            api = self.client.session(priority=action.priority, max_wait=self.policy.quota_wait)
             try:
                 step = await self._step(api, action)
             except asyncio.CancelledError:
@@ -191,7 +197,11 @@ class _Run:
                 await release(self.engine, self.token, now=utcnow(), next_attempt_at=step.next_attempt_at)
                 attempt = action.attempt + 1 if step.counted else action.attempt
                 self.result = RunResult(
-                    RunStatus.RESCHEDULED, self.result.statuses, step.next_attempt_at, (action.id, attempt)
+                    RunStatus.RESCHEDULED,
+                    self.result.statuses,
+                    step.next_attempt_at,
+                    (action.id, attempt),
+                    priority=action.priority,
                 )
                 break
         await self._hand_over(first)

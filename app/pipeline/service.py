@@ -30,6 +30,7 @@ def retry_policy(settings: Settings) -> RetryPolicy:
         lease=timedelta(seconds=settings.action_lease_seconds),
         ordering_wait=timedelta(seconds=settings.ordering_wait_seconds),
         mirror_fresh=timedelta(seconds=settings.mirror_fresh_seconds),
+        quota_wait=settings.quota_slot_wait_seconds,
     )
 
 

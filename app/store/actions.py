@@ -29,7 +29,7 @@ from app.store.contacts import ContactWrite, write_contact
 from app.store.holds import held_accounts
 from app.store.models import account_holds, actions, api_calls
 from app.store.modes import runnable
-from app.store.statuses import ActionStatus
+from app.store.statuses import ActionStatus, Priority
 
 TERMINAL = frozenset(
     {
@@ -61,6 +61,7 @@ class ClaimedAction:
     account: str
     # It was a scheduled step: later events of the contact ran meanwhile by design, not out of order.
     delayed: bool = False
+    priority: Priority = Priority.NORMAL
 
 
 def _claimable(now: datetime) -> sa.ColumnElement[bool]:
@@ -214,6 +215,7 @@ async def claim_run(
             order_key=r.order_key,
             account=r.account,
             delayed=r.id in delayed,
+            priority=Priority.of_rank(r.priority),
         )
         for r in taken
     ]
@@ -363,14 +365,15 @@ async def next_for_contact(
 async def due_actions(
     engine: AsyncEngine, *, now: datetime, limit: int = 500, modes: Modes | None = None
 ) -> list[tuple[str, int]]:
-    """(action id, next attempt number) of the first due action of each run: pending or scheduled and due, or
-    abandoned; with `modes`, only those planned under their account's current mode (the others wait for the
-    operator: app/accounts/modes.py)."""
+    """(action id, next attempt number) of the first due action of each run, higher priorities first, then earlier
+    events: pending or scheduled and due, or abandoned; with `modes`, only those planned under their account's
+    current mode (the others wait for the operator: app/accounts/modes.py)."""
     async with engine.connect() as conn:
         rows = await conn.execute(
             sa.select(actions.c.id, actions.c.attempts, actions.c.event_id, actions.c.contact_email, actions.c.account)
             .where(_claimable(now), actions.c.account.not_in(held_accounts()), runnable(modes))
-            .order_by(actions.c.order_key)
+            # Under a backlog higher priorities go first, then earlier events (the dispatch order is the claim order).
+            .order_by(actions.c.priority, actions.c.order_key)
             .limit(limit)
         )
         runs: dict[tuple[str, str | None, str], tuple[str, int]] = {}
