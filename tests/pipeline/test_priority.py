@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from datetime import timedelta
 
 import httpx
 import pytest
+from arq import create_pool
+from arq.connections import RedisSettings
 from redis.asyncio import Redis
 
 from app.accounts.registry import AccountClients
 from app.config import rules_environment
+from app.pipeline.dispatch import ArqDispatcher
+from app.pipeline.embedded import EmbeddedExecutor
 from app.rules.loader import parse_rules
 from app.simulator import Simulator
 from app.store.actions import due_actions
@@ -67,6 +72,33 @@ async def test_due_runs_go_by_priority_then_by_event_order(database_url):
     # A rule that enrolls is high by default; one that only tags, normal; `priority: low` as written.
     assert ranks == {"low0": 2, "normal1": 1, "grant2": 0, "grant3": 0}
     assert due == [planned["grant2"][0], planned["grant3"][0], planned["normal1"][0], planned["low0"][0]]
+
+
+async def test_arq_starts_a_high_priority_run_ahead_of_a_normal_backlog(clean_redis):
+    pool = await create_pool(RedisSettings.from_dsn(clean_redis))
+    dispatcher = ArqDispatcher(pool)
+    try:
+        await dispatcher.dispatch([("act_normal1", 1), ("act_normal2", 1)])
+        await dispatcher.dispatch([("act_low", 1)], priority=Priority.LOW)
+        await dispatcher.dispatch([("act_high", 1)], priority=Priority.HIGH)
+        # A retry is never started before its time, whatever its priority.
+        later = utcnow() + timedelta(seconds=30)
+        await dispatcher.dispatch([("act_retry", 2)], at=later, priority=Priority.HIGH)
+        queued = await pool.zrange("arq:queue", 0, -1, withscores=True)
+    finally:
+        await pool.aclose()
+    order = [job.decode().split(":")[0] for job, _ in queued]
+    assert order == ["act_high", "act_normal1", "act_normal2", "act_low", "act_retry"]
+    assert queued[-1][1] >= later.timestamp() * 1000
+
+
+async def test_the_embedded_executor_takes_higher_priorities_first_then_arrival_order():
+    executor = EmbeddedExecutor()
+    await executor.dispatch([("a_low", 1)], priority=Priority.LOW)
+    await executor.dispatch([("a_normal", 1), ("b_normal", 1)])
+    await executor.dispatch([("a_high", 1)], priority=Priority.HIGH)
+    taken = [executor.queue.get_nowait()[2] for _ in range(4)]
+    assert taken == ["a_high", "a_normal", "b_normal", "a_low"]
 
 
 def _quota(store: str, redis: Redis) -> Quota:
