@@ -24,7 +24,16 @@ from app.actions.local import LOCAL_STEPS
 from app.actions.mirror import Known
 from app.actions.resolve import forget_names
 from app.actions.steps import STEPS, unmet_condition
-from app.store.actions import ClaimedAction, claim_run, finish, next_for_contact, ran_out_of_order, release, renew
+from app.store.actions import (
+    ClaimedAction,
+    claim_run,
+    finish,
+    head_of,
+    next_for_contact,
+    ran_out_of_order,
+    release,
+    renew,
+)
 from app.store.contacts import ContactWrite, load_contact
 from app.store.models import new_id, utcnow
 from app.store.statuses import ActionStatus, Priority, RunStatus
@@ -36,6 +45,8 @@ if TYPE_CHECKING:
     from app.accounts.registry import AccountClients
 
 log = logging.getLogger(__name__)
+# Seconds a begun step's requests together may wait for the quota in the slot (the step is asked about first).
+STEP_QUOTA_WAIT = 1.0
 DRY_RUN = "dry run: no MATON_API_KEY or SYSTEME_API_KEY is set, nothing was sent"
 
 
@@ -96,6 +107,9 @@ class _Step:
 async def run_actions(*, engine: AsyncEngine, client: AccountClients, action_id: str, policy: RetryPolicy) -> RunResult:
     """Claim and execute the run that `action_id` belongs to, with its account's client."""
     token = new_id("run")
+    given_back = await _quota_short(engine, client, action_id, policy)
+    if given_back is not None:
+        return given_back
     # Work planned under another mode (a dry run, the simulator) is never taken here: see app/accounts/modes.py.
     modes = None if isinstance(client, SystemeClient) else client.modes
     claimed = await claim_run(
@@ -123,6 +137,22 @@ async def run_actions(*, engine: AsyncEngine, client: AccountClients, action_id:
         heartbeat.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await heartbeat
+
+
+async def _quota_short(
+    engine: AsyncEngine, client: AccountClients, action_id: str, policy: RetryPolicy
+) -> RunResult | None:
+    """When the run's account has no quota left for longer than a slot may wait: the run, not claimed, comes back
+    when it refills (the slot goes to another account's run meanwhile); else None."""
+    head = await head_of(engine, action_id)
+    chosen = client.client(head[0]) if head is not None else None
+    if head is None or chosen is None or chosen.dry_run:
+        return None
+    wait = await chosen.quota.wait_seconds(priority=head[1])
+    if wait <= policy.quota_wait:
+        return None
+    due = utcnow() + timedelta(seconds=wait)
+    return RunResult(RunStatus.RESCHEDULED, {}, due, (action_id, head[2]), priority=head[1])
 
 
 async def _probe(api: SystemeSession) -> str | None:
@@ -177,7 +207,18 @@ class _Run:
                 await release(self.engine, self.token, now=utcnow(), next_attempt_at=None)
                 self.result.follow_up = ((action.id, action.attempt),)
                 break
-            api = self.client.session(priority=action.priority, max_wait=self.policy.quota_wait)
+            if index and not self.client.dry_run and action.kind not in LOCAL_STEPS:
+                wait = await self.client.quota.wait_seconds(priority=action.priority)
+                if wait > self.policy.quota_wait:
+                    # Out of quota between steps: the slot is given back before a step it could not finish.
+                    due = utcnow() + timedelta(seconds=wait)
+                    await release(self.engine, self.token, now=utcnow(), next_attempt_at=due)
+                    retry, statuses = (action.id, action.attempt), self.result.statuses
+                    self.result = RunResult(RunStatus.RESCHEDULED, statuses, due, retry, priority=action.priority)
+                    break
+            # A step that has begun may wait a little longer than a slot would: given back halfway, it would spend
+            # its first requests (the contact's lookup) again.
+            api = self.client.session(priority=action.priority, max_wait=max(self.policy.quota_wait, STEP_QUOTA_WAIT))
             try:
                 step = await self._step(api, action)
             except asyncio.CancelledError:

@@ -118,6 +118,17 @@ async def _blocked(
     return earlier is not None
 
 
+async def head_of(engine: AsyncEngine, action_id: str) -> tuple[str, Priority, int] | None:
+    """(account, priority, next attempt number) of an action, read before claiming its run."""
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                sa.select(actions.c.account, actions.c.priority, actions.c.attempts).where(actions.c.id == action_id)
+            )
+        ).first()
+    return (row.account, Priority.of_rank(row.priority), row.attempts + 1) if row is not None else None
+
+
 async def claim_run(
     engine: AsyncEngine,
     action_id: str,

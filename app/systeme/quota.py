@@ -62,6 +62,10 @@ class Quota(Protocol):
     async def observe(self, response: httpx.Response | None, ticket: str = "") -> None:
         """Feed an answer's headers back (None: the request failed before any answer)."""
 
+    async def wait_seconds(self, *, priority: Priority = Priority.NORMAL) -> float:
+        """How long a request at `priority` would wait now, granting nothing: a run asks before it claims or starts
+        a step, so it gives its slot back before spending a request on a step it cannot finish."""
+
 
 def account_key(base_url: str, headers: Mapping[str, str]) -> str:
     """The Redis key of one account's budget: the same credentials share it, other ones never do."""
@@ -165,6 +169,15 @@ class MemoryQuota(_Paced):
             self._grant(ticket, now_ms)
             return 0
 
+    async def wait_seconds(self, *, priority: Priority = Priority.NORMAL) -> float:
+        now_ms, reserve = int(time.time() * 1000), reserve_fraction(priority)
+        if self.per_second and self.second.used(now_ms) >= self.per_second - int(self.per_second * reserve):
+            return (1000 - now_ms % 1000) / 1000
+        if self.limit < 0:
+            return 0.0  # unknown (learned from the first answer) or not sent: nothing to wait for
+        remaining = self.limit - self.inflight if now_ms >= self.reset_ms else self.remaining
+        return max(1, self.reset_ms - now_ms) / 1000 if remaining <= int(self.limit * reserve) else 0.0
+
     def _grant(self, ticket: str, now_ms: int) -> None:
         self.tickets[ticket] = now_ms
         self.second.add(now_ms)
@@ -232,6 +245,25 @@ end
 return 0
 """
 
+# The acquire script's decision, read-only: nothing granted, nothing rolled over.
+_PEEK = """
+local now = tonumber(ARGV[1])
+local per_second = tonumber(ARGV[2])
+local reserve = tonumber(ARGV[3])
+local q = redis.call('HMGET', KEYS[1], 'limit', 'remaining', 'reset')
+local limit = tonumber(q[1] or '-1')
+local remaining = tonumber(q[2] or '-1')
+local reset = tonumber(q[3] or '0')
+if per_second > 0 then
+  local used = tonumber(redis.call('GET', KEYS[2] .. ':' .. math.floor(now / 1000)) or '0')
+  if used >= per_second - math.floor(per_second * reserve) then return 1000 - (now % 1000) end
+end
+if limit < 0 then return 0 end
+if now >= reset then remaining = limit - redis.call('ZCOUNT', KEYS[3], '(' .. now, '+inf') end
+if remaining <= math.floor(limit * reserve) then return math.max(1, reset - now) end
+return 0
+"""
+
 _OBSERVE = """
 local now = tonumber(ARGV[1])
 local q = redis.call('HMGET', KEYS[1], 'remaining', 'reset', 'window', 'rolled', 'pinned')
@@ -288,6 +320,11 @@ class RedisQuota(_Paced):
         self.keys = [key, f"{second_key or key}:second", f"{key}:inflight"]
         self._acquire = redis.register_script(_ACQUIRE)
         self._observe = redis.register_script(_OBSERVE)
+        self._peek = redis.register_script(_PEEK)
+
+    async def wait_seconds(self, *, priority: Priority = Priority.NORMAL) -> float:
+        args: list[int | float] = [int(time.time() * 1000), self.per_second, reserve_fraction(priority)]
+        return int(await self._peek(keys=self.keys, args=args)) / 1000
 
     async def _try(self, now_ms: int, ticket: str, reserve: float = 0.0) -> int:
         args: list[int | str | float] = [now_ms, self.per_second, ticket, TICKET_SECONDS * 1000, reserve]

@@ -27,7 +27,7 @@ from app.systeme.errors import TransientApiError
 from app.systeme.quota import MemoryQuota, Quota, RedisQuota
 from tests.conftest import ADMIN, SIM_KEY, post_stripe, running, wait_for
 from tests.factories import RULES, STRIPE_SECRET, checkout_for, write_rules
-from tests.flows import event_actions, plan_and_store, row
+from tests.flows import event_actions, plan_and_store, row, settled
 from tests.servers import ServerThread
 
 PRIORITY_RULES = f"""
@@ -89,7 +89,7 @@ async def test_arq_starts_a_high_priority_run_ahead_of_a_normal_backlog(clean_re
         await pool.aclose()
     order = [job.decode().split(":")[0] for job, _ in queued]
     assert order == ["act_high", "act_normal1", "act_normal2", "act_low", "act_retry"]
-    assert queued[-1][1] >= later.timestamp() * 1000
+    assert queued[-1][1] >= int(later.timestamp() * 1000)
 
 
 async def test_the_embedded_executor_takes_higher_priorities_first_then_arrival_order():
@@ -235,3 +235,20 @@ async def test_one_accounts_backlog_never_holds_another_accounts_buyer(make_sett
     assert len(waiting) >= 10 and school_calls < 6 * 5
     assert all(a["attempts"] == 0 or "quota" in (a["last_error"] or "") for a in waiting)
     assert school.account.throttled == 0
+
+
+async def test_runs_given_back_for_the_quota_all_end_once(make_settings, database_url, sim):
+    # A quota far below the burst: runs give their slots back again and again, and each buyer is served once.
+    sim.account.rate_limit, sim.account.window_seconds = 4, 1.0
+    with running(make_settings(database_url=database_url, embedded_concurrency=3)) as url:
+        events = [await post_stripe(url, checkout_for(f"once{n}@yopmail.com", "masterclass")) for n in range(5)]
+        await settled(url, *events)
+        statuses = [a["status"] for e in events for a in await event_actions(url, e)]
+    assert statuses == ["succeeded"] * 15
+    buyers = {sim.contact(f"once{n}@yopmail.com")["id"] for n in range(5)}
+    enrolled = Counter(e["contact"]["id"] for e in sim.account.enrollments.values())
+    joined = Counter(m["contact"]["id"] for m in sim.account.memberships.values())
+    assert enrolled == joined == dict.fromkeys(buyers, 1)
+    writes = Counter(c["path"].split("/")[-1] for c in sim.writes())
+    assert writes["enrollments"] == writes["memberships"] == 5
+    assert sim.account.throttled == 0
