@@ -27,7 +27,7 @@ from app.systeme.errors import TransientApiError
 from app.systeme.quota import MemoryQuota, Quota, RedisQuota
 from tests.conftest import ADMIN, SIM_KEY, post_stripe, running, wait_for
 from tests.factories import RULES, STRIPE_SECRET, checkout_for, write_rules
-from tests.flows import event_actions, plan_and_store, row, settled
+from tests.flows import event_actions, plan_and_store, problems, row, settled
 from tests.servers import ServerThread
 
 PRIORITY_RULES = f"""
@@ -252,3 +252,16 @@ async def test_runs_given_back_for_the_quota_all_end_once(make_settings, databas
     writes = Counter(c["path"].split("/")[-1] for c in sim.writes())
     assert writes["enrollments"] == writes["memberships"] == 5
     assert sim.account.throttled == 0
+
+
+def test_a_rules_priority_is_one_of_three_and_defaults_by_what_it_grants():
+    text = RULES.replace(
+        "  - id: newsletter\n    on: signup\n", "  - id: newsletter\n    priority: PRIO\n    on: signup\n"
+    )
+    loaded = parse_rules(text.replace("PRIO", "low"), path="r.yaml", env={}).file
+    found = {rule.id: rule.effective_priority for rule in loaded.rules}
+    assert found["newsletter"] == "low" and found["masterclass-purchase"] == "high"
+    assert found["partner-signup"] == found["refund-revokes-access"] == "normal"
+    assert problems(text.replace("PRIO", "urgent")) == [
+        "r.yaml:42:15: rule 'newsletter': `priority`: Input should be 'high', 'normal' or 'low'"
+    ]
