@@ -20,6 +20,8 @@ MATON_URL = "https://api.maton.ai/systeme"
 SYSTEME_URL = "https://api.systeme.io"
 MATON_CONTROL_URL = "https://api.maton.ai"
 SERVICE_URL = "http://127.0.0.1:8000"  # where `make run` serves
+# The secrets refused when they hold an example value (`replace_me`).
+SECRET_SETTINGS = ("maton_api_key", "systeme_api_key", "metrics_token", "admin_token")
 _PLACEHOLDERS = {"secret", "xxx", "placeholder", "todo"}
 # `.env.example` holds `replace_me` (and `whsec_` + its base64): a copy that was never edited must not start.
 _PLACEHOLDER_WORDS = re.compile(r"(replace|change)[-_ ]?me|your[-_ ].*[-_ ]here|^x+$|^\.+$|^<.*>$")
@@ -89,6 +91,11 @@ class Settings(BaseSettings):
     retry_max_attempts: int = 10
     # How long what the contact mirror learned (tags, fields, enrollments) is trusted without asking again.
     mirror_fresh_seconds: int = 900
+    # The default account's contact mirror: `learning` (what answers and our writes taught, trusted while fresh) or
+    # `complete` (read whole by `systeme-flow sync`: an email it does not know is created at once, no lookup).
+    mirror_mode: Literal["learning", "complete"] = "learning"
+    # How often the service reads a complete mirror's account again (a full read: it sees hand edits too).
+    mirror_sync_hours: float = 24.0
     # Runs (one event's actions for one contact) a worker process executes at once; few, so that under a
     # backlog the earliest buyers take the quota first instead of every buyer advancing one step at a time.
     worker_concurrency: int = 3
@@ -120,6 +127,9 @@ class Settings(BaseSettings):
     metrics_token: SecretStr | None = None
     # The running service, for the commands that talk to it over HTTP (`send`, `health`); `--url` wins.
     systeme_flow_url: str = SERVICE_URL
+    # What the host publishes the container's port on (compose's API_PORT: `8000`, `127.0.0.1:8000`, or
+    # `127.0.0.1:` for a free port per replica): the address the banner shows, not the container's own.
+    api_port: str | None = None
 
     @field_validator("retry_schedule")
     @classmethod
@@ -163,15 +173,27 @@ class Settings(BaseSettings):
                 "both MATON_API_KEY and SYSTEME_API_KEY are set: keep one "
                 "(MATON_API_KEY to go through the Maton proxy, SYSTEME_API_KEY to call Systeme.io directly)"
             )
-        for name in ("maton_api_key", "systeme_api_key", "metrics_token"):
+        # Every placeholder at once: an unedited .env must not cost one restart per secret.
+        found = []
+        for name in SECRET_SETTINGS:
             value: SecretStr | None = getattr(self, name)
-            if value is not None and is_placeholder(value.get_secret_value()):
-                raise ValueError(f"{name.upper()} still holds a placeholder value: set a real one")
+            if name != "admin_token" and value is not None and is_placeholder(value.get_secret_value()):
+                found.append(f"{name.upper()} still holds a placeholder value: set a real one")
         for token, operator in self.operators().items():
             if is_placeholder(token):
                 whose = f" for operator {operator!r}" if len(self.operators()) > 1 or operator != "admin" else ""
-                raise ValueError(f"ADMIN_TOKEN still holds a placeholder value{whose}: set a real one")
+                found.append(f"ADMIN_TOKEN still holds a placeholder value{whose}: set a real one")
+        if found:
+            raise ValueError("; ".join(found))
         return self
+
+    def published_address(self) -> tuple[str, int | None] | None:
+        """(host, port) the host publishes this container on, from API_PORT; port None when each replica gets a
+        free one; None when API_PORT is unset."""
+        if not self.api_port:
+            return None
+        host, _, port = self.api_port.strip().rpartition(":")
+        return host.strip("[]") or "127.0.0.1", int(port) if port.isdigit() else None
 
     @property
     def api_mode(self) -> Literal["maton", "direct", "dry-run"]:

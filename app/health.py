@@ -1,14 +1,18 @@
 """Is this container's process alive? The image's HEALTHCHECK runs `python -m app.health` (`systeme-flow health`).
 
 One image serves both roles, so the check must not assume one: the API is alive when its `/healthz` answers, a
-worker when its heartbeat key is in Redis. Each worker writes its own key, named after its host (a container's
-hostname is its id), so a worker that stops deletes only its own and leaves its siblings healthy.
+worker when its heartbeat key is in Redis. Alive is not ready: `ready` asks the API's `/readyz`, which answers 503
+while its database (or Redis) does not, so a container checked with it is unhealthy while webhooks would get 503
+(what compose uses for the api, and what a load balancer wants). Each worker writes its own key, named after its
+host (a container's hostname is its id), so a worker that stops deletes only its own and leaves its siblings
+healthy.
 Kept to light imports: Docker runs it every few seconds in every container.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import socket
 import sys
 import urllib.error
@@ -54,6 +58,27 @@ def api_alive(url: str) -> str | None:
         return f"{url} does not answer ({getattr(exc, 'reason', exc)}): {unreachable_hint()}"
 
 
+def ready_url(url: str) -> str:
+    """The service's /readyz, from its address or its /healthz URL."""
+    return f"{health_url(url).removesuffix('/healthz')}/readyz"
+
+
+def api_ready(url: str) -> str | None:
+    """None when the API answers /readyz 200 (its database and Redis answer it), else which checks failed."""
+    try:
+        with urllib.request.urlopen(url, timeout=TIMEOUT_SECONDS) as answer:
+            return None if answer.status == 200 else f"{url} answered {answer.status}"
+    except urllib.error.HTTPError as exc:
+        try:
+            checks = json.loads(exc.read())["checks"]
+            failing = [f"{name} ({c.get('error', 'not ok')})" for name, c in checks.items() if not c.get("ok")]
+        except (ValueError, KeyError, TypeError, AttributeError, OSError):
+            failing = []
+        return f"{url} answered {exc.code}" + (f": not ready: {', '.join(failing)}" if failing else "")
+    except (OSError, ValueError) as exc:
+        return f"{url} does not answer ({getattr(exc, 'reason', exc)}): {unreachable_hint()}"
+
+
 def worker_alive(redis_url: str | None, host: str | None = None) -> str | None:
     """None when this host's worker heartbeat is in Redis, else why not."""
     if not redis_url:
@@ -72,6 +97,9 @@ def worker_alive(redis_url: str | None, host: str | None = None) -> str | None:
 def check(role: str, url: str, redis_url: str | None) -> tuple[bool, str]:
     """(healthy, one line saying why). `auto`: the API, or failing that this host's worker."""
     problems: list[str] = []
+    if role == "ready":
+        problem = api_ready(ready_url(url))
+        return (True, f"ready: {ready_url(url)} answered 200") if problem is None else (False, f"ready: {problem}")
     if role in ("api", "auto"):
         problem = api_alive(url)
         if problem is None:
@@ -87,7 +115,11 @@ def check(role: str, url: str, redis_url: str | None) -> tuple[bool, str]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "role", nargs="?", choices=("auto", "api", "worker"), default="auto", help="what to check (default: either)"
+        "role",
+        nargs="?",
+        choices=("auto", "api", "worker", "ready"),
+        default="auto",
+        help="what to check: alive (api, worker, auto: either) or ready (the api and its database)",
     )
     parser.add_argument("--url", help=f"the service, /healthz is added (default: SYSTEME_FLOW_URL, else {SERVICE_URL})")
 
@@ -95,10 +127,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
     """Exit 0 when healthy, 1 when not (Docker's convention), with one line on stdout either way."""
     try:
-        settings = Settings() if args.role != "api" or not args.url else None
+        settings = Settings() if args.role not in ("api", "ready") or not args.url else None
     except ValidationError as exc:
         sys.exit(f"unhealthy: invalid settings: {'; '.join(settings_problems(exc))}")
-    redis_url = settings.redis_url if settings is not None and args.role != "api" else None
+    redis_url = settings.redis_url if settings is not None and args.role not in ("api", "ready") else None
     url = health_url(args.url or (settings.systeme_flow_url if settings is not None else SERVICE_URL))
     healthy, why = check(args.role, url, redis_url)
     sys.stdout.write(f"{'healthy' if healthy else 'unhealthy'}: {why}\n")
@@ -106,7 +138,8 @@ def run(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m app.health", description="Is this API or worker alive?")
+    about = "Is this API or worker alive, or the API ready?"
+    parser = argparse.ArgumentParser(prog="python -m app.health", description=about)
     add_arguments(parser)
     run(parser.parse_args(argv))
 

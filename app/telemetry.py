@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -100,3 +100,25 @@ QUOTA_REMAINING = Gauge(
     ["account"],
     registry=REGISTRY,
 )
+
+
+class MirrorMisses:
+    """`systeme_flow_mirror_misses_total{account}`: contacts a complete mirror did not know and the account had (the
+    create answered "already used"). Counted by every worker in the database; read from there at each scrape."""
+
+    def __init__(self) -> None:
+        self.by_account: dict[str, int] = {}
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(
+            "systeme_flow_mirror_misses",
+            "Contacts a complete mirror did not know that the account had, since the mirror's last mode change.",
+            labels=["account"],
+        )
+        for account, count in sorted(self.by_account.items()):
+            family.add_metric([account], float(count))
+        yield family
+
+
+MIRROR_MISSES = MirrorMisses()
+REGISTRY.register(MIRROR_MISSES)

@@ -1,12 +1,15 @@
 """A seller's launch at the Systeme.io quota floor: the service's defaults, real processes, the simulator's quota.
 
-    python -m bench.launch [--buyers 60] [--limit 10] [--window 1] [--workers 2]
+    python -m bench.launch [--buyers 60] [--limit 10] [--window 1] [--workers 2] [--existing 0.7] [--mirror complete]
 
 API (`systeme-flow serve`), N `systeme-flow worker` processes, Redis and a throwaway PostgreSQL database, against the
 simulator limited to LIMIT requests per WINDOW seconds. Each purchase tags, enrolls and adds to a community. Prints:
 - requests per scenario (new contact, existing contact, the same purchase again, a refund), as the simulator saw them;
-- the burst of BUYERS new buyers at once: drain time against the floor (BUYERS x 5 requests at the quota), p50/p95
-  time to full access, the share of the drain after which half of the buyers had access, 429s;
+- the burst of BUYERS buyers at once (a share EXISTING of them contacts of the account already, as a seller's leads
+  are): drain time against the floor (BUYERS x 5 requests at the quota), p50/p95 time to full access, the share of
+  the drain after which half of the buyers had access, requests per purchase for new and existing buyers, 429s;
+- with `--mirror complete` (MIRROR_MODE for every process): `systeme-flow sync` run once the contacts exist, its
+  requests and time, and the mirror misses;
 - the first API call of an idle system after the webhook's 202, in Redis mode and in embedded mode;
 - resident memory of the API and worker processes.
 """
@@ -35,7 +38,8 @@ import sqlalchemy as sa
 
 from app.store.db import create_engine
 from app.store.migrate import upgrade_async
-from app.store.models import actions
+from app.store.mirror import load_sync
+from app.store.models import actions, api_calls
 from bench.common import ROOT, free_port
 from tests.factories import STRIPE_SECRET, stripe_checkout, stripe_headers, stripe_refund
 
@@ -143,32 +147,71 @@ class Launch:
         found = []
         for _ in range(samples):
             email = f"idle-{uuid.uuid4().hex[:8]}@yopmail.com"
+            sent = time.time()
             event_id, answered = await self.post(stripe_checkout(email))
             await self.done_at([event_id])
             state = await self.sim_state()
+            # Its find (the email in the query); with a complete mirror there is none, and its create comes first.
             at = next(
-                t for c, t in zip(state["calls"], state["times"], strict=True) if email.split("@")[0] in c["query"]
+                t
+                for c, t in zip(state["calls"], state["times"], strict=True)
+                if email.split("@")[0] in c["query"]
+                or (c["method"] == "POST" and c["path"] == "/api/contacts" and t >= sent)
             )
             found.append((at - answered) * 1000)
             await asyncio.sleep(0.3)
         return found
+
+    async def requests_by_buyer(self, event_ids: list[str]) -> dict[str, int]:
+        """API requests the actions of these events made, by the buyer's email (from the runs' own call logs)."""
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                sa.select(actions.c.contact_email, sa.func.count())
+                .select_from(api_calls.join(actions, api_calls.c.action_id == actions.c.id))
+                .where(actions.c.event_id.in_(event_ids))
+                .group_by(actions.c.contact_email)
+            )
+            return {str(email): int(count) for email, count in rows}
 
     async def close(self) -> None:
         await self.http.aclose()
         await self.engine.dispose()
 
 
+def sync(env: dict[str, str], cwd: Path) -> dict[str, Any]:
+    """`systeme-flow sync` as an operator runs it, once the account's contacts exist."""
+    done = subprocess.run(
+        [sys.executable, "-m", "app", "sync", "--json"], env=env, cwd=cwd, capture_output=True, text=True, timeout=300
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"sync failed: {done.stderr}")
+    (report,) = json.loads(done.stdout)
+    return report  # type: ignore[no-any-return]
+
+
 async def measure(args: argparse.Namespace, api: str, sim: str, embedded_api: str, database_url: str) -> dict[str, Any]:
     launch = Launch(api, sim, database_url)
     figures: dict[str, Any] = {}
     try:
+        # The account's contacts before the launch: one for the scenario, and the burst's existing buyers.
+        existing = int(args.buyers * args.existing)
+        for email in ["known@yopmail.com", *(f"buyer{n:03d}@yopmail.com" for n in range(existing))]:
+            while True:  # within the simulator's quota, as the seller's own tools would be
+                made = await launch.http.post(
+                    f"{sim}/api/contacts",
+                    headers={"X-API-Key": KEY},
+                    json={"email": email, "fields": [{"slug": "first_name", "value": "Ada"}]},
+                )
+                if made.status_code != 429:
+                    assert made.status_code == 201, made.text
+                    break
+                await asyncio.sleep(0.2)
+        if args.mirror == "complete":
+            before = len((await launch.sim_state())["calls"])
+            figures["sync"] = sync(args.sync_env, args.cwd)
+            figures["sync"]["seen by the simulator"] = len((await launch.sim_state())["calls"]) - before
         await launch.scenario(stripe_checkout("warm-up@yopmail.com"))  # the tag exists and its id is cached
         figures["new contact"] = await launch.scenario(stripe_checkout("new@yopmail.com"))
-        await launch.http.post(
-            f"{sim}/api/contacts",
-            headers={"X-API-Key": KEY},
-            json={"email": "known@yopmail.com", "fields": [{"slug": "first_name", "value": "Ada"}]},
-        )
         figures["existing contact, all three needed"] = await launch.scenario(stripe_checkout("known@yopmail.com"))
         figures["the same purchase again"] = await launch.scenario(stripe_checkout("new@yopmail.com"))
         figures["refund of what was granted"] = await launch.scenario(stripe_refund("new@yopmail.com"))
@@ -189,14 +232,25 @@ async def measure(args: argparse.Namespace, api: str, sim: str, embedded_api: st
             for at in burst_times:
                 per_second[int(at - started)] = per_second.get(int(at - started), 0) + 1
             print("requests per second:", [per_second.get(n, 0) for n in range(int(max(access)) + 1)])
+        spent = await launch.requests_by_buyer([event_id for event_id, _ in posted])
+        old = [spent.get(f"buyer{n:03d}@yopmail.com", 0) for n in range(existing)]
+        new = [spent.get(f"buyer{n:03d}@yopmail.com", 0) for n in range(existing, args.buyers)]
         figures["burst"] = {
+            "existing buyers": existing,
+            "per existing buyer": statistics.mean(old) if old else None,
+            "per new buyer": statistics.mean(new) if new else None,
             "drain": max(access),
             "floor": args.buyers * 5 / (args.limit / args.window),
+            # A complete mirror's floor for this mix: 3 requests per existing buyer, 4 per new one.
+            "mirror floor": (existing * 3 + (args.buyers - existing) * 4) / (args.limit / args.window),
             "p50": statistics.median(access),
             "p95": access[int(len(access) * 0.95) - 1],
             "requests per purchase": (len(state["calls"]) - calls_before) / args.buyers,
             "429s": state["throttled"] - throttled_before,
         }
+        if args.mirror == "complete":
+            synced = await load_sync(launch.engine, "default")
+            figures["misses"] = synced.misses if synced is not None else None
         embedded = Launch(embedded_api, sim, args.embedded_db)
         try:
             figures["idle first call, embedded"] = await embedded.first_call_latency()
@@ -208,16 +262,36 @@ async def measure(args: argparse.Namespace, api: str, sim: str, embedded_api: st
 
 
 def report(figures: dict[str, Any], rss: dict[str, float], args: argparse.Namespace) -> None:
-    print(f"launch: {args.buyers} buyers, quota {args.limit} requests per {args.window:g} s, {args.workers} workers")
+    print(
+        f"launch: {args.buyers} buyers ({int(args.buyers * args.existing)} existing contacts), quota {args.limit} "
+        f"requests per {args.window:g} s, {args.workers} workers, mirror {args.mirror}"
+    )
+    complete = args.mirror == "complete"
+    if complete:
+        done = figures["sync"]
+        print(
+            f"  sync: {done['contacts_read']} contacts read, {done['requests']} requests "
+            f"({done['seen by the simulator']} seen by the simulator) in {done['seconds']:.1f} s"
+        )
     for name, target in (
-        ("new contact", 5),
-        ("existing contact, all three needed", 6),
+        ("new contact", 4 if complete else 5),
+        ("existing contact, all three needed", 3 if complete else 6),
         ("the same purchase again", 1),
         ("refund of what was granted", 4),
     ):
         print(f"  requests, {name:<36} {figures[name]:>4}   (target <= {target})")
     burst = figures["burst"]
     print(f"  burst: requests per purchase {burst['requests per purchase']:.2f}, 429s {burst['429s']}")
+    for kind in ("new", "existing"):
+        value = burst[f"per {kind} buyer"]
+        if value is not None:
+            print(f"  burst: requests per {kind} buyer {value:.2f}")
+    if complete:
+        print(
+            f"  burst: against the complete mirror's floor of this mix {burst['mirror floor']:.1f} s: "
+            f"{burst['mirror floor'] / burst['drain']:.2f} of it (target >= 0.9)"
+        )
+        print(f"  mirror misses: {figures.get('misses', 0)}")
     print(
         f"  burst: drained in {burst['drain']:.1f} s, floor {burst['floor']:.1f} s: "
         f"{burst['floor'] / burst['drain']:.2f} of the floor (target >= 0.9)"
@@ -258,6 +332,8 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=10)
     parser.add_argument("--window", type=float, default=1.0)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--existing", type=float, default=0.0, help="share of the buyers already contacts (0 to 1)")
+    parser.add_argument("--mirror", choices=("learning", "complete"), default="learning", help="MIRROR_MODE")
     parser.add_argument("--verbose", action="store_true", help="print the burst's requests per second")
     args = parser.parse_args()
     redis_url = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/8")
@@ -278,9 +354,11 @@ def main() -> None:
             "ADMIN_TOKEN": ADMIN,
             "LOG_FORMAT": "json",
             "PYTHONPATH": str(ROOT),
+            "MIRROR_MODE": args.mirror,
         }
         redis_env = {**env, "DATABASE_URL": database_url, "REDIS_URL": redis_url}
         embedded_env = {**env, "DATABASE_URL": args.embedded_db}
+        args.sync_env, args.cwd = redis_env, cwd
         sim_args = ["simulator", "--api-key", KEY, "--rate-limit", str(args.limit), "--window", str(args.window)]
         with (
             process([*sim_args, "--port", str(sim_port)], env, cwd, health=f"{sim}/_sim/state"),

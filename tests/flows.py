@@ -9,6 +9,8 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,6 +22,9 @@ from app.accounts.registry import AccountClients
 from app.actions.runner import RetryPolicy, run_actions
 from app.config import rules_environment
 from app.errors import RulesError
+from app.pipeline.embedded import EmbeddedExecutor
+from app.pipeline.service import Pipeline, build_pipeline, close_pipeline
+from app.rules.current import RulesInForce
 from app.rules.engine import RuleSet
 from app.rules.loader import load_rules, parse_rules
 from app.store.db import create_engine
@@ -194,3 +199,20 @@ def post_planned(url: str, event: dict[str, Any], *, admin: str = ADMIN) -> str:
         assert time.monotonic() < deadline, f"{event_id} was never judged by the rules"
         time.sleep(0.05)
     return event_id
+
+
+@asynccontextmanager
+async def processes(settings, count: int = 2) -> AsyncIterator[list[Pipeline]]:
+    """`count` pipelines as `count` processes build them (an engine and a holder id each) on one database, their
+    runs dispatched to embedded executors that are never started: the sweeps and upkeeps are called directly."""
+    built = []
+    try:
+        for _ in range(count):
+            rules = RulesInForce(settings.rules_file)
+            rules.load()
+            engine = create_engine(settings.database_url)
+            built.append(build_pipeline(settings, engine, rules, EmbeddedExecutor(), None))
+        yield built
+    finally:
+        for pipeline in built:
+            await close_pipeline(pipeline)

@@ -76,6 +76,12 @@ class TestPlaceholders:
         assert f"{name.upper()} still holds a placeholder" in str(caught.value)
         assert value not in str(caught.value)
 
+    def test_every_placeholder_secret_is_named_at_once(self):
+        with pytest.raises(ValidationError) as caught:
+            settings(admin_token="replace_me", metrics_token="changeme", systeme_api_key="your-key-here")
+        for name in ("ADMIN_TOKEN", "METRICS_TOKEN", "SYSTEME_API_KEY"):
+            assert f"{name} still holds a placeholder" in str(caught.value)
+
     def test_a_placeholder_among_operator_tokens_is_refused(self):
         with pytest.raises(ValidationError, match="ADMIN_TOKEN still holds a placeholder.*'bob'"):
             settings(admin_token="alice=tok-alice,bob=replace_me")
@@ -113,8 +119,12 @@ class TestPlaceholders:
         raw = cli("check", "rules.yaml", cwd=tmp_path)
         assert raw.returncode == 1 and "still holds a placeholder value (from ${STRIPE_WEBHOOK_SECRET})" in raw.stdout
         refused = cli("serve", cwd=tmp_path)
-        # The first placeholder met is named (METRICS_TOKEN, then ADMIN_TOKEN's).
-        assert refused.returncode != 0 and "TOKEN still holds a placeholder" in refused.stderr
+        # Every placeholder at once, the settings' and the rules file's: one start to learn all there is to fix.
+        assert refused.returncode != 0 and refused.stderr.count("\n") == 1
+        for name in ("METRICS_TOKEN", "ADMIN_TOKEN"):
+            assert f"{name} still holds a placeholder value" in refused.stderr
+        for name in ("STRIPE_WEBHOOK_SECRET", "SYSTEME_WEBHOOK_SECRET", "PARTNER_WEBHOOK_SECRET", "SIGNUP_FORM_TOKEN"):
+            assert f"still holds a placeholder value (from ${{{name}}})" in refused.stderr
         (tmp_path / ".env").unlink()
         subprocess.run([sys.executable, str(ROOT / "scripts" / "init_env.py"), ".env"], cwd=tmp_path, check=True)
         fresh = cli("check", cwd=tmp_path)

@@ -11,12 +11,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import redis
 from arq import Worker
 from arq.connections import RedisSettings
 
 from app.health import worker_health_key
-from tests.conftest import running
+from tests.conftest import POSTGRES_URL, running
 from workers.settings import WorkerSettings
 
 UNSET = ("MATON_API_KEY", "SYSTEME_API_KEY", "REDIS_URL", "DATABASE_URL", "RULES_FILE", "ADMIN_TOKEN")
@@ -43,6 +44,25 @@ def test_api_role_follows_the_service(make_settings, sqlite_url, tmp_path):
     assert done.returncode == 1
     assert done.stdout.startswith(f"unhealthy: api: {url}/healthz does not answer")
     assert done.stdout.count("\n") == 1 and done.stderr == ""
+
+
+async def test_ready_role_is_unhealthy_while_the_database_is_down_and_alive_is_not(
+    make_settings, postgres_url, tmp_path
+):
+    with running(make_settings(database_url=postgres_url)) as url:
+        ready = await asyncio.to_thread(health, "ready", "--url", url, cwd=tmp_path)
+        assert (ready.returncode, ready.stdout) == (0, f"healthy: ready: {url}/readyz answered 200\n")
+        # The database goes away (dropped here, as a stopped server would refuse): webhooks would get 503.
+        admin = await asyncpg.connect(POSTGRES_URL)
+        try:
+            await admin.execute(f'DROP DATABASE "{postgres_url.rsplit("/", 1)[1]}" WITH (FORCE)')
+        finally:
+            await admin.close()
+        ready = await asyncio.to_thread(health, "ready", "--url", url, cwd=tmp_path)
+        alive = await asyncio.to_thread(health, "api", "--url", url, cwd=tmp_path)
+    assert ready.returncode == 1
+    assert ready.stdout.startswith(f"unhealthy: ready: {url}/readyz answered 503: not ready: database (")
+    assert alive.returncode == 0  # alive: the process answers, which is all `api` says
 
 
 def test_a_worker_role_needs_redis(tmp_path):

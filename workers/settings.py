@@ -42,7 +42,9 @@ class WorkerSettings:
         # The safety net for lost hints and abandoned runs: with a 30 s lease, a killed worker's run is taken over
         # within the lease plus one sweep.
         cron(sweep_job, second=_every(get_settings().sweep_seconds), run_at_startup=True, unique=True),
-        cron(upkeep_job, minute={5, 15, 25, 35, 45, 55}, second=0, unique=True),
+        # Asked for every minute by whichever worker arq hands it to; its lease runs one turn per 10 minutes
+        # across every worker and API replica (app/pipeline/upkeep.py).
+        cron(upkeep_job, second=0, unique=True),
     ]
     on_startup = startup
     on_shutdown = shutdown

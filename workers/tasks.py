@@ -25,6 +25,6 @@ async def sweep_job(ctx: dict[str, Any]) -> int:
     return await sweep(_pipeline(ctx))
 
 
-async def upkeep_job(ctx: dict[str, Any]) -> None:
-    """Retention and alerts; unique in arq and on fixed minutes, so one worker runs it at a time."""
-    await maintain_pipeline(_pipeline(ctx))
+async def upkeep_job(ctx: dict[str, Any]) -> bool:
+    """Retention and alerts, when this worker takes their turn (a lease in the database, not arq's Redis)."""
+    return await maintain_pipeline(_pipeline(ctx))

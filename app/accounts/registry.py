@@ -7,7 +7,7 @@ the other workers through Redis when configured), and its own hold (app/accounts
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from redis.asyncio import Redis
@@ -33,6 +33,8 @@ class Account:
     connection: str | None = None
     # Why it cannot be used as configured (e.g. a Maton connection without MATON_API_KEY); it is held with this.
     problem: str | None = None
+    # The contact mirror: "learning" or "complete" (app/mirror/).
+    mirror: str = "learning"
 
     def describe(self) -> str:
         """For logs and `serve`: the mode and connection, never a key."""
@@ -43,6 +45,11 @@ class Account:
 
 
 def _named(name: str, config: AccountConfig, settings: Settings) -> Account:
+    mirror = config.mirror or (settings.mirror_mode if name == DEFAULT_ACCOUNT else "learning")
+    return replace(_reached(name, config, settings), mirror=mirror)
+
+
+def _reached(name: str, config: AccountConfig, settings: Settings) -> Account:
     if config.connection:
         if settings.maton_api_key is None:
             problem = f"account '{name}' uses a Maton connection, but MATON_API_KEY is not set"
@@ -59,7 +66,12 @@ def accounts_of(settings: Settings, rules: RulesFile | None) -> dict[str, Accoun
     """Every account by name; `default` is the settings' unless the rules file defines its own."""
     found = {
         DEFAULT_ACCOUNT: Account(
-            DEFAULT_ACCOUNT, settings.api_mode, settings.api_base_url, settings.api_headers, settings.maton_connection
+            DEFAULT_ACCOUNT,
+            settings.api_mode,
+            settings.api_base_url,
+            settings.api_headers,
+            settings.maton_connection,
+            mirror=settings.mirror_mode,
         )
     }
     for name, config in (rules.accounts if rules is not None else {}).items():

@@ -76,10 +76,15 @@ async def find_contact(api: SystemeSession, email: str) -> dict[str, Any] | None
 class ContactHandle:
     """One run's view of its contact: what the mirror knew, what this run read and wrote."""
 
-    def __init__(self, email: str, known: Known | None, *, window: timedelta) -> None:
+    def __init__(self, email: str, known: Known | None, *, window: timedelta, complete: bool = False) -> None:
         self.email = email
         self.known = known
         self.window = window
+        # The account's mirror is complete (synced under the current mode, app/mirror/): its facts hold at any age,
+        # and an email it does not know is not in the account, so it is created with no lookup.
+        self.complete = complete
+        # The create answered "already used": a contact made behind the mirror's back (counted by the runner).
+        self.missed = False
         self.read = False  # found or created by this run: its facts are current whatever the mirror's age
         self.changed = False  # `known` differs from the stored entry
         self._applied: set[str] = set()  # the field specs this run already applied
@@ -91,7 +96,7 @@ class ContactHandle:
         self.notes: list[str] = []
 
     def fresh(self, now: datetime | None = None) -> bool:
-        return self.known is not None and (self.read or self.known.fresh(now or utcnow(), self.window))
+        return self.known is not None and (self.read or self.complete or self.known.fresh(now or utcnow(), self.window))
 
     def erased(self) -> None:
         """The contact is gone from Systeme.io (deleted, or never there): its mirror entry goes, grants too."""
@@ -123,7 +128,7 @@ class ContactHandle:
             raise self._refused
         if self.known is None or (current and not self.fresh()) or (facts and careful and not self.read):
             try:
-                await self._read(api, spec)
+                await self._read(api, spec, careful=careful)
             except PermanentApiError as exc:
                 self._refused = exc
                 raise
@@ -134,14 +139,20 @@ class ContactHandle:
             self._applied.add(key)
         return self.known
 
-    async def _read(self, api: SystemeSession, spec: dict[str, Any]) -> None:
+    async def _read(self, api: SystemeSession, spec: dict[str, Any], *, careful: bool = False) -> None:
         previous = self.known or self._previous
-        contact = await find_contact(api, self.email)
+        # A complete mirror that does not know the email: the account has no such contact, or one made behind its
+        # back, which the create's "already used" tells (a miss: one find, then on as usual).
+        ahead = self.complete and self.known is None
+        contact = None if ahead else await find_contact(api, self.email)
         now = utcnow()
         if contact is None:
-            self.known = Known.from_contact(await self._create(api, spec), now, created=True)
-            # Created with the rule's fields: nothing left to apply.
-            self._applied.add(repr(sorted(spec.items())))
+            made = await self._create(api, spec, miss=ahead and not careful)
+            # A miss is a contact that was there: read as found (it may have access), the rule's fields still to apply.
+            self.known = Known.from_contact(made, now, created=not self.missed)
+            if not self.missed:
+                # Created with the rule's fields: nothing left to apply.
+                self._applied.add(repr(sorted(spec.items())))
         else:
             self.known = Known.from_contact(contact, now, created=False)
         # Grants belong to the contact they were made on; a contact deleted and created again starts with none.
@@ -149,7 +160,7 @@ class ContactHandle:
             self.known.grants = previous.grants
         self.read = self.changed = True
 
-    async def _create(self, api: SystemeSession, spec: dict[str, Any]) -> dict[str, Any]:
+    async def _create(self, api: SystemeSession, spec: dict[str, Any], *, miss: bool = False) -> dict[str, Any]:
         body: dict[str, Any] = {"email": self.email}
         wanted, locale, dropped = screen(spec.get("fields") or {}, spec.get("locale"))
         self._dropped(dropped)
@@ -167,6 +178,7 @@ class ContactHandle:
         found = await find_contact(api, self.email)
         if found is None:
             raise PermanentApiError(f"creating contact {self.email} was refused: 422 {problem(response)}", status=422)
+        self.missed = miss
         return found
 
     def _dropped(self, dropped: list[str]) -> None:

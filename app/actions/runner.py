@@ -20,21 +20,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.accounts.modes import Modes
 from app.actions.contacts import ContactHandle, Contradiction
 from app.actions.context import StepContext
+from app.actions.giveback import STEP_QUOTA_WAIT, before_claim, come_back_at
 from app.actions.local import LOCAL_STEPS
 from app.actions.mirror import Known
+from app.actions.params import ActionParams, BadParams, parse_params
 from app.actions.resolve import forget_names
 from app.actions.steps import STEPS, unmet_condition
-from app.store.actions import (
-    ClaimedAction,
-    claim_run,
-    finish,
-    head_of,
-    next_for_contact,
-    ran_out_of_order,
-    release,
-    renew,
-)
+from app.store.actions import ClaimedAction, claim_run, finish, next_for_contact, ran_out_of_order, release, renew
 from app.store.contacts import ContactWrite, load_contact
+from app.store.mirror import count_miss, load_sync
 from app.store.models import new_id, utcnow
 from app.store.statuses import ActionStatus, Priority, RunStatus
 from app.systeme.client import SystemeClient, SystemeSession
@@ -45,8 +39,6 @@ if TYPE_CHECKING:
     from app.accounts.registry import AccountClients
 
 log = logging.getLogger(__name__)
-# Seconds a begun step's requests together may wait for the quota in the slot (the step is asked about first).
-STEP_QUOTA_WAIT = 1.0
 DRY_RUN = "dry run: no MATON_API_KEY or SYSTEME_API_KEY is set, nothing was sent"
 
 
@@ -107,9 +99,9 @@ class _Step:
 async def run_actions(*, engine: AsyncEngine, client: AccountClients, action_id: str, policy: RetryPolicy) -> RunResult:
     """Claim and execute the run that `action_id` belongs to, with its account's client."""
     token = new_id("run")
-    given_back = await _quota_short(engine, client, action_id, policy)
-    if given_back is not None:
-        return given_back
+    back = await before_claim(engine, client, action_id, policy.quota_wait)
+    if back is not None:
+        return RunResult(RunStatus.RESCHEDULED, {}, back[0], back[1], priority=back[2])
     # Work planned under another mode (a dry run, the simulator) is never taken here: see app/accounts/modes.py.
     modes = None if isinstance(client, SystemeClient) else client.modes
     claimed = await claim_run(
@@ -130,29 +122,26 @@ async def run_actions(*, engine: AsyncEngine, client: AccountClients, action_id:
     if chosen is None or problem is not None:
         await release(engine, token, now=utcnow(), next_attempt_at=None)
         return RunResult(RunStatus.HELD, held=(account, problem or f"account '{account}' is not configured"))
+    complete = await _complete(engine, client, account)
     heartbeat = asyncio.create_task(_heartbeat(engine, token, policy.lease))
     try:
-        return await _Run(engine, chosen, policy, token, claimed, modes).execute()
+        return await _Run(engine, chosen, policy, token, claimed, modes, complete=complete).execute()
     finally:
         heartbeat.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await heartbeat
 
 
-async def _quota_short(
-    engine: AsyncEngine, client: AccountClients, action_id: str, policy: RetryPolicy
-) -> RunResult | None:
-    """When the run's account has no quota left for longer than a slot may wait: the run, not claimed, comes back
-    when it refills (the slot goes to another account's run meanwhile); else None."""
-    head = await head_of(engine, action_id)
-    chosen = client.client(head[0]) if head is not None else None
-    if head is None or chosen is None or chosen.dry_run:
-        return None
-    wait = await chosen.quota.wait_seconds(priority=head[1])
-    if wait <= policy.quota_wait:
-        return None
-    due = utcnow() + timedelta(seconds=wait)
-    return RunResult(RunStatus.RESCHEDULED, {}, due, (action_id, head[2]), priority=head[1])
+async def _complete(engine: AsyncEngine, client: AccountClients | SystemeClient, account: str) -> bool:
+    """Whether the account's mirror is complete now: chosen so, and synced under the account's current mode (the
+    mirror of a simulator or a dry run says nothing of a live account)."""
+    if isinstance(client, SystemeClient):
+        return False
+    configured = client.accounts.get(account)
+    if configured is None or configured.mirror != "complete":
+        return False
+    synced = await load_sync(engine, account)
+    return synced is not None and synced.mode == client.modes.get(account)
 
 
 async def _probe(api: SystemeSession) -> str | None:
@@ -184,9 +173,11 @@ class _Run:
         token: str,
         claimed: list[ClaimedAction],
         modes: Modes | None = None,
+        *,
+        complete: bool = False,
     ) -> None:
         self.engine, self.client, self.policy, self.token, self.claimed = engine, client, policy, token, claimed
-        self.modes = modes
+        self.modes, self.complete = modes, complete
         self.handle: ContactHandle | None = None
         self.result = RunResult(RunStatus.DONE)
         self._saved: tuple[int, dict[str, Any], datetime] | None = None
@@ -197,7 +188,8 @@ class _Run:
             entry = await load_contact(self.engine, first.account, first.contact_email)
             known = Known.from_json(*entry) if entry is not None else None
             self._saved = (known.contact_id, known.to_json(), known.learned_at) if known is not None else None
-            self.handle = ContactHandle(first.contact_email, known, window=self.policy.mirror_fresh)
+            window = self.policy.mirror_fresh
+            self.handle = ContactHandle(first.contact_email, known, window=window, complete=self.complete)
         note = None
         if not first.delayed and await ran_out_of_order(self.engine, first):
             note = "out of order: an action of a later event for this contact already ran"
@@ -207,17 +199,13 @@ class _Run:
                 await release(self.engine, self.token, now=utcnow(), next_attempt_at=None)
                 self.result.follow_up = ((action.id, action.attempt),)
                 break
-            if index and not self.client.dry_run and action.kind not in LOCAL_STEPS:
-                wait = await self.client.quota.wait_seconds(priority=action.priority)
-                if wait > self.policy.quota_wait:
-                    # Out of quota between steps: the slot is given back before a step it could not finish.
-                    due = utcnow() + timedelta(seconds=wait)
-                    await release(self.engine, self.token, now=utcnow(), next_attempt_at=due)
-                    retry, statuses = (action.id, action.attempt), self.result.statuses
-                    self.result = RunResult(RunStatus.RESCHEDULED, statuses, due, retry, priority=action.priority)
-                    break
-            # A step that has begun may wait a little longer than a slot would: given back halfway, it would spend
-            # its first requests (the contact's lookup) again.
+            due = await come_back_at(self.client, action.priority, self.policy.quota_wait) if index else None
+            if due is not None and action.kind not in LOCAL_STEPS:
+                # Out of quota between steps: the slot is given back before a step it could not finish.
+                await release(self.engine, self.token, now=utcnow(), next_attempt_at=due)
+                retry, statuses = (action.id, action.attempt), self.result.statuses
+                self.result = RunResult(RunStatus.RESCHEDULED, statuses, due, retry, priority=action.priority)
+                break
             api = self.client.session(priority=action.priority, max_wait=max(self.policy.quota_wait, STEP_QUOTA_WAIT))
             try:
                 step = await self._step(api, action)
@@ -226,6 +214,10 @@ class _Run:
                 # reads before writing); the steps not reached go back at once for another worker.
                 await asyncio.shield(self._interrupted(api, action))
                 raise
+            if self.handle is not None and self.handle.missed:
+                self.handle.missed = False
+                log.info("mirror miss: the contact was in account %s but not in its complete mirror", action.account)
+                await count_miss(self.engine, action.account)
             if not await self._record(api, action, step, self._note(note)):
                 log.warning("run %s lost its lease; another worker owns its actions now", self.token)
                 return self.result
@@ -250,6 +242,12 @@ class _Run:
 
     async def _step(self, api: SystemeSession, action: ClaimedAction) -> _Step:
         context = {"action_id": action.id, "event_id": action.event_id, "rule_id": action.rule_id, "kind": action.kind}
+        try:
+            params = parse_params(action.kind, action.params)
+        except BadParams as exc:
+            # No retry makes such a row runnable: it ends here, visibly, and the run goes on with the next step.
+            log.warning("action failed: %s", exc, extra=context)
+            return _Step(ActionStatus.FAILED, error=str(exc)[:1000])
         if self.client.dry_run and action.kind not in LOCAL_STEPS:
             return _Step(ActionStatus.SKIPPED, DRY_RUN)
         wait = self.policy.listing_wait.total_seconds()
@@ -257,13 +255,13 @@ class _Run:
         try:
             for second_try in (False, True):
                 try:
-                    return await self._do(ctx, action, context)
+                    return await self._do(ctx, action, params, context)
                 except Contradiction as exc:
                     if second_try:
                         raise PermanentApiError(str(exc)) from exc
                     # What we knew was wrong (a contact deleted, a tag removed by hand): forget it and read again.
                     log.info("mirror contradicted (%s); trying again from fresh reads", exc, extra=context)
-                    await forget_names(api, action.params)
+                    await forget_names(api, params)
                     if self.handle is not None:
                         self.handle.forget()
                     ctx.careful = ctx.refreshed = True
@@ -288,17 +286,19 @@ class _Run:
             return self._transient(action.attempt, f"unexpected error: {exc!r}"[:1000], None, counted=True)
         raise AssertionError("unreachable")
 
-    async def _do(self, ctx: StepContext, action: ClaimedAction, context: dict[str, Any]) -> _Step:
+    async def _do(
+        self, ctx: StepContext, action: ClaimedAction, params: ActionParams, context: dict[str, Any]
+    ) -> _Step:
         if action.kind in LOCAL_STEPS:
             # Our own rows, not Systeme.io: no contact to read, so no tag condition either.
-            done = await LOCAL_STEPS[action.kind](self.engine, action)
+            done = await LOCAL_STEPS[action.kind](self.engine, action, params)
             log.info("action succeeded: %s", done, extra=context)
             return _Step(ActionStatus.SUCCEEDED, done)
         unmet = await unmet_condition(ctx, action.kind)
         if unmet:
             log.info("action skipped: %s", unmet, extra=context)
             return _Step(ActionStatus.SKIPPED, unmet)
-        done = await STEPS[action.kind](ctx, action.params)
+        done = await STEPS[action.kind](ctx, params)
         log.info("action succeeded: %s", done, extra=context)
         return _Step(ActionStatus.SUCCEEDED, done)
 

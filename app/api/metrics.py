@@ -14,6 +14,7 @@ from app.deps import StateDep
 from app.errors import Unauthorized
 from app.payments.alerts import unserved
 from app.store.holds import holds
+from app.store.mirror import all_syncs
 from app.store.models import actions, api_calls, events, utcnow
 from app.store.statuses import ActionStatus
 from app.systeme.quota import account_key
@@ -23,6 +24,7 @@ from app.telemetry import (
     ACTIONS,
     API_CALLS,
     EVENTS_UNPLANNED,
+    MIRROR_MISSES,
     PAYMENTS_UNSERVED,
     QUEUE_DEPTH,
     QUOTA_REMAINING,
@@ -76,6 +78,7 @@ async def _refresh(state: StateDep) -> None:
             .group_by(api_calls.c.action_id, api_calls.c.attempt)
         )
         ACTION_LATENCY.durations = [float(total or 0) / 1000 for (total,) in attempts]
+    MIRROR_MISSES.by_account = {account: sync.misses for account, sync in (await all_syncs(state.engine)).items()}
     # Read as the alert reads them: the last 7 days (a trial's test purchases count until they are discarded).
     PAYMENTS_UNSERVED.set(len(await unserved(state.engine, state.settings, state.rules.sources, now=now)))
     held = {h.account for h in await holds(state.engine)}

@@ -8,7 +8,21 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn, TextIO, cast
 
-from app.cli import connections, discard, doctor, init, operator, payments, reconcile, rules, run, send, story, webhooks
+from app.cli import (
+    connections,
+    discard,
+    doctor,
+    init,
+    mirror,
+    operator,
+    payments,
+    reconcile,
+    rules,
+    run,
+    send,
+    story,
+    webhooks,
+)
 from app.text import escape_controls
 
 __all__ = [
@@ -18,6 +32,7 @@ __all__ = [
     "doctor",
     "init",
     "main",
+    "mirror",
     "operator",
     "reconcile",
     "rules",
@@ -49,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     webhooks.add_commands(commands)
     discard.add_commands(commands)
     doctor.add_commands(commands)
+    mirror.add_commands(commands)
     return parser
 
 

@@ -23,7 +23,14 @@ from pydantic import ValidationError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from app.config import Settings, get_settings, rules_environment, setting_source, settings_problems
+from app.config import (
+    SECRET_SETTINGS,
+    Settings,
+    get_settings,
+    rules_environment,
+    setting_source,
+    settings_problems,
+)
 from app.errors import RulesError, StorageUnavailable
 from app.health import add_arguments as add_health_arguments
 from app.health import run as run_health
@@ -86,6 +93,26 @@ def settings_or_exit() -> Settings:
         fail(f"cannot run: invalid settings: {'; '.join(settings_problems(exc))}")
 
 
+def service_settings_or_exit() -> tuple[Settings, LoadedRules]:
+    """The settings and the rules a service starts with, or every problem of both in one report: the placeholders
+    of an unedited `.env` land in both (ADMIN_TOKEN in the settings, the sources' secrets in the rules file), and
+    each must be named at the first start, not one per restart."""
+    try:
+        settings = get_settings()
+    except ValidationError as exc:
+        problems = settings_problems(exc)
+        try:
+            # The same settings without their secrets: enough to find the rules file and read its problems too.
+            lenient = Settings(**dict.fromkeys(SECRET_SETTINGS))
+            load_rules(lenient.rules_file, rules_environment(), strict_env=True)
+        except ValidationError:
+            pass  # something else is wrong as well: the settings' own problems come first
+        except RulesError as rules:
+            problems += rules.problems
+        fail(f"cannot run: invalid settings: {'; '.join(problems)}")
+    return settings, rules_or_exit(settings.rules_file)
+
+
 def rules_or_exit(path: str, *, strict_env: bool = True) -> LoadedRules:
     """The loaded rules, or every problem on stdout and exit status 1."""
     try:
@@ -131,6 +158,18 @@ def startup_lines(settings: Settings, rules: LoadedRules, *, host: str, port: in
     """What a person starting the service needs to know first; secrets are named, never shown."""
     shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     base = f"http://{shown}:{port}"
+    first = f"systeme-flow serving {base}" + (" (on every address)" if shown != host else "")
+    published = settings.published_address()
+    if published is not None:
+        # In a container: its own port means nothing to the person reading the logs on the host.
+        public_host, public_port = published
+        shown = "127.0.0.1" if public_host in ("0.0.0.0", "::") else public_host
+        if public_port is None:
+            where = f"`docker compose port --index N api {port}`"
+            first = f"systeme-flow serving :{port} in this container, on a free host port per replica ({where})"
+        else:
+            base = f"http://{shown}:{public_port}"
+            first = f"systeme-flow serving {base} (API_PORT; :{port} in this container)"
     if settings.admin_token is None:
         sign_in = "disabled: set ADMIN_TOKEN (in .env or the environment) to enable it"
     else:
@@ -142,7 +181,7 @@ def startup_lines(settings: Settings, rules: LoadedRules, *, host: str, port: in
     }[settings.api_mode]
     executor = "arq workers on REDIS_URL" if settings.redis_url else "in this process (no REDIS_URL)"
     return [
-        f"systeme-flow serving {base}" + (" (on every address)" if shown != host else ""),
+        first,
         f"  dashboard: {base}/ui  {sign_in}",
         f"  account:   {account}",
         f"  actions:   {executor}",
@@ -156,8 +195,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
     from app.main import create_app
     from app.server import server_options
 
-    settings = settings_or_exit()
-    rules = rules_or_exit(settings.rules_file)
+    settings, rules = service_settings_or_exit()
     configure_logging(secrets=settings.secret_values() | rules.file.secret_values(), style=settings.log_format)
     storage_or_exit(settings)
     port_or_exit(args.host, args.port)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from app.accounts.registry import AccountClients
+from app.accounts.registry import AccountClients, accounts_of
 from app.cli.run import confirm, fail, rules_or_exit, settings_or_exit
 from app.rules.schema import DEFAULT_ACCOUNT, RulesFile
 from app.systeme import setup
@@ -99,7 +99,8 @@ def cmd_connect(args: argparse.Namespace) -> None:
     account = args.account or (source_account(rules, args.source) if args.source else DEFAULT_ACCOUNT)
     if account not in (known := [DEFAULT_ACCOUNT, *rules.accounts]):
         fail(f"connect: no account {account!r} (accounts: {', '.join(known)})")
-    wanted = wanted_webhooks(rules, base_url=base, account=account, source=args.source)
+    complete = accounts_of(settings, rules)[account].mirror == "complete"
+    wanted = wanted_webhooks(rules, base_url=base, account=account, source=args.source, mirror=complete)
     if not wanted:
         fail(
             f"connect: no `systeme` source sends events of account '{account}' "

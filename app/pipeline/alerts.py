@@ -25,15 +25,19 @@ async def send(engine: AsyncEngine, settings: Settings, *, kind: str, text: str,
     if not settings.alert_webhook_url:
         return False
     async with engine.begin() as conn:
-        last = await conn.scalar(sa.select(alerts.c.last_sent_at).where(alerts.c.kind == kind))
-        if last is not None and last > now - QUIET:
-            return False
         dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-        await conn.execute(
+        # One conditional upsert claims the message: of several processes alerting at once (replicas, workers),
+        # exactly one sees its row come back; a read then a write would let each of them send it.
+        claimed = await conn.execute(
             dialect.insert(alerts)
             .values(kind=kind, last_sent_at=now)
-            .on_conflict_do_update(index_elements=["kind"], set_={"last_sent_at": now})
+            .on_conflict_do_update(
+                index_elements=["kind"], set_={"last_sent_at": now}, where=alerts.c.last_sent_at <= now - QUIET
+            )
+            .returning(alerts.c.kind)
         )
+        if claimed.first() is None:
+            return False
     try:
         async with httpx.AsyncClient(timeout=10) as http:
             answer = await http.post(settings.alert_webhook_url, json={"text": f"systeme-flow: {text}"})

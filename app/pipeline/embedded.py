@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import time
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -19,8 +18,6 @@ from app.store.statuses import Priority
 from app.store.writer import GroupWriter
 
 log = logging.getLogger(__name__)
-# Retention and alerts, in embedded mode (the arq cron does it with Redis).
-UPKEEP_SECONDS = 600.0
 
 
 class EmbeddedExecutor:
@@ -77,13 +74,10 @@ class EmbeddedExecutor:
                 log.exception("running action %s failed", action_id)
 
     async def _sweep(self, pipeline: Pipeline) -> None:
-        last_upkeep = float("-inf")
         while True:
-            upkeep = time.monotonic() - last_upkeep > UPKEEP_SECONDS
-            if upkeep:
-                last_upkeep = time.monotonic()
             try:
-                await sweep(pipeline, upkeep=upkeep)
+                # Upkeep is asked for on every sweep: its lease runs it once per turn across every replica.
+                await sweep(pipeline, upkeep=True)
             except Exception:
                 log.exception("sweeping due actions failed; trying again")
             await asyncio.sleep(self.sweep_seconds)

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.accounts.modes import Modes
 from app.config import Settings
+from app.mirror.events import learn_from_events
 from app.pipeline import alerts
 from app.pipeline.dispatch import Dispatcher
 from app.rules.current import RulesInForce
@@ -48,7 +49,7 @@ MAX_QUEUED = 10_000
 class Dispatch(Protocol):
     """A dispatcher's `dispatch` (app/pipeline/dispatch.py): runs to hand over now, at a priority."""
 
-    def __call__(self, items: Sequence[tuple[str, int]], *, priority: Priority = ...) -> Awaitable[None]: ...
+    def __call__(self, items: Sequence[tuple[str, int]], /, *, priority: Priority = ...) -> Awaitable[None]: ...
 
 
 # Told the (rule, contact) lines held past RULE_FIRES_PER_CONTACT by one batch (sends the alert).
@@ -103,6 +104,12 @@ async def plan_events(
     actions belong to `modes` (account -> current mode), the default account's to the event's arrival mode."""
     held: list[str] = []
     ranks: dict[str, int] = {}
+    try:
+        # Contact and tag events of a complete mirror's account update it before the rules judge them.
+        await learn_from_events(engine, rules.loaded.file, pending, modes)
+    except Exception:
+        # The mirror heals from its own contradictions; planning goes on whatever became of this.
+        log.exception("updating the contact mirror from %d events failed", len(pending))
     planned, runs = await record_plans(
         engine,
         pending,

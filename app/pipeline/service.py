@@ -6,7 +6,7 @@ written twice; only the dispatcher differs (arq jobs, or the embedded executor's
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from arq.connections import ArqRedis
@@ -21,6 +21,7 @@ from app.pipeline.dispatch import ArqDispatcher, Dispatcher
 from app.pipeline.planner import FireLimit, fire_limit_for
 from app.rules.current import RulesInForce
 from app.store.db import create_engine
+from app.store.leases import new_holder
 
 
 def retry_policy(settings: Settings) -> RetryPolicy:
@@ -42,6 +43,8 @@ class Pipeline:
     clients: AccountClients
     dispatcher: Dispatcher
     policy: RetryPolicy
+    # This process's name when it takes a duty's turn (app/store/leases.py).
+    holder: str = field(default_factory=new_holder)
 
     @property
     def approval_window(self) -> timedelta:

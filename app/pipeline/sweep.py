@@ -1,24 +1,30 @@
 """The one sweep, run by the arq cron on every worker and by the embedded executor's loop: what a lost hint, a
 stopped process or the passing of time left behind.
 
-Safe on several workers at once: each step is decided by the database (claims, `planned_at` set from null), and
-dispatching is only a hint whose arq job id refuses doubles.
+Safe on any number of API replicas and workers at once: each step is decided by the database (claims, `planned_at`
+set from null, a probe's due time), and dispatching is only a hint whose arq job id refuses doubles. Judging the
+events left unplanned is work every process would repeat only to lose the claim, so it has one holder at a time:
+whoever takes its turn (app/store/leases.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import timedelta
 
 from app.accounts.holds import probe_holds
 from app.pipeline.planner import LEFTOVER_SECONDS, plan_leftovers
 from app.pipeline.service import Pipeline
 from app.pipeline.upkeep import maintain_pipeline
+from app.store import leases
 from app.store.actions import due_actions
 from app.store.models import utcnow
 from app.store.operator import expire_approvals
 
 log = logging.getLogger(__name__)
+# One pass over the unplanned events per turn, across every process (they wait LEFTOVER_SECONDS first anyway).
+LEFTOVERS_TURN = timedelta(seconds=5)
 
 
 async def sweep(pipeline: Pipeline, *, upkeep: bool = False) -> int:
@@ -32,7 +38,8 @@ async def sweep(pipeline: Pipeline, *, upkeep: bool = False) -> int:
     # Parsing a big file must not stall the process's other tasks.
     await asyncio.to_thread(pipeline.rules.reload_if_changed)
     rules = pipeline.rules.current
-    if rules is not None:  # none readable yet: events wait unplanned until the file is fixed
+    # None readable yet: events wait unplanned until the file is fixed.
+    if rules is not None and await leases.take(engine, "leftovers", pipeline.holder, turn=LEFTOVERS_TURN, now=utcnow()):
         await plan_leftovers(
             engine,
             rules,

@@ -1,10 +1,15 @@
-"""Periodic upkeep, run by the arq cron or the embedded loop: approvals that expire, retention, alerts."""
+"""Periodic upkeep, run by the arq cron or the embedded loop: retention, sessions, alerts.
+
+Every process asks for it (each worker every minute, each embedded API replica every sweep); one turn of it runs
+per UPKEEP_TURN across all of them, by whichever asks first once the last turn ended (app/store/leases.py), so
+alerts are not multiplied by the number of processes and a dead holder's duty is taken over.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -13,14 +18,17 @@ if TYPE_CHECKING:
     from app.pipeline.service import Pipeline
 
 from app.config import Settings
+from app.mirror.upkeep import keep_mirrors
 from app.payments.alerts import alert_unserved
 from app.pipeline import alerts
 from app.rules.schema import DEFAULT_ACCOUNT, SourceConfig
+from app.store import leases
 from app.store.models import utcnow
 from app.store.retention import purge
 from app.store.sessions import purge_sessions
 
 log = logging.getLogger(__name__)
+UPKEEP_TURN = timedelta(minutes=10)
 
 
 async def maintain(
@@ -29,10 +37,11 @@ async def maintain(
     *,
     sources: Mapping[str, SourceConfig] | None = None,
     mode: str | None = None,
+    now: datetime | None = None,
 ) -> None:
     """Retention, sessions and the alerts; with the rules' `sources`, buyers who paid and have no access too
     (`mode`: the default account's, so a trial's test purchases raise no alarm once live)."""
-    now = utcnow()
+    now = now or utcnow()
     purged = await purge(engine, before=now - timedelta(days=settings.retention_days), now=now)
     if purged:
         log.info("retention: %d events older than %d days purged", purged, settings.retention_days)
@@ -44,11 +53,20 @@ async def maintain(
             log.warning("alert: %d buyers paid and have no access yet", named)
 
 
-async def maintain_pipeline(pipeline: Pipeline) -> None:
-    """`maintain` with what the pipeline knows: the rules in force (payments) and the default account's mode."""
+async def maintain_pipeline(pipeline: Pipeline, *, now: datetime | None = None) -> bool:
+    """`maintain` with what the pipeline knows (the rules in force for payments, the default account's mode), and
+    the complete contact mirrors kept current, if this process takes the turn; True when it did."""
+    now = now or utcnow()
+    if not await leases.take(pipeline.engine, "upkeep", pipeline.holder, turn=UPKEEP_TURN, now=now):
+        return False
     rules = pipeline.rules.current
     sources = rules.sources if rules is not None else None
-    await maintain(pipeline.engine, pipeline.settings, sources=sources, mode=pipeline.modes().get(DEFAULT_ACCOUNT))
+    mode = pipeline.modes().get(DEFAULT_ACCOUNT)
+    await maintain(pipeline.engine, pipeline.settings, sources=sources, mode=mode, now=now)
+    # Complete contact mirrors: synced at the first upkeep when never synced, then every MIRROR_SYNC_HOURS.
+    every = timedelta(hours=pipeline.settings.mirror_sync_hours)
+    await keep_mirrors(pipeline.engine, pipeline.clients, pipeline.rules.file, every=every, now=now)
+    return True
 
 
 async def action_died(engine: AsyncEngine, settings: Settings, action_id: str) -> None:

@@ -37,6 +37,9 @@ class AccountConfig(Frozen):
     # Direct mode: the account's own X-API-Key (and base URL, for a simulator or a proxy).
     api_key: str | None = None
     api_url: str | None = None
+    # The contact mirror (app/mirror/): `complete` is read whole by `systeme-flow sync` and kept current, so an
+    # email it does not know is created with no lookup; default `learning` (MIRROR_MODE for the `default` account).
+    mirror: Literal["learning", "complete"] | None = None
 
     @model_validator(mode="after")
     def _one_way_in(self) -> AccountConfig:

@@ -7,6 +7,7 @@ import json
 import math
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from datetime import datetime
 from typing import Any
 
 from starlette.applications import Starlette
@@ -17,31 +18,10 @@ from starlette.routing import Route
 from app.simulator import setup, strict
 from app.simulator.callbacks import Callbacks
 from app.simulator.maton import Connections, MatonControl
+from app.simulator.query import date_filter, int_filter, page
 from app.simulator.state import Account, Fault, Problem
 
 Handler = Callable[[Request, Account], Awaitable[Any]]
-
-
-def _page(request: Request, items: Iterable[dict[str, Any]]) -> dict[str, Any]:
-    """Cursor pagination as documented: limit 10..100, startingAfter an id, order asc|desc (default desc)."""
-    query = request.query_params
-    try:
-        limit = int(query.get("limit", "10"))
-        after = int(query["startingAfter"]) if "startingAfter" in query else None
-    except ValueError as exc:
-        raise Problem(400, "limit and startingAfter must be integers") from exc
-    if not 10 <= limit <= 100:
-        raise Problem(400, "limit must be between 10 and 100")
-    order = query.get("order", "desc")
-    if order not in ("asc", "desc"):
-        raise Problem(400, "order must be asc or desc")
-    if after is not None and after < 1:
-        raise Problem(400, "startingAfter must be a positive id")
-    ordered = sorted(items, key=lambda i: i["id"], reverse=order == "desc")
-    acc: Account | None = getattr(request.state, "account", None)
-    if after is not None and (acc is None or acc.pager != "ignore_cursor"):
-        ordered = [i for i in ordered if (i["id"] < after if order == "desc" else i["id"] > after)]
-    return {"items": ordered[:limit], "hasMore": len(ordered) > limit}
 
 
 async def _json(request: Request, *, media: str = "application/json") -> dict[str, Any]:
@@ -56,20 +36,18 @@ async def _json(request: Request, *, media: str = "application/json") -> dict[st
     return body
 
 
-def _int_filter(request: Request, name: str) -> int | None:
-    value = request.query_params.get(name)
-    if value is None:
-        return None
-    # API Platform accepts an IRI or a plain id for relation filters.
-    return int(value.rstrip("/").rsplit("/", 1)[-1]) if value.rstrip("/").rsplit("/", 1)[-1].isdigit() else -1
-
-
 async def contacts_list(request: Request, acc: Account) -> Any:
     items: Iterable[dict[str, Any]] = acc.contacts.values()
     if "email" in request.query_params:
         email = request.query_params["email"].lower()
         items = [c for c in items if c["email"].lower() == email]
-    return _page(request, items)
+    # Strictly after and strictly before, at the API's resolution of whole seconds.
+    after, before = date_filter(request, "registeredAfter"), date_filter(request, "registeredBefore")
+    if after is not None:
+        items = [c for c in items if datetime.fromisoformat(c["registeredAt"]) > after]
+    if before is not None:
+        items = [c for c in items if datetime.fromisoformat(c["registeredAt"]) < before]
+    return page(request, items)
 
 
 async def contacts_create(request: Request, acc: Account) -> Any:
@@ -111,7 +89,7 @@ async def contact_tag_remove(request: Request, acc: Account) -> Any:
 
 async def tags_list(request: Request, acc: Account) -> Any:
     needle = request.query_params.get("query", "").lower()
-    return _page(request, [t for t in acc.tags.values() if needle in t["name"].lower()])
+    return page(request, [t for t in acc.tags.values() if needle in t["name"].lower()])
 
 
 async def tags_create(request: Request, acc: Account) -> Any:
@@ -119,7 +97,7 @@ async def tags_create(request: Request, acc: Account) -> Any:
 
 
 async def courses_list(request: Request, acc: Account) -> Any:
-    return _page(request, acc.courses.values())
+    return page(request, acc.courses.values())
 
 
 async def enroll(request: Request, acc: Account) -> Any:
@@ -127,13 +105,13 @@ async def enroll(request: Request, acc: Account) -> Any:
 
 
 async def enrollments_list(request: Request, acc: Account) -> Any:
-    contact, course = _int_filter(request, "contact"), _int_filter(request, "course")
+    contact, course = int_filter(request, "contact"), int_filter(request, "course")
     items = [
         e
         for e in acc.enrollments.values()
         if contact in (None, e["contact"]["id"]) and course in (None, e["course"]["id"])
     ]
-    return _page(request, items)
+    return page(request, items)
 
 
 async def enrollment_delete(request: Request, acc: Account) -> Any:
@@ -143,7 +121,7 @@ async def enrollment_delete(request: Request, acc: Account) -> Any:
 
 
 async def communities_list(request: Request, acc: Account) -> Any:
-    return _page(request, acc.communities.values())
+    return page(request, acc.communities.values())
 
 
 async def join(request: Request, acc: Account) -> Any:
@@ -152,13 +130,13 @@ async def join(request: Request, acc: Account) -> Any:
 
 
 async def memberships_list(request: Request, acc: Account) -> Any:
-    contact, community = _int_filter(request, "contact"), _int_filter(request, "community")
+    contact, community = int_filter(request, "contact"), int_filter(request, "community")
     items = [
         m
         for m in acc.listed_memberships()
         if contact in (None, m["contact"]["id"]) and community in (None, m["community"]["id"])
     ]
-    return _page(request, items)
+    return page(request, items)
 
 
 async def membership_delete(request: Request, acc: Account) -> Any:
@@ -181,7 +159,7 @@ async def subscriptions_list(request: Request, acc: Account) -> Any:
         message = "Wrong value of pagination limit parameter"
         violations = [{"propertyPath": "pagination.limit", "message": message, "code": "invalid"}]
         raise Problem(422, f"pagination.limit: {message}", violations)
-    contact = _int_filter(request, "contact")
+    contact = int_filter(request, "contact")
     if contact is None:
         raise Problem(400, "The contact filter is required.")
     public = (
@@ -189,7 +167,7 @@ async def subscriptions_list(request: Request, acc: Account) -> Any:
         for s in acc.subscriptions.values()
         if s["contactId"] == contact
     )
-    return _page(request, public)
+    return page(request, public)
 
 
 async def subscription_cancel(request: Request, acc: Account) -> Any:

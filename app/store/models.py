@@ -162,6 +162,21 @@ contacts = sa.Table(
     sa.Column("learned_at", UTCDateTime(), nullable=False),
 )
 
+# The complete mirror (app/mirror/): when each account's contacts were last read whole or in part by a sync, under
+# which mode (a mirror is complete only for the mode it was synced in), where the next incremental read starts, and
+# the misses since (a create refused because the contact existed behind the mirror's back).
+mirror_syncs = sa.Table(
+    "mirror_syncs",
+    metadata,
+    sa.Column("account", sa.String(100), primary_key=True),
+    sa.Column("mode", sa.String(160), nullable=False),
+    sa.Column("synced_at", UTCDateTime(), nullable=False),
+    sa.Column("full_at", UTCDateTime(), nullable=False),
+    sa.Column("cursor", JSON, nullable=False),
+    sa.Column("requests", sa.Integer, nullable=False),
+    sa.Column("misses", sa.Integer, nullable=False),
+)
+
 # Accounts on hold: Systeme.io said the account itself is unusable (a revoked key, no connection). Their actions
 # wait, unclaimed, until a probe passes.
 account_holds = sa.Table(
@@ -200,6 +215,16 @@ payments_handled = sa.Table(
     sa.Column("handled_by", sa.String(100), nullable=False),
     sa.Column("handled_at", UTCDateTime(), nullable=False),
     sa.Column("reason", sa.Text, nullable=False),
+)
+
+# One row per background duty that must have one holder at a time (app/store/leases.py): who took its current
+# turn and until when. In the database, not Redis, so a Redis flush cannot hand a turn to a second process.
+leases = sa.Table(
+    "leases",
+    metadata,
+    sa.Column("duty", sa.String(60), primary_key=True),
+    sa.Column("holder", sa.String(200), nullable=False),
+    sa.Column("expires_at", UTCDateTime(), nullable=False),
 )
 
 # Dashboard sessions: a cookie is honoured only while its row exists, so signing out ends it on the server.

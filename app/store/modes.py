@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.accounts.modes import DRY_RUN, Modes, is_test
 from app.rules.schema import DEFAULT_ACCOUNT
-from app.store.models import account_modes, actions, api_calls, contacts, events, rule_outcomes
+from app.store.models import account_modes, actions, api_calls, contacts, events, mirror_syncs, rule_outcomes
 
 WAITING = ("pending", "scheduled", "awaiting_approval", "running")
 
@@ -107,7 +107,7 @@ def select_ids(column: sa.Column[Any], where: sa.ColumnElement[bool]) -> sa.Sele
 
 async def note_modes(engine: AsyncEngine, modes: Modes, *, now: datetime) -> list[tuple[str, str, str]]:
     """Record the mode each account starts under; for each account whose mode changed, forget the contact mirror
-    (the ids and tags learned in a simulator are other people's, or nobody's, in a live account). Returns
+    (the ids and tags learned in a simulator are other people's, or nobody's, in a live account) and its sync. Returns
     (account, old mode, new mode) for each change."""
     try:
         return await _note_modes(engine, modes, now)
@@ -127,6 +127,7 @@ async def _note_modes(engine: AsyncEngine, modes: Modes, now: datetime) -> list[
                 changed.append((account, known[account], mode))
                 await conn.execute(account_modes.delete().where(account_modes.c.account == account))
             await conn.execute(contacts.delete().where(contacts.c.account == account))
+            await conn.execute(mirror_syncs.delete().where(mirror_syncs.c.account == account))
             await conn.execute(account_modes.insert().values(account=account, mode=mode, since=now))
     return changed
 

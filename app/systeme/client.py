@@ -181,15 +181,16 @@ class SystemeSession:
         return (await self.request("GET", path, params=params)).json()
 
     async def paginate(
-        self, path: str, params: dict[str, Any] | None = None, *, limit: int = 100
+        self, path: str, params: dict[str, Any] | None = None, *, limit: int = 100, order: str = "asc"
     ) -> AsyncIterator[dict[str, Any]]:
         """Every item of a cursor-paginated collection, following `hasMore` with `startingAfter`.
 
         Guarded against a server that ignores or repeats the cursor: a cursor sent twice, or a page with no item
         not seen before, ends the walk with a clear error instead of looping a worker forever. A 422 that names the
-        limit (some lists refuse the documented maximum) is asked again once at the documented minimum.
+        limit (some lists refuse the documented maximum) is asked again once at the documented minimum. `order`
+        "desc" walks newest first (a sync reads what is new and stops at what it has seen).
         """
-        query: dict[str, Any] = {**(params or {}), "limit": limit, "order": "asc"}
+        query: dict[str, Any] = {**(params or {}), "limit": limit, "order": order}
         seen: set[Any] = set()
         cursors: set[Any] = set()
         while True:

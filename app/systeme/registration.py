@@ -92,8 +92,15 @@ def _events(rules: RulesFile, source: str) -> tuple[tuple[str, ...], tuple[str, 
     return tuple(e for e in setup.EVENTS if e in events), tuple(unknown)
 
 
-def wanted_webhooks(rules: RulesFile, *, base_url: str, account: str, source: str | None = None) -> list[Wanted]:
-    """What each `systeme` source of the account needs registered (with `source`, only that one)."""
+# What a complete contact mirror needs to hear of, whatever the rules listen to (app/mirror/events.py).
+MIRROR_EVENTS = ("CONTACT_CREATED", "CONTACT_TAG_ADDED", "CONTACT_TAG_REMOVED")
+
+
+def wanted_webhooks(
+    rules: RulesFile, *, base_url: str, account: str, source: str | None = None, mirror: bool = False
+) -> list[Wanted]:
+    """What each `systeme` source of the account needs registered (with `source`, only that one); `mirror`: the
+    account's contact mirror is complete, and the contact and tag events keep it current."""
     found = []
     for name, config in rules.sources.items():
         if config.type != "systeme" or (source is not None and name != source):
@@ -101,6 +108,8 @@ def wanted_webhooks(rules: RulesFile, *, base_url: str, account: str, source: st
         if source is None and source_account(rules, name) != account:
             continue
         events, unknown = _events(rules, name)
+        if mirror:
+            events = tuple(e for e in setup.EVENTS if e in events or e in MIRROR_EVENTS)
         url = f"{base_url.rstrip('/')}/hooks/{name}"
         # The first secret: a list is a rotation, and the new secret goes first (both verify meanwhile).
         secret = next(s for s in config.secret if s.strip())  # the schema guarantees one

@@ -18,6 +18,7 @@ from app.pipeline.upkeep import maintain
 from app.rules.engine import RuleSet
 from app.rules.loader import load_rules
 from app.rules.schema import SourceConfig
+from app.store import leases
 from app.store.db import create_engine
 from app.store.models import utcnow
 from tests.conftest import planned, running
@@ -48,6 +49,9 @@ async def shop(make_settings, tmp_path, database_url: str, **overrides: Any) -> 
         sources = RuleSet(load_rules(write_rules(tmp_path, MASTERCLASS_ONLY_RULES), {})).sources
         engine = create_engine(database_url)
         try:
+            # The alerts under test are the test's own calls: the service's upkeep, which would send them too
+            # as soon as a buyer is unserved, waits behind a turn held here (app/store/leases.py).
+            assert await leases.take(engine, "upkeep", "the test", turn=timedelta(hours=1), now=utcnow())
             yield Shop(settings, sources, engine, received)
         finally:
             await engine.dispose()

@@ -1,4 +1,4 @@
-"""Migration 0011: actions planned before priorities get the default their rule has now."""
+"""Migration 0013: actions planned before priorities get the default their rule has now."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ async def test_rows_of_a_rule_that_grants_access_become_high_the_others_normal(d
     now = datetime.now(UTC).replace(tzinfo=None)
     try:
         async with engine.begin() as conn:
-            await conn.run_sync(_to, "0010")
+            await conn.run_sync(_to, "0012")
         async with engine.begin() as conn:
             await conn.execute(
                 sa.text(

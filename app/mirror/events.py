@@ -1,0 +1,91 @@
+"""Contact and tag webhooks of a complete mirror's account update the mirror before the rules judge them, so a tag
+removed in Systeme.io is added again by the next purchase, and a contact created there is not a miss."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.accounts.modes import Modes
+from app.actions.mirror import Known, contact_fields, contact_tags
+from app.rules.schema import RulesFile
+from app.store.contacts import ContactWrite, load_contact, write_contact
+from app.store.mirror import all_syncs
+from app.store.models import utcnow
+from app.store.plans import Unplanned
+from app.systeme.registration import MIRROR_EVENTS, source_account
+
+log = logging.getLogger(__name__)
+
+_LEARNED = frozenset({*MIRROR_EVENTS, "CONTACT_OPT_IN"})
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _contact(payload: Any) -> dict[str, Any] | None:
+    contact = payload.get("contact") if isinstance(payload, dict) else None
+    # CONTACT_TAG_REMOVED is documented with the contact nested twice, and seen nested once: both are read.
+    if isinstance(contact, dict) and isinstance(contact.get("contact"), dict):
+        contact = contact["contact"]
+    if not isinstance(contact, dict) or not str(contact.get("id", "")).isdigit() or not contact.get("email"):
+        return None
+    return contact
+
+
+def _tag(payload: Any) -> tuple[int, str] | None:
+    tag = payload.get("tag") if isinstance(payload, dict) else None
+    if not isinstance(tag, dict) or not str(tag.get("id", "")).isdigit():
+        return None
+    return int(tag["id"]), str(tag.get("name") or "")
+
+
+def _learn(known: Known | None, event_type: str | None, payload: Any, contact: dict[str, Any], now: datetime) -> Known:
+    contact_id = int(contact["id"])
+    if known is None or known.contact_id != contact_id:
+        # New to the mirror, or made again after a deletion: what we granted the old one is not this one's, and the
+        # payload's contact is all we know. Of a contact we know, only the change is taken: webhooks come late and
+        # in any order, and a CONTACT_CREATED for our own create would otherwise undo the tag our run added since.
+        known = Known(contact_id=contact_id, learned_at=now)
+        known.fields, known.tags = contact_fields(contact), contact_tags(contact)
+    tag = _tag(payload)
+    if tag is not None and event_type == "CONTACT_TAG_ADDED":
+        known.tags[tag[0]] = tag[1]
+    elif tag is not None and event_type == "CONTACT_TAG_REMOVED":
+        known.tags.pop(tag[0], None)
+    known.learned_at = now
+    return known
+
+
+async def learn_from_events(
+    engine: AsyncEngine, rules: RulesFile | None, pending: Sequence[Unplanned], modes: Modes | None
+) -> int:
+    """Apply the contact and tag events of `pending` (from `systeme` sources) to the mirror of their account, when
+    that mirror is synced under the account's current mode; the number applied. Free for any other batch."""
+    if rules is None or modes is None:
+        return 0
+    relevant = [
+        e
+        for e in pending
+        if e.event_type in _LEARNED and getattr(rules.sources.get(e.source), "type", None) == "systeme"
+    ]
+    if not relevant:
+        return 0
+    syncs = await all_syncs(engine)
+    applied = 0
+    for event in sorted(relevant, key=lambda e: e.occurred_at or e.received_at or _EPOCH):
+        account = source_account(rules, event.source)
+        synced = syncs.get(account)
+        contact = _contact(event.payload)
+        if synced is None or synced.mode != modes.get(account) or contact is None:
+            continue
+        email = str(contact["email"]).strip().lower()
+        entry = await load_contact(engine, account, email)
+        now = utcnow()
+        known = _learn(Known.from_json(*entry) if entry else None, event.event_type, event.payload, contact, now)
+        async with engine.begin() as conn:
+            await write_contact(conn, ContactWrite(account, email, known.contact_id, known.to_json(), now))
+        applied += 1
+    return applied

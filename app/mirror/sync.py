@@ -1,0 +1,226 @@
+"""`systeme-flow sync`: read an account whole into the contact mirror, so "not in the mirror" means "not in the
+account", then keep it current with what changed.
+
+A full read lists every contact (with its tags and fields), and the enrollments of each course and the memberships
+of each community the rules in force refer to. A later read, under the same mode, takes only what the API can say
+is new: contacts registered after the last one seen (`registeredAfter`, with a second of overlap since the API's
+times have whole seconds), and enrollments and memberships with ids above the last ones seen (listed newest first,
+stopping at what was seen). What it cannot see is a change to something already read: a tag added or removed by
+hand on an old contact, a field edited, a contact or an enrollment deleted. Those are healed by our own writes (a
+404 or 422 on a request built from the mirror drops the entry and the step runs again from fresh reads), by the
+account's contact and tag webhooks, and by the full read the service does every MIRROR_SYNC_HOURS.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.actions.mirror import Access, Known
+from app.actions.resolve import community_id, course_id
+from app.mirror.targets import targets
+from app.rules.schema import RulesFile
+from app.store.mirror import SyncRecord, load_entries, load_sync, save_sync, write_entries
+from app.store.models import utcnow
+from app.systeme.client import SystemeClient, SystemeSession
+
+# registeredAt has whole seconds: read again the last second seen, so a contact registered in it is not missed.
+OVERLAP = timedelta(seconds=1)
+
+
+@dataclass
+class SyncReport:
+    account: str
+    full: bool
+    contacts_read: int = 0
+    contacts_gone: int = 0
+    contacts_known: int = 0
+    enrollments: dict[int, int] = field(default_factory=dict)  # course id -> enrollments read
+    memberships: dict[int, int] = field(default_factory=dict)  # community id -> memberships read
+    requests: int = 0
+    seconds: float = 0.0
+    templated: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        kind = "full read" if self.full else "incremental read (what is new since the last sync)"
+        out = [
+            f"account {self.account}: {kind}",
+            f"  contacts read: {self.contacts_read}" + (f", {self.contacts_gone} gone" if self.contacts_gone else ""),
+        ]
+        out += [f"  course {course}: {count} enrollments read" for course, count in self.enrollments.items()]
+        out += [f"  community {c}: {count} memberships read" for c, count in self.memberships.items()]
+        if self.templated:
+            out.append(f"  not read ahead (templated in the rules): {', '.join(sorted(self.templated))}")
+        out.append(f"  contacts known: {self.contacts_known}")
+        out.append(f"  requests: {self.requests} in {self.seconds:.1f} s")
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "account": self.account,
+            "full": self.full,
+            "contacts_read": self.contacts_read,
+            "contacts_gone": self.contacts_gone,
+            "contacts_known": self.contacts_known,
+            "enrollments": {str(k): v for k, v in self.enrollments.items()},
+            "memberships": {str(k): v for k, v in self.memberships.items()},
+            "requests": self.requests,
+            "seconds": round(self.seconds, 3),
+            "templated": sorted(self.templated),
+        }
+
+
+def _registered(contact: dict[str, Any]) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(contact.get("registeredAt")))
+    except ValueError:
+        return None
+
+
+class _Sync:
+    def __init__(
+        self, api: SystemeSession, existing: dict[str, Known], now: datetime, synced: tuple[list[int], list[int]]
+    ) -> None:
+        self.api, self.existing, self.now = api, existing, now
+        self.courses, self.communities = synced
+        self.read: dict[str, Known] = {}
+        self.latest: datetime | None = None
+
+    async def contacts(self, after: datetime | None) -> None:
+        params = {"registeredAfter": (after - OVERLAP).isoformat()} if after is not None else {}
+        async for contact in self.api.paginate("/api/contacts", params):
+            email = str(contact.get("email") or "").strip().lower()
+            if not email or not str(contact.get("id", "")).isdigit():
+                continue
+            entry = Known.from_contact(contact, self.now, created=False)
+            before = self.existing.get(email)
+            if before is not None and before.contact_id == entry.contact_id:
+                # Grants are what our writes made (a refund removes those very ids); access facts of what a sync
+                # reads stay until a listing says otherwise, and others are not kept: a complete mirror trusts its
+                # facts at any age, so only those a sync keeps current.
+                entry.grants = before.grants
+                entry.courses = {c: a for c, a in before.courses.items() if c in self.courses}
+                entry.communities = {c: a for c, a in before.communities.items() if c in self.communities}
+            self.read[email] = entry
+            registered = _registered(contact)
+            if registered is not None and (self.latest is None or registered > self.latest):
+                self.latest = registered
+
+    async def listing(
+        self, path: str, query: dict[str, Any], key: str, since: int | None
+    ) -> tuple[dict[int, int], int]:
+        """(contact id -> grant id, the highest id seen) of one course's enrollments or one community's members;
+        with `since`, only those with a higher id (newest first, stopping at the first one seen before)."""
+        wanted = query[key]
+        found: dict[int, int] = {}
+        top = since or 0
+        pages = self.api.paginate(path, query, order="asc" if since is None else "desc")
+        async for item in pages:
+            item_id = int(item["id"])
+            if since is not None and item_id <= since:
+                break
+            top = max(top, item_id)
+            # Filtered again here: a filter the API ignored must not grant someone else's access.
+            if (item.get(key) or {}).get("id") not in (wanted, None):
+                continue
+            contact = (item.get("contact") or {}).get("id")
+            if isinstance(contact, int):
+                found[contact] = item_id
+        return found, top
+
+
+def _apply(
+    facts_of: str, entries: dict[str, Known], read: set[str], target: int, listed: dict[int, int], whole: bool
+) -> set[str]:
+    """Set what the listing says of `target` on every entry; the emails whose entry changed."""
+    touched: set[str] = set()
+    for email, entry in entries.items():
+        facts: dict[int, Access] = getattr(entry, facts_of)
+        state: Access
+        if entry.contact_id in listed:
+            state = listed[entry.contact_id]
+        elif whole or (email in read and target not in facts):
+            # A join we asked for is listed only once Systeme.io made it: not listed yet is not absent.
+            state = None if whole and target in facts and facts[target] is None else False
+        else:
+            continue
+        if facts.get(target, "unset") != state:
+            facts[target] = state
+            touched.add(email)
+    return touched
+
+
+async def sync_account(
+    engine: AsyncEngine,
+    client: SystemeClient,
+    *,
+    account: str,
+    mode: str,
+    rules: RulesFile | None,
+    full: bool = False,
+) -> SyncReport:
+    """Read the account into the mirror (`full`, or incremental after a sync under the same `mode`) and record it."""
+    started, now = time.monotonic(), utcnow()
+    api = client.session()
+    previous = await load_sync(engine, account)
+    incremental = not full and previous is not None and previous.mode == mode
+    cursor: dict[str, Any] = previous.cursor if incremental and previous is not None else {}
+    report = SyncReport(account, full=not incremental)
+    wanted = targets(rules, account)
+    report.templated = sorted(wanted.templated)
+    courses = sorted({await course_id(api, ref) for ref in wanted.courses})
+    communities = sorted({await community_id(api, ref) for ref in wanted.communities})
+    existing = {email: Known.from_json(*entry) for email, entry in (await load_entries(engine, account)).items()}
+
+    sync = _Sync(api, existing, now, (courses, communities))
+    after = datetime.fromisoformat(cursor["registered"]) if cursor.get("registered") else None
+    await sync.contacts(after)
+    marks: dict[str, dict[str, int]] = {"enrollments": {}, "memberships": {}}
+    listings: list[tuple[str, int, dict[int, int], bool]] = []
+    for kind, path, key, ids in (
+        ("enrollments", "/api/school/enrollments", "course", courses),
+        ("memberships", "/api/community/memberships", "community", communities),
+    ):
+        seen = {str(k): int(v) for k, v in (cursor.get(kind) or {}).items()}
+        for target in ids:
+            since = seen.get(str(target))
+            listed, top = await sync.listing(path, {key: target}, key, since)
+            marks[kind][str(target)] = top
+            listings.append(("courses" if kind == "enrollments" else "communities", target, listed, since is None))
+            (report.enrollments if kind == "enrollments" else report.memberships)[target] = len(listed)
+    entries = dict(sync.read) if not incremental else {**existing, **sync.read}
+    known_ids = {entry.contact_id for entry in entries.values()}
+    if any(cid not in known_ids for _, _, listed, _ in listings for cid in listed):
+        # Granted to a contact registered after the contacts were read: read what is new once more.
+        extra = _Sync(api, existing, now, (courses, communities))
+        await extra.contacts(sync.latest or after)
+        sync.read.update(extra.read)
+        entries.update(extra.read)
+        sync.latest = max((t for t in (sync.latest, extra.latest) if t is not None), default=None)
+    touched = set(sync.read)
+    for facts_of, target, listed, whole in listings:
+        touched |= _apply(facts_of, entries, set(sync.read), target, listed, whole)
+    for email in touched:
+        entries[email].learned_at = now
+    gone = [e for e, k in existing.items() if e not in entries and k.learned_at < now] if not incremental else []
+    latest = sync.latest or after
+    record = SyncRecord(
+        account=account,
+        mode=mode,
+        synced_at=now,
+        full_at=now if not incremental or previous is None else previous.full_at,
+        cursor={"registered": latest.isoformat() if latest else None, **marks},
+        requests=len(api.calls),
+    )
+    async with engine.begin() as conn:
+        rows = [(email, entries[email].contact_id, entries[email].to_json(), now) for email in sorted(touched)]
+        await write_entries(conn, account, rows, gone=gone)
+        await save_sync(conn, record)
+    report.contacts_read, report.contacts_gone = len(sync.read), len(gone)
+    report.contacts_known = len(entries)
+    report.requests, report.seconds = len(api.calls), time.monotonic() - started
+    return report

@@ -1,0 +1,121 @@
+"""The complete mirror's rows: each account's last sync (`mirror_syncs`), and the entries a sync writes at once."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from app.store.models import contacts, mirror_syncs
+
+
+@dataclass(frozen=True)
+class SyncRecord:
+    account: str
+    mode: str  # the account mode it was read under (app/accounts/modes.py): complete only in that mode
+    synced_at: datetime
+    full_at: datetime
+    # Where the next incremental read starts: {"registered": ISO time, "enrollments": {course: id},
+    # "memberships": {community: id}}.
+    cursor: dict[str, Any] = field(default_factory=dict)
+    requests: int = 0
+    misses: int = 0
+
+
+def _record(row: Any) -> SyncRecord:
+    return SyncRecord(
+        row.account, row.mode, row.synced_at, row.full_at, dict(row.cursor), int(row.requests), int(row.misses)
+    )
+
+
+async def load_sync(engine: AsyncEngine, account: str) -> SyncRecord | None:
+    async with engine.connect() as conn:
+        row = (await conn.execute(sa.select(mirror_syncs).where(mirror_syncs.c.account == account))).first()
+    return _record(row) if row is not None else None
+
+
+async def all_syncs(engine: AsyncEngine) -> dict[str, SyncRecord]:
+    async with engine.connect() as conn:
+        return {row.account: _record(row) for row in await conn.execute(sa.select(mirror_syncs))}
+
+
+async def save_sync(conn: AsyncConnection, record: SyncRecord) -> None:
+    """Upsert the account's sync; misses are kept when the mode is the same, and start again at 0 otherwise."""
+    previous = (
+        await conn.execute(sa.select(mirror_syncs.c.mode).where(mirror_syncs.c.account == record.account))
+    ).first()
+    values = {
+        "mode": record.mode,
+        "synced_at": record.synced_at,
+        "full_at": record.full_at,
+        "cursor": record.cursor,
+        "requests": record.requests,
+    }
+    if previous is None:
+        await conn.execute(mirror_syncs.insert().values(account=record.account, misses=0, **values))
+        return
+    if previous.mode != record.mode:
+        values["misses"] = 0
+    await conn.execute(mirror_syncs.update().where(mirror_syncs.c.account == record.account).values(**values))
+
+
+async def count_miss(engine: AsyncEngine, account: str) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(
+            mirror_syncs.update().where(mirror_syncs.c.account == account).values(misses=mirror_syncs.c.misses + 1)
+        )
+
+
+async def load_entries(engine: AsyncEngine, account: str) -> dict[str, tuple[int, dict[str, Any], datetime]]:
+    """Every mirror entry of the account, by email."""
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            sa.select(contacts.c.email, contacts.c.contact_id, contacts.c.facts, contacts.c.learned_at).where(
+                contacts.c.account == account
+            )
+        )
+        return {row.email: (int(row.contact_id), dict(row.facts), row.learned_at) for row in rows}
+
+
+async def known_count(engine: AsyncEngine, account: str) -> int:
+    async with engine.connect() as conn:
+        found = await conn.scalar(sa.select(sa.func.count()).where(contacts.c.account == account))
+    return int(found or 0)
+
+
+async def write_entries(
+    conn: AsyncConnection,
+    account: str,
+    entries: Iterable[tuple[str, int, dict[str, Any], datetime]],
+    *,
+    gone: Iterable[str] = (),
+) -> None:
+    """Upsert (email, contact id, facts, learned at) in one statement; delete the emails of `gone`."""
+    rows = [
+        {"account": account, "email": email, "contact_id": cid, "facts": facts, "learned_at": learned}
+        for email, cid, facts, learned in entries
+    ]
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    for start in range(0, len(rows), 500):
+        insert = dialect.insert(contacts)
+        await conn.execute(
+            insert.on_conflict_do_update(
+                index_elements=["account", "email"],
+                set_={
+                    "contact_id": insert.excluded.contact_id,
+                    "facts": insert.excluded.facts,
+                    "learned_at": insert.excluded.learned_at,
+                },
+            ),
+            rows[start : start + 500],
+        )
+    doomed = list(gone)
+    for start in range(0, len(doomed), 500):
+        await conn.execute(
+            contacts.delete().where(contacts.c.account == account, contacts.c.email.in_(doomed[start : start + 500]))
+        )
