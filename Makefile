@@ -52,6 +52,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.rules
 	$(BIN)/python -m bench.hostile
 	$(BIN)/python -m bench.launch
+	$(BIN)/python -m bench.accounts
 
 # After changing a dependency in pyproject.toml: the newest versions that fit, installed in a clean venv, frozen.
 constraints:

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.accounts.modes import Modes
 from app.actions.contacts import ContactHandle, Contradiction
 from app.actions.context import StepContext
+from app.actions.giveback import STEP_QUOTA_WAIT, before_claim, come_back_at
 from app.actions.local import LOCAL_STEPS
 from app.actions.mirror import Known
 from app.actions.params import ActionParams, BadParams, parse_params
@@ -30,9 +31,10 @@ from app.store.contacts import ContactWrite, load_contact
 from app.store.convergence import LaterStep, awaits_judgement, later_steps
 from app.store.mirror import count_miss, load_sync
 from app.store.models import new_id, utcnow
-from app.store.statuses import ActionStatus, RunStatus
+from app.store.statuses import ActionStatus, Priority, RunStatus
 from app.systeme.client import SystemeClient, SystemeSession
 from app.systeme.errors import AccountUnusable, ApiError, Forbidden, PermanentApiError, TransientApiError
+from app.systeme.quota import MAX_WAIT_SECONDS
 
 if TYPE_CHECKING:
     from app.accounts.registry import AccountClients
@@ -59,6 +61,9 @@ class RetryPolicy:
     listing_wait: timedelta = timedelta(seconds=60)
     # A run that has taken this long hands its remaining steps to a fresh job (fairness, bounded job time).
     run_seconds: float = 90.0
+    # The longest a run's step waits in its slot for the quota; past that the run gives its slot back (RESCHEDULED,
+    # not counted) and comes back when the quota refills. Callers outside a worker keep the quota's own bound.
+    quota_wait: float = MAX_WAIT_SECONDS
 
     def delay(self, attempt: int, retry_after: float | None) -> float:
         """The API's Retry-After when it gave one; else the schedule, with a little jitter so retries spread."""
@@ -79,6 +84,8 @@ class RunResult:
     follow_up: tuple[tuple[str, int], ...] = ()
     # (account, the API's own words) when the account refused us: the caller puts it on hold.
     held: tuple[str, str] | None = None
+    # The rescheduled step's priority: its job goes back in the queue at that rank.
+    priority: Priority = Priority.NORMAL
 
     @property
     def dead(self) -> list[str]:
@@ -98,6 +105,9 @@ class _Step:
 async def run_actions(*, engine: AsyncEngine, client: AccountClients, action_id: str, policy: RetryPolicy) -> RunResult:
     """Claim and execute the run that `action_id` belongs to, with its account's client."""
     token = new_id("run")
+    back = await before_claim(engine, client, action_id, policy.quota_wait)
+    if back is not None:
+        return RunResult(RunStatus.RESCHEDULED, {}, back[0], back[1], priority=back[2])
     # Work planned under another mode (a dry run, the simulator) is never taken here: see app/accounts/modes.py.
     modes = None if isinstance(client, SystemeClient) else client.modes
     now = utcnow()
@@ -203,7 +213,14 @@ class _Run:
                 await release(self.engine, self.token, now=utcnow(), next_attempt_at=None)
                 self.result.follow_up = ((action.id, action.attempt),)
                 break
-            api = self.client.session()
+            due = await come_back_at(self.client, action.priority, self.policy.quota_wait) if index else None
+            if due is not None and action.kind not in LOCAL_STEPS:
+                # Out of quota between steps: the slot is given back before a step it could not finish.
+                await release(self.engine, self.token, now=utcnow(), next_attempt_at=due)
+                retry, statuses = (action.id, action.attempt), self.result.statuses
+                self.result = RunResult(RunStatus.RESCHEDULED, statuses, due, retry, priority=action.priority)
+                break
+            api = self.client.session(priority=action.priority, max_wait=max(self.policy.quota_wait, STEP_QUOTA_WAIT))
             try:
                 step = await self._step(api, action)
             except asyncio.CancelledError:
@@ -227,7 +244,11 @@ class _Run:
                 await release(self.engine, self.token, now=utcnow(), next_attempt_at=step.next_attempt_at)
                 attempt = action.attempt + 1 if step.counted else action.attempt
                 self.result = RunResult(
-                    RunStatus.RESCHEDULED, self.result.statuses, step.next_attempt_at, (action.id, attempt)
+                    RunStatus.RESCHEDULED,
+                    self.result.statuses,
+                    step.next_attempt_at,
+                    (action.id, attempt),
+                    priority=action.priority,
                 )
                 break
         await self._hand_over(first)

@@ -33,6 +33,7 @@ def retry_policy(settings: Settings) -> RetryPolicy:
         # An unjudged event is planned by a sweep once LEFTOVER_SECONDS old, within SWEEP_SECONDS; 20 s of margin.
         unjudged_wait=timedelta(seconds=LEFTOVER_SECONDS + settings.sweep_seconds + 20),
         mirror_fresh=timedelta(seconds=settings.mirror_fresh_seconds),
+        quota_wait=settings.quota_slot_wait_seconds,
     )
 
 
