@@ -33,7 +33,7 @@ async def sweep_plans(engine) -> list[str]:
     """The sweep's planning of leftovers, as production runs it: the runs it dispatched."""
     dispatched: list[str] = []
 
-    async def dispatch(items) -> None:
+    async def dispatch(items, **_) -> None:
         dispatched.extend(action_id for action_id, _ in items)
 
     rules = RuleSet(parse_rules(RULES, path="r", env=rules_environment()))
