@@ -19,7 +19,8 @@ import pytest
 import sqlalchemy as sa
 
 from app.accounts.registry import AccountClients
-from app.actions.runner import RetryPolicy, run_actions
+from app.actions.policy import RetryPolicy
+from app.actions.runner import run_actions
 from app.config import rules_environment
 from app.errors import RulesError
 from app.pipeline.embedded import EmbeddedExecutor

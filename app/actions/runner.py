@@ -9,9 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +23,7 @@ from app.actions.giveback import STEP_QUOTA_WAIT, before_claim, come_back_at
 from app.actions.local import LOCAL_STEPS
 from app.actions.mirror import Known
 from app.actions.params import ActionParams, BadParams, parse_params
+from app.actions.policy import RetryPolicy, RunResult
 from app.actions.resolve import forget_names, same_target
 from app.actions.steps import STEPS, unmet_condition
 from app.store.actions import ClaimedAction, claim_run, finish, next_for_contact, release, renew
@@ -31,10 +31,9 @@ from app.store.contacts import ContactWrite, load_contact
 from app.store.convergence import LaterStep, awaits_judgement, later_steps
 from app.store.mirror import count_miss, load_sync
 from app.store.models import new_id, utcnow
-from app.store.statuses import ActionStatus, Priority, RunStatus
+from app.store.statuses import ActionStatus, RunStatus
 from app.systeme.client import SystemeClient, SystemeSession
 from app.systeme.errors import AccountUnusable, ApiError, Forbidden, PermanentApiError, TransientApiError
-from app.systeme.quota import MAX_WAIT_SECONDS
 
 if TYPE_CHECKING:
     from app.accounts.registry import AccountClients
@@ -43,53 +42,6 @@ log = logging.getLogger(__name__)
 DRY_RUN = "dry run: no MATON_API_KEY or SYSTEME_API_KEY is set, nothing was sent"
 # Between two looks at whether the events received before a run's own are judged yet.
 UNJUDGED_POLL = timedelta(seconds=0.5)
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    # Delays before retries 1, 2, ... (the last repeats); see Settings.retry_schedule.
-    delays: tuple[float, ...] = (5, 30, 120, 600, 1800, 3600, 10800, 21600, 43200)
-    max_attempts: int = 10
-    lease: timedelta = timedelta(seconds=30)
-    # How long a run waits for an earlier event's actions of the same contact before it goes anyway.
-    ordering_wait: timedelta = timedelta(minutes=10)
-    # How long a run waits for an event received before its own to be judged (its contact is unknown until then):
-    # the sweep plans an event left unplanned for 30 s, within a sweep period; then a margin (app/store/convergence).
-    unjudged_wait: timedelta = timedelta(seconds=60)
-    mirror_fresh: timedelta = timedelta(minutes=15)
-    # A membership is created asynchronously: a revoke that finds none listed this soon after the join looks again.
-    listing_wait: timedelta = timedelta(seconds=60)
-    # A run that has taken this long hands its remaining steps to a fresh job (fairness, bounded job time).
-    run_seconds: float = 90.0
-    # The longest a run's step waits in its slot for the quota; past that the run gives its slot back (RESCHEDULED,
-    # not counted) and comes back when the quota refills. Callers outside a worker keep the quota's own bound.
-    quota_wait: float = MAX_WAIT_SECONDS
-
-    def delay(self, attempt: int, retry_after: float | None) -> float:
-        """The API's Retry-After when it gave one; else the schedule, with a little jitter so retries spread."""
-        if retry_after is not None:
-            return retry_after
-        base = self.delays[min(attempt, len(self.delays)) - 1]
-        return random.uniform(base * 0.8, base * 1.2)
-
-
-@dataclass
-class RunResult:
-    status: RunStatus
-    statuses: dict[str, ActionStatus] = field(default_factory=dict)
-    next_attempt_at: datetime | None = None
-    # The job to schedule for the rescheduled step: (action id, attempt number).
-    retry: tuple[str, int] | None = None
-    # Runs to hand over now: the contact's next event, or this run's own remainder after a long run.
-    follow_up: tuple[tuple[str, int], ...] = ()
-    # (account, the API's own words) when the account refused us: the caller puts it on hold.
-    held: tuple[str, str] | None = None
-    # The rescheduled step's priority: its job goes back in the queue at that rank.
-    priority: Priority = Priority.NORMAL
-
-    @property
-    def dead(self) -> list[str]:
-        return [action_id for action_id, status in self.statuses.items() if status == ActionStatus.DEAD]
 
 
 @dataclass
@@ -292,7 +244,10 @@ class _Run:
             log.warning("action failed: %s", exc.message, extra=context)
             return _Step(ActionStatus.FAILED, error=exc.message)
         except TransientApiError as exc:
-            log.warning("action attempt %d failed: %s", action.attempt, exc.message, extra=context)
+            # A throttle is the quota doing its job (the run comes back when it refills, no attempt spent): not a
+            # warning, or every launch would fill the log with them.
+            level = logging.INFO if exc.throttled else logging.WARNING
+            log.log(level, "action attempt %d failed: %s", action.attempt, exc.message, extra=context)
             return self._transient(action.attempt, exc.message, exc.retry_after, counted=not exc.throttled)
         except Exception as exc:
             # A bug or an answer we did not expect: it counts as an attempt, so it ends dead and visible, not looping.

@@ -19,7 +19,8 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.accounts.registry import AccountClients
-from app.actions.runner import RetryPolicy, run_actions
+from app.actions.policy import RetryPolicy
+from app.actions.runner import run_actions
 from app.errors import AppError, BadRequest
 from app.store.erasures import erasure_state, give_up, keep_the_record, plan_erasure
 from app.store.models import utcnow

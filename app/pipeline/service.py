@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.accounts.holds import check_accounts
 from app.accounts.registry import AccountClients
-from app.actions.runner import RetryPolicy
+from app.actions.policy import RetryPolicy
 from app.config import Settings
 from app.operator.modes import start_modes
 from app.pipeline.dispatch import ArqDispatcher, Dispatcher

@@ -6,7 +6,8 @@ from __future__ import annotations
 import logging
 
 from app.accounts.holds import on_held
-from app.actions.runner import RunResult, run_actions
+from app.actions.policy import RunResult
+from app.actions.runner import run_actions
 from app.pipeline.service import Pipeline
 from app.pipeline.upkeep import action_died
 
