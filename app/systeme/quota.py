@@ -19,6 +19,12 @@ When the budget is short it goes to higher priorities first: a low-priority requ
 never takes the last quarter of a window or of a second (`LOW_RESERVE`). A caller that must not hold a worker slot
 while it waits (a run) passes `max_wait`: a longer wait raises the throttled TransientApiError at once, with the
 wait as its retry_after, and the run gives its slot back (app/actions/runner.py).
+
+The reserve alone does not make a low request yield: one waiting in place for the next window is granted the
+moment it begins, while the runs that gave their slots back for that window are still being started again, so a
+sync would take three quarters of every window of a launch. So a higher-priority request told to wait leaves a
+mark (`demand`: until its wait ends, plus `DEMAND_GRACE_MS` for its run to come back), and no low request goes
+while it lasts: the quota goes to buyers first, and the service's own traffic takes what they leave.
 """
 
 from __future__ import annotations
@@ -44,6 +50,11 @@ _MARGIN_MS = 500
 # The share of a window's budget (and of a per-second cap) a low-priority request leaves to the others; rounded
 # down, so a tiny budget keeps no reserve and low traffic still goes.
 LOW_RESERVE = 0.25
+
+
+# How long after a higher-priority request's wait ends low requests still leave it the quota: time for a run that
+# gave its slot back to be started again and ask.
+DEMAND_GRACE_MS = 2000
 
 
 def reserve_fraction(priority: Priority) -> float:
@@ -115,6 +126,14 @@ class _Paced:
     async def _try(self, now_ms: int, ticket: str, reserve: float) -> int:
         raise NotImplementedError
 
+    async def _demand(self, until_ms: int) -> None:
+        """A higher-priority request waits until `until_ms`: low ones leave the quota to it until then."""
+        raise NotImplementedError
+
+    async def _waited(self, priority: Priority, wait_ms: int) -> None:
+        if priority != Priority.LOW and wait_ms > 0:
+            await self._demand(int(time.time() * 1000) + wait_ms + DEMAND_GRACE_MS)
+
     async def acquire(self, *, priority: Priority = Priority.NORMAL, max_wait: float = MAX_WAIT_SECONDS) -> str:
         waited = 0.0
         ticket = secrets.token_hex(8)
@@ -123,6 +142,7 @@ class _Paced:
             wait_ms = await self._try(int(time.time() * 1000), ticket, reserve)
             if wait_ms <= 0:
                 return ticket
+            await self._waited(priority, wait_ms)
             if waited + wait_ms / 1000 > max_wait:
                 raise TransientApiError("Systeme.io request quota used up", retry_after=wait_ms / 1000, throttled=True)
             await asyncio.sleep(wait_ms / 1000)
@@ -143,14 +163,20 @@ class MemoryQuota(_Paced):
         self.rolled_ms = 0  # when we last rolled over to a new window
         self.pinned = False  # whether an answer since then told where the server's window ends
         self.tickets: dict[str, int] = {}  # in flight: ticket -> when it was granted
+        self.demand_ms = 0  # until when a higher-priority request waits (low ones leave it the quota)
         self._lock = asyncio.Lock()
 
     @property
     def inflight(self) -> int:
         return len(self.tickets)
 
+    async def _demand(self, until_ms: int) -> None:
+        self.demand_ms = max(self.demand_ms, until_ms)
+
     async def _try(self, now_ms: int, ticket: str, reserve: float = 0.0) -> int:
         async with self._lock:
+            if reserve and now_ms < self.demand_ms:
+                return self.demand_ms - now_ms
             if self.per_second and self.second.used(now_ms) >= self.per_second - int(self.per_second * reserve):
                 return 1000 - now_ms % 1000
             if self.limit == -2:
@@ -170,7 +196,14 @@ class MemoryQuota(_Paced):
             return 0
 
     async def wait_seconds(self, *, priority: Priority = Priority.NORMAL) -> float:
+        wait = self._peek(priority)
+        await self._waited(priority, int(wait * 1000))
+        return wait
+
+    def _peek(self, priority: Priority) -> float:
         now_ms, reserve = int(time.time() * 1000), reserve_fraction(priority)
+        if reserve and now_ms < self.demand_ms:
+            return (self.demand_ms - now_ms) / 1000
         if self.per_second and self.second.used(now_ms) >= self.per_second - int(self.per_second * reserve):
             return (1000 - now_ms % 1000) / 1000
         if self.limit < 0:
@@ -209,15 +242,17 @@ class MemoryQuota(_Paced):
 _ACQUIRE = """
 local now = tonumber(ARGV[1])
 local per_second = tonumber(ARGV[2])
-local q = redis.call('HMGET', KEYS[1], 'limit', 'remaining', 'reset', 'window')
+local q = redis.call('HMGET', KEYS[1], 'limit', 'remaining', 'reset', 'window', 'demand')
 local limit = tonumber(q[1] or '-1')
 local remaining = tonumber(q[2] or '-1')
 local reset = tonumber(q[3] or '0')
 local window = tonumber(q[4] or '0')
+local reserve = tonumber(ARGV[5])
+-- A higher-priority request is waiting: a low one leaves it the quota.
+if reserve > 0 and now < tonumber(q[5] or '0') then return tonumber(q[5]) - now end
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
 local inflight = redis.call('ZCARD', KEYS[3])
 local second_key = KEYS[2] .. ':' .. math.floor(now / 1000)
-local reserve = tonumber(ARGV[5])
 if per_second > 0 then
   local used = tonumber(redis.call('GET', second_key) or '0')
   if used >= per_second - math.floor(per_second * reserve) then return 1000 - (now % 1000) end
@@ -250,10 +285,11 @@ _PEEK = """
 local now = tonumber(ARGV[1])
 local per_second = tonumber(ARGV[2])
 local reserve = tonumber(ARGV[3])
-local q = redis.call('HMGET', KEYS[1], 'limit', 'remaining', 'reset')
+local q = redis.call('HMGET', KEYS[1], 'limit', 'remaining', 'reset', 'demand')
 local limit = tonumber(q[1] or '-1')
 local remaining = tonumber(q[2] or '-1')
 local reset = tonumber(q[3] or '0')
+if reserve > 0 and now < tonumber(q[4] or '0') then return tonumber(q[4]) - now end
 if per_second > 0 then
   local used = tonumber(redis.call('GET', KEYS[2] .. ':' .. math.floor(now / 1000)) or '0')
   if used >= per_second - math.floor(per_second * reserve) then return 1000 - (now % 1000) end
@@ -261,6 +297,15 @@ end
 if limit < 0 then return 0 end
 if now >= reset then remaining = limit - redis.call('ZCOUNT', KEYS[3], '(' .. now, '+inf') end
 if remaining <= math.floor(limit * reserve) then return math.max(1, reset - now) end
+return 0
+"""
+
+_DEMAND = """
+local ends = tonumber(ARGV[1])
+if ends > tonumber(redis.call('HGET', KEYS[1], 'demand') or '0') then
+  redis.call('HSET', KEYS[1], 'demand', ends)
+  redis.call('PEXPIRE', KEYS[1], 86400000)
+end
 return 0
 """
 
@@ -321,10 +366,16 @@ class RedisQuota(_Paced):
         self._acquire = redis.register_script(_ACQUIRE)
         self._observe = redis.register_script(_OBSERVE)
         self._peek = redis.register_script(_PEEK)
+        self._mark = redis.register_script(_DEMAND)
+
+    async def _demand(self, until_ms: int) -> None:
+        await self._mark(keys=self.keys[:1], args=[until_ms])
 
     async def wait_seconds(self, *, priority: Priority = Priority.NORMAL) -> float:
         args: list[int | float] = [int(time.time() * 1000), self.per_second, reserve_fraction(priority)]
-        return int(await self._peek(keys=self.keys, args=args)) / 1000
+        wait_ms = int(await self._peek(keys=self.keys, args=args))
+        await self._waited(priority, wait_ms)
+        return wait_ms / 1000
 
     async def _try(self, now_ms: int, ticket: str, reserve: float = 0.0) -> int:
         args: list[int | str | float] = [now_ms, self.per_second, ticket, TICKET_SECONDS * 1000, reserve]

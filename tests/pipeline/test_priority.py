@@ -135,6 +135,30 @@ async def test_a_short_quota_goes_to_higher_priorities_first(sim, clean_redis, s
     assert sim.account.throttled == 0
 
 
+@pytest.mark.parametrize("store", ["memory", "redis"])
+async def test_a_low_request_waiting_for_the_next_window_lets_a_waiting_buyer_go_first(sim, clean_redis, store):
+    sim.account.rate_limit, sim.account.window_seconds = 4, 1.0
+    redis = Redis.from_url(clean_redis)
+    client = SystemeClient(base_url=sim.url, headers={"X-API-Key": SIM_KEY}, quota=_quota(store, redis))
+    try:
+        while True:  # a window spent by buyers
+            try:
+                await client.session(priority=Priority.HIGH, max_wait=0).get_json("/api/tags")
+            except TransientApiError:
+                break
+        start = len(sim.account.calls)
+        # The sync's request already waits in place for the next window when the buyer's comes to wait too.
+        low = asyncio.create_task(client.session(priority=Priority.LOW).get_json("/api/school/courses"))
+        await asyncio.sleep(0)
+        await client.session(priority=Priority.HIGH).get_json("/api/tags")
+        await low
+    finally:
+        await client.aclose()
+        await redis.aclose()
+    assert [c["path"] for c in sim.account.calls[start:]] == ["/api/tags", "/api/school/courses"]
+    assert sim.account.throttled == 0
+
+
 def _maton_rules(first: str, second: str) -> str:
     return RULES.replace(
         "version: 1\n", f"version: 1\naccounts:\n  one: {{ connection: {first} }}\n  two: {{ connection: {second} }}\n"
@@ -265,3 +289,45 @@ def test_a_rules_priority_is_one_of_three_and_defaults_by_what_it_grants():
     assert problems(text.replace("PRIO", "urgent")) == [
         "r.yaml:42:15: rule 'newsletter': `priority`: Input should be 'high', 'normal' or 'low'"
     ]
+
+
+async def test_a_low_priority_sync_during_a_burst_does_not_delay_buyers(make_settings, database_url, sim):
+    # A seller's account of 800 leads: the sync reads 8 pages of contacts and the course's and community's lists.
+    for n in range(800):
+        sim.account.create_contact({"email": f"lead{n}@yopmail.com"})["registeredAt"] = "2026-01-01T00:00:00+00:00"
+    # A quota the sync alone spends for several windows (it takes at most 3 of each 4).
+    sim.account.rate_limit, sim.account.window_seconds = 4, 2.0
+
+    def sync_reads() -> list[int]:
+        listings = ("/api/contacts", "/api/school/enrollments", "/api/community/memberships")
+        return [
+            i
+            for i, c in enumerate(sim.account.calls)
+            if c["method"] == "GET" and c["path"] in listings and "email=" not in c["query"]
+        ]
+
+    settings = make_settings(database_url=database_url, mirror_mode="complete", embedded_concurrency=4)
+    with running(settings) as url:
+        # The service syncs the never-synced complete mirror at start, in its upkeep: the burst comes meanwhile.
+        await wait_for(lambda: len(sync_reads()) >= 1, timeout=30)
+        events = await asyncio.gather(
+            *[post_stripe(url, checkout_for(f"buyer{n}@yopmail.com", "masterclass")) for n in range(6)]
+        )
+        await settled(url, *events)
+        statuses = [a["status"] for e in events for a in await event_actions(url, e)]
+
+        async def synced() -> bool:
+            return len(sync_reads()) >= 10 and sim.account.calls[sync_reads()[-1]]["path"] != "/api/contacts"
+
+        await wait_for(synced, timeout=90)
+    assert statuses == ["succeeded"] * 18
+    calls = sim.account.calls
+    reads = sync_reads()
+    grants = [
+        i for i, c in enumerate(calls) if c["method"] == "POST" and c["path"].endswith(("/enrollments", "/memberships"))
+    ]
+    assert len(grants) == 12  # each buyer enrolled and joined once
+    # Every buyer was served before the sync's last read: the sync, low, leaves the quota to the buyers' runs
+    # while they wait for it (even those that gave their slots back), and reads with what they leave.
+    assert reads[0] < grants[0] and grants[-1] < reads[-1], (reads, grants)
+    assert sim.account.throttled == 0
