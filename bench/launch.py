@@ -1,6 +1,7 @@
 """A seller's launch at the Systeme.io quota floor: the service's defaults, real processes, the simulator's quota.
 
     python -m bench.launch [--buyers 60] [--limit 10] [--window 1] [--workers 2] [--existing 0.7] [--mirror complete]
+                           [--sync-contacts 1000]
 
 API (`systeme-flow serve`), N `systeme-flow worker` processes, Redis and a throwaway PostgreSQL database, against the
 simulator limited to LIMIT requests per WINDOW seconds. Each purchase tags, enrolls and adds to a community. Prints:
@@ -9,7 +10,8 @@ simulator limited to LIMIT requests per WINDOW seconds. Each purchase tags, enro
   are): drain time against the floor (BUYERS x 5 requests at the quota), p50/p95 time to full access, the share of
   the drain after which half of the buyers had access, requests per purchase for new and existing buyers, 429s;
 - with `--mirror complete` (MIRROR_MODE for every process): `systeme-flow sync` run once the contacts exist, its
-  requests and time, and the mirror misses;
+  requests and time, and the mirror misses; with `--sync-contacts N`, the account holds N contacts when it runs
+  (leads seeded in the simulator's state, so they spend no quota): the sync's figure for an account of that size;
 - the first API call of an idle system after the webhook's 202, in Redis mode and in embedded mode;
 - resident memory of the API and worker processes.
 """
@@ -206,6 +208,12 @@ async def measure(args: argparse.Namespace, api: str, sim: str, embedded_api: st
                     assert made.status_code == 201, made.text
                     break
                 await asyncio.sleep(0.2)
+        leads = max(0, args.sync_contacts - 1 - existing)
+        if leads:
+            # The rest of the account: leads made directly in the simulator's state (no quota, no webhook).
+            contacts = [{"email": f"lead{n:05d}@yopmail.com"} for n in range(leads)]
+            seeded = await launch.http.post(f"{sim}/_sim/seed", json={"contacts": contacts})
+            assert seeded.status_code == 200, seeded.text
         if args.mirror == "complete":
             before = len((await launch.sim_state())["calls"])
             figures["sync"] = sync(args.sync_env, args.cwd)
@@ -334,8 +342,13 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--existing", type=float, default=0.0, help="share of the buyers already contacts (0 to 1)")
     parser.add_argument("--mirror", choices=("learning", "complete"), default="learning", help="MIRROR_MODE")
+    parser.add_argument(
+        "--sync-contacts", type=int, default=0, help="contacts in the account at the sync (--mirror complete)"
+    )
     parser.add_argument("--verbose", action="store_true", help="print the burst's requests per second")
     args = parser.parse_args()
+    if args.sync_contacts and args.mirror != "complete":
+        parser.error("--sync-contacts measures the complete mirror's sync: add --mirror complete")
     redis_url = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/8")
     redis.Redis.from_url(redis_url).flushdb()
     database_url, name = asyncio.run(throwaway_database())

@@ -329,6 +329,8 @@ class Simulator:
             self.seed(**(await request.json()))
         except (TypeError, ValueError) as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
+        except Problem as exc:
+            return JSONResponse({"error": exc.detail}, status_code=400)
         return JSONResponse({"ok": True})
 
     def seed(
@@ -337,10 +339,14 @@ class Simulator:
         courses: Iterable[dict[str, Any]] = (),
         communities: Iterable[dict[str, Any]] = (),
         subscriptions: Iterable[dict[str, Any]] = (),
+        contacts: Iterable[dict[str, Any]] = (),
     ) -> None:
-        """Add courses ({id, name}), communities ({id, name}) and subscriptions ({id, contactId, status}); a
-        subscription may name its contact by `contactEmail` instead, for trials by hand."""
+        """Add courses ({id, name}), communities ({id, name}), contacts (a create's body: {email, fields}) and
+        subscriptions ({id, contactId, status}); a subscription may name its contact by `contactEmail` instead, for
+        trials by hand. Contacts seeded so spend no quota and send no webhook: an account's existing leads."""
         acc = self.account
+        for contact in contacts:
+            acc.create_contact(dict(contact))
         for course in courses:
             acc.courses[int(course["id"])] = {"active": True, "modules": [], **course}
         for community in communities:
