@@ -17,6 +17,16 @@ async def test_seed_names_a_subscriptions_contact_by_email(sim):
     assert 1 not in sim.account.subscriptions
 
 
+async def test_seed_adds_contacts_without_spending_the_quota(sim):
+    sim.account.rate_limit = 1
+    async with httpx.AsyncClient(base_url=sim.url) as http:
+        ok = await http.post("/_sim/seed", json={"contacts": [{"email": f"lead{n}@yopmail.com"} for n in range(3)]})
+        refused = await http.post("/_sim/seed", json={"contacts": [{"email": "not an email"}]})
+    assert ok.status_code == 200 and sim.contact("lead2@yopmail.com") is not None
+    assert refused.status_code == 400 and "email" in refused.json()["error"]
+    assert sim.account.calls == [] and sim.account.throttled == 0
+
+
 async def test_addresses_at_reserved_domains_are_refused_as_having_no_mail_server(sim):
     # The real API refuses a domain with no mail server; RFC 2606's reserved names never have one.
     # ("a@" + "example.com" is written in two parts so that no search-and-replace of test addresses makes it real.)
