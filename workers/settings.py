@@ -42,9 +42,10 @@ class WorkerSettings:
         # The safety net for lost hints and abandoned runs: with a 30 s lease, a killed worker's run is taken over
         # within the lease plus one sweep.
         cron(sweep_job, second=_every(get_settings().sweep_seconds), run_at_startup=True, unique=True),
-        # Asked for every minute by whichever worker arq hands it to; its lease runs one turn per 10 minutes
-        # across every worker and API replica (app/pipeline/upkeep.py).
-        cron(upkeep_job, second=0, unique=True),
+        # Asked for at start (a complete mirror never synced is read then) and every minute by whichever worker arq
+        # hands it to; its lease runs one turn per 10 minutes across every worker and API replica
+        # (app/pipeline/upkeep.py).
+        cron(upkeep_job, second=0, run_at_startup=True, unique=True),
     ]
     on_startup = startup
     on_shutdown = shutdown
