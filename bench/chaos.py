@@ -75,6 +75,7 @@ class Outcome:
     sent: Sent
     verdict: Verdict
     settle_seconds: float  # after the last fault, or after the last 2xx without faults
+    after_last_ack: float  # settled this long after the last event's first 2xx
     faults: Faults | None
     folder: Path
 
@@ -204,7 +205,7 @@ async def run(spec: Run, folder: Path) -> Outcome:
         for status, count in sent.statuses.items():
             if status >= 500 and status != 503:
                 verdict.fail(f"{count} deliveries answered {status} (an outage must answer 503)")
-        return Outcome(deliveries, sent, verdict, settled - quiet_from, spec.faults, folder)
+        return Outcome(deliveries, sent, verdict, settled - quiet_from, settled - sent.last_ack, spec.faults, folder)
     finally:
         await asyncio.to_thread(cluster.stop)
 
@@ -230,7 +231,7 @@ def report(outcome: Outcome, name: str) -> None:
     per_event = outcome.requests_per_event
     print(f"  requests to Systeme.io: {v.calls} ({per_event:.2f} per acknowledged event), 429s {v.throttled}")
     what = "the last fault" if outcome.faults is not None else "the last 2xx"
-    print(f"  settled {outcome.settle_seconds:.1f} s after {what}")
+    print(f"  settled {outcome.settle_seconds:.1f} s after {what} ({outcome.after_last_ack:.1f} s after the last 2xx)")
     print(f"  violations: {len(v.violations)} ({v.early} of buyers whose refund arrived before their purchase)")
     for line in v.violations:
         print(f"    - {line}")
