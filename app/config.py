@@ -99,6 +99,9 @@ class Settings(BaseSettings):
     # Runs (one event's actions for one contact) a worker process executes at once; few, so that under a
     # backlog the earliest buyers take the quota first instead of every buyer advancing one step at a time.
     worker_concurrency: int = 3
+    # The longest a run waits for its account's quota in its worker slot; past that it gives the slot back and is
+    # taken up again when the quota refills, so one account's backlog never holds another account's buyers.
+    quota_slot_wait_seconds: float = 0.2
     ordering_wait_seconds: int = 600
     # Requests per second to the API, on top of the account quota; default 10 through Maton (its limit), else none.
     api_max_rps: int | None = None

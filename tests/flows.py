@@ -19,7 +19,8 @@ import pytest
 import sqlalchemy as sa
 
 from app.accounts.registry import AccountClients
-from app.actions.runner import RetryPolicy, run_actions
+from app.actions.policy import RetryPolicy
+from app.actions.runner import run_actions
 from app.config import rules_environment
 from app.errors import RulesError
 from app.pipeline.embedded import EmbeddedExecutor
@@ -38,8 +39,11 @@ from tests.factories import RULES, record_event, stripe_checkout, stripe_headers
 POLICY = RetryPolicy(delays=(0.01,), max_attempts=3, lease=timedelta(seconds=30))
 
 
-async def plan_and_store(engine, payload: dict[str, Any], *, event_type: str, rules: str = RULES) -> list[str]:
-    """A Stripe event stored and planned with `rules`: its action ids, in plan order."""
+async def plan_and_store(
+    engine, payload: dict[str, Any], *, event_type: str, rules: str = RULES, occurred_at: datetime | None = None
+) -> list[str]:
+    """A Stripe event stored and planned with `rules` (at the provider's `occurred_at`, if given): its action ids,
+    in plan order."""
     rs = RuleSet(parse_rules(rules, path="r", env=rules_environment()))
     outcomes = rs.plan(source="stripe", event_type=event_type, payload=payload)
     stored = await record_event(
@@ -49,7 +53,7 @@ async def plan_and_store(engine, payload: dict[str, Any], *, event_type: str, ru
         provider_id=payload.get("id"),
         payload=payload,
         headers={},
-        occurred_at=None,
+        occurred_at=occurred_at,
         outcomes=outcomes,
         rules_version=rs.version,
         now=utcnow(),

@@ -33,7 +33,7 @@ def test_check_lists_every_problem_and_exits_1(tmp_path):
     assert done.stdout.splitlines() == [
         f"{bad}:3:30: source 's': environment variable NOT_SET_ANYWHERE is not set",
         f"{bad}:5:18: rule 'a': `on: t` names an unknown source",
-        f"{bad}:5:31: rule 'a': unknown action `x` (known: tag, untag, enroll, unenroll, add_to_community, remove_from_community, update_contact, cancel_subscription, cancel_scheduled)",
+        f"{bad}:5:31: rule 'a': unknown action `x` (known: tag, untag, enroll, unenroll, add_to_community, remove_from_community, update_contact, cancel_subscription, cancel_scheduled, delete_contact)",
     ]
 
 

@@ -17,6 +17,7 @@ from app.maton.service import unnamed_connection_problem
 from app.pipeline import alerts
 from app.store import holds as store
 from app.store.models import utcnow
+from app.store.statuses import Priority
 from app.systeme.client import SystemeClient
 from app.systeme.errors import AccountUnusable, ApiError, Forbidden
 
@@ -77,7 +78,8 @@ async def ambiguous_connection(account: Account, settings: Settings) -> str | No
 async def probe(client: SystemeClient) -> tuple[bool, str]:
     """One cheap read: (usable, why not)."""
     try:
-        await client.session().request("GET", "/api/tags", params={"limit": 10})
+        # A probe of a held account is the service's own traffic: it never takes a buyer's share of the quota.
+        await client.session(priority=Priority.LOW).request("GET", "/api/tags", params={"limit": 10})
     except AccountUnusable as exc:
         return False, exc.message
     except ApiError as exc:

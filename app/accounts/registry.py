@@ -18,7 +18,7 @@ from app.rules.current import RulesInForce
 from app.rules.schema import DEFAULT_ACCOUNT, AccountConfig, RulesFile
 from app.systeme.client import SystemeClient
 from app.systeme.names import MemoryNames, NameCache, RedisNames
-from app.systeme.quota import MemoryQuota, Quota, RedisQuota, account_key
+from app.systeme.quota import MemoryQuota, Quota, RedisQuota, SecondCounter, account_key, rate_key
 
 log = logging.getLogger(__name__)
 Mode = Literal["maton", "direct", "dry-run"]
@@ -90,6 +90,8 @@ class AccountClients:
         self.modes = current_modes(self.accounts)
         self._clients: dict[str, tuple[Account, SystemeClient]] = {}
         self._retired: list[SystemeClient] = []
+        # In-process per-second counters by `rate_key`: the connections of one Maton key share its 10 requests/s.
+        self._seconds: dict[str, SecondCounter] = {}
 
     def update(self, rules: RulesFile | None) -> None:
         """The rules file changed: new accounts appear, changed ones get a new client on their next use."""
@@ -124,11 +126,14 @@ class AccountClients:
             per_second = 10  # the Maton proxy's own limit, per account
         quota: Quota
         names: NameCache
+        # The window is the Systeme.io account's (one per connection); the per-second cap is the Maton key's.
+        second = rate_key(account.base_url, account.headers)
         if self.redis is not None:
-            quota = RedisQuota(self.redis, per_second=per_second, key=key)
+            quota = RedisQuota(self.redis, per_second=per_second, key=key, second_key=second)
             names = RedisNames(self.redis, account=key.rsplit(":", 1)[-1])
         else:
-            quota, names = MemoryQuota(per_second=per_second), MemoryNames()
+            counter = self._seconds.setdefault(second, SecondCounter())
+            quota, names = MemoryQuota(per_second=per_second, second=counter), MemoryNames()
         return SystemeClient(
             base_url=account.base_url,
             headers=account.headers,

@@ -7,6 +7,7 @@ from typing import Any
 
 from app.actions.context import StepContext
 from app.actions.mirror import Access, Known
+from app.actions.params import CommunityParams, CourseParams, EnrollParams
 from app.actions.resolve import community_id, course_id
 from app.systeme.errors import TransientApiError
 
@@ -44,9 +45,9 @@ def _known(ctx: StepContext, facts: dict[int, Access], created: bool, target: in
     return False if created else "unknown"
 
 
-async def enroll(ctx: StepContext, params: dict[str, Any]) -> str:
+async def enroll(ctx: StepContext, params: EnrollParams) -> str:
     known = await ctx.contact()
-    course = await course_id(ctx.api, params["course"])
+    course = await course_id(ctx.api, params.course)
     state = _known(ctx, known.courses, known.created, course)
     if state == "unknown":
         found = await _listed(
@@ -56,9 +57,9 @@ async def enroll(ctx: StepContext, params: dict[str, Any]) -> str:
         known.courses[course] = state
     if state is not False:
         return "already enrolled"
-    body: dict[str, Any] = {"contactId": known.contact_id, "accessType": params.get("access", "full_access")}
-    if params.get("modules"):
-        body["modules"] = [int(m) for m in params["modules"]]
+    body: dict[str, Any] = {"contactId": known.contact_id, "accessType": params.access}
+    if params.modules:
+        body["modules"] = list(params.modules)
     response = await ctx.write("POST", f"/api/school/courses/{course}/enrollments", body)
     enrollment = _id_of(response.json() if response.content else None)
     known.courses[course] = enrollment
@@ -67,9 +68,9 @@ async def enroll(ctx: StepContext, params: dict[str, Any]) -> str:
     return "enrolled"
 
 
-async def unenroll(ctx: StepContext, params: dict[str, Any]) -> str:
+async def unenroll(ctx: StepContext, params: CourseParams) -> str:
     known = await ctx.contact()
-    course = await course_id(ctx.api, params["course"])
+    course = await course_id(ctx.api, params.course)
     return await _revoke(
         ctx,
         known,
@@ -82,9 +83,9 @@ async def unenroll(ctx: StepContext, params: dict[str, Any]) -> str:
     )
 
 
-async def add_to_community(ctx: StepContext, params: dict[str, Any]) -> str:
+async def add_to_community(ctx: StepContext, params: CommunityParams) -> str:
     known = await ctx.contact()
-    community = await community_id(ctx.api, params["community"])
+    community = await community_id(ctx.api, params.community)
     state = _known(ctx, known.communities, known.created, community)
     if state == "unknown":
         query = {"contact": known.contact_id, "community": community}
@@ -101,9 +102,9 @@ async def add_to_community(ctx: StepContext, params: dict[str, Any]) -> str:
     return "added to community"
 
 
-async def remove_from_community(ctx: StepContext, params: dict[str, Any]) -> str:
+async def remove_from_community(ctx: StepContext, params: CommunityParams) -> str:
     known = await ctx.contact()
-    community = await community_id(ctx.api, params["community"])
+    community = await community_id(ctx.api, params.community)
     return await _revoke(
         ctx,
         known,

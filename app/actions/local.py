@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.actions.params import CancelScheduledParams
 from app.store.actions import ClaimedAction
 from app.store.models import utcnow
 from app.store.schedule import cancel_rule_steps
 
-LocalStep = Callable[[AsyncEngine, ClaimedAction], Awaitable[str]]
+LocalStep = Callable[[AsyncEngine, ClaimedAction, Any], Awaitable[str]]
 
 
-async def cancel_scheduled(engine: AsyncEngine, action: ClaimedAction) -> str:
-    rule = str(action.params.get("rule") or "")
+async def cancel_scheduled(engine: AsyncEngine, action: ClaimedAction, params: CancelScheduledParams) -> str:
+    rule = params.rule
     count = await cancel_rule_steps(engine, action, rule=rule, now=utcnow())
     if not count:
         return f"nothing to cancel: no step of rule {rule} was waiting for this contact"

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import ValidationError
+
+from app.actions.params import ActionParams, CommunityParams, CourseParams, EnrollParams, TagParams
+from app.store.convergence import reference
 from app.systeme.client import SystemeSession, problem
 from app.systeme.errors import PermanentApiError
 
@@ -40,21 +44,21 @@ async def _lookup(
     return folded
 
 
-def tag_name(params: dict[str, Any]) -> str | None:
+def tag_name(params: TagParams) -> str | None:
     """The tag's name when the rule names it (None when it gives an id)."""
-    if params.get("id") is not None:
+    if params.id is not None:
         return None
-    name = str(params.get("name") or "").strip()
+    name = (params.name or "").strip()
     if not name:
         raise PermanentApiError("the tag name rendered empty")
     return name
 
 
-async def tag_id(api: SystemeSession, params: dict[str, Any], *, create: bool) -> int | None:
+async def tag_id(api: SystemeSession, params: TagParams, *, create: bool) -> int | None:
     """The tag's id; a named tag that does not exist is created when `create` (tagging), else None."""
     name = tag_name(params)
     if name is None:
-        return int(params["id"])
+        return params.id
     found = await _lookup(api, "tag", name, "/api/tags", {"query": name}, fold=True)
     if found is not None or not create:
         return found
@@ -89,11 +93,33 @@ async def community_id(api: SystemeSession, community: Any) -> int:
     return found
 
 
-async def forget_names(api: SystemeSession, params: dict[str, Any]) -> None:
+async def forget_names(api: SystemeSession, params: ActionParams) -> None:
     """Drop the cached ids of the names an action used: an answer said one of them is wrong."""
     cache = api.client.names
-    if params.get("name") and params.get("id") is None:
-        await cache.drop("tag", str(params["name"]).strip())
-    for kind in ("course", "community"):
-        if params.get(kind) is not None and as_id(params[kind]) is None:
-            await cache.drop(kind, str(params[kind]).strip())
+    if isinstance(params, TagParams) and params.name and params.id is None:
+        await cache.drop("tag", params.name.strip())
+    if isinstance(params, EnrollParams | CourseParams) and as_id(params.course) is None:
+        await cache.drop("course", str(params.course).strip())
+    if isinstance(params, CommunityParams) and as_id(params.community) is None:
+        await cache.drop("community", str(params.community).strip())
+
+
+async def same_target(api: SystemeSession, kind: str, mine: dict[str, Any], theirs: dict[str, Any]) -> bool:
+    """Two steps (as stored) about the same tag, course or community: as the rules name them, or, when one names
+    it and the other gives its id, by the id the name stands for (a lookup the name cache usually answers)."""
+    a, b = reference(kind, mine), reference(kind, theirs)
+    if a is None or b is None or a == b:
+        return a is not None and a == b
+    if kind in ("tag", "untag"):
+        if (mine.get("id") is None) == (theirs.get("id") is None):
+            return False  # two names, or two ids, that differ
+        try:
+            tags = [TagParams.model_validate(p) for p in (mine, theirs)]
+        except ValidationError:
+            return False  # a row another version wrote: not the same tag as far as we can tell
+        return await tag_id(api, tags[0], create=False) == await tag_id(api, tags[1], create=False)
+    if (as_id(a) is None) == (as_id(b) is None):
+        return False
+    lookup = course_id if kind in ("enroll", "unenroll") else community_id
+    field = "course" if kind in ("enroll", "unenroll") else "community"
+    return await lookup(api, mine[field]) == await lookup(api, theirs[field])

@@ -9,9 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -20,12 +19,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.accounts.modes import Modes
 from app.actions.contacts import ContactHandle, Contradiction
 from app.actions.context import StepContext
+from app.actions.giveback import STEP_QUOTA_WAIT, before_claim, come_back_at
 from app.actions.local import LOCAL_STEPS
 from app.actions.mirror import Known
-from app.actions.resolve import forget_names
+from app.actions.params import ActionParams, BadParams, parse_params
+from app.actions.policy import RetryPolicy, RunResult
+from app.actions.resolve import forget_names, same_target
 from app.actions.steps import STEPS, unmet_condition
-from app.store.actions import ClaimedAction, claim_run, finish, next_for_contact, ran_out_of_order, release, renew
+from app.store.actions import ClaimedAction, claim_run, finish, next_for_contact, release, renew
 from app.store.contacts import ContactWrite, load_contact
+from app.store.convergence import LaterStep, awaits_judgement, later_steps
 from app.store.mirror import count_miss, load_sync
 from app.store.models import new_id, utcnow
 from app.store.statuses import ActionStatus, RunStatus
@@ -37,45 +40,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 DRY_RUN = "dry run: no MATON_API_KEY or SYSTEME_API_KEY is set, nothing was sent"
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    # Delays before retries 1, 2, ... (the last repeats); see Settings.retry_schedule.
-    delays: tuple[float, ...] = (5, 30, 120, 600, 1800, 3600, 10800, 21600, 43200)
-    max_attempts: int = 10
-    lease: timedelta = timedelta(seconds=30)
-    # How long a run waits for an earlier event's actions of the same contact before it goes anyway.
-    ordering_wait: timedelta = timedelta(minutes=10)
-    mirror_fresh: timedelta = timedelta(minutes=15)
-    # A membership is created asynchronously: a revoke that finds none listed this soon after the join looks again.
-    listing_wait: timedelta = timedelta(seconds=60)
-    # A run that has taken this long hands its remaining steps to a fresh job (fairness, bounded job time).
-    run_seconds: float = 90.0
-
-    def delay(self, attempt: int, retry_after: float | None) -> float:
-        """The API's Retry-After when it gave one; else the schedule, with a little jitter so retries spread."""
-        if retry_after is not None:
-            return retry_after
-        base = self.delays[min(attempt, len(self.delays)) - 1]
-        return random.uniform(base * 0.8, base * 1.2)
-
-
-@dataclass
-class RunResult:
-    status: RunStatus
-    statuses: dict[str, ActionStatus] = field(default_factory=dict)
-    next_attempt_at: datetime | None = None
-    # The job to schedule for the rescheduled step: (action id, attempt number).
-    retry: tuple[str, int] | None = None
-    # Runs to hand over now: the contact's next event, or this run's own remainder after a long run.
-    follow_up: tuple[tuple[str, int], ...] = ()
-    # (account, the API's own words) when the account refused us: the caller puts it on hold.
-    held: tuple[str, str] | None = None
-
-    @property
-    def dead(self) -> list[str]:
-        return [action_id for action_id, status in self.statuses.items() if status == ActionStatus.DEAD]
+# Between two looks at whether the events received before a run's own are judged yet.
+UNJUDGED_POLL = timedelta(seconds=0.5)
 
 
 @dataclass
@@ -91,13 +57,21 @@ class _Step:
 async def run_actions(*, engine: AsyncEngine, client: AccountClients, action_id: str, policy: RetryPolicy) -> RunResult:
     """Claim and execute the run that `action_id` belongs to, with its account's client."""
     token = new_id("run")
+    back = await before_claim(engine, client, action_id, policy.quota_wait)
+    if back is not None:
+        return RunResult(RunStatus.RESCHEDULED, {}, back[0], back[1], priority=back[2])
     # Work planned under another mode (a dry run, the simulator) is never taken here: see app/accounts/modes.py.
     modes = None if isinstance(client, SystemeClient) else client.modes
+    now = utcnow()
+    waiting = await awaits_judgement(engine, action_id, now=now, bound=policy.unjudged_wait)
+    if waiting is not None:
+        # Looked at again shortly: the planner judges a fresh event within about a second, the sweep a stray one.
+        return RunResult(RunStatus.WAITING, next_attempt_at=now + UNJUDGED_POLL, retry=(action_id, waiting))
     claimed = await claim_run(
         engine,
         action_id,
         token=token,
-        now=utcnow(),
+        now=now,
         lease=policy.lease,
         ordering_wait=policy.ordering_wait,
         max_attempts=policy.max_attempts,
@@ -170,6 +144,7 @@ class _Run:
         self.handle: ContactHandle | None = None
         self.result = RunResult(RunStatus.DONE)
         self._saved: tuple[int, dict[str, Any], datetime] | None = None
+        self.later: list[LaterStep] = []
 
     async def execute(self) -> RunResult:
         first = self.claimed[0]
@@ -179,8 +154,10 @@ class _Run:
             self._saved = (known.contact_id, known.to_json(), known.learned_at) if known is not None else None
             window = self.policy.mirror_fresh
             self.handle = ContactHandle(first.contact_email, known, window=window, complete=self.complete)
+        # What later events already did for the contact: this run came out of order, and may be overturned.
+        self.later = [] if all(a.delayed for a in self.claimed) else await later_steps(self.engine, first)
         note = None
-        if not first.delayed and await ran_out_of_order(self.engine, first):
+        if not first.delayed and self.later:
             note = "out of order: an action of a later event for this contact already ran"
         started = time.monotonic()
         for index, action in enumerate(self.claimed):
@@ -188,7 +165,14 @@ class _Run:
                 await release(self.engine, self.token, now=utcnow(), next_attempt_at=None)
                 self.result.follow_up = ((action.id, action.attempt),)
                 break
-            api = self.client.session()
+            due = await come_back_at(self.client, action.priority, self.policy.quota_wait) if index else None
+            if due is not None and action.kind not in LOCAL_STEPS:
+                # Out of quota between steps: the slot is given back before a step it could not finish.
+                await release(self.engine, self.token, now=utcnow(), next_attempt_at=due)
+                retry, statuses = (action.id, action.attempt), self.result.statuses
+                self.result = RunResult(RunStatus.RESCHEDULED, statuses, due, retry, priority=action.priority)
+                break
+            api = self.client.session(priority=action.priority, max_wait=max(self.policy.quota_wait, STEP_QUOTA_WAIT))
             try:
                 step = await self._step(api, action)
             except asyncio.CancelledError:
@@ -212,7 +196,11 @@ class _Run:
                 await release(self.engine, self.token, now=utcnow(), next_attempt_at=step.next_attempt_at)
                 attempt = action.attempt + 1 if step.counted else action.attempt
                 self.result = RunResult(
-                    RunStatus.RESCHEDULED, self.result.statuses, step.next_attempt_at, (action.id, attempt)
+                    RunStatus.RESCHEDULED,
+                    self.result.statuses,
+                    step.next_attempt_at,
+                    (action.id, attempt),
+                    priority=action.priority,
                 )
                 break
         await self._hand_over(first)
@@ -220,6 +208,12 @@ class _Run:
 
     async def _step(self, api: SystemeSession, action: ClaimedAction) -> _Step:
         context = {"action_id": action.id, "event_id": action.event_id, "rule_id": action.rule_id, "kind": action.kind}
+        try:
+            params = parse_params(action.kind, action.params)
+        except BadParams as exc:
+            # No retry makes such a row runnable: it ends here, visibly, and the run goes on with the next step.
+            log.warning("action failed: %s", exc, extra=context)
+            return _Step(ActionStatus.FAILED, error=str(exc)[:1000])
         if self.client.dry_run and action.kind not in LOCAL_STEPS:
             return _Step(ActionStatus.SKIPPED, DRY_RUN)
         wait = self.policy.listing_wait.total_seconds()
@@ -227,13 +221,13 @@ class _Run:
         try:
             for second_try in (False, True):
                 try:
-                    return await self._do(ctx, action, context)
+                    return await self._do(ctx, action, params, context)
                 except Contradiction as exc:
                     if second_try:
                         raise PermanentApiError(str(exc)) from exc
                     # What we knew was wrong (a contact deleted, a tag removed by hand): forget it and read again.
                     log.info("mirror contradicted (%s); trying again from fresh reads", exc, extra=context)
-                    await forget_names(api, action.params)
+                    await forget_names(api, params)
                     if self.handle is not None:
                         self.handle.forget()
                     ctx.careful = ctx.refreshed = True
@@ -250,7 +244,10 @@ class _Run:
             log.warning("action failed: %s", exc.message, extra=context)
             return _Step(ActionStatus.FAILED, error=exc.message)
         except TransientApiError as exc:
-            log.warning("action attempt %d failed: %s", action.attempt, exc.message, extra=context)
+            # A throttle is the quota doing its job (the run comes back when it refills, no attempt spent): not a
+            # warning, or every launch would fill the log with them.
+            level = logging.INFO if exc.throttled else logging.WARNING
+            log.log(level, "action attempt %d failed: %s", action.attempt, exc.message, extra=context)
             return self._transient(action.attempt, exc.message, exc.retry_after, counted=not exc.throttled)
         except Exception as exc:
             # A bug or an answer we did not expect: it counts as an attempt, so it ends dead and visible, not looping.
@@ -258,19 +255,35 @@ class _Run:
             return self._transient(action.attempt, f"unexpected error: {exc!r}"[:1000], None, counted=True)
         raise AssertionError("unreachable")
 
-    async def _do(self, ctx: StepContext, action: ClaimedAction, context: dict[str, Any]) -> _Step:
+    async def _do(
+        self, ctx: StepContext, action: ClaimedAction, params: ActionParams, context: dict[str, Any]
+    ) -> _Step:
         if action.kind in LOCAL_STEPS:
             # Our own rows, not Systeme.io: no contact to read, so no tag condition either.
-            done = await LOCAL_STEPS[action.kind](self.engine, action)
+            done = await LOCAL_STEPS[action.kind](self.engine, action, params)
             log.info("action succeeded: %s", done, extra=context)
             return _Step(ActionStatus.SUCCEEDED, done)
+        overturned = await self._overturned(ctx, action)
+        if overturned:
+            log.info("action skipped: %s", overturned, extra=context)
+            return _Step(ActionStatus.SKIPPED, overturned)
         unmet = await unmet_condition(ctx, action.kind)
         if unmet:
             log.info("action skipped: %s", unmet, extra=context)
             return _Step(ActionStatus.SKIPPED, unmet)
-        done = await STEPS[action.kind](ctx, action.params)
+        done = await STEPS[action.kind](ctx, params)
         log.info("action succeeded: %s", done, extra=context)
         return _Step(ActionStatus.SUCCEEDED, done)
+
+    async def _overturned(self, ctx: StepContext, action: ClaimedAction) -> str | None:
+        """Why a later event that already undid (or redid) this step has the last word, in event order; None when
+        none did (app/store/convergence.py). A delayed step runs after later events by design: never overturned."""
+        if action.delayed:
+            return None
+        for later in self.later:
+            if later.overturns(action) and await same_target(ctx.api, action.kind, action.params, later.params):
+                return later.reason()
+        return None
 
     def _note(self, note: str | None) -> str | None:
         """The run's note, with what this step's contact create or patch left out (then forgotten)."""

@@ -13,15 +13,17 @@ from app.actions.access import add_to_community, enroll, remove_from_community, 
 from app.actions.contacts import find_contact, send_contact
 from app.actions.context import StepContext
 from app.actions.mirror import contact_tags
+from app.actions.params import DeleteContactParams, FieldsParams, SubscriptionParams, TagParams
 from app.actions.resolve import tag_id, tag_name
 from app.systeme.client import MIN_LIMIT, problem
 from app.systeme.errors import PermanentApiError
 from app.systeme.values import screen
 
-Step = Callable[[StepContext, dict[str, Any]], Awaitable[str]]
+# Each step takes the model that app.actions.params.PARAMS gives for its kind (the runner parsed it).
+Step = Callable[[StepContext, Any], Awaitable[str]]
 
 
-async def tag(ctx: StepContext, params: dict[str, Any]) -> str:
+async def tag(ctx: StepContext, params: TagParams) -> str:
     known = await ctx.contact(facts=True)
     tid = await tag_id(ctx.api, params, create=True)
     assert tid is not None
@@ -33,9 +35,9 @@ async def tag(ctx: StepContext, params: dict[str, Any]) -> str:
     return "tagged"
 
 
-async def untag(ctx: StepContext, params: dict[str, Any]) -> str:
+async def untag(ctx: StepContext, params: TagParams) -> str:
     name = tag_name(params)
-    key = f"tag:{name or params['id']}"
+    key = f"tag:{name or params.id}"
     known = await ctx.contact()
     granted = known.grants.get(key)
     if granted is not None and not ctx.careful:
@@ -54,11 +56,9 @@ async def untag(ctx: StepContext, params: dict[str, Any]) -> str:
     return "untagged"
 
 
-async def update_contact(ctx: StepContext, params: dict[str, Any]) -> str:
+async def update_contact(ctx: StepContext, params: FieldsParams) -> str:
     known = await ctx.contact(facts=True)
-    wanted = {
-        slug: value for slug, value in (params.get("fields") or {}).items() if value and known.fields.get(slug) != value
-    }
+    wanted = {slug: value for slug, value in params.fields.items() if value and known.fields.get(slug) != value}
     changes, _, dropped = screen(wanted, None)
     if dropped and ctx.handle is not None:
         ctx.handle.notes.append(f"not sent, Systeme.io would refuse it: {', '.join(dropped)}")
@@ -108,8 +108,8 @@ async def _subscription(ctx: StepContext, contact_id: int, sid: int) -> dict[str
     return None
 
 
-async def cancel_subscription(ctx: StepContext, params: dict[str, Any]) -> str:
-    raw = str(params.get("subscription") or "").strip()
+async def cancel_subscription(ctx: StepContext, params: SubscriptionParams) -> str:
+    raw = str(params.subscription or "").strip()
     if not raw.isdigit() or len(raw) > 18:
         raise PermanentApiError(f"subscription id {raw[:40]!r} is not a number")
     sid = int(raw)
@@ -122,7 +122,7 @@ async def cancel_subscription(ctx: StepContext, params: dict[str, Any]) -> str:
             raise PermanentApiError(f"subscription {sid} is not one of {ctx.spec.get('email')}'s: nothing cancelled")
         if (ended := _ended(match)) is not None:
             return ended
-    when = params.get("when", "WhenBillingPeriodEnds")
+    when = params.when
     path = f"/api/payment/subscriptions/{sid}/cancel"
     response = await ctx.api.request("POST", path, body={"cancel": when}, allow=(404, 422))
     if response.status_code == 404:
@@ -140,7 +140,7 @@ async def cancel_subscription(ctx: StepContext, params: dict[str, Any]) -> str:
 NOTHING_TO_ERASE = "not found in Systeme.io: nothing to erase"
 
 
-async def delete_contact(ctx: StepContext, params: dict[str, Any]) -> str:
+async def delete_contact(ctx: StepContext, params: DeleteContactParams) -> str:
     """Erase the contact in Systeme.io; a contact that is not there is erased already."""
     if ctx.handle is None:
         raise PermanentApiError("this action needs a contact, but its rule has none")

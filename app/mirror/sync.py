@@ -26,6 +26,7 @@ from app.mirror.targets import targets
 from app.rules.schema import RulesFile
 from app.store.mirror import SyncRecord, load_entries, load_sync, save_sync, write_entries
 from app.store.models import utcnow
+from app.store.statuses import Priority
 from app.systeme.client import SystemeClient, SystemeSession
 
 # registeredAt has whole seconds: read again the last second seen, so a contact registered in it is not missed.
@@ -165,7 +166,8 @@ async def sync_account(
 ) -> SyncReport:
     """Read the account into the mirror (`full`, or incremental after a sync under the same `mode`) and record it."""
     started, now = time.monotonic(), utcnow()
-    api = client.session()
+    # The service's own traffic: a sync during a launch leaves the last of the quota to buyers.
+    api = client.session(priority=Priority.LOW)
     previous = await load_sync(engine, account)
     incremental = not full and previous is not None and previous.mode == mode
     cursor: dict[str, Any] = previous.cursor if incremental and previous is not None else {}

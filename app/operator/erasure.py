@@ -19,7 +19,8 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.accounts.registry import AccountClients
-from app.actions.runner import RetryPolicy, run_actions
+from app.actions.policy import RetryPolicy
+from app.actions.runner import run_actions
 from app.errors import AppError, BadRequest
 from app.store.erasures import erasure_state, give_up, keep_the_record, plan_erasure
 from app.store.models import utcnow
@@ -70,9 +71,8 @@ async def forget_in_systeme(
         event_mode=clients.modes.get("default"),
     )
     # The operator asked now: it does not wait behind the person's other steps (forget cancels those anyway).
-    await run_actions(
-        engine=engine, client=clients, action_id=erasure.action_id, policy=replace(policy, ordering_wait=timedelta(0))
-    )
+    now_policy = replace(policy, ordering_wait=timedelta(0), unjudged_wait=timedelta(0))
+    await run_actions(engine=engine, client=clients, action_id=erasure.action_id, policy=now_policy)
     state = await _settled(engine, erasure.action_id)
     if state.status != ActionStatus.SUCCEEDED:
         why = state.last_error or state.outcome or state.status

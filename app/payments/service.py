@@ -150,6 +150,7 @@ def _query(kinds: Mapping[str, SourceConfig], since: datetime | None) -> sa.Sele
         events.c.type,
         events.c.payload,
         events.c.received_at,
+        events.c.occurred_at,
         events.c.planned_at,
         events.c.mode,
     ).where(events.c.source.in_(list(kinds)), events.c.purged_at.is_(None))
@@ -210,12 +211,13 @@ async def list_payments(
             marked = sa.select(payments_handled).where(payments_handled.c.event_id.in_(chunk))
             for one in await conn.execute(marked):
                 handled[one.event_id] = Handled(one.handled_by, one.handled_at, one.reason)
-    refunds = [(row.received_at, paid) for row, paid in found if paid.kind == "refund"]
+    # In event order, as runs apply them: a refund delivered before its purchase still refunds it.
+    refunds = [(row.occurred_at or row.received_at, paid) for row, paid in found if paid.kind == "refund"]
     listed = []
     for row, paid in found:
         if paid.kind == "refund":
             continue
-        if _refunded(paid, refunds, row.received_at):
+        if _refunded(paid, refunds, row.occurred_at or row.received_at):
             judged_as: tuple[Status, str | None, float | None] = (PaymentStatus.REFUNDED, None, None)
         else:
             planned = row.planned_at is not None

@@ -3,6 +3,11 @@
 
 Dispatching is only ever a hint: the database decides who runs an action (see app.store.actions.claim), and a
 sweep finds whatever a lost hint left behind.
+
+Priority in arq: its queue is a sorted set whose score is both when a job may start and, among the ready ones, which
+starts first. A hint for now is scored earlier by its priority (`_HEAD_START`), so a high-priority run starts before
+a backlog of normal ones up to that old; a hint for later (a retry, a run that gave its slot back for the quota)
+cannot start before its time, so only a few milliseconds order those due at the same moment (`_TIE_BREAK`).
 """
 
 from __future__ import annotations
@@ -16,27 +21,42 @@ from arq.connections import ArqRedis, RedisSettings
 
 from app.config import Settings
 from app.store.models import utcnow
+from app.store.statuses import Priority
 
 log = logging.getLogger(__name__)
 # A job that has waited this long in Redis is dropped by arq; the sweep dispatches the action again.
 JOB_EXPIRY = timedelta(hours=6)
+_HEAD_START = {Priority.HIGH: timedelta(minutes=20), Priority.NORMAL: timedelta(minutes=10), Priority.LOW: timedelta(0)}
+_TIE_BREAK = {
+    Priority.HIGH: timedelta(0),
+    Priority.NORMAL: timedelta(milliseconds=50),
+    Priority.LOW: timedelta(milliseconds=150),
+}
 
 
 class Dispatcher(Protocol):
-    async def dispatch(self, items: Sequence[tuple[str, int]], *, at: datetime | None = None) -> None:
-        """Hand runs, each named by one of its actions (action id, attempt number), to an executor, now or at `at`."""
+    async def dispatch(
+        self, items: Sequence[tuple[str, int]], *, at: datetime | None = None, priority: Priority = Priority.NORMAL
+    ) -> None:
+        """Hand runs, each named by one of its actions (action id, attempt number), to an executor, now or at `at`,
+        ahead of lower `priority` work waiting there."""
 
 
-async def enqueue(redis: ArqRedis, action_id: str, attempt: int, at: datetime | None = None) -> None:
+async def enqueue(
+    redis: ArqRedis, action_id: str, attempt: int, at: datetime | None = None, priority: Priority = Priority.NORMAL
+) -> None:
     # One job id per attempt (and due time): arq refuses a second job under an id it still knows, so the same hint
     # from ingest and from the sweep collapses into one job.
     job_id = f"{action_id}:{attempt}" + (f"@{int(at.timestamp() * 1000)}" if at else "")
+    now = utcnow()
+    # The score orders the queue (see above); the expiry is counted from now either way.
+    score = at + _TIE_BREAK[priority] if at is not None else now - _HEAD_START[priority]
     await redis.enqueue_job(
         "run_actions",
         action_id,
         _job_id=job_id,
-        _defer_until=at,
-        _expires=((at - utcnow()) if at else timedelta(0)) + JOB_EXPIRY,
+        _defer_until=score,
+        _expires=max(score - now, timedelta(0)) + JOB_EXPIRY,
     )
 
 
@@ -44,9 +64,11 @@ class ArqDispatcher:
     def __init__(self, redis: ArqRedis) -> None:
         self.redis = redis
 
-    async def dispatch(self, items: Sequence[tuple[str, int]], *, at: datetime | None = None) -> None:
+    async def dispatch(
+        self, items: Sequence[tuple[str, int]], *, at: datetime | None = None, priority: Priority = Priority.NORMAL
+    ) -> None:
         for action_id, attempt in items:
-            await enqueue(self.redis, action_id, attempt, at)
+            await enqueue(self.redis, action_id, attempt, at, priority)
 
 
 def redis_settings(settings: Settings) -> RedisSettings:

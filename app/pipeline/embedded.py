@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 from collections.abc import Sequence
 from datetime import datetime
@@ -13,6 +14,7 @@ from app.pipeline.service import Pipeline
 from app.pipeline.settle import run
 from app.pipeline.sweep import sweep
 from app.store.models import utcnow
+from app.store.statuses import Priority
 from app.store.writer import GroupWriter
 
 log = logging.getLogger(__name__)
@@ -24,23 +26,28 @@ class EmbeddedExecutor:
         self.sweep_seconds = sweep_seconds
         # Deliveries waiting to be stored go first (see GroupWriter.yield_to_ingest).
         self.writer = writer
-        self.queue: asyncio.Queue[str] = asyncio.Queue()
+        # (priority rank, arrival, action id): higher priorities first, then first come first served.
+        self.queue: asyncio.PriorityQueue[tuple[int, int, str]] = asyncio.PriorityQueue()
+        self._arrivals = itertools.count()
         self._queued: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
 
-    async def dispatch(self, items: Sequence[tuple[str, int]], *, at: datetime | None = None) -> None:
+    async def dispatch(
+        self, items: Sequence[tuple[str, int]], *, at: datetime | None = None, priority: Priority = Priority.NORMAL
+    ) -> None:
         delay = (at - utcnow()).total_seconds() if at is not None else 0.0
         if delay > 0:
-            # A timer for a near retry (the sweep would find it too, up to a sweep later).
-            asyncio.get_running_loop().call_later(delay, self._put, [i for i, _ in items])
+            # A timer for a near retry, or a run that gave its slot back for the quota (the sweep would find it
+            # too, up to a sweep later).
+            asyncio.get_running_loop().call_later(delay, self._put, [i for i, _ in items], priority)
             return
-        self._put([action_id for action_id, _attempt in items])
+        self._put([action_id for action_id, _attempt in items], priority)
 
-    def _put(self, action_ids: list[str]) -> None:
+    def _put(self, action_ids: list[str], priority: Priority = Priority.NORMAL) -> None:
         for action_id in action_ids:
             if action_id not in self._queued:
                 self._queued.add(action_id)
-                self.queue.put_nowait(action_id)
+                self.queue.put_nowait((priority.rank, next(self._arrivals), action_id))
 
     def start(self, pipeline: Pipeline) -> None:
         """Start the workers and the sweep on `pipeline` (whose dispatcher is this executor)."""
@@ -56,7 +63,7 @@ class EmbeddedExecutor:
 
     async def _work(self, pipeline: Pipeline) -> None:
         while True:
-            action_id = await self.queue.get()
+            _rank, _arrival, action_id = await self.queue.get()
             if self.writer is not None:
                 await self.writer.yield_to_ingest()
             self._queued.discard(action_id)

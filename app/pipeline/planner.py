@@ -18,6 +18,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -30,6 +31,7 @@ from app.rules.current import RulesInForce
 from app.rules.engine import RuleOutcome, RuleSet
 from app.store.models import utcnow
 from app.store.plans import Judge, Unplanned, record_plans, unplanned_events
+from app.store.statuses import Priority
 from app.store.writer import GroupWriter
 
 log = logging.getLogger(__name__)
@@ -43,7 +45,13 @@ LEFTOVER_SECONDS = 30.0
 # Events the planner holds in memory at most; more are planned by the sweep, from the database.
 MAX_QUEUED = 10_000
 
-Dispatch = Callable[[Sequence[tuple[str, int]]], Awaitable[None]]
+
+class Dispatch(Protocol):
+    """A dispatcher's `dispatch` (app/pipeline/dispatch.py): runs to hand over now, at a priority."""
+
+    def __call__(self, items: Sequence[tuple[str, int]], /, *, priority: Priority = ...) -> Awaitable[None]: ...
+
+
 # Told the (rule, contact) lines held past RULE_FIRES_PER_CONTACT by one batch (sends the alert).
 OnHeld = Callable[[Sequence[str]], Awaitable[None]]
 
@@ -95,6 +103,7 @@ async def plan_events(
     """Judge, store and dispatch the plans of those of `pending` not planned yet; the number planned here. Their
     actions belong to `modes` (account -> current mode), the default account's to the event's arrival mode."""
     held: list[str] = []
+    ranks: dict[str, int] = {}
     try:
         # Contact and tag events of a complete mirror's account update it before the rules judge them.
         await learn_from_events(engine, rules.loaded.file, pending, modes)
@@ -111,6 +120,7 @@ async def plan_events(
         modes=modes,
         fires_per_contact=fire_limit.per_contact if fire_limit else None,
         held=held,
+        priorities=ranks,
     )
     if held:
         log.warning("rules held for approval past RULE_FIRES_PER_CONTACT: %s", "; ".join(held))
@@ -122,7 +132,11 @@ async def plan_events(
                 log.exception("alerting about rules held past RULE_FIRES_PER_CONTACT failed")
     if runs:
         try:
-            await dispatch([(action_id, 1) for action_id in runs])
+            # Grouped by priority: a high-priority run's job goes ahead of a normal backlog (app/pipeline/dispatch.py).
+            for priority in Priority:
+                group = [(action_id, 1) for action_id in runs if ranks.get(action_id, 1) == priority.rank]
+                if group:
+                    await dispatch(group, priority=priority)
         except Exception:
             # Stored is what counts: the action sweep dispatches these once the queue is back.
             log.exception("dispatching %d planned runs failed; the sweep will retry", len(runs))

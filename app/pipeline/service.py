@@ -14,11 +14,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.accounts.holds import check_accounts
 from app.accounts.registry import AccountClients
-from app.actions.runner import RetryPolicy
+from app.actions.policy import RetryPolicy
 from app.config import Settings
 from app.operator.modes import start_modes
 from app.pipeline.dispatch import ArqDispatcher, Dispatcher
-from app.pipeline.planner import FireLimit, fire_limit_for
+from app.pipeline.planner import LEFTOVER_SECONDS, FireLimit, fire_limit_for
 from app.rules.current import RulesInForce
 from app.store.db import create_engine
 from app.store.leases import new_holder
@@ -30,7 +30,10 @@ def retry_policy(settings: Settings) -> RetryPolicy:
         max_attempts=settings.retry_max_attempts,
         lease=timedelta(seconds=settings.action_lease_seconds),
         ordering_wait=timedelta(seconds=settings.ordering_wait_seconds),
+        # An unjudged event is planned by a sweep once LEFTOVER_SECONDS old, within SWEEP_SECONDS; 20 s of margin.
+        unjudged_wait=timedelta(seconds=LEFTOVER_SECONDS + settings.sweep_seconds + 20),
         mirror_fresh=timedelta(seconds=settings.mirror_fresh_seconds),
+        quota_wait=settings.quota_slot_wait_seconds,
     )
 
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import logging
 
 from app.accounts.holds import on_held
-from app.actions.runner import RunResult, run_actions
+from app.actions.policy import RunResult
+from app.actions.runner import run_actions
 from app.pipeline.service import Pipeline
 from app.pipeline.upkeep import action_died
 
@@ -25,7 +26,7 @@ async def run(pipeline: Pipeline, action_id: str) -> RunResult:
 async def settle(pipeline: Pipeline, result: RunResult) -> None:
     # A fresh job per attempt, scheduled from the row: arq's own Retry would keep the first job's expiry.
     if result.retry is not None and result.next_attempt_at is not None:
-        await pipeline.dispatcher.dispatch([result.retry], at=result.next_attempt_at)
+        await pipeline.dispatcher.dispatch([result.retry], at=result.next_attempt_at, priority=result.priority)
     if result.follow_up:
         await pipeline.dispatcher.dispatch(result.follow_up)
     if result.held is not None:

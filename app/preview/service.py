@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.actions.contacts import ContactHandle
 from app.actions.context import StepContext
+from app.actions.params import BadParams, parse_params
 from app.actions.steps import ERASING, STEPS, tag_condition, unmet_condition
 from app.errors import NotFound
 from app.preview.calls import describe
@@ -38,9 +39,11 @@ async def _live_action(client: SystemeClient, action: PlannedAction) -> dict[str
             unmet = await unmet_condition(ctx, action.kind) if action.contact else None
         else:
             unmet = tag_condition(action.contact, (await ctx.contact(facts=True)).tags)
-        note = unmet or await STEPS[action.kind](ctx, action.params)
+        note = unmet or await STEPS[action.kind](ctx, parse_params(action.kind, action.params))
     except ApiError as exc:
         note = f"would fail: {exc.message}"
+    except BadParams as exc:
+        note = f"would fail: {exc}"
     calls = [c.as_dict() for c in session.writes]
     return {"calls": calls, "note": note, "change": bool(calls)}
 

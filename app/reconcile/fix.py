@@ -20,6 +20,7 @@ from app.reconcile.check import Drift
 from app.rules.schema import Rule, RulesFile, default_approval
 from app.store.fixes import Redo, plan_again
 from app.store.models import utcnow
+from app.store.statuses import Priority
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ async def fix(
     planned = await plan_again(engine, redos, note=f"reconcile by {by}", now=utcnow(), approval_window=approval_window)
     if dispatcher is not None and planned.runs:
         try:
-            await dispatcher.dispatch([(action_id, 1) for action_id in planned.runs])
+            await dispatcher.dispatch([(action_id, 1) for action_id in planned.runs], priority=Priority.LOW)
         except Exception:
             log.exception("dispatching %d runs failed; the sweep will pick them up", len(planned.runs))
     # Without a dispatcher (no Redis) the running service's sweep picks them up: they are pending and due.

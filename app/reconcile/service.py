@@ -24,6 +24,7 @@ from app.errors import AppError
 from app.reconcile.check import Drift, GetOnly, compare, read_contact
 from app.reconcile.history import ContactHistory, Selection, load_actions, net_effect, references, select_contacts
 from app.store.contacts import load_contact
+from app.store.statuses import Priority
 from app.systeme.client import SystemeClient, SystemeSession
 from app.systeme.errors import AccountUnusable, ApiError, TransientApiError
 
@@ -151,7 +152,8 @@ class _Account:
         self.stopped: str | None = None
 
     def session(self) -> SystemeSession:
-        return GetOnly(self.client)
+        # The service's own traffic: a reconcile during a launch leaves the last of the quota to buyers.
+        return GetOnly(self.client, priority=Priority.LOW)
 
     async def check(self, emails: list[str], selection: Selection, concurrency: int) -> None:
         history = await load_actions(self.engine, self.account, emails, modes=self.modes)

@@ -32,6 +32,8 @@ class PlannedAction:
     # Seconds after the event's time when the step runs (None: at once). A step also waits for the steps before it
     # in its rule, so this is the largest `after` of the step and those before it.
     after: float | None = None
+    # high | normal | low (Rule.effective_priority): claim order under a backlog, and the quota's reserve.
+    priority: str = "normal"
 
 
 @dataclass(frozen=True)
@@ -183,8 +185,11 @@ class RuleSet:
             for key in ("locale", "unless_tagged", "only_if_tagged"):
                 if rendered.get(key):
                     contact[key] = rendered[key]
+        priority = rule.effective_priority
         actions = tuple(
-            PlannedAction(rule.id, seq, kind, _render_tree(params, context), contact, approval, account, after)
+            PlannedAction(
+                rule.id, seq, kind, _render_tree(params, context), contact, approval, account, after, priority
+            )
             for seq, (kind, params, approval, after) in enumerate(compiled.actions)
         )
         return RuleOutcome(rule.id, "matched", "matched", email, actions)

@@ -56,6 +56,10 @@ def rules_schema() -> dict[str, Any]:
             "unless_tagged": {"type": "string"},
             "only_if_tagged": {"type": "string"},
             "approval": APPROVAL,
+            "priority": {
+                "enum": ["high", "normal", "low"],
+                "description": "who goes first under a backlog; default high if it enrolls or adds to a community",
+            },
             "actions": {"type": "array", "minItems": 1, "items": {"oneOf": actions}},
         },
     }

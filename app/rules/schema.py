@@ -18,6 +18,9 @@ from app.systeme.values import LOCALES, MAX_VALUE
 from app.timeparse import format_duration, parse_duration
 
 Approval = Literal["auto", "required"]
+PriorityName = Literal["high", "normal", "low"]
+# A rule with one of these grants access: a buyer waits for it, so by default it goes first under a backlog.
+GRANTING_KINDS = frozenset({"enroll", "add_to_community"})
 AccessType = Literal["full_access", "partial_access", "dripping_content", "partial_dripping_access"]
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 # How far ahead a step may be scheduled: a year, which also keeps every due time a valid date.
@@ -253,7 +256,15 @@ class Rule(Frozen):
     approval: Approval | None = None
     # The Systeme.io account its actions go to (a name under `accounts:`); default: its source's, else the settings'.
     account: str | None = None
+    # Which runs go first when the account's quota is short; default: `high` if it grants access, else `normal`.
+    priority: PriorityName | None = None
     actions: tuple[Action, ...] = Field(min_length=1)
+
+    @property
+    def effective_priority(self) -> PriorityName:
+        if self.priority is not None:
+            return self.priority
+        return "high" if any(a.kind in GRANTING_KINDS for a in self.actions) else "normal"
 
     @field_validator("on", mode="before")
     @classmethod

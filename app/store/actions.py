@@ -26,10 +26,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.accounts.modes import Modes
 from app.store.contacts import ContactWrite, write_contact
+from app.store.convergence import later_run_under_way
 from app.store.holds import held_accounts
 from app.store.models import account_holds, actions, api_calls
 from app.store.modes import runnable
-from app.store.statuses import ActionStatus
+from app.store.statuses import ActionStatus, Priority
 
 TERMINAL = frozenset(
     {
@@ -61,6 +62,7 @@ class ClaimedAction:
     account: str
     # It was a scheduled step: later events of the contact ran meanwhile by design, not out of order.
     delayed: bool = False
+    priority: Priority = Priority.NORMAL
 
 
 def _claimable(now: datetime) -> sa.ColumnElement[bool]:
@@ -98,8 +100,13 @@ def _same_contact(email: str | None) -> sa.ColumnElement[bool]:
 async def _blocked(
     conn: AsyncConnection, first: Any, now: datetime, ordering_wait: timedelta, modes: Modes | None
 ) -> bool:
-    """An earlier event's action for the same contact is still pending or running (and we have not waited long)."""
-    if first.contact_email is None or first.created_at < now - ordering_wait:
+    """An earlier event's action for the same contact is still pending or running (and we have not waited long), or
+    a later event's run of the contact is under way."""
+    if first.contact_email is None:
+        return False
+    if await later_run_under_way(conn, first, now):
+        return True
+    if first.created_at < now - ordering_wait:
         return False
     earlier = await conn.scalar(
         sa.select(actions.c.id)
@@ -115,6 +122,17 @@ async def _blocked(
         .limit(1)
     )
     return earlier is not None
+
+
+async def head_of(engine: AsyncEngine, action_id: str) -> tuple[str, Priority, int] | None:
+    """(account, priority, next attempt number) of an action, read before claiming its run."""
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                sa.select(actions.c.account, actions.c.priority, actions.c.attempts).where(actions.c.id == action_id)
+            )
+        ).first()
+    return (row.account, Priority.of_rank(row.priority), row.attempts + 1) if row is not None else None
 
 
 async def claim_run(
@@ -214,6 +232,7 @@ async def claim_run(
             order_key=r.order_key,
             account=r.account,
             delayed=r.id in delayed,
+            priority=Priority.of_rank(r.priority),
         )
         for r in taken
     ]
@@ -228,26 +247,6 @@ async def renew(engine: AsyncEngine, token: str, *, until: datetime) -> int:
             .values(lease_until=until)
         )
     return result.rowcount
-
-
-async def ran_out_of_order(engine: AsyncEngine, action: ClaimedAction) -> bool:
-    """True when a later action (by event time) of the same contact already succeeded."""
-    if action.contact_email is None:
-        return False
-    async with engine.connect() as conn:
-        later = await conn.scalar(
-            sa.select(actions.c.id)
-            .where(
-                actions.c.contact_email == action.contact_email,
-                actions.c.account == action.account,
-                actions.c.order_key > action.order_key,
-                # Its own event's later steps do not count: a replayed or reconciled step comes after them by design.
-                actions.c.event_id != action.event_id,
-                actions.c.status == ActionStatus.SUCCEEDED,
-            )
-            .limit(1)
-        )
-    return later is not None
 
 
 def _call_row(call: dict[str, Any], action: ClaimedAction) -> dict[str, Any]:
@@ -363,14 +362,15 @@ async def next_for_contact(
 async def due_actions(
     engine: AsyncEngine, *, now: datetime, limit: int = 500, modes: Modes | None = None
 ) -> list[tuple[str, int]]:
-    """(action id, next attempt number) of the first due action of each run: pending or scheduled and due, or
-    abandoned; with `modes`, only those planned under their account's current mode (the others wait for the
-    operator: app/accounts/modes.py)."""
+    """(action id, next attempt number) of the first due action of each run, higher priorities first, then earlier
+    events: pending or scheduled and due, or abandoned; with `modes`, only those planned under their account's
+    current mode (the others wait for the operator: app/accounts/modes.py)."""
     async with engine.connect() as conn:
         rows = await conn.execute(
             sa.select(actions.c.id, actions.c.attempts, actions.c.event_id, actions.c.contact_email, actions.c.account)
             .where(_claimable(now), actions.c.account.not_in(held_accounts()), runnable(modes))
-            .order_by(actions.c.order_key)
+            # Under a backlog higher priorities go first, then earlier events (the dispatch order is the claim order).
+            .order_by(actions.c.priority, actions.c.order_key)
             .limit(limit)
         )
         runs: dict[tuple[str, str | None, str], tuple[str, int]] = {}

@@ -16,7 +16,7 @@ from app.rules.engine import RuleOutcome
 from app.rules.schema import DEFAULT_ACCOUNT
 from app.store.bulk import insert_many, present_ids
 from app.store.models import actions, events, new_id, rule_outcomes
-from app.store.statuses import ActionStatus
+from app.store.statuses import ActionStatus, Priority
 from app.store.storable import storable_time
 
 
@@ -272,6 +272,7 @@ def action_rows(
                     "contact_email": planned.contact["email"] if planned.contact else None,
                     "approval": planned.approval,
                     "account": planned.account,
+                    "priority": Priority(planned.priority).rank,
                     "status": status,
                     "attempts": 0,
                     "next_attempt_at": now if status == ActionStatus.PENDING else due,

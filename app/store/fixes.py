@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.store.contacts import distrust_contact
 from app.store.models import actions, new_id, rule_outcomes
-from app.store.statuses import ActionStatus
+from app.store.statuses import ActionStatus, Priority
 
 # What a new action takes from the one it redoes.
 _COPIED = ("event_id", "rule_id", "seq", "kind", "params", "contact", "contact_email", "account", "order_key")
@@ -66,6 +66,8 @@ async def plan_again(
                 updated_at=now,
                 approval_deadline=now + approval_window if status == ActionStatus.AWAITING_APPROVAL else None,
                 note=note,
+                # The service's own traffic: a reconcile during a launch never takes a buyer's turn or quota.
+                priority=Priority.LOW.rank,
             )
             rows.append(row)
             redoes[row["id"]] = original.id

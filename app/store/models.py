@@ -122,6 +122,8 @@ actions = sa.Table(
     sa.Column("outcome", sa.Text),
     # The Systeme.io account the action runs against (a name from `accounts:`; "default" is the settings' one).
     sa.Column("account", sa.String(100), nullable=False, server_default="default"),
+    # Priority.rank (0 high, 1 normal, 2 low): under a backlog smaller ranks are claimed first, then order_key.
+    sa.Column("priority", sa.SmallInteger, nullable=False, server_default="1"),
     # The run that holds this row while it is `running`: only that run may record its result.
     sa.Column("claimed_by", sa.String(40)),
     # The mode of its account when it was planned (app/accounts/modes.py): it runs only while the account is in it.

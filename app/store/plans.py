@@ -46,6 +46,7 @@ async def record_plans(
     modes: Modes | None = None,
     fires_per_contact: int | None = None,
     held: list[str] | None = None,
+    priorities: dict[str, int] | None = None,
 ) -> tuple[int, list[str]]:
     """Judge and store, in one transaction, the plans of those of `pending` not planned yet: (events planned, the
     runs to dispatch).
@@ -56,7 +57,8 @@ async def record_plans(
     later sweep. The rows are the ones ingest wrote when it planned before the answer: times count from arrival.
 
     With `fires_per_contact`, the actions of a rule past that many fires for one contact in the hour wait for
-    approval (see app/store/fires.py); one line per (rule, contact) held is appended to `held`.
+    approval (see app/store/fires.py); one line per (rule, contact) held is appended to `held`. `priorities`
+    receives each run's priority rank (its most urgent action's), for the dispatch.
     """
     if not pending:
         return 0, []
@@ -102,6 +104,13 @@ async def record_plans(
         for row in new_actions:
             by_event.setdefault(row["event_id"], []).append(row)
         runs = [run for event_id, _ in judged for run in runs_of(by_event.get(event_id, []))]
+        if priorities is not None:
+            for event_id, _ in judged:
+                rows = by_event.get(event_id, [])
+                for run in runs_of(rows):
+                    first = next(r for r in rows if r["id"] == run)
+                    same = [r["priority"] for r in rows if r["contact_email"] == first["contact_email"]]
+                    priorities[run] = min(same, default=first["priority"])
         if unjudged:
             await conn.execute(events.update().where(events.c.id.in_(unjudged)).values(planned_at=None))
         await insert_many(conn, rule_outcomes, new_outcomes)

@@ -28,6 +28,7 @@ class RunStatus(StrEnum):
     RESCHEDULED = "rescheduled"  # a step will be tried again at its next attempt time
     HELD = "held"  # the account refused us: the caller puts it on hold
     NOT_CLAIMED = "not_claimed"  # another worker has it, or nothing was due
+    WAITING = "waiting"  # an event received before it is not judged yet: tried again shortly
 
 
 class AccountState(StrEnum):
@@ -45,3 +46,23 @@ class PaymentStatus(StrEnum):
     UNSERVED = "unserved"  # no rule matched, a step refused, or not served in time
     REFUNDED = "refunded"
     HANDLED = "handled"  # unserved or pending, and an operator said why it needs nothing more
+
+
+class Priority(StrEnum):
+    """Which work goes first under a backlog (claim order, and which requests the quota lets through when short)."""
+
+    HIGH = "high"  # grants access (enroll, add_to_community): a buyer waits for it
+    NORMAL = "normal"
+    LOW = "low"  # the service's own traffic (reconcile, repeated hold probes)
+
+    @property
+    def rank(self) -> int:
+        """Stored on the action (smaller first): a string would sort high < low < normal."""
+        return _RANKS[self]
+
+    @classmethod
+    def of_rank(cls, rank: int) -> Priority:
+        return next(p for p, r in _RANKS.items() if r == rank)
+
+
+_RANKS = {Priority.HIGH: 0, Priority.NORMAL: 1, Priority.LOW: 2}

@@ -13,9 +13,10 @@ from typing import Any
 
 import httpx
 
+from app.store.statuses import Priority
 from app.systeme.errors import AccountUnusable, Forbidden, PermanentApiError, TransientApiError
 from app.systeme.names import MemoryNames, NameCache
-from app.systeme.quota import MemoryQuota, Quota
+from app.systeme.quota import MAX_WAIT_SECONDS, MemoryQuota, Quota
 
 log = logging.getLogger(__name__)
 _BODY_LIMIT = 4000  # characters of an answer kept in the call log
@@ -99,8 +100,9 @@ class SystemeClient:
         self.account = account
         self.maton = maton
 
-    def session(self) -> SystemeSession:
-        return SystemeSession(self)
+    def session(self, *, priority: Priority = Priority.NORMAL, max_wait: float = MAX_WAIT_SECONDS) -> SystemeSession:
+        """The calls of one attempt; `max_wait` bounds the seconds its requests together wait for the quota."""
+        return SystemeSession(self, priority=priority, max_wait=max_wait)
 
     async def aclose(self) -> None:
         await self.http.aclose()
@@ -109,9 +111,14 @@ class SystemeClient:
 class SystemeSession:
     """The calls of one action attempt, each recorded (request, answer, time) for the operator."""
 
-    def __init__(self, client: SystemeClient) -> None:
+    def __init__(
+        self, client: SystemeClient, *, priority: Priority = Priority.NORMAL, max_wait: float = MAX_WAIT_SECONDS
+    ) -> None:
         self.client = client
         self.calls: list[dict[str, Any]] = []
+        self.priority = priority
+        self.max_wait = max_wait
+        self.waited = 0.0
 
     async def request(
         self,
@@ -124,7 +131,13 @@ class SystemeSession:
         allow: Collection[int] = (),
     ) -> httpx.Response:
         """Send one request; raise Transient/PermanentApiError unless the status is 2xx or in `allow`."""
-        ticket = await self.client.quota.acquire()
+        waiting = time.monotonic()
+        try:
+            ticket = await self.client.quota.acquire(
+                priority=self.priority, max_wait=max(0.0, self.max_wait - self.waited)
+            )
+        finally:
+            self.waited += time.monotonic() - waiting
         started, clock = datetime.now(UTC), time.perf_counter()
         content = json.dumps(body).encode() if body is not None else None
         headers = {"Content-Type": content_type} if content is not None else {}

@@ -271,7 +271,7 @@ async def systeme_event(engine, clients, event_type: str, payload: dict) -> None
     pending = [Unplanned(stored.event_id, "systeme", event_type, payload, None, received)]
     rules = RuleSet(parse_rules(RULES, path="r", env=rules_environment()))
 
-    async def dispatch(runs) -> None:
+    async def dispatch(runs, **_) -> None:
         return None
 
     assert await plan_events(engine, rules, pending, dispatch, approval_window=WINDOW, modes=clients.modes) == 1

@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+import sqlalchemy as sa
 
 from app.simulator.state import Account, Fault
 from app.store.actions import claim_run, due_actions, finish
-from app.store.models import utcnow
+from app.store.models import actions, utcnow
 from app.store.operator import approve
 from app.systeme.errors import PermanentApiError
 from tests.factories import RULES, stripe_checkout
@@ -299,3 +300,21 @@ async def test_an_unexpected_error_inside_a_request_ends_recorded_and_dead(engin
     assert state.attempts == 3 and "unexpected error" in state.last_error
     last = [c for c in await calls_of(engine, tag) if c.attempt == 3][-1]
     assert last.error and len(last.path) <= 500  # every attempt ends recorded, whole
+
+
+async def test_a_stored_action_whose_parameters_do_not_parse_fails_alone_and_clearly(engine, client, sim):
+    tag, enroll, community = await plan_and_store(
+        engine, stripe_checkout("old@yopmail.com"), event_type="checkout.session.completed"
+    )
+    # As an older version or a hand edit could have left them: a renamed key, and a kind this version does not know.
+    async with engine.begin() as conn:
+        await conn.execute(sa.update(actions).where(actions.c.id == enroll).values(params={"course_id": 101}))
+        await conn.execute(sa.update(actions).where(actions.c.id == community).values(kind="join_forum"))
+    result = await run(engine, client, tag)
+    assert result.statuses == {tag: "succeeded", enroll: "failed", community: "failed"}
+    broken = await row(engine, enroll)
+    assert broken.attempts == 1 and broken.last_error == (
+        "the stored parameters of this enroll action do not fit it (course: Field required): nothing was sent"
+    )
+    assert "unknown action kind 'join_forum'" in (await row(engine, community)).last_error
+    assert await calls_of(engine, enroll) == [] and sim.account.enrollments == {}

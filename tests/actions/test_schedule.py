@@ -8,7 +8,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from app.accounts.registry import AccountClients
-from app.actions.runner import RetryPolicy, run_actions
+from app.actions.policy import RetryPolicy
+from app.actions.runner import run_actions
 from app.rules.engine import RuleSet
 from app.rules.loader import parse_rules
 from app.store.actions import due_actions

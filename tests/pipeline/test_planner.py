@@ -163,7 +163,7 @@ async def test_plan_leftovers_skips_events_too_young_and_plans_each_old_one_once
     rules = rules_of(make_settings())
     dispatched: list[tuple[str, int]] = []
 
-    async def dispatch(items) -> None:
+    async def dispatch(items, **_) -> None:
         dispatched.extend(items)
 
     try:

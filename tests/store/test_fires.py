@@ -81,7 +81,7 @@ async def test_the_planner_alerts_once_per_batch_held(make_settings, database_ur
     async def on_held(lines: Sequence[str]) -> None:
         told.append(lines)
 
-    async def dispatch(items) -> None:
+    async def dispatch(items, **_) -> None:
         pass
 
     try:
