@@ -12,7 +12,7 @@ PIN_VENV := .pin-venv
 # Debian 12): pinned as well, so an image on such a base gets a pinned version too.
 PIN_ALSO := async-timeout
 
-.PHONY: run test lint bench simulator constraints clean
+.PHONY: run test lint bench chaos simulator constraints clean
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,14 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.hostile
 	$(BIN)/python -m bench.launch
 	$(BIN)/python -m bench.accounts
+
+# Several replicas and workers, each part killed under load (bench/chaos.py): not in `make bench`, it takes minutes
+# and starts its own PostgreSQL and Redis. `make chaos EVENTS=600 MINUTES=2 CHAOS_ARGS=--baseline` for a shorter one.
+EVENTS ?= 2000
+MINUTES ?= 4
+CHAOS_ARGS ?=
+chaos: $(STAMP)
+	$(BIN)/python -m bench.chaos --events $(EVENTS) --minutes $(MINUTES) $(CHAOS_ARGS)
 
 # After changing a dependency in pyproject.toml: the newest versions that fit, installed in a clean venv, frozen.
 constraints:
