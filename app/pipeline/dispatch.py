@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from arq.connections import ArqRedis, RedisSettings
+from arq.jobs import Job, JobStatus
 
 from app.config import Settings
 from app.store.models import utcnow
@@ -51,13 +52,15 @@ async def enqueue(
     now = utcnow()
     # The score orders the queue (see above); the expiry is counted from now either way.
     score = at + _TIE_BREAK[priority] if at is not None else now - _HEAD_START[priority]
-    await redis.enqueue_job(
-        "run_actions",
-        action_id,
-        _job_id=job_id,
-        _defer_until=score,
-        _expires=max(score - now, timedelta(0)) + JOB_EXPIRY,
-    )
+    expires = max(score - now, timedelta(0)) + JOB_EXPIRY
+    job = await redis.enqueue_job("run_actions", action_id, _job_id=job_id, _defer_until=score, _expires=expires)
+    if job is None and at is None and await Job(job_id, redis).status() == JobStatus.in_progress:
+        # A worker took this job, yet the run is due again (a claimed run holds a lease and is not): that worker
+        # died before claiming it. arq hands its job out again only when the in-progress key expires, about five
+        # minutes on, so a second job under a fresh id (one a minute at most) runs it now. Were the worker alive
+        # after all, one of the two jobs loses the claim and ends at once.
+        fresh = f"{job_id}~{int(now.timestamp()) // 60}"
+        await redis.enqueue_job("run_actions", action_id, _job_id=fresh, _defer_until=score, _expires=expires)
 
 
 class ArqDispatcher:

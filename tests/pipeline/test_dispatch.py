@@ -8,7 +8,11 @@ from datetime import timedelta
 import asyncpg
 import pytest
 import sqlalchemy as sa
+from arq import create_pool
+from arq.connections import RedisSettings
+from arq.constants import default_queue_name, in_progress_key_prefix
 
+from app.pipeline.dispatch import ArqDispatcher
 from app.pipeline.embedded import EmbeddedExecutor
 from app.pipeline.service import build_pipeline, close_pipeline
 from app.rules.current import RulesInForce
@@ -129,3 +133,23 @@ async def test_quiet_waits_for_a_pause_between_deliveries_and_no_longer_than_its
         await feeding
     finally:
         await engine.dispose()
+
+
+async def test_a_run_whose_worker_died_before_claiming_it_is_handed_out_again_at_once(clean_redis):
+    pool = await create_pool(RedisSettings.from_dsn(clean_redis))
+    dispatcher = ArqDispatcher(pool)
+    try:
+        await dispatcher.dispatch([("act_taken", 1), ("act_queued", 1)])
+        # A worker took `act_taken:1` and was killed before it claimed the run: arq leaves the job queued under an
+        # in-progress key that no other worker passes for about five minutes.
+        await pool.psetex(in_progress_key_prefix + "act_taken:1", 310_000, b"1")
+        # The sweep finds both runs due again and hands them out as it always does.
+        await dispatcher.dispatch([("act_taken", 1), ("act_queued", 1)])
+        await dispatcher.dispatch([("act_taken", 1), ("act_queued", 1)])
+        queued = sorted(job.decode() for job in await pool.zrange(default_queue_name, 0, -1))
+    finally:
+        await pool.aclose()
+    # The taken run gets one fresh job (not one per sweep); a job still waiting in the queue is not doubled.
+    assert len(queued) == 3, queued
+    assert queued[:2] == ["act_queued:1", "act_taken:1"]
+    assert queued[2].startswith("act_taken:1~")
