@@ -8,14 +8,13 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.errors import Conflict, NotFound, Unprocessable
-from app.payments.service import HANDLEABLE, Listed, list_payments
+from app.payments.service import HANDLEABLE, Listed, judge_payments
 from app.rules.schema import SourceConfig
-from app.store.models import events, payments_handled
+from app.store.models import payments_handled
 
 MAX_REASON = 2000
 
@@ -23,13 +22,9 @@ MAX_REASON = 2000
 async def payment(
     engine: AsyncEngine, sources: Mapping[str, SourceConfig], event_id: str, *, now: datetime, deadline: timedelta
 ) -> Listed | None:
-    """One payment as the listing judges it (refunds received after it included)."""
-    async with engine.connect() as conn:
-        received = await conn.scalar(sa.select(events.c.received_at).where(events.c.id == event_id))
-    if received is None:
-        return None
-    found = await list_payments(engine, sources, now=now, deadline=deadline, since=received)
-    return next((item for item in found if item.event_id == event_id), None)
+    """One payment as the listing judges it, however old (refunds received before it included)."""
+    found = await judge_payments(engine, sources, [event_id], now=now, deadline=deadline)
+    return found.get(event_id)
 
 
 async def mark_handled(

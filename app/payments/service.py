@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.payments.configured import payment_in, recognizes
 from app.payments.recognize import Payment
@@ -29,6 +29,8 @@ ACCESS_KINDS = (("enroll", "add_to_community"), ("tag",))
 UNSERVED_STATUSES = frozenset({"failed", "dead", "rejected", "skipped"})
 # Rows read at most per listing: a seller's month of sales, many times over.
 MAX_EVENTS = 20_000
+# How much earlier than a payment a refund of it may be received, the provider's clock being ahead of ours.
+REFUND_CLOCK_SKEW = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -125,17 +127,50 @@ def judge(
     return PaymentStatus.PENDING, None, None
 
 
-def _refunded(payment: Payment, refunds: Iterable[tuple[datetime, Payment]], after: datetime) -> bool:
+@dataclass(frozen=True)
+class Refunds:
+    """The refunds, indexed: the latest event time of a refund per order id, and per (buyer, product) for the
+    refunds without an order (which any payment may match by buyer) and for all of them (which a payment without
+    an order may match). A payment is then judged in a few lookups, not against every refund."""
+
+    by_order: dict[str, datetime]
+    by_buyer_unordered: dict[tuple[str, str | None], datetime]
+    by_buyer: dict[tuple[str, str | None], datetime]
+
+
+def _later(index: dict[Any, datetime], key: Any, at: datetime) -> None:
+    if key not in index or index[key] < at:
+        index[key] = at
+
+
+def index_refunds(refunds: Iterable[tuple[datetime, Payment]]) -> Refunds:
+    index = Refunds({}, {}, {})
     for at, refund in refunds:
-        if at < after:
-            continue
-        if payment.order and refund.order:
-            if payment.order == refund.order:
-                return True
-            continue
-        if payment.email and refund.email == payment.email and refund.product in (None, payment.product):
-            return True
-    return False
+        if refund.order:
+            _later(index.by_order, refund.order, at)
+        if refund.email:
+            key = (refund.email, refund.product)
+            _later(index.by_buyer, key, at)
+            if not refund.order:
+                _later(index.by_buyer_unordered, key, at)
+    return index
+
+
+def _since(index: Mapping[Any, datetime], key: Any, after: datetime) -> bool:
+    at = index.get(key)
+    return at is not None and at >= after
+
+
+def _refunded(payment: Payment, refunds: Refunds, after: datetime) -> bool:
+    """Whether a refund at or after `after` (event time) matches: by order when both have one, else by buyer and
+    product (a refund naming no product refunds any of the buyer's)."""
+    if payment.order and _since(refunds.by_order, payment.order, after):
+        return True
+    if not payment.email:
+        return False
+    # A refund with an order id matches a payment with one only by that id.
+    buyers = refunds.by_buyer_unordered if payment.order else refunds.by_buyer
+    return any(_since(buyers, (payment.email, product), after) for product in (None, payment.product))
 
 
 def _paying(sources: Mapping[str, SourceConfig], source: str | None) -> dict[str, SourceConfig]:
@@ -143,8 +178,8 @@ def _paying(sources: Mapping[str, SourceConfig], source: str | None) -> dict[str
     return {k: v for k, v in sources.items() if recognizes(v) and (source is None or k == source)}
 
 
-def _query(kinds: Mapping[str, SourceConfig], since: datetime | None) -> sa.Select[Any]:
-    query = sa.select(
+def _columns() -> sa.Select[Any]:
+    return sa.select(
         events.c.id,
         events.c.source,
         events.c.type,
@@ -153,7 +188,11 @@ def _query(kinds: Mapping[str, SourceConfig], since: datetime | None) -> sa.Sele
         events.c.occurred_at,
         events.c.planned_at,
         events.c.mode,
-    ).where(events.c.source.in_(list(kinds)), events.c.purged_at.is_(None))
+    )
+
+
+def _query(kinds: Mapping[str, SourceConfig], since: datetime | None) -> sa.Select[Any]:
+    query = _columns().where(events.c.source.in_(list(kinds)), events.c.purged_at.is_(None))
     if since is not None:
         query = query.where(events.c.received_at >= since)
     return query.order_by(events.c.received_at.desc()).limit(MAX_EVENTS)
@@ -170,6 +209,11 @@ async def list_refunds(
         rows = list(await conn.execute(_query(paying, since)))
     found = ((row.received_at, payment_in(paying[row.source], row.type, row.payload or {})) for row in rows)
     return [(at, paid) for at, paid in found if paid is not None and paid.kind == "refund"]
+
+
+def _event_time(row: Any) -> datetime:
+    # In event order, as runs apply them: a refund delivered before its purchase still refunds it.
+    return row.occurred_at or row.received_at  # type: ignore[no-any-return]
 
 
 async def list_payments(
@@ -194,30 +238,84 @@ async def list_payments(
             paid = payment_in(paying[row.source], row.type, row.payload or {})
             if paid is not None:
                 found.append((row, paid))
-        ids = [row.id for row, paid in found if paid.kind == "payment"]
-        rows: dict[str, list[dict[str, Any]]] = {i: [] for i in ids}
-        matched: set[str] = set()
-        handled: dict[str, Handled] = {}
-        for chunk in (ids[i : i + 500] for i in range(0, len(ids), 500)):
-            cols = (actions.c.id, actions.c.event_id, actions.c.rule_id, actions.c.seq, actions.c.kind)
-            more = (actions.c.status, actions.c.last_error, actions.c.note, actions.c.outcome)
-            times = (actions.c.created_at, actions.c.updated_at)
-            for action in await conn.execute(sa.select(*cols, *more, *times).where(actions.c.event_id.in_(chunk))):
-                rows[action.event_id].append(dict(action._mapping))
-            judged = sa.select(rule_outcomes.c.event_id).where(
-                rule_outcomes.c.event_id.in_(chunk), rule_outcomes.c.decision == "matched"
-            )
-            matched.update(r.event_id for r in await conn.execute(judged))
-            marked = sa.select(payments_handled).where(payments_handled.c.event_id.in_(chunk))
-            for one in await conn.execute(marked):
-                handled[one.event_id] = Handled(one.handled_by, one.handled_at, one.reason)
-    # In event order, as runs apply them: a refund delivered before its purchase still refunds it.
-    refunds = [(row.occurred_at or row.received_at, paid) for row, paid in found if paid.kind == "refund"]
+        refunds = index_refunds((_event_time(row), paid) for row, paid in found if paid.kind == "refund")
+        listed = await _judged(
+            conn, [(row, paid) for row, paid in found if paid.kind == "payment"], refunds, now=now, deadline=deadline
+        )
+    return [
+        item
+        for item in listed
+        if (status is None or item.status == status) and (product is None or item.payment.product == product)
+    ]
+
+
+async def judge_payments(
+    engine: AsyncEngine,
+    sources: Mapping[str, SourceConfig],
+    event_ids: Iterable[str],
+    *,
+    now: datetime,
+    deadline: timedelta,
+) -> dict[str, Listed]:
+    """These payments, by event id, judged as the listing judges them however old they are: each with every refund
+    whose event time is not before its own, wherever the refund falls in the order of arrival."""
+    paying = _paying(sources, None)
+    ids = list(event_ids)
+    if not paying or not ids:
+        return {}
+    query = _columns().where(events.c.id.in_(ids), events.c.source.in_(list(paying)), events.c.purged_at.is_(None))
+    async with engine.connect() as conn:
+        found = []
+        for row in await conn.execute(query):
+            paid = payment_in(paying[row.source], row.type, row.payload or {})
+            if paid is not None and paid.kind == "payment":
+                found.append((row, paid))
+        if not found:
+            return {}
+        # A refund is received after it happened, give or take the provider's clock: those received since a day
+        # before the earliest payment's event time are every refund that can count for it.
+        bound = min(_event_time(row) for row, _ in found) - REFUND_CLOCK_SKEW
+        candidates = _columns().where(
+            events.c.source.in_(list(paying)), events.c.purged_at.is_(None), events.c.received_at >= bound
+        )
+        refunds = []
+        async for row in await conn.stream(candidates):
+            paid = payment_in(paying[row.source], row.type, row.payload or {})
+            if paid is not None and paid.kind == "refund":
+                refunds.append((_event_time(row), paid))
+        listed = await _judged(conn, found, index_refunds(refunds), now=now, deadline=deadline)
+    return {item.event_id: item for item in listed}
+
+
+async def _judged(
+    conn: AsyncConnection,
+    found: list[tuple[Any, Payment]],
+    refunds: Refunds,
+    *,
+    now: datetime,
+    deadline: timedelta,
+) -> list[Listed]:
+    """The status of each payment (in its order) from its actions, rule outcomes, handled mark and the refunds."""
+    ids = [row.id for row, _ in found]
+    rows: dict[str, list[dict[str, Any]]] = {i: [] for i in ids}
+    matched: set[str] = set()
+    handled: dict[str, Handled] = {}
+    for chunk in (ids[i : i + 500] for i in range(0, len(ids), 500)):
+        cols = (actions.c.id, actions.c.event_id, actions.c.rule_id, actions.c.seq, actions.c.kind)
+        more = (actions.c.status, actions.c.last_error, actions.c.note, actions.c.outcome)
+        times = (actions.c.created_at, actions.c.updated_at)
+        for action in await conn.execute(sa.select(*cols, *more, *times).where(actions.c.event_id.in_(chunk))):
+            rows[action.event_id].append(dict(action._mapping))
+        judged = sa.select(rule_outcomes.c.event_id).where(
+            rule_outcomes.c.event_id.in_(chunk), rule_outcomes.c.decision == "matched"
+        )
+        matched.update(r.event_id for r in await conn.execute(judged))
+        marked = sa.select(payments_handled).where(payments_handled.c.event_id.in_(chunk))
+        for one in await conn.execute(marked):
+            handled[one.event_id] = Handled(one.handled_by, one.handled_at, one.reason)
     listed = []
     for row, paid in found:
-        if paid.kind == "refund":
-            continue
-        if _refunded(paid, refunds, row.occurred_at or row.received_at):
+        if _refunded(paid, refunds, _event_time(row)):
             judged_as: tuple[Status, str | None, float | None] = (PaymentStatus.REFUNDED, None, None)
         else:
             planned = row.planned_at is not None
@@ -232,8 +330,4 @@ async def list_payments(
         listed.append(
             Listed(row.id, row.received_at, row.source, paid, *judged_as, mode=row.mode, handled=mark, refused=refused)
         )
-    return [
-        item
-        for item in listed
-        if (status is None or item.status == status) and (product is None or item.payment.product == product)
-    ]
+    return listed

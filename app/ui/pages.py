@@ -3,7 +3,7 @@ serve an unserved payment (replay its event, mark it handled)."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -13,7 +13,7 @@ from app.deps import StateDep
 from app.operator import service
 from app.operator.story import contact_story
 from app.payments.handled import mark_handled
-from app.payments.service import list_payments, list_refunds
+from app.payments.service import judge_payments, list_payments, list_refunds
 from app.store.models import utcnow
 from app.ui import sales
 from app.ui.router import Checked, Operator, inside, page
@@ -50,11 +50,9 @@ async def contact_page(email: str, request: Request, state: StateDep, operator: 
     paid = [e for e in story["events"] if e["payment"] and e["payment"]["kind"] == "payment"]
     statuses = {}
     if paid:
-        since = min(datetime.fromisoformat(e["received_at"]) for e in paid)
-        ids = {e["id"] for e in paid}
+        ids = [e["id"] for e in paid]
         deadline = _deadline(state)
-        listed = await list_payments(state.engine, state.rules.sources, now=utcnow(), deadline=deadline, since=since)
-        statuses = {item.event_id: item for item in listed if item.event_id in ids}
+        statuses = await judge_payments(state.engine, state.rules.sources, ids, now=utcnow(), deadline=deadline)
     return await page(request, "contact.html", operator, story=story, statuses=statuses)
 
 

@@ -4,6 +4,7 @@ about nor counted as unserved; a served or refunded payment cannot be."""
 from __future__ import annotations
 
 import json
+import time
 from datetime import timedelta
 
 import httpx
@@ -16,7 +17,7 @@ from app.store.db import create_engine
 from app.store.models import payments_handled, utcnow
 from tests.clitools import run_cli
 from tests.conftest import SIM_KEY, operator, planned, running, wait_for
-from tests.factories import SHOP_RULES, checkout_for, stripe_headers, write_rules
+from tests.factories import SHOP_RULES, checkout_for, stripe_headers, stripe_refund, write_rules
 from tests.servers import alert_receiver
 
 
@@ -103,3 +104,22 @@ async def test_an_unserved_payment_marked_handled_stops_counting(make_settings, 
     finally:
         await engine.dispose()
     assert marks == {unmapped: "enrolled by hand in Systeme.io", other: "(forgotten)"}
+
+
+async def test_a_refund_delivered_before_its_purchase_cannot_be_marked_handled(make_settings, database_url, tmp_path):
+    settings = make_settings(database_url=database_url)
+    write_rules(tmp_path, SHOP_RULES)  # after the settings, which write the default rules there
+    with running(settings) as url:
+        # The refund arrives first; the purchase (an unmapped product, so unserved were it not refunded) happened
+        # two minutes before it: by event time it is refunded.
+        await _post(url, stripe_refund("dee@yopmail.com"))
+        purchase = checkout_for("dee@yopmail.com", "ebook")
+        purchase["created"] = int(time.time()) - 120
+        bought = await _post(url, purchase)
+        async with operator(url) as http:
+            listed = (await http.get("/v1/payments")).json()["items"]
+            marked = await http.post(f"/v1/payments/{bought}/handled", json={"reason": "given by hand"})
+            contact = (await http.get("/ui/contacts/dee%40yopmail.com")).text
+    assert [(p["event_id"], p["status"]) for p in listed] == [(bought, "refunded")]
+    assert marked.status_code == 409 and "is refunded" in marked.json()["error"]
+    assert '<span class="badge refunded">refunded</span>' in contact

@@ -9,7 +9,8 @@ from datetime import timedelta
 
 import httpx
 
-from app.payments.service import judge
+from app.payments.recognize import Payment
+from app.payments.service import _refunded, index_refunds, judge
 from app.store.models import utcnow
 from tests.clitools import run_cli
 from tests.conftest import SIM_KEY, operator, planned, running, wait_for
@@ -110,3 +111,33 @@ def test_a_replayed_step_that_succeeded_serves_the_payment():
     again = _row("succeeded", created_at=received + timedelta(seconds=5), updated_at=received + timedelta(seconds=6))
     status, reason, took = judge(received, True, True, [first, again], now=utcnow(), deadline=timedelta(minutes=10))
     assert (status, reason) == ("served", None) and took is not None and 5.9 < took < 6.1
+
+
+def test_refunds_indexed_by_order_and_buyer_match_as_before():
+    t0 = utcnow()
+    refunds = [
+        (t0, Payment("refund", "ada@yopmail.com", None, None, None, "minor", "pi_1")),
+        (t0, Payment("refund", "bob@yopmail.com", None, None, "ebook", "minor", None)),
+        (t0 - timedelta(hours=1), Payment("refund", "cy@yopmail.com", None, None, None, "minor", None)),
+        (t0, Payment("refund", "dee@yopmail.com", None, None, None, "minor", None)),
+    ]
+    index = index_refunds(refunds)
+    cases = [
+        # By order when both have one: the same order refunds it, another does not (even for the same buyer).
+        (Payment("payment", "ada@yopmail.com", "1", None, "x", "minor", "pi_1"), True),
+        (Payment("payment", "ada@yopmail.com", "1", None, "x", "minor", "pi_2"), False),
+        # A payment without an order matches a refund with one by buyer (the refund names no product).
+        (Payment("payment", "ada@yopmail.com", "1", None, "x", "minor", None), True),
+        # By buyer and product, a refund naming a product refunds only that product.
+        (Payment("payment", "bob@yopmail.com", "1", None, "ebook", "minor", "pi_9"), True),
+        (Payment("payment", "bob@yopmail.com", "1", None, "poster", "minor", None), False),
+        # A refund before the payment (event time) does not refund it; nor one of another buyer, nor no buyer.
+        (Payment("payment", "cy@yopmail.com", "1", None, "x", "minor", None), False),
+        (Payment("payment", "eve@yopmail.com", "1", None, "x", "minor", None), False),
+        (Payment("payment", None, "1", None, "x", "minor", None), False),
+        (Payment("payment", "dee@yopmail.com", "1", None, None, "minor", "pi_3"), True),
+    ]
+    assert [_refunded(paid, index, t0 - timedelta(minutes=1)) for paid, _ in cases] == [want for _, want in cases]
+    # At the refund's own time it still counts (a refund at the payment's second refunds it); after it, not.
+    first = cases[0][0]
+    assert (_refunded(first, index, t0), _refunded(first, index, t0 + timedelta(seconds=1))) == (True, False)
