@@ -176,7 +176,10 @@ async def sync_account(
     report.templated = sorted(wanted.templated)
     courses = sorted({await course_id(api, ref) for ref in wanted.courses})
     communities = sorted({await community_id(api, ref) for ref in wanted.communities})
-    existing = {email: Known.from_json(*entry) for email, entry in (await load_entries(engine, account)).items()}
+    loaded = await load_entries(engine, account)
+    existing = {email: Known.from_json(cid, facts, learned) for email, (cid, facts, learned, _) in loaded.items()}
+    # Each entry's version as read: the final write leaves alone what a run wrote while the account was read.
+    versions = {email: entry[3] for email, entry in loaded.items()}
 
     sync = _Sync(api, existing, now, (courses, communities))
     after = datetime.fromisoformat(cursor["registered"]) if cursor.get("registered") else None
@@ -219,8 +222,11 @@ async def sync_account(
         requests=len(api.calls),
     )
     async with engine.begin() as conn:
-        rows = [(email, entries[email].contact_id, entries[email].to_json(), now) for email in sorted(touched)]
-        await write_entries(conn, account, rows, gone=gone)
+        rows = [
+            (email, entries[email].contact_id, entries[email].to_json(), now, versions.get(email, 0))
+            for email in sorted(touched)
+        ]
+        await write_entries(conn, account, rows, gone=[(email, versions[email]) for email in gone])
         await save_sync(conn, record)
     report.contacts_read, report.contacts_gone = len(sync.read), len(gone)
     report.contacts_known = len(entries)

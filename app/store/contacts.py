@@ -48,12 +48,19 @@ async def write_contact(conn: AsyncConnection, entry: ContactWrite) -> None:
         "contact_id": entry.contact_id,
         "facts": entry.facts,
         "learned_at": entry.learned_at,
+        "version": 1,
     }
     insert = dialect.insert(contacts).values(values)
     await conn.execute(
         insert.on_conflict_do_update(
             index_elements=["account", "email"],
-            set_={"contact_id": entry.contact_id, "facts": entry.facts, "learned_at": entry.learned_at},
+            set_={
+                "contact_id": entry.contact_id,
+                "facts": entry.facts,
+                "learned_at": entry.learned_at,
+                # A sync reading the account meanwhile sees the entry changed and leaves it as written here.
+                "version": contacts.c.version + 1,
+            },
         )
     )
 

@@ -71,15 +71,15 @@ async def count_miss(engine: AsyncEngine, account: str) -> None:
         )
 
 
-async def load_entries(engine: AsyncEngine, account: str) -> dict[str, tuple[int, dict[str, Any], datetime]]:
-    """Every mirror entry of the account, by email."""
+async def load_entries(engine: AsyncEngine, account: str) -> dict[str, tuple[int, dict[str, Any], datetime, int]]:
+    """Every mirror entry of the account, by email: (contact id, facts, learned at, version)."""
     async with engine.connect() as conn:
         rows = await conn.execute(
-            sa.select(contacts.c.email, contacts.c.contact_id, contacts.c.facts, contacts.c.learned_at).where(
-                contacts.c.account == account
-            )
+            sa.select(
+                contacts.c.email, contacts.c.contact_id, contacts.c.facts, contacts.c.learned_at, contacts.c.version
+            ).where(contacts.c.account == account)
         )
-        return {row.email: (int(row.contact_id), dict(row.facts), row.learned_at) for row in rows}
+        return {row.email: (int(row.contact_id), dict(row.facts), row.learned_at, int(row.version)) for row in rows}
 
 
 async def known_count(engine: AsyncEngine, account: str) -> int:
@@ -91,14 +91,16 @@ async def known_count(engine: AsyncEngine, account: str) -> int:
 async def write_entries(
     conn: AsyncConnection,
     account: str,
-    entries: Iterable[tuple[str, int, dict[str, Any], datetime]],
+    entries: Iterable[tuple[str, int, dict[str, Any], datetime, int]],
     *,
-    gone: Iterable[str] = (),
+    gone: Iterable[tuple[str, int]] = (),
 ) -> None:
-    """Upsert (email, contact id, facts, learned at) in one statement; delete the emails of `gone`."""
+    """Upsert (email, contact id, facts, learned at, version read) in one statement; delete the (email, version
+    read) of `gone`. An entry whose version is no longer the one read (0: none was) is left alone: a run wrote it
+    since, and what it wrote is newer than what was read before."""
     rows = [
-        {"account": account, "email": email, "contact_id": cid, "facts": facts, "learned_at": learned}
-        for email, cid, facts, learned in entries
+        {"account": account, "email": email, "contact_id": cid, "facts": facts, "learned_at": learned, "version": v + 1}
+        for email, cid, facts, learned, v in entries
     ]
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     for start in range(0, len(rows), 500):
@@ -110,12 +112,17 @@ async def write_entries(
                     "contact_id": insert.excluded.contact_id,
                     "facts": insert.excluded.facts,
                     "learned_at": insert.excluded.learned_at,
+                    "version": insert.excluded.version,
                 },
+                where=contacts.c.version == insert.excluded.version - 1,
             ),
             rows[start : start + 500],
         )
     doomed = list(gone)
     for start in range(0, len(doomed), 500):
         await conn.execute(
-            contacts.delete().where(contacts.c.account == account, contacts.c.email.in_(doomed[start : start + 500]))
+            contacts.delete().where(
+                contacts.c.account == account,
+                sa.tuple_(contacts.c.email, contacts.c.version).in_(doomed[start : start + 500]),
+            )
         )

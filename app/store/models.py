@@ -160,6 +160,8 @@ contacts = sa.Table(
     sa.Column("contact_id", sa.BigInteger, nullable=False),
     sa.Column("facts", JSON, nullable=False),
     sa.Column("learned_at", UTCDateTime(), nullable=False),
+    # Counts the entry's writes: a sync writes back only the entries still at the version it read (app/mirror/).
+    sa.Column("version", sa.Integer, nullable=False, server_default="0"),
 )
 
 # The complete mirror (app/mirror/): when each account's contacts were last read whole or in part by a sync, under
