@@ -267,6 +267,8 @@ class Simulator:
                         # A slow server: the request has arrived whole and is acted on even if the client leaves.
                         await request.body()
                         await asyncio.sleep(fault.delay)
+                        while fault.release is not None and not fault.release.is_set():
+                            await asyncio.sleep(0.02)
                     response = await self._answer(handler, request)
                     await self.callbacks.observe(request, response, acc)
                 limit = acc.rate_limit or 1_000_000

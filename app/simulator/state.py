@@ -7,6 +7,7 @@ misreads the API fails against it.
 from __future__ import annotations
 
 import re
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -85,6 +86,8 @@ class Fault:
     method: str | None = None
     delay: float = 0.0
     detail: str = "fault injected"
+    # Held, on top of `delay`, until a test sets it: a request kept in flight for exactly as long as a test needs.
+    release: threading.Event | None = None
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import pytest
 
@@ -18,7 +19,6 @@ from tests.flows import plan_and_store, run
 
 RULES_FILE = parse_rules(RULES, path="r", env=rules_environment()).file
 LISTING = "/api/community/memberships"
-HELD = 5.0  # seconds the sync's membership listing is held: the purchase's run lands meanwhile
 
 
 @pytest.fixture(autouse=True)
@@ -37,12 +37,15 @@ async def test_a_run_writing_during_a_full_sync_keeps_its_write_and_the_refund_r
     lead = sim.account.create_contact({"email": "lead@yopmail.com"})
     await sync_accounts(engine, complete, RULES_FILE, ["default"])
     # The next full read: its course listing is answered before the purchase, its community listing is held.
-    sim.account.faults.append(Fault(0, 1, LISTING, "GET", HELD))
+    # (held until the purchase's run has written the mirror, however slow the machine)
+    release = threading.Event()
+    sim.account.faults.append(Fault(0, 1, LISTING, "GET", release=release))
     syncing = asyncio.create_task(sync_accounts(engine, complete, RULES_FILE, ["default"], full=True))
     await wait_for(lambda: any(c["path"] == LISTING for c in sim.account.calls))
     bought = await plan_and_store(engine, stripe_checkout("lead@yopmail.com"), event_type="checkout.session.completed")
     assert set((await run(engine, complete, bought[0])).statuses.values()) == {"succeeded"}
     assert not syncing.done()  # the run's write landed between the sync's start and its final write
+    release.set()
     await syncing
     entry = await load_contact(engine, "default", "lead@yopmail.com")
     assert entry is not None and entry[1]["courses"].get("101") not in (False, None), entry
