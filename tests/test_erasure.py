@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import sqlalchemy as sa
 
+from app.accounts.registry import AccountClients
 from app.simulator.state import Fault
+from app.store.actions import claim_run, release
 from app.store.db import create_engine
 from app.store.erasures import OPERATOR_SOURCE
 from app.store.models import actions, api_calls, contacts, events, rule_outcomes, utcnow
@@ -14,7 +17,7 @@ from app.store.retention import purge
 from tests.clitools import run_cli
 from tests.conftest import SIM_KEY, post_stripe, running
 from tests.factories import stripe_checkout
-from tests.flows import settled
+from tests.flows import plan_and_store, row, run, settled
 
 
 def _env(database_url: str, sim_url: str, rules: str) -> dict[str, str]:
@@ -122,3 +125,51 @@ async def test_when_systeme_io_does_not_erase_nothing_is_forgotten(make_settings
     unknown = run_cli("forget", "kept@yopmail.com", "--in-systeme", "--account", "shop", cwd=tmp_path, **env)
     assert unknown.returncode != 0 and "account 'shop' is not configured" in unknown.stderr
     assert len((await _rows_about(sqlite_url))["actions"]) == 1
+
+
+async def test_the_erasure_waits_for_the_persons_running_steps_and_cancels_their_waiting_ones(
+    make_settings, database_url, sim, tmp_path
+):
+    settings = make_settings(database_url=database_url)
+    engine = create_engine(database_url)
+    try:
+        steps = await plan_and_store(
+            engine, stripe_checkout("racing@yopmail.com"), event_type="checkout.session.completed"
+        )
+        # A worker holds the person's run: it could create the contact again after the erasure.
+        now = utcnow()
+        taken = await claim_run(
+            engine,
+            steps[0],
+            token="a-worker",
+            now=now,
+            lease=timedelta(minutes=5),
+            ordering_wait=timedelta(0),
+            max_attempts=3,
+        )
+        assert [a.id for a in taken] == steps
+        env = _env(database_url, sim.url, settings.rules_file) | {"ACTION_LEASE_SECONDS": "1"}
+        busy = run_cli("forget", "racing@yopmail.com", "--in-systeme", cwd=tmp_path, **env)
+        assert busy.returncode == 2 and busy.stdout == ""
+        assert "still running" in busy.stderr and "run the command again" in busy.stderr
+        # Nothing erased, nothing forgotten: the run still holds its steps, which still name the person.
+        assert (await _rows_about(database_url))["actions"] == []
+        assert {((r := await row(engine, step)).status, r.contact_email) for step in steps} == {
+            ("running", "racing@yopmail.com")
+        }
+
+        # The worker gives the run back unfinished: its steps wait again, and the erasure cancels them first.
+        await release(engine, "a-worker", now=utcnow(), next_attempt_at=None)
+        done = run_cli("forget", "racing@yopmail.com", "--in-systeme", cwd=tmp_path, **env)
+        assert done.returncode == 0, done.stderr
+        assert {(await row(engine, step)).status for step in steps} == {"cancelled"}
+        clients = AccountClients(settings, None)
+        try:
+            for step in steps:
+                assert (await run(engine, clients, step)).status == "not_claimed"
+        finally:
+            await clients.aclose()
+        assert sim.contact("racing@yopmail.com") is None
+        assert "racing" not in json.dumps(await _rows_about(database_url), default=str).lower()
+    finally:
+        await engine.dispose()

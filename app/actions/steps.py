@@ -15,7 +15,7 @@ from app.actions.context import StepContext
 from app.actions.mirror import contact_tags
 from app.actions.params import DeleteContactParams, FieldsParams, SubscriptionParams, TagParams
 from app.actions.resolve import tag_id, tag_name
-from app.systeme.client import MIN_LIMIT, problem
+from app.systeme.client import MIN_LIMIT, SystemeSession, problem
 from app.systeme.errors import PermanentApiError
 from app.systeme.values import screen
 
@@ -140,12 +140,29 @@ async def cancel_subscription(ctx: StepContext, params: SubscriptionParams) -> s
 NOTHING_TO_ERASE = "not found in Systeme.io: nothing to erase"
 
 
+async def _erasable(api: SystemeSession, email: str) -> dict[str, Any] | None:
+    """The contact whose address is `email` (whatever its case), read through every page of the search; None only
+    when the search answered nothing at all. Contacts that are all someone else's prove nothing: the filter was not
+    what we thought, and "nothing to erase" would leave the person's contact there."""
+    wanted, others = email.strip().lower(), 0
+    async for item in api.paginate("/api/contacts", {"email": email}):
+        if str(item.get("email", "")).strip().lower() == wanted:
+            return item
+        others += 1
+    if others:
+        raise PermanentApiError(
+            f"could not confirm that {email} has no contact in Systeme.io: the search by email answered {others} "
+            "other contacts and not theirs"
+        )
+    return None
+
+
 async def delete_contact(ctx: StepContext, params: DeleteContactParams) -> str:
     """Erase the contact in Systeme.io; a contact that is not there is erased already."""
     if ctx.handle is None:
         raise PermanentApiError("this action needs a contact, but its rule has none")
     # Found by its address every time, never from the mirror: what is erased must be the person's contact now.
-    found = await find_contact(ctx.api, ctx.handle.email)
+    found = await _erasable(ctx.api, ctx.handle.email)
     if found is None:
         ctx.handle.erased()
         return NOTHING_TO_ERASE

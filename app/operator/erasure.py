@@ -4,7 +4,8 @@ The order is the point. The erasure runs first, as a recorded `delete_contact` (
 email is still known; only once Systeme.io has no such contact (deleted now, or not there) is the person forgotten
 locally, the erasure's own rows with the rest: what remains of them names nobody. If Systeme.io could not be
 reached or refused, nothing is forgotten, so the command can simply be run again (it is idempotent: a contact
-already gone is done).
+already gone is done). Nothing of the person's may run behind the erasure: their waiting steps are cancelled as it
+is planned, and it is not sent while one of theirs runs (past a lease, the command fails: run it again).
 """
 
 from __future__ import annotations
@@ -22,13 +23,15 @@ from app.accounts.registry import AccountClients
 from app.actions.policy import RetryPolicy
 from app.actions.runner import run_actions
 from app.errors import AppError, BadRequest
-from app.store.erasures import erasure_state, give_up, keep_the_record, plan_erasure
+from app.store.erasures import PlannedErasure, erasure_state, give_up, keep_the_record, plan_erasure
 from app.store.models import utcnow
-from app.store.retention import forget
+from app.store.retention import forget, remains
 from app.store.statuses import ActionStatus
 
 # Another process (the service's sweep) may take the run first: how long to wait for its result.
 SETTLE_SECONDS = 60.0
+# Forgetting again after a webhook about the person came in meanwhile: a few times, not forever.
+FORGET_TRIES = 3
 
 
 class NotErased(AppError):
@@ -46,6 +49,37 @@ async def _settled(engine: AsyncEngine, action_id: str) -> Any:
     return state
 
 
+class StillRunning(AppError):
+    """One of the person's steps kept running: nothing was erased or forgotten, run the command again."""
+
+    status_code = 409
+
+
+async def _planned(
+    engine: AsyncEngine, clients: AccountClients, policy: RetryPolicy, *, email: str, account: str, by: str
+) -> PlannedErasure:
+    # A run holds its rows for a lease at a time: past one, it is either over or long enough to be worth a new try.
+    deadline = time.monotonic() + policy.lease.total_seconds()
+    while True:
+        erasure = await plan_erasure(
+            engine,
+            email=email,
+            account=account,
+            by=by,
+            now=utcnow(),
+            mode=clients.modes.get(account),
+            event_mode=clients.modes.get("default"),
+        )
+        if erasure is not None:
+            return erasure
+        if time.monotonic() >= deadline:
+            raise StillRunning(
+                f"a step of {email}'s is still running (account {account} or another): nothing was erased or "
+                "forgotten, run the command again once it is over"
+            )
+        await asyncio.sleep(0.2)
+
+
 async def forget_in_systeme(
     engine: AsyncEngine, clients: AccountClients, policy: RetryPolicy, *, email: str, account: str, by: str
 ) -> dict[str, Any]:
@@ -61,16 +95,8 @@ async def forget_in_systeme(
     if client.dry_run:
         raise BadRequest("no MATON_API_KEY or SYSTEME_API_KEY is set: nothing can be erased in Systeme.io")
     now = utcnow()
-    erasure = await plan_erasure(
-        engine,
-        email=email,
-        account=account,
-        by=by,
-        now=now,
-        mode=clients.modes.get(account),
-        event_mode=clients.modes.get("default"),
-    )
-    # The operator asked now: it does not wait behind the person's other steps (forget cancels those anyway).
+    erasure = await _planned(engine, clients, policy, email=email, account=account, by=by)
+    # The operator asked now: nothing of the person's waits ahead of it (their waiting steps were cancelled, none runs).
     now_policy = replace(policy, ordering_wait=timedelta(0), unjudged_wait=timedelta(0))
     await run_actions(engine=engine, client=clients, action_id=erasure.action_id, policy=now_policy)
     state = await _settled(engine, erasure.action_id)
@@ -83,6 +109,12 @@ async def forget_in_systeme(
             f"run the command again (action {erasure.action_id})"
         )
     forgotten = await forget(engine, email)
+    # A webhook about the person may have come in meanwhile: forget again until nothing stored names them.
+    for _ in range(FORGET_TRIES):
+        if not await remains(engine, email):
+            break
+        again = await forget(engine, email)
+        forgotten = {key: forgotten[key] + again[key] for key in forgotten}
     await keep_the_record(engine, erasure, by=by, account=account)
     return {
         "account": account,

@@ -115,6 +115,9 @@ class Account:
     payments: bool = True  # False: the subscriptions endpoints answer 404, as where payments are not set up
     subscriptions_limit: int = 50  # the subscriptions list refuses a larger `limit` with a 422
     pager: str = "honest"  # "ignore_cursor": lists answer the first page whatever `startingAfter` says
+    # "ignored": the contacts list answers every contact whatever `email` says (the reference does not say the filter
+    # is exact, so a client must not trust it to be).
+    email_filter: str = "exact"
     _next_id: int = 1000
 
     def next_id(self) -> int:

@@ -24,6 +24,7 @@ from app.store.statuses import ActionStatus
 OPERATOR_SOURCE = "_operator"
 ERASURE_TYPE = "forget"
 ERASURE_RULE = "forget --in-systeme"
+ERASED_NOTE = "cancelled: erased on request"
 
 
 @dataclass(frozen=True)
@@ -41,10 +42,23 @@ async def plan_erasure(
     now: datetime,
     mode: str | None,
     event_mode: str | None,
-) -> PlannedErasure:
-    """One pending `delete_contact` of `email` on `account`, approved by `by` as it is asked."""
+) -> PlannedErasure | None:
+    """One pending `delete_contact` of `email` on `account`, approved by `by` as it is asked; None (nothing planned)
+    while one of the person's actions runs.
+
+    The person's steps still waiting are cancelled first, in the same transaction: none can be claimed afterwards to
+    create the contact again behind the erasure, or write what forgetting them then clears."""
     event_id, action_id = new_id("evt"), new_id("act")
     async with engine.begin() as conn:
+        theirs = actions.c.contact_email == email
+        await conn.execute(
+            actions.update()
+            .where(theirs, actions.c.status.in_((ActionStatus.PENDING, ActionStatus.SCHEDULED)))
+            .values(status=ActionStatus.CANCELLED, note=ERASED_NOTE, next_attempt_at=None, updated_at=now)
+        )
+        # A run already under way may still create the contact or write its answers: the erasure waits for it.
+        if await conn.scalar(sa.select(actions.c.id).where(theirs, actions.c.status == ActionStatus.RUNNING).limit(1)):
+            return None
         await conn.execute(
             events.insert().values(
                 id=event_id,

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from app.store.actions import TERMINAL
 from app.store.contacts import forget_contacts
 from app.store.erasures import OPERATOR_SOURCE
-from app.store.models import actions, api_calls, events, payments_handled, rule_outcomes
+from app.store.models import actions, api_calls, contacts, events, payments_handled, rule_outcomes
 from app.store.statuses import ActionStatus
 
 _BATCH = 500
@@ -124,3 +124,12 @@ async def forget(engine: AsyncEngine, email: str) -> dict[str, int]:
             payments_handled.update().where(payments_handled.c.event_id.in_(ids)).values(reason="(forgotten)")
         )
     return {"events": len(ids), "actions": len(action_ids)}
+
+
+async def remains(engine: AsyncEngine, email: str) -> bool:
+    """True while something stored still names the person: an event about them, or their mirror entry."""
+    email = email.strip().lower()
+    async with engine.connect() as conn:
+        if await conn.scalar(sa.select(contacts.c.email).where(contacts.c.email == email).limit(1)):
+            return True
+        return bool(await events_about(conn, email))

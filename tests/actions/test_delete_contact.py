@@ -130,3 +130,26 @@ def test_delete_contact_in_the_rules_file():
     with pytest.raises(RulesError) as caught:
         parse_rules(no_contact, path="r", env={})
     assert any("delete_contact act on a contact" in p for p in caught.value.problems), caught.value.problems
+
+
+async def test_the_persons_contact_is_found_whatever_the_case_and_the_search_filter(engine, client, sim):
+    # A search that does not filter by email: the person's contact (in capitals) is not the first one answered.
+    sim.account.email_filter = "ignored"
+    other = sim.account.create_contact({"email": "someone.else@yopmail.com"})
+    theirs = sim.account.create_contact({"email": "Capital.Person@yopmail.com"})
+    (erase,) = await plan_and_store(
+        engine, {"email": "capital.person@yopmail.com"}, event_type="customer.updated", rules=ERASE_RULES
+    )
+    assert (await run(engine, client, erase)).statuses == {erase: "succeeded"}
+    assert (await row(engine, erase)).outcome == f"contact {theirs['id']} deleted in Systeme.io"
+    assert sim.contact("capital.person@yopmail.com") is None
+    assert sim.contact("someone.else@yopmail.com") == other
+
+    # Only other people answered: that is no proof the person has no contact, so the erasure fails.
+    (again,) = await plan_and_store(
+        engine, {"email": "capital.person@yopmail.com"}, event_type="customer.updated", rules=ERASE_RULES
+    )
+    assert (await run(engine, client, again)).statuses == {again: "failed"}
+    failed = await row(engine, again)
+    assert failed.last_error.startswith("could not confirm that capital.person@yopmail.com has no contact")
+    assert sim.contact("someone.else@yopmail.com") == other
