@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
+import httpx
+
 from tests.clitools import cli
-from tests.conftest import SIM_KEY
+from tests.conftest import SIM_KEY, running
 from tests.factories import write_rules
+from tests.shop_payloads import SHOPIFY_SECRET, shopify_headers, shopify_order
 
 
 def lines(out: str) -> dict[str, str]:
@@ -82,3 +87,37 @@ def test_doctor_walks_the_simulator_to_the_first_purchase(tmp_path, sim):
     assert steps["connect"].startswith("missing  connect: source systeme: no webhook posts to /hooks/systeme")
     # A database without tables yet: said, not raised.
     assert steps.get("events", steps.get("webhook", "")).startswith("missing")
+
+
+SHOP_RULES = f"""
+version: 1
+sources:
+  shop: {{ type: shopify, secret: "{SHOPIFY_SECRET}" }}
+rules:
+  - id: shop-purchase
+    on: shop/orders/paid
+    contact: {{ email: "{{{{ event.email }}}}" }}
+    actions:
+      - tag: Shop buyer
+"""
+
+
+async def test_doctor_counts_a_shopify_refund_its_type_does_not_name(tmp_path, sim, make_settings, database_url):
+    # Shopify says a full refund with `orders/updated` and `financial_status: refunded`: no "refund" in the type.
+    rules = tmp_path / "shop.yaml"  # not rules.yaml: make_settings writes its own there
+    rules.write_text(SHOP_RULES)
+    env = {"RULES_FILE": str(rules), "SYSTEME_API_KEY": SIM_KEY, "SYSTEME_API_URL": sim.url}
+    env["DATABASE_URL"] = database_url
+    order = shopify_order()
+    refunded = {**order, "financial_status": "refunded"}
+    with running(make_settings(database_url=database_url, rules_file=str(rules))) as url:
+        async with httpx.AsyncClient(base_url=url) as http:
+            for topic, body in (("orders/paid", order), ("orders/updated", refunded)):
+                raw = json.dumps(body).encode()
+                answer = await http.post("/hooks/shop", content=raw, headers=shopify_headers(raw, topic=topic))
+                assert answer.status_code == 202, answer.text
+                if topic == "orders/paid":
+                    before = lines(cli("doctor", cwd=tmp_path, **env).stdout)
+    after = lines(cli("doctor", cwd=tmp_path, **env).stdout)
+    assert before["refund"].startswith("missing  refund:"), before
+    assert after["refund"].startswith("ok") and "refund: 1 refund or cancellation" in after["refund"], after

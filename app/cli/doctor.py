@@ -144,7 +144,7 @@ async def _providers(report: Report, settings: Settings, loaded: LoadedRules, mo
 
     engine = create_engine(settings.database_url)
     try:
-        work = await mode_work(engine, mode or DRY_RUN)
+        work = await mode_work(engine, mode or DRY_RUN, loaded.file.sources)
     except Exception as exc:
         report.miss("events", f"the database could not be read: {_words(exc)} (run `systeme-flow db upgrade`?)")
         return

@@ -6,7 +6,7 @@ its status follows from the event's actions, so a retry or a replay that serves 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -127,50 +127,49 @@ def judge(
     return PaymentStatus.PENDING, None, None
 
 
-@dataclass(frozen=True)
-class Refunds:
-    """The refunds, indexed: the latest event time of a refund per order id, and per (buyer, product) for the
-    refunds without an order (which any payment may match by buyer) and for all of them (which a payment without
-    an order may match). A payment is then judged in a few lookups, not against every refund."""
-
-    by_order: dict[str, datetime]
-    by_buyer_unordered: dict[tuple[str, str | None], datetime]
-    by_buyer: dict[tuple[str, str | None], datetime]
-
-
-def _later(index: dict[Any, datetime], key: Any, at: datetime) -> None:
-    if key not in index or index[key] < at:
-        index[key] = at
-
-
-def index_refunds(refunds: Iterable[tuple[datetime, Payment]]) -> Refunds:
-    index = Refunds({}, {}, {})
-    for at, refund in refunds:
-        if refund.order:
-            _later(index.by_order, refund.order, at)
-        if refund.email:
-            key = (refund.email, refund.product)
-            _later(index.by_buyer, key, at)
-            if not refund.order:
-                _later(index.by_buyer_unordered, key, at)
-    return index
-
-
-def _since(index: Mapping[Any, datetime], key: Any, after: datetime) -> bool:
-    at = index.get(key)
-    return at is not None and at >= after
-
-
-def _refunded(payment: Payment, refunds: Refunds, after: datetime) -> bool:
-    """Whether a refund at or after `after` (event time) matches: by order when both have one, else by buyer and
-    product (a refund naming no product refunds any of the buyer's)."""
-    if payment.order and _since(refunds.by_order, payment.order, after):
-        return True
-    if not payment.email:
+def _same_amount(payment: Payment, refund: Payment) -> bool:
+    if refund.amount is None or refund.amount != payment.amount:
         return False
-    # A refund with an order id matches a payment with one only by that id.
-    buyers = refunds.by_buyer_unordered if payment.order else refunds.by_buyer
-    return any(_since(buyers, (payment.email, product), after) for product in (None, payment.product))
+    return refund.currency is None or (refund.currency or "").upper() == (payment.currency or "").upper()
+
+
+def refunded_payments(
+    payments: Sequence[tuple[datetime, Payment]], refunds: Iterable[tuple[datetime, Payment]]
+) -> set[int]:
+    """The positions (in `payments`) of the payments refunded: each refund is consumed by at most one payment.
+
+    By order id when both have one; else by buyer (and product when the refund names one): the latest payment of
+    that buyer at or before the refund in event time not already consumed, preferring an equal amount and currency.
+    Event time, not arrival, so a refund received before its payment still refunds it. A Stripe `charge.refunded`
+    names no product: matching it against every earlier payment of the buyer refunded them all."""
+    paid = [(at, p) for at, p in payments if p.kind == "payment"]
+    positions = [i for i, (_, p) in enumerate(payments) if p.kind == "payment"]
+    orders = {p.order for _, p in paid if p.order}
+    consumed: set[int] = set()
+    # Refunds linked by order first, so one matched by buyer never takes the payment an order names.
+    for at, refund in sorted(refunds, key=lambda r: (r[1].order not in orders, r[0])):
+        if refund.kind != "refund":
+            continue
+        if refund.order in orders:
+            candidates = [i for i, (t, p) in enumerate(paid) if p.order == refund.order and t <= at]
+        elif refund.email:
+            # A payment with an order id matches a refund with one only by that id.
+            candidates = [
+                i
+                for i, (t, p) in enumerate(paid)
+                if p.email == refund.email
+                and t <= at
+                and refund.product in (None, p.product)
+                and not (refund.order and p.order)
+            ]
+        else:
+            candidates = []
+        free = [i for i in candidates if i not in consumed]
+        if not free:
+            continue
+        chosen = max(free, key=lambda i: (_same_amount(paid[i][1], refund), paid[i][0]))
+        consumed.add(chosen)
+    return {positions[i] for i in consumed}
 
 
 def _paying(sources: Mapping[str, SourceConfig], source: str | None) -> dict[str, SourceConfig]:
@@ -211,6 +210,11 @@ async def list_refunds(
     return [(at, paid) for at, paid in found if paid is not None and paid.kind == "refund"]
 
 
+def _refunded_ids(bought: list[tuple[Any, Payment]], refunds: list[tuple[datetime, Payment]]) -> set[str]:
+    matched = refunded_payments([(_event_time(row), paid) for row, paid in bought], refunds)
+    return {bought[i][0].id for i in matched}
+
+
 def _event_time(row: Any) -> datetime:
     # In event order, as runs apply them: a refund delivered before its purchase still refunds it.
     return row.occurred_at or row.received_at  # type: ignore[no-any-return]
@@ -238,10 +242,10 @@ async def list_payments(
             paid = payment_in(paying[row.source], row.type, row.payload or {})
             if paid is not None:
                 found.append((row, paid))
-        refunds = index_refunds((_event_time(row), paid) for row, paid in found if paid.kind == "refund")
-        listed = await _judged(
-            conn, [(row, paid) for row, paid in found if paid.kind == "payment"], refunds, now=now, deadline=deadline
-        )
+        bought = [(row, paid) for row, paid in found if paid.kind == "payment"]
+        refunds = [(_event_time(row), paid) for row, paid in found if paid.kind == "refund"]
+        refunded = _refunded_ids(bought, refunds)
+        listed = await _judged(conn, bought, refunded, now=now, deadline=deadline)
     return [
         item
         for item in listed
@@ -279,18 +283,23 @@ async def judge_payments(
             events.c.source.in_(list(paying)), events.c.purged_at.is_(None), events.c.received_at >= bound
         )
         refunds = []
+        # The other payments of that time compete for the same refunds: each refund refunds one payment only.
+        others = {row.id: (row, paid) for row, paid in found}
         async for row in await conn.stream(candidates):
             paid = payment_in(paying[row.source], row.type, row.payload or {})
             if paid is not None and paid.kind == "refund":
                 refunds.append((_event_time(row), paid))
-        listed = await _judged(conn, found, index_refunds(refunds), now=now, deadline=deadline)
+            elif paid is not None and row.id not in others:
+                others[row.id] = (row, paid)
+        refunded = _refunded_ids(list(others.values()), refunds)
+        listed = await _judged(conn, found, refunded, now=now, deadline=deadline)
     return {item.event_id: item for item in listed}
 
 
 async def _judged(
     conn: AsyncConnection,
     found: list[tuple[Any, Payment]],
-    refunds: Refunds,
+    refunded: set[str],
     *,
     now: datetime,
     deadline: timedelta,
@@ -315,7 +324,7 @@ async def _judged(
             handled[one.event_id] = Handled(one.handled_by, one.handled_at, one.reason)
     listed = []
     for row, paid in found:
-        if _refunded(paid, refunds, _event_time(row)):
+        if row.id in refunded:
             judged_as: tuple[Status, str | None, float | None] = (PaymentStatus.REFUNDED, None, None)
         else:
             planned = row.planned_at is not None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -11,7 +12,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.accounts.modes import DRY_RUN, Modes, is_test
-from app.rules.schema import DEFAULT_ACCOUNT
+from app.payments.configured import payment_in, recognizes
+from app.rules.schema import DEFAULT_ACCOUNT, SourceConfig
 from app.store.models import account_modes, actions, api_calls, contacts, events, mirror_syncs, rule_outcomes
 
 WAITING = ("pending", "scheduled", "awaiting_approval", "running")
@@ -153,10 +155,10 @@ class ModeWork:
 
     sources: frozenset[str]  # sources with at least one event
     succeeded: int  # actions that succeeded
-    refunds: int  # events whose type says refund (or a refund's usual words)
+    refunds: int  # refunds by the payment classifier; for other sources, events whose type says refund or cancel
 
 
-async def mode_work(engine: AsyncEngine, mode: str) -> ModeWork:
+async def mode_work(engine: AsyncEngine, mode: str, configs: Mapping[str, SourceConfig]) -> ModeWork:
     async with engine.connect() as conn:
         sources = set(
             (await conn.execute(sa.select(events.c.source).where(events.c.mode == mode).distinct())).scalars()
@@ -164,10 +166,24 @@ async def mode_work(engine: AsyncEngine, mode: str) -> ModeWork:
         succeeded = await conn.scalar(
             sa.select(sa.func.count()).where(actions.c.mode == mode, actions.c.status == "succeeded")
         )
+        # A payment source's refund is what its classifier says (a Shopify `orders/updated` fully refunded, a
+        # WooCommerce `status: refunded`), which no type name tells; other sources' cancellations go by the name.
+        paying = {k: v for k, v in configs.items() if recognizes(v)}
         lowered = sa.func.lower(sa.func.coalesce(events.c.type, ""))
-        refunds = await conn.scalar(
+        named = await conn.scalar(
             sa.select(sa.func.count())
             .select_from(events)
-            .where(events.c.mode == mode, sa.or_(lowered.contains("refund"), lowered.contains("cancel")))
+            .where(
+                events.c.mode == mode,
+                events.c.source.not_in(list(paying)),
+                sa.or_(lowered.contains("refund"), lowered.contains("cancel")),
+            )
         )
-    return ModeWork(frozenset(sources), int(succeeded or 0), int(refunds or 0))
+        refunds = int(named or 0)
+        query = sa.select(events.c.source, events.c.type, events.c.payload).where(
+            events.c.mode == mode, events.c.source.in_(list(paying))
+        )
+        async for row in await conn.stream(query):
+            paid = payment_in(paying[row.source], row.type, row.payload or {})
+            refunds += paid is not None and paid.kind == "refund"
+    return ModeWork(frozenset(sources), int(succeeded or 0), refunds)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+import time
 from datetime import timedelta
 
 import httpx
 
 from app.payments.recognize import Payment
-from app.payments.service import _refunded, index_refunds, judge
+from app.payments.service import judge, refunded_payments
 from app.store.models import utcnow
 from tests.clitools import run_cli
 from tests.conftest import SIM_KEY, operator, planned, running, wait_for
@@ -121,7 +122,6 @@ def test_refunds_indexed_by_order_and_buyer_match_as_before():
         (t0 - timedelta(hours=1), Payment("refund", "cy@yopmail.com", None, None, None, "minor", None)),
         (t0, Payment("refund", "dee@yopmail.com", None, None, None, "minor", None)),
     ]
-    index = index_refunds(refunds)
     cases = [
         # By order when both have one: the same order refunds it, another does not (even for the same buyer).
         (Payment("payment", "ada@yopmail.com", "1", None, "x", "minor", "pi_1"), True),
@@ -137,7 +137,64 @@ def test_refunds_indexed_by_order_and_buyer_match_as_before():
         (Payment("payment", None, "1", None, "x", "minor", None), False),
         (Payment("payment", "dee@yopmail.com", "1", None, None, "minor", "pi_3"), True),
     ]
-    assert [_refunded(paid, index, t0 - timedelta(minutes=1)) for paid, _ in cases] == [want for _, want in cases]
+    alone = [refunded_payments([(t0 - timedelta(minutes=1), paid)], refunds) == {0} for paid, _ in cases]
+    assert alone == [want for _, want in cases]
     # At the refund's own time it still counts (a refund at the payment's second refunds it); after it, not.
     first = cases[0][0]
-    assert (_refunded(first, index, t0), _refunded(first, index, t0 + timedelta(seconds=1))) == (True, False)
+    at = [refunded_payments([(t0 + timedelta(seconds=s), first)], refunds) == {0} for s in (0, 1)]
+    assert at == [True, False]
+
+
+def test_one_refund_refunds_one_payment_the_latest_of_the_same_amount():
+    t0 = utcnow()
+    refund = Payment("refund", "ada@yopmail.com", "19900", None, None, "minor", None)
+    ebook = Payment("payment", "ada@yopmail.com", "900", "EUR", "ebook", "minor", None)
+    course = Payment("payment", "ada@yopmail.com", "19900", "EUR", "masterclass", "minor", None)
+    bought = [(t0 - timedelta(minutes=3), course), (t0 - timedelta(minutes=2), course), (t0 - timedelta(1), ebook)]
+    assert refunded_payments(bought, [(t0, refund)]) == {1}
+    # Two refunds refund two payments; a third payment after both is refunded by neither.
+    later = [*bought, (t0 + timedelta(minutes=1), course)]
+    assert refunded_payments(later, [(t0, refund), (t0, refund)]) == {0, 1}
+    # A refund received first (its event time after the payment's) still refunds it: the order of arrival is moot.
+    assert refunded_payments([(t0, course)], [(t0 + timedelta(seconds=5), refund)]) == {0}
+
+
+EBOOK_AND_MASTERCLASS_RULES = (
+    RULES
+    + """
+  - id: ebook-purchase
+    on: stripe/checkout.session.completed
+    if: event.data.object.metadata.product == "ebook"
+    contact: { email: "{{ event.data.object.customer_details.email }}" }
+    actions:
+      - tag: Ebook buyer
+"""
+)
+
+
+async def test_one_stripe_refund_refunds_only_the_latest_payment_of_its_amount(make_settings, database_url, tmp_path):
+    # charge.refunded names no product nor order: it used to refund every earlier payment of the buyer.
+    settings = make_settings(database_url=database_url)
+    rules = write_rules(tmp_path, EBOOK_AND_MASTERCLASS_RULES)
+    now = int(time.time())
+    ebook = stripe_checkout("ada@yopmail.com", created=now - 30)
+    ebook["data"]["object"].update(metadata={"product": "ebook"}, amount_total=900)
+    refund = stripe_refund("ada@yopmail.com")
+    refund["created"] = now
+    with running(settings) as url:
+        ids = [await _post(url, ebook)]
+        for ago in (20, 10):
+            ids.append(await _post(url, stripe_checkout("ada@yopmail.com", created=now - ago)))
+        for event_id in ids:
+            await wait_for(lambda one=event_id: _settled(url, one))
+        await _post(url, refund)
+    env = {"DATABASE_URL": database_url, "RULES_FILE": str(rules), "SYSTEME_API_KEY": SIM_KEY}
+    sheet = run_cli("payments", "--csv", cwd=tmp_path, **env)
+    assert sheet.returncode == 0, sheet.stderr
+    status = {r["event_id"]: r["status"] for r in csv.DictReader(io.StringIO(sheet.stdout))}
+    assert status == {ids[0]: "served", ids[1]: "served", ids[2]: "refunded"}
+
+
+async def _settled(url: str, event_id: str) -> bool:
+    actions = (await planned(url, event_id))["actions"]
+    return bool(actions) and all(a["status"] == "succeeded" for a in actions)
