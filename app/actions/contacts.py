@@ -18,6 +18,16 @@ class Contradiction(Exception):
     """An answer contradicts what the mirror or a name cache said: forget it and run the step from fresh reads."""
 
 
+NO_CONTACT = "no contact in Systeme.io: nothing to remove"
+
+
+class NoContact(Exception):
+    """A step that only takes something away found no contact: it is done, and no contact was created for it."""
+
+    def __init__(self) -> None:
+        super().__init__(NO_CONTACT)
+
+
 def _changes(current: dict[str, str], wanted: dict[str, str], update: str) -> dict[str, str]:
     if update == "never":
         return {}
@@ -113,12 +123,19 @@ class ContactHandle:
         self._applied.clear()
 
     async def resolve(
-        self, api: SystemeSession, spec: dict[str, Any], *, facts: bool = False, careful: bool = False
+        self,
+        api: SystemeSession,
+        spec: dict[str, Any],
+        *,
+        facts: bool = False,
+        careful: bool = False,
+        create: bool = True,
     ) -> Known:
         """The contact for `spec` ({email, fields, update, locale}), created or updated as the rule says.
 
         `facts`: the step needs the contact's tags or fields as they are now (a stale entry is read again);
-        `careful`: not even a fresh entry will do, unless this run read the contact itself.
+        `careful`: not even a fresh entry will do, unless this run read the contact itself;
+        `create=False`: a step that only takes something away, which raises NoContact rather than create one.
         """
         wanted: dict[str, str] = spec.get("fields") or {}
         update = spec.get("update", "fill")
@@ -128,7 +145,7 @@ class ContactHandle:
             raise self._refused
         if self.known is None or (current and not self.fresh()) or (facts and careful and not self.read):
             try:
-                await self._read(api, spec, careful=careful)
+                await self._read(api, spec, careful=careful, create=create)
             except PermanentApiError as exc:
                 self._refused = exc
                 raise
@@ -139,13 +156,21 @@ class ContactHandle:
             self._applied.add(key)
         return self.known
 
-    async def _read(self, api: SystemeSession, spec: dict[str, Any], *, careful: bool = False) -> None:
+    async def _read(
+        self, api: SystemeSession, spec: dict[str, Any], *, careful: bool = False, create: bool = True
+    ) -> None:
         previous = self.known or self._previous
         # A complete mirror that does not know the email: the account has no such contact, or one made behind its
         # back, which the create's "already used" tells (a miss: one find, then on as usual).
         ahead = self.complete and self.known is None
         contact = None if ahead else await find_contact(api, self.email)
         now = utcnow()
+        if contact is None and not create:
+            # Nothing to take away from a contact that is not there (erased by `forget --in-systeme`, or never
+            # made): creating one would bring back the person. A stale entry of it goes.
+            if previous is not None:
+                self.erased()
+            raise NoContact
         if contact is None:
             made = await self._create(api, spec, miss=ahead and not careful)
             # A miss is a contact that was there: read as found (it may have access), the rule's fields still to apply.

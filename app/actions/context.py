@@ -26,12 +26,14 @@ class StepContext:
     refreshed: bool = False
     # How long after a join a membership that is not listed yet is looked for again (RetryPolicy.listing_wait).
     listing_wait: float = 60.0
+    # False for a step that only takes something away: it never creates the contact (NoContact when there is none).
+    create: bool = True
 
     async def contact(self, *, facts: bool = False) -> Known:
         """The run's contact, resolved once; `facts`: its tags and fields must be current."""
         if self.handle is None or self.spec is None:
             raise PermanentApiError("this action needs a contact, but its rule has none")
-        return await self.handle.resolve(self.api, self.spec, facts=facts, careful=self.careful)
+        return await self.handle.resolve(self.api, self.spec, facts=facts, careful=self.careful, create=self.create)
 
     def trusted(self) -> bool:
         """Whether the mirror's facts about the contact may decide, without a read."""

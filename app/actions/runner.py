@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.accounts.modes import Modes
-from app.actions.contacts import ContactHandle, Contradiction
+from app.actions.contacts import ContactHandle, Contradiction, NoContact
 from app.actions.context import StepContext
 from app.actions.giveback import STEP_QUOTA_WAIT, before_claim, come_back_at
 from app.actions.local import LOCAL_STEPS
@@ -25,7 +25,7 @@ from app.actions.mirror import Known
 from app.actions.params import ActionParams, BadParams, parse_params
 from app.actions.policy import RetryPolicy, RunResult
 from app.actions.resolve import forget_names, same_target
-from app.actions.steps import STEPS, unmet_condition
+from app.actions.steps import REVOKING, STEPS, unmet_condition
 from app.store.actions import ClaimedAction, claim_run, finish, next_for_contact, release, renew
 from app.store.contacts import ContactWrite, load_contact
 from app.store.convergence import LaterStep, awaits_judgement, later_steps
@@ -217,7 +217,8 @@ class _Run:
         if self.client.dry_run and action.kind not in LOCAL_STEPS:
             return _Step(ActionStatus.SKIPPED, DRY_RUN)
         wait = self.policy.listing_wait.total_seconds()
-        ctx = StepContext(api, self.handle, action.contact, careful=action.attempt > 1, listing_wait=wait)
+        careful, create = action.attempt > 1, action.kind not in REVOKING
+        ctx = StepContext(api, self.handle, action.contact, careful=careful, listing_wait=wait, create=create)
         try:
             for second_try in (False, True):
                 try:
@@ -267,11 +268,14 @@ class _Run:
         if overturned:
             log.info("action skipped: %s", overturned, extra=context)
             return _Step(ActionStatus.SKIPPED, overturned)
-        unmet = await unmet_condition(ctx, action.kind)
-        if unmet:
-            log.info("action skipped: %s", unmet, extra=context)
-            return _Step(ActionStatus.SKIPPED, unmet)
-        done = await STEPS[action.kind](ctx, params)
+        try:
+            unmet = await unmet_condition(ctx, action.kind)
+            if unmet:
+                log.info("action skipped: %s", unmet, extra=context)
+                return _Step(ActionStatus.SKIPPED, unmet)
+            done = await STEPS[action.kind](ctx, params)
+        except NoContact as exc:
+            done = str(exc)
         log.info("action succeeded: %s", done, extra=context)
         return _Step(ActionStatus.SUCCEEDED, done)
 

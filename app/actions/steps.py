@@ -186,6 +186,8 @@ STEPS: dict[str, Step] = {
 }
 # Steps that must not create the contact to judge a tag condition: erasing a contact that is not there is done.
 ERASING = frozenset({"delete_contact"})
+# Steps that only take something away: for a contact that is not there they are done, and never create it.
+REVOKING = frozenset({"untag", "unenroll", "remove_from_community", "cancel_subscription", *ERASING})
 
 
 async def unmet_condition(ctx: StepContext, kind: str) -> str | None:

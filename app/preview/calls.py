@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from app.actions.steps import REVOKING
 from app.rules.engine import PlannedAction
 from app.rules.schema import LOCAL_KINDS
 
@@ -114,5 +115,11 @@ def describe(action: PlannedAction) -> list[PlannedCall]:
             PlannedCall("GET", f"/api/contacts?email={email}", change=False, note="find the contact"),
             PlannedCall("DELETE", "/api/contacts/{contact}", note="if found; never creates it"),
         ]
+    if action.kind in REVOKING and action.contact:
+        # Taking something away never creates the contact: with none found, the step is done.
+        email = action.contact["email"]
+        note = "find the contact; never creates it"
+        find = PlannedCall("GET", f"/api/contacts?email={email}", change=False, note=note)
+        return [find, *_step_calls(action.kind, action.params)]
     calls = _contact_calls(action.contact) if action.contact else []
     return calls + _step_calls(action.kind, action.params)

@@ -9,10 +9,10 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.actions.contacts import ContactHandle
+from app.actions.contacts import ContactHandle, NoContact
 from app.actions.context import StepContext
 from app.actions.params import BadParams, parse_params
-from app.actions.steps import ERASING, STEPS, tag_condition, unmet_condition
+from app.actions.steps import ERASING, REVOKING, STEPS, tag_condition, unmet_condition
 from app.errors import NotFound
 from app.preview.calls import describe
 from app.preview.readonly import ReadOnlySession
@@ -32,7 +32,7 @@ async def _live_action(client: SystemeClient, action: PlannedAction) -> dict[str
     session = ReadOnlySession(client)
     # No mirror: a preview reads everything it would check, as a careful run does.
     handle = ContactHandle(action.contact["email"], None, window=timedelta(0)) if action.contact else None
-    ctx = StepContext(session, handle, action.contact, careful=True)
+    ctx = StepContext(session, handle, action.contact, careful=True, create=action.kind not in REVOKING)
     try:
         if action.contact is None or action.kind in ERASING:
             # Erasing neither creates nor updates the contact: only its own lookup is made.
@@ -40,6 +40,8 @@ async def _live_action(client: SystemeClient, action: PlannedAction) -> dict[str
         else:
             unmet = tag_condition(action.contact, (await ctx.contact(facts=True)).tags)
         note = unmet or await STEPS[action.kind](ctx, parse_params(action.kind, action.params))
+    except NoContact as exc:
+        note = str(exc)
     except ApiError as exc:
         note = f"would fail: {exc.message}"
     except BadParams as exc:

@@ -26,7 +26,7 @@ from app.store.modes import note_modes
 from app.store.plans import Unplanned
 from tests.clitools import cli, run_cli
 from tests.conftest import SIM_KEY, running, wait_for
-from tests.factories import RULES, stripe_checkout, write_rules
+from tests.factories import RULES, stripe_checkout, stripe_refund, write_rules
 from tests.flows import WINDOW, plan_and_store, run
 
 OLD = "2026-01-01T{:02d}:{:02d}:00+00:00"
@@ -369,3 +369,14 @@ async def test_a_contact_deleted_in_systeme_is_found_missing_and_created_again(e
     ]
     synced = await load_sync(engine, "default")
     assert synced is not None and synced.misses == 0
+
+
+async def test_a_refund_for_an_email_the_mirror_does_not_know_sends_nothing(engine, complete, sim):
+    seed(sim, 3)
+    await sync(engine, complete)
+    start = len(sim.account.calls)
+    ids = await plan_and_store(engine, stripe_refund("erased@yopmail.com"), event_type="charge.refunded")
+    assert set((await run(engine, complete, ids[0])).statuses.values()) == {"succeeded"}
+    assert requests_made(sim, start) == [] and sim.contact("erased@yopmail.com") is None
+    assert set((await purchase(engine, complete, "erased@yopmail.com")).values()) == {"succeeded"}
+    assert requests_made(sim, start)[0] == "POST /api/contacts"

@@ -134,3 +134,29 @@ async def test_a_tag_deleted_in_the_account_is_created_again_for_the_next_buyer(
     assert set(statuses.values()) == {"succeeded"}
     assert sim.tag_names("after@yopmail.com") == ["Masterclass buyer"]
     assert [t["name"] for t in sim.account.tags.values()] == ["Masterclass buyer"]
+
+
+async def test_a_refund_for_an_unknown_email_creates_no_contact_and_writes_nothing(engine, client, sim, warm):
+    start = len(sim.account.calls)
+    ids = await plan_and_store(engine, stripe_refund("erased@yopmail.com"), event_type="charge.refunded")
+    assert set((await run(engine, client, ids[0])).statuses.values()) == {"succeeded"}
+    # Only the finds: taking something away never creates the contact it would take it from.
+    assert {call for call in requests_made(sim, start)} == {"GET /api/contacts"}
+    assert sim.contact("erased@yopmail.com") is None
+    assert {(await row(engine, i)).outcome for i in ids} == {"no contact in Systeme.io: nothing to remove"}
+    # A purchase still creates it.
+    assert set((await purchase(engine, client, "erased@yopmail.com")).values()) == {"succeeded"}
+    assert sim.tag_names("erased@yopmail.com") == ["Masterclass buyer"]
+
+
+async def test_a_refund_after_the_contact_was_deleted_does_not_bring_it_back(engine, client, sim, warm):
+    await purchase(engine, client, "erased@yopmail.com")
+    async with httpx.AsyncClient(base_url=sim.url, headers={"X-API-Key": SIM_KEY}) as http:
+        assert (await http.delete(f"/api/contacts/{sim.contact('erased@yopmail.com')['id']}")).status_code == 204
+    # The mirror still points at the deleted contact: the first write answers 404, and the find finds nobody.
+    start = len(sim.account.calls)
+    ids = await plan_and_store(engine, stripe_refund("erased@yopmail.com"), event_type="charge.refunded")
+    assert set((await run(engine, client, ids[0])).statuses.values()) == {"succeeded"}
+    assert sim.contact("erased@yopmail.com") is None
+    assert {(await row(engine, i)).outcome for i in ids} == {"no contact in Systeme.io: nothing to remove"}
+    assert "POST /api/contacts" not in requests_made(sim, start)

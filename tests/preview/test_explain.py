@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from tests.conftest import SIM_KEY, operator, running
-from tests.factories import RULES, stripe_checkout, stripe_headers, write_rules
+from tests.factories import RULES, stripe_checkout, stripe_headers, stripe_refund, write_rules
 
 
 def explain(tmp_path, payload: dict, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -91,6 +91,23 @@ def test_explain_live_marks_changes_and_noops_with_reads_only(tmp_path, sim):
     assert community["change"]
     assert {c["method"] for c in sim.account.calls} == {"GET"}
     assert sim.account.enrollments == {}
+
+
+def test_explain_of_a_refund_lists_no_contact_create_and_live_sends_nothing(tmp_path, sim):
+    offline = json.loads(explain(tmp_path, stripe_refund("gone@yopmail.com"), "--json").stdout)
+    refund = next(r for r in offline["rules"] if r["rule"] == "refund-revokes-access")
+    assert [a["kind"] for a in refund["actions"]] == ["untag", "unenroll", "remove_from_community"]
+    for action in refund["actions"]:
+        assert ("POST", "/api/contacts") not in [(c["method"], c["path"]) for c in action["calls"]]
+    env = {"SYSTEME_API_KEY": SIM_KEY, "SYSTEME_API_URL": sim.url}
+    done = explain(tmp_path, stripe_refund("gone@yopmail.com"), "--live", "--json", env=env)
+    assert done.returncode == 0, done.stderr
+    refund = next(r for r in json.loads(done.stdout)["rules"] if r["rule"] == "refund-revokes-access")
+    assert {(a["change"], a["note"]) for a in refund["actions"]} == {
+        (False, "no contact in Systeme.io: nothing to remove")
+    }
+    assert [c for a in refund["actions"] for c in a["calls"]] == []
+    assert {c["method"] for c in sim.account.calls} == {"GET"}
 
 
 def test_check_live_reports_missing_courses_and_tag_notices(tmp_path, sim):
