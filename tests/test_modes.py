@@ -100,7 +100,7 @@ async def test_dry_run_then_simulator_then_live_never_reaches_the_live_account(
                 home = await http.get("/ui")
             assert home.status_code == 200
             assert "Left from other modes" in home.text and "a dry run" in home.text
-            assert "discard --test-data" in home.text
+            assert "<code>systeme-flow discard --test-data</code>" in home.text and "`" not in home.text
             live_event = await post_stripe(url, stripe_checkout("carol@yopmail.com"))
             await settled(url, live_event)
             await a_week_passes(database_url)
