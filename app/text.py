@@ -36,3 +36,8 @@ def escape_values(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [escape_values(v) for v in value]
     return value
+
+
+def counted(n: int, word: str) -> str:
+    """`n word`, the word in the plural unless n is 1: "1 source", "3 sources"."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"

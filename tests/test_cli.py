@@ -81,7 +81,7 @@ def test_check_reads_rules_file_setting_and_dotenv(tmp_path):
     (tmp_path / "custom.yaml").write_text("version: 1\nsources:\n  f: { type: form, token: '${TOKEN_FROM_DOTENV}' }\n")
     (tmp_path / ".env").write_text("RULES_FILE=custom.yaml\nTOKEN_FROM_DOTENV=abc\n")
     done = cli("check", cwd=tmp_path)
-    assert (done.returncode, done.stdout) == (0, "0 rules, 1 sources: OK\n")
+    assert (done.returncode, done.stdout) == (0, "0 rules, 1 source: OK\n")
 
 
 def test_db_upgrade_creates_the_sqlite_folder(tmp_path):
@@ -203,8 +203,13 @@ def test_explain_says_json_syntax_error_and_missing_file(tmp_path):
     (tmp_path / "broken.json").write_text('{"type": "checkout.session.completed",\n  "data": {,}}\n')
     one_line_error(
         cli("explain", "--source", "stripe", "broken.json", cwd=tmp_path),
-        "broken.json: JSON syntax error at line 2 column 12",
+        "broken.json: JSON syntax error: Expecting property name enclosed in double quotes at line 2 column 12",
     )
+    # json's own message ends in "at" here: the position follows it, once.
+    (tmp_path / "tab.json").write_text('{"type": "a\tb"}')
+    done = cli("explain", "--source", "stripe", "tab.json", cwd=tmp_path)
+    one_line_error(done, "tab.json: JSON syntax error: Invalid control character at line 1 column 12")
+    assert done.stderr.rstrip().endswith("line 1 column 12"), done.stderr
     one_line_error(cli("explain", "--source", "stripe", "nowhere.json", cwd=tmp_path), "cannot read nowhere.json")
     one_line_error(cli("explain", "--source", "nope", "broken.json", cwd=tmp_path), "no source 'nope'")
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import httpx
 
+from app.cli.story import story_lines
+from app.ui.router import TEMPLATES
 from tests.clitools import run_cli
 from tests.conftest import SIM_KEY, operator, planned, running, wait_for
 from tests.factories import STRIPE_SECRET, stripe_checkout, stripe_headers, stripe_refund, write_rules
@@ -77,3 +80,27 @@ async def test_the_story_shows_a_purchase_its_refund_a_scheduled_step_and_the_mi
     assert any("stripe/checkout.session.completed  payment 199.00 EUR masterclass" in line for line in lines)
     assert any(line.startswith("  rule refund: matched") for line in lines)
     assert "scheduled:" in lines and any("mirror [default]: contact" in line for line in lines)
+
+
+def _story_with_mirror() -> dict:
+    # As the mirror stores them: an id, None (held, the API did not tell its id) or False (known absent).
+    facts = {"courses": {"101": 55, "102": None, "103": False}, "communities": {"7": None, "8": False}}
+    known = {"account": "default", "contact_id": 42, "facts": facts, "learned_at": datetime(2026, 3, 1, tzinfo=UTC)}
+    return {"email": "ada@yopmail.com", "events_total": 1, "events": [], "scheduled": [], "mirror": [known]}
+
+
+def test_a_course_or_community_held_with_its_id_unknown_is_shown_only_false_is_absent():
+    story = _story_with_mirror()
+    (line,) = [line for line in story_lines(story) if line.startswith("mirror")]
+    assert line == "mirror [default]: contact 42; courses 101, 102; communities 7"
+    html = TEMPLATES.env.get_template("contact.html").render(story=story, statuses={})
+    assert [c for c in ("101", "102", "103") if f"course {c}</span>" in html] == ["101", "102"]
+    assert "community 7</span>" in html and "community 8" not in html
+
+
+def test_counts_are_plural_only_when_not_one_and_an_empty_email_is_refused(tmp_path):
+    story = _story_with_mirror()
+    assert story_lines(story)[0] == "ada@yopmail.com: 1 event"
+    done = run_cli("contact", "", cwd=tmp_path)
+    assert done.returncode == 2 and done.stdout == ""
+    assert "contact: an email address is required" in done.stderr and "Traceback" not in done.stderr

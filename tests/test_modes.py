@@ -100,7 +100,7 @@ async def test_dry_run_then_simulator_then_live_never_reaches_the_live_account(
                 home = await http.get("/ui")
             assert home.status_code == 200
             assert "Left from other modes" in home.text and "a dry run" in home.text
-            assert "discard --test-data" in home.text
+            assert "<code>systeme-flow discard --test-data</code>" in home.text and "`" not in home.text
             live_event = await post_stripe(url, stripe_checkout("carol@yopmail.com"))
             await settled(url, live_event)
             await a_week_passes(database_url)
@@ -141,7 +141,7 @@ async def test_dry_run_then_simulator_then_live_never_reaches_the_live_account(
         # `serve`'s banner lists them too (read before it starts, like `serve` does).
         banner = "\n".join(await asyncio.to_thread(startup_leftover_lines, real))
         assert "left over: work stored under other modes" in banner
-        assert "a dry run: 1 events, 4 actions (2 waiting, never run here)" in banner
+        assert "a dry run: 1 event, 4 actions (2 waiting, never run here)" in banner
         assert "the simulator (account default" in banner and "discard --test-data" in banner
         by_cli = cli("run-now", dry_steps["add_to_community"]["id"], cwd=tmp_path, **env)
         assert by_cli.returncode == 2 and "planned under a dry run" in by_cli.stderr, by_cli.stderr
@@ -151,11 +151,11 @@ async def test_dry_run_then_simulator_then_live_never_reaches_the_live_account(
         assert "bob@yopmail.com" not in checked.stdout and "ada@yopmail.com" not in checked.stdout
         asked = cli("discard", "--test-data", cwd=tmp_path, **env)
         assert asked.returncode == 0, asked.stderr
-        assert "a dry run: 1 events" in asked.stdout and "nothing removed" in asked.stdout
+        assert "a dry run: 1 event, " in asked.stdout and "nothing removed" in asked.stdout
         assert "remove these events and actions for good? [y/N]" in asked.stderr
         gone = cli("discard", "--test-data", "--yes", cwd=tmp_path, **env)
         assert gone.returncode == 0, gone.stderr
-        assert "removed 1 events" in gone.stdout and "of a dry run" in gone.stdout
+        assert "removed 1 event and" in gone.stdout and "of a dry run" in gone.stdout
         assert "of the simulator (account default" in gone.stdout
         assert "discarded by cli" in gone.stderr  # recorded in the log
         again = cli("discard", "--test-data", "--yes", cwd=tmp_path, **env)

@@ -126,7 +126,7 @@ async def test_forget_erases_a_person_but_keeps_counts(make_settings, database_u
         text=True,
         timeout=60,
     )
-    assert done.stdout.strip() == "forgotten: 1 events, 3 actions"
+    assert done.stdout.strip() == "forgotten: 1 event, 3 actions"
 
 
 async def test_forget_matches_the_address_exactly_not_as_a_substring(make_settings, database_url, sim):

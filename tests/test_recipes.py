@@ -230,14 +230,14 @@ class TestInitCommand:
     def test_generated_token_is_written_and_checked(self, tmp_path):
         done = cli("init", "--recipe", "lead-magnet", "--dir", "site", cwd=tmp_path)
         assert done.returncode == 0, done.stderr
-        assert done.stdout.splitlines()[-1] == "1 rules, 1 sources: OK"
+        assert done.stdout.splitlines()[-1] == "1 rule, 1 source: OK"
         assert (tmp_path / "site" / "rules.yaml").read_text() == RECIPES["lead-magnet"].text()
         env = (tmp_path / "site" / ".env").read_text()
         (token,) = re.findall(r"^LEAD_FORM_TOKEN=(\S+)$", env, re.M)
         assert len(token) >= 32 and token not in done.stdout
         assert (tmp_path / "site" / ".env").stat().st_mode & 0o077 == 0
         # The service started there reads the same values.
-        assert cli("check", cwd=tmp_path / "site").stdout == "1 rules, 1 sources: OK\n"
+        assert cli("check", cwd=tmp_path / "site").stdout == "1 rule, 1 source: OK\n"
 
     def test_provider_secrets_are_explained_not_invented(self, tmp_path):
         done = cli("init", "--recipe", "stripe-course", cwd=tmp_path)
@@ -259,7 +259,7 @@ class TestInitCommand:
         # Values already set stay as they are; only what was missing (the metrics token) is added below them.
         assert env.startswith("ADMIN_TOKEN=keep-me\nCALENDLY_SIGNING_KEY=already-chosen\n")
         assert re.findall(r"^(\w+)=", env, re.M) == ["ADMIN_TOKEN", "CALENDLY_SIGNING_KEY", "METRICS_TOKEN"]
-        assert done.stdout.splitlines()[-1] == "2 rules, 1 sources: OK"
+        assert done.stdout.splitlines()[-1] == "2 rules, 1 source: OK"
 
     def test_admin_token_is_generated_when_missing(self, tmp_path):
         done = cli("init", "--recipe", "gumroad", cwd=tmp_path)

@@ -7,7 +7,7 @@ import logging
 from app.logs import ConsoleFormatter, RedactSecrets
 from app.store.db import create_engine
 from app.store.models import utcnow
-from app.text import escape_controls, escape_values
+from app.text import counted, escape_controls, escape_values
 from tests.clitools import cli
 from tests.factories import record_event
 
@@ -69,3 +69,7 @@ def test_a_traceback_keeps_its_lines_and_escapes_the_rest():
     RedactSecrets().filter(record)
     assert record.exc_text is not None and f"ValueError: bad type {SHOWN}" in record.exc_text
     assert "\x1b" not in record.exc_text and len(record.exc_text.splitlines()) > 2
+
+
+def test_counted_words_are_plural_unless_one():
+    assert [counted(n, "source") for n in (0, 1, 2)] == ["0 sources", "1 source", "2 sources"]

@@ -17,6 +17,7 @@ from app.logs import configure_logging
 from app.operator.modes import configured_modes, discard, discard_hint, leftover_lines, service_modes
 from app.rules.schema import DEFAULT_ACCOUNT
 from app.store.modes import Leftover, leftovers
+from app.text import counted
 
 log = logging.getLogger(__name__)
 # How long the question waits for an answer: a person at a terminal gets time to read it; a script that gave no
@@ -103,7 +104,7 @@ def cmd_discard(args: argparse.Namespace) -> None:
     with database_errors("discard", settings):
         gone = asyncio.run(run())
     for item in gone:
-        print(f"removed {item.events} events and {item.actions} actions of {describe(item.mode)}")
+        print(f"removed {counted(item.events, 'event')} and {counted(item.actions, 'action')} of {describe(item.mode)}")
 
 
 def add_commands(commands: Any) -> None:

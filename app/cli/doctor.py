@@ -17,6 +17,7 @@ from app.config import Settings, get_settings, rules_environment, settings_probl
 from app.errors import AppError, RulesError
 from app.rules.loader import LoadedRules, load_rules
 from app.rules.schema import DEFAULT_ACCOUNT
+from app.text import counted
 
 GUIDE = "docs/going-live.md"
 
@@ -55,7 +56,8 @@ def _rules(report: Report, settings: Settings) -> LoadedRules | None:
     except Exception as exc:  # an unreadable file, a template that does not compile: said, not raised
         report.miss("rules", f"{settings.rules_file} cannot be read: {exc}")
         return None
-    report.ok("rules", f"{settings.rules_file}: {len(loaded.file.rules)} rules, {len(loaded.file.sources)} sources")
+    counts = f"{counted(len(loaded.file.rules), 'rule')}, {counted(len(loaded.file.sources), 'source')}"
+    report.ok("rules", f"{settings.rules_file}: {counts}")
     return loaded
 
 

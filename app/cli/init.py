@@ -15,6 +15,7 @@ from app.config import is_placeholder, rules_environment
 from app.errors import RulesError
 from app.recipes import RECIPES, Recipe, Variable
 from app.rules.loader import load_rules
+from app.text import counted
 
 
 def _list_recipes() -> None:
@@ -100,7 +101,7 @@ def _check(rules_path: Path, env_path: Path) -> None:
         sys.exit(1)
     for problem in loaded.warnings:
         print(problem)
-    print(f"{len(loaded.file.rules)} rules, {len(loaded.file.sources)} sources: OK")
+    print(f"{counted(len(loaded.file.rules), 'rule')}, {counted(len(loaded.file.sources), 'source')}: OK")
 
 
 def add_commands(commands: Any) -> None:

@@ -20,7 +20,7 @@ from app.operator.modes import service_modes
 from app.pipeline.dispatch import ArqDispatcher, Dispatcher
 from app.rules.engine import RuleSet
 from app.store.queries import ACTION_STATUSES, list_actions, list_events
-from app.text import escape_values
+from app.text import counted, escape_values
 
 Job = Callable[[Settings, AsyncEngine, Dispatcher | None], Awaitable[Any]]
 
@@ -202,11 +202,11 @@ def cmd_forget(args: argparse.Namespace) -> None:
 
     def line(r: dict[str, Any]) -> str:
         if "forgotten" not in r:
-            return f"forgotten: {r['events']} events, {r['actions']} actions"
+            return f"forgotten: {counted(r['events'], 'event')}, {counted(r['actions'], 'action')}"
         erased, forgotten = r["erased"], r["forgotten"]
         return (
             f"erased in Systeme.io (account {r['account']}): {erased['outcome']} (action {erased['action_id']})\n"
-            f"forgotten: {forgotten['events']} events, {forgotten['actions']} actions"
+            f"forgotten: {counted(forgotten['events'], 'event')}, {counted(forgotten['actions'], 'action')}"
         )
 
     _print(args, _run(job, args.command), line)

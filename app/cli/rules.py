@@ -15,6 +15,7 @@ from app.rules.jsonschema import rules_schema
 from app.rules.loader import LoadedRules
 from app.samples import samples_for, signed_request
 from app.state import systeme_client
+from app.text import counted
 
 if TYPE_CHECKING:
     from app.preview.live import LiveReport
@@ -34,7 +35,7 @@ def cmd_check(args: argparse.Namespace) -> None:
         print(problem)
     if any(p.severity == "error" for p in problems):
         sys.exit(1)
-    print(f"{len(loaded.file.rules)} rules, {len(loaded.file.sources)} sources: OK")
+    print(f"{counted(len(loaded.file.rules), 'rule')}, {counted(len(loaded.file.sources), 'source')}: OK")
 
 
 async def _live(loaded: LoadedRules, *, create_fields: bool) -> LiveReport:

@@ -36,6 +36,7 @@ from app.health import add_arguments as add_health_arguments
 from app.health import run as run_health
 from app.logs import configure_logging
 from app.rules.loader import LoadedRules, load_rules
+from app.text import counted
 from app.timeparse import parse_since
 
 
@@ -180,12 +181,13 @@ def startup_lines(settings: Settings, rules: LoadedRules, *, host: str, port: in
         "direct": f"direct (SYSTEME_API_KEY), {settings.api_base_url}",
     }[settings.api_mode]
     executor = "arq workers on REDIS_URL" if settings.redis_url else "in this process (no REDIS_URL)"
+    counts = f"{counted(len(rules.file.rules), 'rule')}, {counted(len(rules.file.sources), 'source')}"
     return [
         first,
         f"  dashboard: {base}/ui  {sign_in}",
         f"  account:   {account}",
         f"  actions:   {executor}",
-        f"  rules:     {rules.path} ({len(rules.file.rules)} rules, {len(rules.file.sources)} sources)",
+        f"  rules:     {rules.path} ({counts})",
     ]
 
 

@@ -34,7 +34,9 @@ def read_event_file(path: str, command: str) -> tuple[bytes, dict[str, str]]:
         except UnicodeDecodeError:
             fail(f"{command}: {path} is not UTF-8 text")
         except json.JSONDecodeError as exc:
-            fail(f"{command}: {path}: JSON syntax error at line {exc.lineno} column {exc.colno}: {exc.msg}")
+            # Some of json's messages end in "at", waiting for the position ("Invalid control character at").
+            where = exc.msg if exc.msg.endswith(" at") else f"{exc.msg} at"
+            fail(f"{command}: {path}: JSON syntax error: {where} line {exc.lineno} column {exc.colno}")
         return body, {"content-type": "application/json"}
     return body, {"content-type": "application/x-www-form-urlencoded"}
 

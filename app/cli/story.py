@@ -9,21 +9,22 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.cli.operator import run_job
-from app.cli.run import rules_or_exit, settings_or_exit
+from app.cli.run import fail, rules_or_exit, settings_or_exit
 from app.config import Settings
 from app.operator.story import contact_story
 from app.pipeline.dispatch import Dispatcher
+from app.text import counted
 
 
 def _action(a: dict[str, Any]) -> str:
     said = a.get("outcome") or a.get("last_error") or a.get("note") or ""
     due = f" due {a['next_attempt_at']}" if a["status"] in ("scheduled", "pending") and a.get("next_attempt_at") else ""
-    calls = f" ({len(a['calls'])} API calls)" if a.get("calls") else ""
+    calls = f" ({counted(len(a['calls']), 'API call')})" if a.get("calls") else ""
     return f"    {a['id']}  {a['status']:<17} {a['kind']} {json.dumps(a['params'])}{due}{calls}  {said}".rstrip()
 
 
 def story_lines(story: dict[str, Any]) -> list[str]:
-    lines = [f"{story['email']}: {story['events_total']} events"]
+    lines = [f"{story['email']}: {counted(story['events_total'], 'event')}"]
     for event in story["events"]:
         paid = event["payment"]
         money = (
@@ -40,12 +41,13 @@ def story_lines(story: dict[str, Any]) -> list[str]:
         lines += [_action(a) for a in story["scheduled"]]
     for known in story["mirror"]:
         facts = known["facts"] if isinstance(known["facts"], dict) else {}
-        # The mirror keeps tags by id (with their names), and courses and communities as held (true) or not.
+        # The mirror keeps tags by id (with their names), and courses and communities by the enrollment or
+        # membership id, None when the API did not tell it: only False means the person lacks it.
         parts = [f"contact {known['contact_id']}"]
         if facts.get("tags"):
             parts.append("tags " + ", ".join(str(name) for name in facts["tags"].values()))
         for what in ("courses", "communities"):
-            held = [str(k) for k, v in (facts.get(what) or {}).items() if v]
+            held = [str(k) for k, v in (facts.get(what) or {}).items() if v is not False]
             if held:
                 parts.append(f"{what} {', '.join(held)}")
         lines.append(f"mirror [{known['account']}]: " + "; ".join(parts))
@@ -53,6 +55,8 @@ def story_lines(story: dict[str, Any]) -> list[str]:
 
 
 def cmd_contact(args: argparse.Namespace) -> None:
+    if not args.email.strip():
+        fail("contact: an email address is required (got an empty one)")
     sources = rules_or_exit(settings_or_exit().rules_file, strict_env=False).file.sources
 
     async def job(settings: Settings, engine: AsyncEngine, _: Dispatcher | None) -> Any:

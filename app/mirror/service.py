@@ -15,6 +15,7 @@ from app.rules.schema import DEFAULT_ACCOUNT, RulesFile
 from app.store.mirror import SyncRecord, all_syncs, known_count
 from app.store.models import utcnow
 from app.store.modes import note_modes, recorded_modes
+from app.text import counted
 
 
 class SyncRefused(Exception):
@@ -84,7 +85,7 @@ class MirrorStatus:
         return self.mirror == "complete" and self.synced is not None and self.synced.mode == self.mode
 
     def lines(self, now: datetime) -> list[str]:
-        out = [f"account {self.account}: mirror {self.mirror}, {self.known} contacts known"]
+        out = [f"account {self.account}: mirror {self.mirror}, {counted(self.known, 'contact')} known"]
         if self.synced is None:
             out.append("  last sync: never" + (" (the service syncs it at start)" if self.mirror == "complete" else ""))
             return out

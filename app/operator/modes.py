@@ -22,6 +22,7 @@ from app.store.modes import (
     recorded_modes,
 )
 from app.store.outages import STORAGE_OUTAGES
+from app.text import counted
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,8 @@ def leftover_lines(found: list[Leftover]) -> list[str]:
     lines = []
     for left in found:
         waiting = f" ({left.waiting} waiting, never run here)" if left.waiting else ""
-        lines.append(f"{describe(left.mode)}: {left.events} events, {left.actions} actions{waiting}")
+        counts = f"{counted(left.events, 'event')}, {counted(left.actions, 'action')}"
+        lines.append(f"{describe(left.mode)}: {counts}{waiting}")
     return lines
 
 

@@ -91,6 +91,7 @@ def _stripe_samples() -> list[Sample]:
         "object": "charge",
         "amount": 19900,
         "amount_refunded": 19900,
+        "currency": "eur",  # a charge always names it: without it a refund's amount is shown bare
         "refunded": True,
         "billing_details": {"email": "ada@yopmail.com", "name": "Ada Lovelace"},
     }

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.store.models import actions, events
+from app.text import counted
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ def svg(bars: list[Bar], *, width: int = 720, height: int = 120) -> str:
         x = i * step
         for offset, value, css in ((0.0, bar.events, "ev"), (step / 2, bar.actions, "ac")):
             h = value / top * height
-            title = f"{bar.hour}:00 UTC: {bar.events} events, {bar.actions} actions"
+            title = f"{bar.hour}:00 UTC: {counted(bar.events, 'event')}, {counted(bar.actions, 'action')}"
             parts.append(
                 f'<rect class="{css}" x="{x + offset:.1f}" y="{height - h:.1f}" width="{step / 2:.1f}" '
                 f'height="{h:.1f}"><title>{title}</title></rect>'

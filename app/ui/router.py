@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -11,6 +12,7 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup, escape
 
 from app.deps import StateDep, operator_for, require_operator
 from app.errors import AppError, Forbidden, NotFound, Unauthorized
@@ -30,6 +32,14 @@ from app.webhooks.ratelimit import forwarded_https
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 TEMPLATES.env.filters["pretty"] = lambda value: json.dumps(value, indent=2, default=str, ensure_ascii=False)
+
+
+def code_spans(text: str) -> Markup:
+    """Text shared with the CLI marks a command between backticks: on a page it is shown as code."""
+    return Markup(re.sub(r"`([^`]+)`", r"<code>\1</code>", str(escape(text))))
+
+
+TEMPLATES.env.filters["code_spans"] = code_spans
 router = APIRouter(prefix="/ui", include_in_schema=False)
 # `/` itself: a person who opens the service's address in a browser lands on the dashboard.
 home = APIRouter(include_in_schema=False)

@@ -29,6 +29,7 @@ def recognised(source_type: str, sample: str) -> Payment | None:
     ("source_type", "sample", "kind", "amount", "currency", "product"),
     [
         ("stripe", "checkout", "payment", "199.00", "EUR", "masterclass"),
+        ("stripe", "refund", "refund", "199.00", "EUR", None),
         ("paddle", "transaction", "payment", "199.00", "EUR", None),
         ("gumroad", "sale", "payment", "199.00", "USD", "masterclass"),
         ("gumroad", "refund", "refund", "199.00", "USD", "masterclass"),

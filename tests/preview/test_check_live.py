@@ -60,7 +60,7 @@ def test_each_account_is_checked_with_its_own_key_and_its_own_rules(tmp_path):
 
         write(tmp_path, TWO_ACCOUNTS.format(coaching_key="coaching-key", **urls).replace("Alumni", "Insiders"))
         fixed = check(tmp_path)
-        assert (fixed.returncode, fixed.stdout) == (0, "2 rules, 1 sources: OK\n")
+        assert (fixed.returncode, fixed.stdout) == (0, "2 rules, 1 source: OK\n")
         # course 999 exists in coaching only: each rule was judged against its own account.
         assert any(c["path"] == "/api/school/courses" for c in coaching.account.calls)
 
@@ -176,7 +176,7 @@ def test_missing_contact_fields_are_reported_then_created_with_create_fields(sim
 
     write(tmp_path, FIELDS.replace("shoe-size", "shoe_size"))
     again = check(tmp_path, "--create-fields", **env)
-    assert (again.returncode, again.stdout) == (0, "2 rules, 1 sources: OK\n")
+    assert (again.returncode, again.stdout) == (0, "2 rules, 1 source: OK\n")
     assert len([c for c in sim.account.calls if c["method"] == "POST"]) == 2  # nothing more to create
 
 

@@ -140,7 +140,7 @@ def test_check_no_env_turns_unset_variables_into_warnings(tmp_path):
     assert done.returncode == 0
     assert done.stdout.splitlines() == [
         f"{rules}:3:30: source 's': warning: environment variable UNSET_SECRET_FOR_TEST is not set",
-        "0 rules, 1 sources: OK",
+        "0 rules, 1 source: OK",
     ]
 
 
