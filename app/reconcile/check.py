@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -16,8 +17,12 @@ import httpx
 from app.actions.contacts import find_contact
 from app.actions.mirror import Known, contact_tags
 from app.reconcile.history import ContactHistory, Done, Expectation
+from app.store.models import utcnow
 from app.systeme.client import SystemeSession
 from app.systeme.errors import PermanentApiError
+
+# A join's membership is listed a moment after its 202 (the runner waits as long: RetryPolicy.listing_wait).
+MEMBERSHIP_LISTED_WITHIN = timedelta(seconds=60)
 
 
 class GetOnly(SystemeSession):
@@ -159,8 +164,11 @@ def _tag_ids(expectation: Expectation, seen: Seen, mirror: Known | None) -> list
     return found
 
 
-def compare(history: ContactHistory, seen: Seen, mirror: Known | None) -> list[Drift]:
-    """The targets where Systeme.io differs from the net effect of what we did."""
+def compare(history: ContactHistory, seen: Seen, mirror: Known | None, *, now: datetime | None = None) -> list[Drift]:
+    """The targets where Systeme.io differs from the net effect of what we did. A membership we asked for moments
+    ago is not one of them: Systeme.io creates it asynchronously and lists it only a little later (it is counted
+    in flight instead)."""
+    now = now or utcnow()
     drifts = []
     for expectation in history.expectations:
         about, target = expectation.key
@@ -173,6 +181,9 @@ def compare(history: ContactHistory, seen: Seen, mirror: Known | None) -> list[D
         else:
             found = (seen.courses if about == "course" else seen.communities).get(int(target), [])
         if expectation.present and not found:
+            if about == "community" and now - expectation.last.at < MEMBERSHIP_LISTED_WITHIN:
+                history.in_flight.append(expectation.key)
+                continue
             drifts.append(_drift(history, expectation, "removed", []))
         elif not expectation.present and found:
             drifts.append(_drift(history, expectation, "still_there", found))

@@ -212,7 +212,9 @@ class _Account:
             self.stats.requests += len(api.calls)
         entry = await load_contact(self.engine, self.account, history.email)
         mirror = Known.from_json(*entry) if entry is not None else None
+        waiting = len(history.in_flight)
         self.report.drifts += compare(history, seen, mirror)
+        self.report.in_flight += len(history.in_flight) - waiting
         self.stats.checked += 1
 
 

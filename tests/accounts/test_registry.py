@@ -185,11 +185,14 @@ async def test_two_accounts_are_routed_by_rule_each_with_its_own_quota_and_hold(
             second["data"]["object"]["metadata"]["product"] = "coaching"
             later = await post_stripe(url, second)
 
-            async def coaching_done() -> bool:
-                return any(c.get("kind") == "tag" and c["account"] == "coaching" and c["status"] == "succeeded"
-                           for c in await event_actions(url, later))  # fmt: skip
+            async def coaching_done_and_school_tried() -> bool:
+                # The two accounts' runs go in parallel: the coaching one may end before the school's has met its
+                # revoked key, so wait for both.
+                coached = any(c.get("kind") == "tag" and c["account"] == "coaching" and c["status"] == "succeeded"
+                              for c in await event_actions(url, later))  # fmt: skip
+                return coached and (await readiness(url))["accounts"]["school"]["state"] == "held"
 
-            await wait_for(coaching_done)
+            await wait_for(coaching_done_and_school_tried)
             state = await readiness(url)
             async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {ADMIN}"}) as http:
                 listed = (await http.get("/v1/actions", params={"status": "pending"})).json()["items"]

@@ -245,3 +245,18 @@ async def test_a_contact_we_erased_is_no_drift_and_a_later_purchase_counts_again
 async def hands_off(sim, email: str) -> None:
     """The contact deleted by hand in Systeme.io, not by us: that is drift."""
     sim.account.delete_contact(sim.contact(email)["id"])
+
+
+async def test_a_membership_asked_for_moments_ago_is_in_flight_not_a_drift(engine, client, sim):
+    sim.account.membership_delay = 30.0  # as the real API: accepted (202), listed only a little later
+    await purchase(engine, client, "ada@yopmail.com")
+    report = await check(engine, client)
+    assert report.drifts == [] and report.in_flight == 1
+    # Past the minute a membership takes to be listed, one still missing is a drift again.
+    async with engine.begin() as conn:
+        await conn.execute(
+            actions.update()
+            .where(actions.c.kind == "add_to_community")
+            .values(updated_at=utcnow() - timedelta(minutes=2))
+        )
+    assert found(await check(engine, client)) == [("ada@yopmail.com", "removed", "community", "7")]
