@@ -12,7 +12,7 @@ import pytest
 
 from app.store.db import create_engine
 from app.store.models import utcnow
-from tests.conftest import operator, post_stripe, running
+from tests.conftest import operator, planned, post_stripe, running
 from tests.factories import (
     FORM_TOKEN,
     RULES,
@@ -186,7 +186,9 @@ ODD_BODIES = {
 
 
 async def _readable(url: str, event_id: str) -> dict:
-    """The event through the API and the dashboard, and the actions list: every one answers 200."""
+    """The event through the API and the dashboard, and the actions list: every one answers 200, once the rules
+    judged it (its actions are planned just after the answer)."""
+    await planned(url, event_id)
     async with operator(url) as http:
         event = await http.get(f"/v1/events/{event_id}")
         assert event.status_code == 200, event.text
