@@ -42,19 +42,43 @@ async def hourly(engine: AsyncEngine, *, now: datetime, hours: int = 72) -> list
     return [Bar(label, *counts.get(label, [0, 0])) for label in labels]
 
 
-def svg(bars: list[Bar], *, width: int = 720, height: int = 120) -> str:
-    top = max([max(b.events, b.actions) for b in bars] + [1])
-    step = width / max(len(bars), 1)
-    parts = [f'<svg viewBox="0 0 {width} {height + 14}" role="img" aria-label="events and actions per hour">']
-    for i, bar in enumerate(bars):
+def paired_bars(
+    pairs: list[tuple[int, int]],
+    titles: list[str],
+    *,
+    label: str,
+    classes: tuple[str, str],
+    first: str,
+    last: str,
+    width: int = 720,
+    height: int = 120,
+) -> str:
+    """Two bars per slot (each with its title), scaled to the highest; `first` under the first slot, `last` under
+    the last one, where `{top}` is the highest count."""
+    top = max([max(pair) for pair in pairs] + [1])
+    step = width / max(len(pairs), 1)
+    parts = [f'<svg viewBox="0 0 {width} {height + 14}" role="img" aria-label="{label}">']
+    for i, (pair, title) in enumerate(zip(pairs, titles, strict=True)):
         x = i * step
-        for offset, value, css in ((0.0, bar.events, "ev"), (step / 2, bar.actions, "ac")):
+        for offset, value, css in ((0.0, pair[0], classes[0]), (step / 2, pair[1], classes[1])):
             h = value / top * height
-            title = f"{bar.hour}:00 UTC: {counted(bar.events, 'event')}, {counted(bar.actions, 'action')}"
             parts.append(
                 f'<rect class="{css}" x="{x + offset:.1f}" y="{height - h:.1f}" width="{step / 2:.1f}" '
                 f'height="{h:.1f}"><title>{title}</title></rect>'
             )
-    parts.append(f'<text x="0" y="{height + 12}">{bars[0].hour}:00</text>' if bars else "")
-    parts.append(f'<text x="{width}" y="{height + 12}" text-anchor="end">now (max {top}/h)</text></svg>')
+    parts.append(f'<text x="0" y="{height + 12}">{first}</text>' if pairs else "")
+    parts.append(f'<text x="{width}" y="{height + 12}" text-anchor="end">{last.format(top=top)}</text></svg>')
     return "".join(parts)
+
+
+def svg(bars: list[Bar], *, width: int = 720, height: int = 120) -> str:
+    return paired_bars(
+        [(b.events, b.actions) for b in bars],
+        [f"{b.hour}:00 UTC: {counted(b.events, 'event')}, {counted(b.actions, 'action')}" for b in bars],
+        label="events and actions per hour",
+        classes=("ev", "ac"),
+        first=f"{bars[0].hour}:00" if bars else "",
+        last="now (max {top}/h)",
+        width=width,
+        height=height,
+    )

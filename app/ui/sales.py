@@ -14,6 +14,7 @@ from html import escape
 from app.payments.recognize import Payment
 from app.payments.service import Listed
 from app.store.statuses import PaymentStatus
+from app.ui.charts import paired_bars
 
 DAYS = 30
 # Time from payment to access, in buckets a seller thinks in.
@@ -125,23 +126,17 @@ def duration(seconds: float | None) -> str:
 
 
 def days_svg(days: list[Day], *, width: int = 720, height: int = 120) -> str:
-    top = max([max(d.payments, d.refunds) for d in days] + [1])
-    step = width / max(len(days), 1)
     total_paid, total_refunded = sum(d.payments for d in days), sum(d.refunds for d in days)
-    label = f"payments and refunds per day: {total_paid} payments, {total_refunded} refunds over {len(days)} days"
-    parts = [f'<svg viewBox="0 0 {width} {height + 14}" role="img" aria-label="{label}">']
-    for i, day in enumerate(days):
-        x = i * step
-        for offset, value, css in ((0.0, day.payments, "ev"), (step / 2, day.refunds, "rf")):
-            h = value / top * height
-            title = f"{day.day}: {day.payments} payments, {day.refunds} refunds"
-            parts.append(
-                f'<rect class="{css}" x="{x + offset:.1f}" y="{height - h:.1f}" width="{step / 2:.1f}" '
-                f'height="{h:.1f}"><title>{title}</title></rect>'
-            )
-    parts.append(f'<text x="0" y="{height + 12}">{days[0].day}</text>' if days else "")
-    parts.append(f'<text x="{width}" y="{height + 12}" text-anchor="end">today (max {top}/day)</text></svg>')
-    return "".join(parts)
+    return paired_bars(
+        [(d.payments, d.refunds) for d in days],
+        [f"{d.day}: {d.payments} payments, {d.refunds} refunds" for d in days],
+        label=f"payments and refunds per day: {total_paid} payments, {total_refunded} refunds over {len(days)} days",
+        classes=("ev", "rf"),
+        first=days[0].day if days else "",
+        last="today (max {top}/day)",
+        width=width,
+        height=height,
+    )
 
 
 def revenue_svg(revenue: list[Revenue], *, width: int = 720) -> str:
