@@ -220,6 +220,9 @@ class Cluster:
             "PYTHONPATH": str(ROOT),
             "DATABASE_URL": self.postgres.url,
             "REDIS_URL": self.redis.url,
+            # The senders stand in for the proxy in front of the replicas: the form posters' own addresses come in
+            # X-Forwarded-For, as they would through Caddy.
+            "FORWARDED_ALLOW_IPS": "127.0.0.1",
         }
         quota = ["--rate-limit", str(limit), "--window", str(window)]
         self.simulators = [
