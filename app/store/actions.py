@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.accounts.modes import Modes
 from app.store.contacts import ContactWrite, write_contact
-from app.store.convergence import later_run_under_way
+from app.store.convergence import later_run_under_way, lock_contact
 from app.store.holds import held_accounts
 from app.store.models import account_holds, actions, api_calls
 from app.store.modes import runnable
@@ -159,6 +159,8 @@ async def claim_run(
         ).first()
         if anchor is None:
             return []
+        if anchor.contact_email is not None:
+            await lock_contact(conn, anchor.account, anchor.contact_email)
         if await conn.scalar(sa.select(account_holds.c.account).where(account_holds.c.account == anchor.account)):
             return []  # the account is on hold: its actions wait as they are
         query = (

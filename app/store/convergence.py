@@ -78,6 +78,21 @@ async def awaits_judgement(engine: AsyncEngine, action_id: str, *, now: datetime
     return (attempts or 0) + 1
 
 
+# The advisory-lock space of contact claims (two-key form, which never meets the migrations' one-key lock).
+_CLAIM_LOCKS = 0x5346
+
+
+async def lock_contact(conn: AsyncConnection, account: str, email: str) -> None:
+    """Claims of one contact's runs, one at a time on PostgreSQL, until the transaction ends. Each claim reads the
+    other runs' rows and then takes its own: two at once (a purchase planned late, its refund's run) would each see
+    the other not yet running and both run, a grant racing its revoke. SQLite has one writer: nothing to do."""
+    if conn.dialect.name == "postgresql":
+        key = f"{account}\n{email}"
+        await conn.execute(
+            sa.text("SELECT pg_advisory_xact_lock(:space, hashtext(:key))"), {"space": _CLAIM_LOCKS, "key": key}
+        )
+
+
 async def later_run_under_way(conn: AsyncConnection, first: Any, now: datetime) -> bool:
     """A later event's run of the same contact holds its rows under a live lease. One run of a contact at a time: an
     earlier event planned late (by the sweep) waits for it instead of racing it (a grant beside its revoke), and

@@ -3,6 +3,7 @@ the events arrive or are planned in (app/store/convergence.py)."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import pytest
@@ -12,7 +13,9 @@ from app.pipeline.planner import LEFTOVER_SECONDS, plan_leftovers
 from app.rules.engine import RuleSet
 from app.rules.loader import parse_rules
 from app.store.actions import claim_run, release
-from app.store.models import utcnow
+from app.store.convergence import lock_contact
+from app.store.db import create_engine
+from app.store.models import actions, utcnow
 from tests.factories import RULES, stripe_checkout, stripe_refund
 from tests.flows import POLICY, WINDOW, plan_and_store, row, run, store_unplanned
 
@@ -156,3 +159,46 @@ async def test_an_earlier_event_waits_for_a_later_run_under_way(engine, client, 
     assert set(granted.statuses.values()) == {"succeeded"} and granted.follow_up == ((refund[0], 1),)
     assert set((await run(engine, client, refund[0])).statuses.values()) == {"succeeded"}
     assert no_access(sim, "beside@yopmail.com")
+
+
+async def test_a_claim_waits_for_another_claim_of_the_same_contact(postgres_url, sim):
+    # PostgreSQL runs claims side by side. A refund's claim is in its transaction (its rows marked running, not yet
+    # committed) when the purchase that happened before it, planned late, is claimed: without one claim of a
+    # contact at a time, the purchase's claim sees the refund still pending and both run, a grant racing its revoke.
+    engine = create_engine(postgres_url)
+    try:
+        bought = utcnow() - timedelta(minutes=5)
+        refund = await plan_and_store(
+            engine, stripe_refund("skew@yopmail.com"), event_type=REFUND, occurred_at=bought + timedelta(minutes=1)
+        )
+        purchase = await plan_and_store(
+            engine, stripe_checkout("skew@yopmail.com"), event_type=PURCHASE, occurred_at=bought
+        )
+        lease, wait = timedelta(seconds=30), timedelta(minutes=10)
+        async with engine.begin() as conn:
+            await lock_contact(conn, "default", "skew@yopmail.com")
+            await conn.execute(
+                actions.update()
+                .where(actions.c.id.in_(refund))
+                .values(status="running", claimed_by="run_refund", lease_until=utcnow() + lease)
+            )
+            other = asyncio.create_task(
+                claim_run(
+                    engine, purchase[0], token="run_purchase", now=utcnow(), lease=lease, ordering_wait=wait,
+                    max_attempts=3,
+                )
+            )  # fmt: skip
+            await asyncio.sleep(0.5)  # long enough for the other claim to have read the rows, were it not waiting
+        # Once the refund's claim is committed, the purchase's claim sees its run under way and takes nothing.
+        assert await other == []
+        assert {(await row(engine, a)).status for a in purchase} == {"pending"}
+        # A claim of another contact never waits for this one.
+        async with engine.begin() as conn:
+            await lock_contact(conn, "default", "skew@yopmail.com")
+            elsewhere = await plan_and_store(engine, stripe_checkout("else@yopmail.com"), event_type=PURCHASE)
+            taken = await claim_run(
+                engine, elsewhere[0], token="run_else", now=utcnow(), lease=lease, ordering_wait=wait, max_attempts=3
+            )
+            assert len(taken) == 3
+    finally:
+        await engine.dispose()
