@@ -12,7 +12,7 @@ successful writes. Two kinds of knowledge, trusted differently:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 # A course or community: the enrollment or membership id (None when the API did not tell it), or False: known absent.
@@ -33,6 +33,22 @@ class Known:
     # What our own writes granted, by the rule's reference: "tag:<name>" -> tag id. Kept across refreshes, so a
     # refund removes the tag we added even if it was renamed since.
     grants: dict[str, int] = field(default_factory=dict)
+    # When a tag's presence or absence was last learned, where later than `learned_at` (our write of it, a tag
+    # webhook): a tag webhook that happened before what we know is stale, and must not undo it.
+    tag_times: dict[int, datetime] = field(default_factory=dict)
+
+    def tag_known_at(self, tag: int) -> datetime:
+        """The time of what we know of `tag` on this contact: its own time, or the entry's."""
+        own = self.tag_times.get(tag)
+        return max(own, self.learned_at) if own is not None else self.learned_at
+
+    def set_tag(self, tag: int, name: str | None, at: datetime | None = None) -> None:
+        """`tag` present (with its `name`) or absent (`name` None), as learned at `at` (now by default)."""
+        if name is None:
+            self.tags.pop(tag, None)
+        else:
+            self.tags[tag] = name
+        self.tag_times[tag] = at or datetime.now(UTC)
 
     def fresh(self, now: datetime, window: timedelta) -> bool:
         return now - self.learned_at < window
@@ -55,7 +71,11 @@ class Known:
     def update(self, contact: dict[str, Any]) -> None:
         """A contact answer: its fields and tags as they are now; access facts are not in it and stay."""
         self.fields = contact_fields(contact)
-        self.tags = contact_tags(contact)
+        tags = contact_tags(contact)
+        now = datetime.now(UTC)
+        for tag in {*self.tags, *tags}:
+            self.tag_times[tag] = now
+        self.tags = tags
         self.locale = str(contact["locale"]) if contact.get("locale") else None
 
     def to_json(self) -> dict[str, Any]:
@@ -67,6 +87,8 @@ class Known:
             "courses": {str(k): v for k, v in self.courses.items()},
             "communities": {str(k): v for k, v in self.communities.items()},
             "grants": self.grants,
+            # Only the times that say more than the entry's own.
+            "tag_times": {str(k): v.isoformat() for k, v in self.tag_times.items() if v > self.learned_at},
         }
 
     @classmethod
@@ -81,12 +103,14 @@ class Known:
             courses={int(k): v for k, v in (facts.get("courses") or {}).items()},
             communities={int(k): v for k, v in (facts.get("communities") or {}).items()},
             grants={str(k): int(v) for k, v in (facts.get("grants") or {}).items()},
+            tag_times={int(k): datetime.fromisoformat(v) for k, v in (facts.get("tag_times") or {}).items()},
         )
 
     @classmethod
     def from_contact(cls, contact: dict[str, Any], now: datetime, *, created: bool) -> Known:
         known = cls(contact_id=int(contact["id"]), learned_at=now, created=created)
         known.update(contact)
+        known.tag_times.clear()  # all learned at `now`
         return known
 
 

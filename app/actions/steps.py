@@ -30,7 +30,7 @@ async def tag(ctx: StepContext, params: TagParams) -> str:
     if tid in known.tags:
         return "already tagged"
     await ctx.write("POST", f"/api/contacts/{known.contact_id}/tags", {"tagId": tid})
-    known.tags[tid] = tag_name(params) or str(tid)
+    known.set_tag(tid, tag_name(params) or str(tid))
     known.grants[f"tag:{tag_name(params) or tid}"] = tid
     return "tagged"
 
@@ -43,7 +43,7 @@ async def untag(ctx: StepContext, params: TagParams) -> str:
     if granted is not None and not ctx.careful:
         # The very tag we added, by its id: a rename in Systeme.io since does not matter.
         await ctx.write("DELETE", f"/api/contacts/{known.contact_id}/tags/{granted}")
-        known.tags.pop(granted, None)
+        known.set_tag(granted, None)
         known.grants.pop(key, None)
         return "untagged"
     known = await ctx.contact(facts=True)
@@ -51,7 +51,7 @@ async def untag(ctx: StepContext, params: TagParams) -> str:
     if tid is None or tid not in known.tags:
         return "was not tagged"
     await ctx.write("DELETE", f"/api/contacts/{known.contact_id}/tags/{tid}", missing_ok=True)
-    known.tags.pop(tid, None)
+    known.set_tag(tid, None)
     known.grants.pop(key, None)
     return "untagged"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -23,6 +23,9 @@ log = logging.getLogger(__name__)
 
 _LEARNED = frozenset({*MIRROR_EVENTS, "CONTACT_OPT_IN"})
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Systeme.io's event times have whole seconds, from another clock: an event it dates within this of what we know is
+# taken as what we know already (most often the echo of our own write). One without its time is dated on arrival.
+SKEW = timedelta(seconds=1)
 
 
 def _contact(payload: Any) -> dict[str, Any] | None:
@@ -42,20 +45,28 @@ def _tag(payload: Any) -> tuple[int, str] | None:
     return int(tag["id"]), str(tag.get("name") or "")
 
 
-def _learn(known: Known | None, event_type: str | None, payload: Any, contact: dict[str, Any], now: datetime) -> Known:
+def _learn(
+    known: Known | None, event_type: str | None, payload: Any, contact: dict[str, Any], at: datetime, margin: timedelta
+) -> Known:
+    """What the mirror knows once an event that happened `at` is applied. An event older than what we know of its
+    fact (our own later write, a later read, a later webhook: they all arrive late and in any order) changes
+    nothing: the echo of a tag we added must not bring it back after the refund that removed it."""
     contact_id = int(contact["id"])
-    if known is None or known.contact_id != contact_id:
+    if known is None or (known.contact_id != contact_id and at > known.learned_at + margin):
         # New to the mirror, or made again after a deletion: what we granted the old one is not this one's, and the
-        # payload's contact is all we know. Of a contact we know, only the change is taken: webhooks come late and
-        # in any order, and a CONTACT_CREATED for our own create would otherwise undo the tag our run added since.
-        known = Known(contact_id=contact_id, learned_at=now)
+        # payload's contact is all we know. Of a contact we know, only the change is taken: a CONTACT_CREATED for
+        # our own create would otherwise undo the tag our run added since.
+        known = Known(contact_id=contact_id, learned_at=at)
         known.fields, known.tags = contact_fields(contact), contact_tags(contact)
+        return known
+    if known.contact_id != contact_id:
+        return known  # an older contact of that address, since replaced
     tag = _tag(payload)
-    if tag is not None and event_type == "CONTACT_TAG_ADDED":
-        known.tags[tag[0]] = tag[1]
-    elif tag is not None and event_type == "CONTACT_TAG_REMOVED":
-        known.tags.pop(tag[0], None)
-    known.learned_at = now
+    if tag is not None and at > known.tag_known_at(tag[0]) + margin:
+        if event_type == "CONTACT_TAG_ADDED":
+            known.set_tag(tag[0], tag[1], at)
+        elif event_type == "CONTACT_TAG_REMOVED":
+            known.set_tag(tag[0], None, at)
     return known
 
 
@@ -83,9 +94,10 @@ async def learn_from_events(
             continue
         email = str(contact["email"]).strip().lower()
         entry = await load_contact(engine, account, email)
-        now = utcnow()
-        known = _learn(Known.from_json(*entry) if entry else None, event.event_type, event.payload, contact, now)
+        at, margin = (event.occurred_at, SKEW) if event.occurred_at else (event.received_at or utcnow(), timedelta(0))
+        known = Known.from_json(*entry) if entry else None
+        known = _learn(known, event.event_type, event.payload, contact, at, margin)
         async with engine.begin() as conn:
-            await write_contact(conn, ContactWrite(account, email, known.contact_id, known.to_json(), now))
+            await write_contact(conn, ContactWrite(account, email, known.contact_id, known.to_json(), known.learned_at))
         applied += 1
     return applied

@@ -262,13 +262,14 @@ def test_sync_and_its_status_from_the_command_line(tmp_path, sim, sqlite_url):
     assert refused.returncode == 2 and "no account 'nope'" in refused.stderr
 
 
-async def systeme_event(engine, clients, event_type: str, payload: dict) -> None:
-    """A `systeme` source's webhook as ingest stores it, then planned as the planner plans it."""
+async def systeme_event(engine, clients, event_type: str, payload: dict, occurred_at=None) -> None:
+    """A `systeme` source's webhook as ingest stores it (with Systeme.io's time of the event, when given), then
+    planned as the planner plans it."""
     received = utcnow()
     [stored] = await record_events(
-        engine, [NewEvent("systeme", event_type, f"sys-{uuid.uuid4().hex}", payload, {}, None, "v0", received)]
+        engine, [NewEvent("systeme", event_type, f"sys-{uuid.uuid4().hex}", payload, {}, occurred_at, "v0", received)]
     )
-    pending = [Unplanned(stored.event_id, "systeme", event_type, payload, None, received)]
+    pending = [Unplanned(stored.event_id, "systeme", event_type, payload, occurred_at, received)]
     rules = RuleSet(parse_rules(RULES, path="r", env=rules_environment()))
 
     async def dispatch(runs, **_) -> None:
@@ -291,6 +292,39 @@ async def test_a_tag_removed_in_systeme_is_added_again_by_the_next_purchase(engi
     assert set((await purchase(engine, complete, "lead1@yopmail.com")).values()) == {"succeeded"}
     assert requests_made(sim, start) == [f"POST /api/contacts/{contact['id']}/tags"]
     assert sim.tag_names("lead1@yopmail.com") == ["Masterclass buyer"]
+
+
+async def test_the_late_echo_of_our_tag_does_not_bring_it_back_after_the_refund(engine, complete, sim):
+    seed(sim, 3)
+    await sync(engine, complete)
+    tagged_at = utcnow().replace(microsecond=0)  # Systeme.io dates its events in whole seconds
+    await purchase(engine, complete, "lead2@yopmail.com")
+    contact = sim.contact("lead2@yopmail.com")
+    (tag,) = contact["tags"]
+    refund = await plan_and_store(engine, stripe_refund("lead2@yopmail.com"), event_type="charge.refunded")
+    assert set((await run(engine, complete, refund[0])).statuses.values()) == {"succeeded"}
+    assert sim.tag_names("lead2@yopmail.com") == []
+    # Systeme.io's webhook for the tag our purchase added arrives only now, after the refund took it away.
+    added = {"contact": {**contact, "tags": [tag]}, "tag": tag}
+    await systeme_event(engine, complete, "CONTACT_TAG_ADDED", added, occurred_at=tagged_at)
+    # The buyer pays again: the mirror still knows the tag is gone, so it is added, not taken as "already tagged".
+    start = len(sim.account.calls)
+    assert set((await purchase(engine, complete, "lead2@yopmail.com")).values()) == {"succeeded"}
+    assert f"POST /api/contacts/{contact['id']}/tags" in requests_made(sim, start)
+    assert sim.tag_names("lead2@yopmail.com") == ["Masterclass buyer"]
+
+
+async def test_a_tag_webhook_dated_after_our_write_is_applied(engine, complete, sim):
+    seed(sim, 3)
+    await sync(engine, complete)
+    await purchase(engine, complete, "lead0@yopmail.com")
+    contact = sim.contact("lead0@yopmail.com")
+    (tag,) = contact["tags"]
+    sim.account.remove_contact_tag(contact["id"], tag["id"])  # by hand, a few seconds after our purchase
+    removed = {"contact": {"contact": {**contact, "tags": []}}, "tag": tag}
+    await systeme_event(engine, complete, "CONTACT_TAG_REMOVED", removed, occurred_at=utcnow() + timedelta(seconds=5))
+    entry = await load_contact(engine, "default", "lead0@yopmail.com")
+    assert entry is not None and entry[1]["tags"] == {}
 
 
 async def test_a_contact_created_in_systeme_is_known_by_its_webhook_not_missed(engine, complete, sim):
