@@ -193,6 +193,13 @@ async def events_page(
     )
 
 
+@router.get("/events")
+async def events_list(request: Request) -> RedirectResponse:
+    # The events are listed on the home page; /ui/events is where a user guesses them (and /ui/events/{id} hints).
+    query = request.url.query
+    return RedirectResponse("/ui" + (f"?{query}" if query else ""), status_code=307)
+
+
 @router.get("/events/{event_id}")
 async def event_page(event_id: str, request: Request, state: StateDep, operator: Operator) -> HTMLResponse:
     event = await get_event(state.engine, event_id)

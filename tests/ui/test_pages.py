@@ -29,6 +29,8 @@ async def test_events_show_who_and_which_rules_in_the_ui_the_api_and_the_cli(mak
         async with operator(url) as http:
             items = (await http.get("/v1/events")).json()["items"]
             page = (await http.get("/ui")).text
+            # Where a user guesses the list is, with the filters kept.
+            guessed = await http.get("/ui/events", params={"source": "stripe"})
             rejected = await http.get("/v1/events", params={"status": "bogus"})
     assert [(e["contacts"], e["rules"]) for e in items] == [
         ([], []),  # the `contact` form source: no rule listens to it
@@ -39,6 +41,7 @@ async def test_events_show_who_and_which_rules_in_the_ui_the_api_and_the_cli(mak
     assert '<a class="person" href="/ui/contacts/ada%40yopmail.com">ada@yopmail.com</a>' in page
     assert re.search(r'<td class="wide">masterclass-purchase</td>\s*<td class="outcome">', page)
     assert rejected.status_code == 400 and "awaiting_approval" in rejected.json()["error"]
+    assert guessed.status_code == 307 and guessed.headers["location"] == "/ui?source=stripe"
     done = subprocess.run(
         [sys.executable, "-m", "app", "events"],
         cwd=tmp_path, env=cli_env(DATABASE_URL=sqlite_url), capture_output=True, text=True, timeout=60,
