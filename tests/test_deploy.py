@@ -142,3 +142,16 @@ def test_the_banner_shows_the_address_the_host_publishes(tmp_path):
     assert "free host port" in free and "docker compose port" in free
     plain = banner()
     assert plain == "systeme-flow serving http://127.0.0.1:8000 (on every address)"
+
+
+def test_the_banner_names_the_simulator_as_such(tmp_path):
+    rules = load_rules(write_rules(tmp_path), {})
+
+    def account(**values: Any) -> str:
+        lines = startup_lines(Settings(_env_file=None, **values), rules, host="127.0.0.1", port=8000)
+        return next(line for line in lines if line.startswith("  account:"))
+
+    simulated = account(systeme_api_key="k", systeme_api_url="http://127.0.0.1:8090")
+    assert "the simulator on this machine (http://127.0.0.1:8090): test mode" in simulated
+    live = account(systeme_api_key="k")
+    assert live == "  account:   direct (SYSTEME_API_KEY), https://api.systeme.io"

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
+from app.accounts.modes import on_loopback
 from app.config import (
     SECRET_SETTINGS,
     Settings,
@@ -180,6 +181,9 @@ def startup_lines(settings: Settings, rules: LoadedRules, *, host: str, port: in
         "maton": f"through Maton (MATON_API_KEY), {settings.api_base_url}",
         "direct": f"direct (SYSTEME_API_KEY), {settings.api_base_url}",
     }[settings.api_mode]
+    if settings.api_mode != "dry-run" and on_loopback(settings.api_base_url):
+        # The mode the account is recorded under (app/accounts/modes.py): nothing here reaches a real account.
+        account = f"the simulator on this machine ({settings.api_base_url}): test mode, no real account is reached"
     executor = "arq workers on REDIS_URL" if settings.redis_url else "in this process (no REDIS_URL)"
     counts = f"{counted(len(rules.file.rules), 'rule')}, {counted(len(rules.file.sources), 'source')}"
     return [
