@@ -17,9 +17,10 @@ def _iso() -> str:
 def shopify_samples() -> list[Sample]:
     # Shopify's webhook reference (shopify.dev, orders/paid): the Order resource, prices as decimal strings; the
     # topic, event id and trigger time in X-Shopify-* headers.
-    order_id = int(time.time() * 1000)
+    # One order for every call: `send shopify refund` is a separate command from `send shopify order-paid`, and the
+    # refund must name the order it refunds (the id is the reference's own example).
     order = {
-        "id": order_id,
+        "id": 820982911946154508,
         "email": "ada@yopmail.com",
         "contact_email": "ada@yopmail.com",
         "created_at": _iso(),

@@ -98,3 +98,10 @@ def test_shopify_and_woocommerce_refunds_link_by_order():
     woo = payment_of("woocommerce", "order.updated", {"id": 93, "status": "refunded", "total": "199.00"})
     assert woo is not None and (woo.kind, woo.order) == ("refund", "93")
     assert payment_of("woocommerce", "order.updated", {"id": 93, "status": "pending", "total": "199.00"}) is None
+
+
+def test_the_shopify_refund_sample_refunds_the_order_sample_sent_before_it():
+    # Two `send` commands, each building its samples afresh: the refund names the order the first one paid.
+    paid, refund = recognised("shopify", "order-paid"), recognised("shopify", "refund")
+    assert paid is not None and refund is not None and refund.kind == "refund"
+    assert paid.order is not None and refund.order == paid.order
