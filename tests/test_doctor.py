@@ -89,6 +89,20 @@ def test_doctor_walks_the_simulator_to_the_first_purchase(tmp_path, sim):
     assert steps.get("events", steps.get("webhook", "")).startswith("missing")
 
 
+def test_doctor_tells_a_form_its_action_and_a_signed_source_its_secret(tmp_path, sim, sqlite_url):
+    rules = write_rules(tmp_path)
+    done = cli(
+        "doctor", cwd=tmp_path, RULES_FILE=str(rules), SYSTEME_API_KEY=SIM_KEY, SYSTEME_API_URL=sim.url,
+        DATABASE_URL=sqlite_url,
+    )  # fmt: skip
+    webhooks = [line for line in done.stdout.splitlines() if line.startswith("missing  webhook:")]
+    signup = next(line for line in webhooks if "source signup:" in line)
+    assert "point your form's action (method POST) at https://YOUR-HOST/hooks/signup?token=<its token>" in signup
+    assert "secret" not in signup  # a form has a token, not a secret
+    stripe = next(line for line in webhooks if "source stripe:" in line)
+    assert "webhook URL to https://YOUR-HOST/hooks/stripe with the same secret" in stripe
+
+
 SHOP_RULES = f"""
 version: 1
 sources:

@@ -16,7 +16,7 @@ from app.accounts.modes import DRY_RUN, current_modes, describe, kind_of
 from app.config import Settings, get_settings, rules_environment, settings_problems
 from app.errors import AppError, RulesError
 from app.rules.loader import LoadedRules, load_rules
-from app.rules.schema import DEFAULT_ACCOUNT
+from app.rules.schema import DEFAULT_ACCOUNT, SourceConfig
 from app.text import counted
 
 GUIDE = "docs/going-live.md"
@@ -155,14 +155,13 @@ async def _providers(report: Report, settings: Settings, loaded: LoadedRules, mo
     for name, source in loaded.file.sources.items():
         if source.type == "systeme":
             continue
-        secret = "its secret is set" if any(s.strip() for s in source.secret) else "it has no secret"
+        signed = any(s.strip() for s in source.secret)
         if name in work.sources:
-            report.ok("webhook", f"source {name}: {secret}, and an event arrived under this account")
+            how = "its secret is set" if signed else "it takes its token"
+            report.ok("webhook", f"source {name}: {how}, and an event arrived under this account")
         else:
             report.miss(
-                "webhook",
-                f"source {name}: {secret}; no event arrived yet under this account: set the provider's webhook URL "
-                f"to https://YOUR-HOST/hooks/{name} with the same secret, and send its test event",
+                "webhook", f"source {name}: no event arrived yet under this account: {_first_event(name, source)}"
             )
     if work.succeeded:
         report.ok("test purchase", f"{work.succeeded} actions succeeded against this account")
@@ -172,6 +171,19 @@ async def _providers(report: Report, settings: Settings, loaded: LoadedRules, mo
         report.ok("refund", f"{work.refunds} refund or cancellation events arrived under this account")
     else:
         report.miss("refund", "no refund or cancellation arrived yet: refund the test purchase")
+
+
+def _first_event(name: str, source: SourceConfig) -> str:
+    """How to get the first event of a source in, in its provider's terms (the token is not printed)."""
+    url = f"https://YOUR-HOST/hooks/{name}"
+    if source.type == "form":
+        return (
+            f"point your form's action (method POST) at {url}?token=<its token> (the source's `token:`) and submit "
+            "it once"
+        )
+    if any(s.strip() for s in source.secret):
+        return f"set the provider's webhook URL to {url} with the same secret, and send its test event"
+    return f"set the provider's webhook URL to {url}?token=<its token> (the source's `token:`), and send its test event"
 
 
 def _words(exc: BaseException) -> str:
