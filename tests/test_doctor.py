@@ -68,6 +68,7 @@ def test_doctor_with_an_unreachable_api_says_so(tmp_path):
     steps = lines(done.stdout)
     assert steps["key"].startswith("ok       key: SYSTEME_API_KEY is set: live account default")
     assert steps["check --live"].startswith("missing  check --live:")
+    assert "network error reaching 192.0.2.1:9" in steps["check --live"]
 
 
 def test_doctor_walks_the_simulator_to_the_first_purchase(tmp_path, sim):

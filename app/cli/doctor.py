@@ -9,6 +9,7 @@ import asyncio
 import sys
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
@@ -92,7 +93,8 @@ async def _live(report: Report, settings: Settings, loaded: LoadedRules) -> bool
     try:
         live = await live_check(loaded, clients, maton=maton)
     except Exception as exc:  # an unreachable API, a proxy answering HTML: one line
-        report.miss("check --live", f"the account could not be read: {_words(exc)}")
+        where = urlsplit(settings.api_base_url).netloc or settings.api_base_url
+        report.miss("check --live", f"the account could not be read at {where}: {_words(exc)}")
         return False
     finally:
         await clients.aclose()

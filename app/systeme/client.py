@@ -150,7 +150,9 @@ class SystemeSession:
         except httpx.TransportError as exc:
             await self.client.quota.observe(None, ticket)
             record.update(duration_ms=(time.perf_counter() - clock) * 1000, error=f"{type(exc).__name__}: {exc}")
-            raise TransientApiError(f"{method} {path}: network error: {type(exc).__name__}") from exc
+            # The host in words: "could not connect" alone does not say whether the key, the URL or the network.
+            where = self.client.http.base_url.netloc.decode() or "the API"
+            raise TransientApiError(f"{method} {path}: network error reaching {where}: {type(exc).__name__}") from exc
         except Exception as exc:
             # Anything else (an URL httpx refuses, a bug): the call is still recorded whole, and the attempt ends
             # like a transient failure, so the action is retried a bounded number of times and ends dead.
