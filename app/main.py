@@ -24,7 +24,7 @@ from app.errors import AppError, TooManyRequests
 from app.state import app_state
 from app.ui import pages as ui_pages
 from app.ui import router as ui
-from app.ui.router import SignIn
+from app.ui.router import SignIn, error_page, wants_page
 from app.webhooks import router as webhooks
 from app.webhooks.router import hook_source, receive_hook
 
@@ -65,9 +65,12 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return await http_exception_handler(request, exc)
 
 
-async def _app_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _app_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, AppError)
     headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, TooManyRequests) else None
+    if wants_page(request):
+        # A person in the dashboard (an expired form, an event gone): a page in words, not a JSON body.
+        return error_page(request, exc.message, exc.status_code)
     return JSONResponse({"error": exc.message}, status_code=exc.status_code, headers=headers)
 
 

@@ -85,6 +85,30 @@ async def _checked(request: Request, state: StateDep, operator: Operator) -> str
 Checked = Annotated[str, Depends(_checked)]
 
 
+def wants_page(request: Request) -> bool:
+    """A browser on a dashboard path (scripts send a Bearer token, or ask for JSON): errors are answered as pages."""
+    path = request.url.path
+    return (
+        (path == "/ui" or path.startswith("/ui/"))
+        and not request.headers.get("authorization")
+        and "text/html" in request.headers.get("accept", "")
+    )
+
+
+TITLES = {400: "That did not work", 401: "Please try again", 403: "Not allowed", 404: "Not found", 409: "Not now"}
+
+
+def error_page(request: Request, message: str, status: int) -> HTMLResponse:
+    referer = urlsplit(request.headers.get("referer", ""))
+    # Back to the page the form was on, when it is one of ours (same rule as the forms' `back`).
+    back = inside(referer.path + (f"?{referer.query}" if referer.query else "")) if referer.path else "/ui"
+    title = TITLES.get(status, "Something went wrong")
+    # No session context here: the page names no operator and holds, which a failed check must not imply.
+    values: dict[str, Any] = {"operator": None, "csrf": "", "holds": [], "dry_run": False}
+    values |= {"status": status, "title": title, "message": message, "back": back}
+    return TEMPLATES.TemplateResponse(request, "error.html", values, status_code=status)
+
+
 async def page(request: Request, name: str, operator: str | None, **context: Any) -> HTMLResponse:
     cookie = request.cookies.get(session.COOKIE)
     state = request.app.state.sf

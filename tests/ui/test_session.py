@@ -125,3 +125,20 @@ async def test_the_sign_in_page_says_where_the_token_is(make_settings, sqlite_ur
         async with client(url) as http:
             page = await http.get("/ui/login")
     assert "the value of ADMIN_TOKEN" in page.text and 'name="token"' in page.text
+
+
+async def test_a_stale_form_in_a_browser_is_a_page_in_words_and_changes_nothing(make_settings, sqlite_url):
+    with running(make_settings(database_url=sqlite_url)) as url:
+        async with client(url) as http:
+            await sign_in(http)
+            browser = {"Accept": "text/html,application/xhtml+xml", "Referer": f"{url}/ui/actions?status=failed"}
+            # The form of a page opened before a sign-out and sign-in: its token is another session's.
+            stale = await http.post("/ui/logout", data={"csrf": "0" * 32}, headers=browser)
+            script = await http.post("/ui/logout", data={"csrf": "0" * 32})
+            still_in = await http.get("/ui")
+    assert stale.status_code == 401 and stale.headers["content-type"].startswith("text/html")
+    assert "the form expired or came from another site: reload the page and try again" in stale.text
+    assert 'href="/ui/actions?status=failed"' in stale.text  # back where the form was
+    # Anything that does not ask for a page keeps the JSON body.
+    assert script.status_code == 401 and script.json()["error"].startswith("the form expired")
+    assert still_in.status_code == 200  # the stale sign-out did not sign anyone out
