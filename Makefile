@@ -45,6 +45,8 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/pytest
 
+# bench.launch twice: both mirrors and a second account (issue 20), then the launch as before it (a run sleeping in
+# its worker slot on its account's quota: the second account's buyers wait behind the burst).
 bench: $(STAMP)
 	$(BIN)/python -m bench.ingest
 	$(BIN)/python -m bench.drain
@@ -52,7 +54,6 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.rules
 	$(BIN)/python -m bench.hostile
 	$(BIN)/python -m bench.launch
-	# the same launch as before issue 20: a run sleeps in its worker slot on its account's quota
 	$(BIN)/python -m bench.launch --mirror complete --slot-wait 65
 
 # Several replicas and workers, each part killed under load (bench/chaos.py): not in `make bench`, it takes minutes
