@@ -2,7 +2,7 @@
 contact's page, taken with Playwright and Debian's Chromium against the service and the simulator, both on
 loopback, with a month of sample sales.
 
-    .venv/bin/python scripts/dashboard_pictures.py [--out docs/images] [--chromium /usr/bin/chromium]
+    .venv/bin/python -m scripts.dashboard_pictures [--out docs/images] [--chromium /usr/bin/chromium]
 
 Nothing leaves the machine: the service talks to the simulator only, its database is a temporary SQLite file.
 """
@@ -11,14 +11,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
-import hmac
 import json
 import random
-import socket
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from datetime import timedelta
@@ -27,7 +23,6 @@ from typing import Any
 
 import httpx
 import sqlalchemy as sa
-import uvicorn
 
 from app.config import Settings
 from app.main import create_app
@@ -36,6 +31,8 @@ from app.simulator import Simulator
 from app.store.db import create_engine
 from app.store.migrate import upgrade_async
 from app.store.models import actions, events
+from bench.common import InThread
+from tests.factories import stripe_headers
 
 SECRET = "whsec_sample_pictures"
 TOKEN = "pictures-operator-token"
@@ -72,32 +69,6 @@ NAMES = "ana bob cy dee eli fay gus hal ivy jo kai lea max nia oli pia quin rae 
 PRODUCTS = [("masterclass", 19900, "eur"), ("workshop", 4900, "usd"), ("masterclass", 19900, "eur")]
 
 
-class Server:
-    """uvicorn in a thread on a free loopback port."""
-
-    def __init__(self, app: Any, options: dict[str, Any] | None = None) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        options = options or {"log_config": None}
-        self.server = uvicorn.Server(uvicorn.Config(app, lifespan="on", access_log=False, **options))
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
-
-    def __enter__(self) -> Server:
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("a server did not start")
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=20)
-        self.sock.close()
-
-
 def checkout(email: str, product: str, cents: int, currency: str) -> dict[str, Any]:
     session = {
         "id": f"cs_{uuid.uuid4().hex[:16]}",
@@ -120,10 +91,7 @@ def refund(email: str, cents: int) -> dict[str, Any]:
 
 def post(url: str, event: dict[str, Any]) -> str:
     body = json.dumps(event).encode()
-    t = int(time.time())
-    signature = hmac.new(SECRET.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
-    headers = {"Content-Type": "application/json", "Stripe-Signature": f"t={t},v1={signature}"}
-    answer = httpx.post(f"{url}/hooks/stripe", content=body, headers=headers)
+    answer = httpx.post(f"{url}/hooks/stripe", content=body, headers=stripe_headers(body, SECRET))
     answer.raise_for_status()
     return str(answer.json()["event_id"])
 
@@ -174,7 +142,7 @@ def main() -> None:
     simulator = Simulator(api_key=KEY)
     simulator.seed(courses=[{"id": 101, "name": "Masterclass"}, {"id": 102, "name": "Bootcamp"}])
     simulator.account.forbidden.add("/api/school/courses/102")  # the account refuses the bootcamp's enrolment
-    with Server(simulator.app) as sim:
+    with InThread(simulator.app) as sim:
         settings = Settings(
             _env_file=None,
             database_url=database_url,
@@ -185,7 +153,7 @@ def main() -> None:
             redis_url=None,
             maton_api_key=None,
         )
-        with Server(create_app(settings), server_options(settings)) as service:
+        with InThread(create_app(settings), server_options(settings)) as service:
             ages: dict[str, float] = {}
             waits: dict[str, float] = {}
             for i, name in enumerate(NAMES):
