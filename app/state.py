@@ -44,6 +44,8 @@ class AppState:
     trusted_proxies: list[IPv4Network | IPv6Network]
     writer: GroupWriter
     planner: Planner
+    # /metrics' unserved-payments count and when it was read (monotonic): judged at most once a minute.
+    unserved_read: tuple[float, int] | None = None
 
     @property
     def rules(self) -> RuleSet:

@@ -104,8 +104,12 @@ async def test_upkeep_alerts_unserved_buyers_and_metrics_count_them(make_setting
             await _post_unmapped(url, "dee@yopmail.com")
             async with httpx.AsyncClient(base_url=url) as http:
                 scraped = (await http.get("/metrics")).text
+                # A second buyer at once: the next scrape does not judge the week again, the alert names them both.
+                await _post_unmapped(url, "eve@yopmail.com")
+                rescraped = (await http.get("/metrics")).text
         await maintain(s.engine, s.settings)  # without the rules' sources: no payments alert
         assert s.received == []
         await maintain(s.engine, s.settings, sources=s.sources)
-    assert "systeme_flow_payments_unserved 1.0" in scraped
+    assert "systeme_flow_payments_unserved 1.0" in scraped and "systeme_flow_payments_unserved 1.0" in rescraped
     assert len(s.received) == 1 and "dee@yopmail.com (ebook, 199.00 EUR): no rule matched" in s.received[0]
+    assert "eve@yopmail.com" in s.received[0]
