@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from app.actions.access import add_to_community, enroll, remove_from_community, unenroll
-from app.actions.contacts import find_contact, send_contact
+from app.actions.contacts import send_contact
 from app.actions.context import StepContext
 from app.actions.mirror import contact_tags
 from app.actions.params import DeleteContactParams, FieldsParams, SubscriptionParams, TagParams
@@ -197,7 +197,8 @@ async def unmet_condition(ctx: StepContext, kind: str) -> str | None:
         return None
     if kind in ERASING:
         assert ctx.handle is not None
-        found = await find_contact(ctx.api, ctx.handle.email)
+        # The contact the erasure would delete, found as it finds it (every page, the exact address).
+        found = await _erasable(ctx.api, ctx.handle.email)
         return tag_condition(spec, contact_tags(found)) if found is not None else None
     return tag_condition(spec, (await ctx.contact(facts=True)).tags)
 

@@ -153,3 +153,18 @@ async def test_the_persons_contact_is_found_whatever_the_case_and_the_search_fil
     failed = await row(engine, again)
     assert failed.last_error.startswith("could not confirm that capital.person@yopmail.com has no contact")
     assert sim.contact("someone.else@yopmail.com") == other
+
+
+async def test_a_tag_condition_reads_the_persons_contact_not_the_first_answered(engine, client, sim):
+    # A search that does not filter by email answers someone else first: their tags are not the person's.
+    sim.account.email_filter = "ignored"
+    sim.account.create_contact({"email": "first.answered@yopmail.com"})
+    kept = sim.account.create_contact({"email": "kept.person@yopmail.com"})
+    tag = sim.account.create_tag({"name": "Keep"})
+    sim.account.add_contact_tag(kept["id"], {"tagId": tag["id"]})
+    (erase,) = await plan_and_store(
+        engine, {"email": "kept.person@yopmail.com"}, event_type="customer.updated", rules=ERASE_RULES
+    )
+    assert (await run(engine, client, erase)).statuses == {erase: "skipped"}
+    assert "(unless_tagged)" in (await row(engine, erase)).outcome
+    assert sim.contact("kept.person@yopmail.com") is not None and sim.writes() == []
