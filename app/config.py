@@ -147,6 +147,18 @@ class Settings(BaseSettings):
             raise ValueError("must be more than 0")
         return value
 
+    @field_validator("systeme_api_url", "alert_webhook_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        # Caught here, in words, rather than as an "unexpected error" on every request to it. Empty is unset.
+        if value is None or not value.strip():
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            # Not echoed: an alert webhook's URL is often its secret (Slack's, Discord's).
+            raise ValueError("is not an http(s) URL: write it whole, with https:// and the host")
+        return value.strip()
+
     @field_validator("rule_fires_per_contact")
     @classmethod
     def _fires(cls, value: int) -> int:

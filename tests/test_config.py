@@ -143,6 +143,19 @@ class TestRetentionDays:
         assert settings(retention_days="1").retention_days == 1
 
 
+class TestUrls:
+    @pytest.mark.parametrize("name", ["systeme_api_url", "alert_webhook_url"])
+    @pytest.mark.parametrize("value", ["api.systeme.io", "ftp://example.com", "http:///no-host"])
+    def test_a_url_without_scheme_or_host_is_refused_without_echoing_it(self, name, value):
+        with pytest.raises(ValidationError, match="is not an http\\(s\\) URL") as caught:
+            settings(**{name: value})
+        assert value not in str(caught.value)
+
+    def test_an_empty_url_is_unset_and_a_whole_one_is_kept(self):
+        assert settings(systeme_api_url="", alert_webhook_url=" ").systeme_api_url is None
+        assert settings(systeme_api_url="http://127.0.0.1:8090").systeme_api_url == "http://127.0.0.1:8090"
+
+
 class TestInvalidSettingsMessage:
     @pytest.mark.parametrize("command", [["check"], ["serve", "--port", "1"]])
     def test_the_cli_names_each_variable_where_it_is_set_and_not_its_value(self, tmp_path, command):
