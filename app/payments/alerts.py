@@ -53,6 +53,12 @@ async def unserved(
     return await list_payments(engine, sources, now=now, deadline=deadline, since=now - LOOKBACK, status="unserved")
 
 
+def counts_under(item: Listed, mode: str | None) -> bool:
+    """Whether an unserved payment is an alarm under the account mode in force: a test purchase left from a dry run
+    or the simulator under another mode is not (it is a leftover, app/operator/modes.py); None: every one is."""
+    return mode is None or item.mode is None or item.mode == mode or not is_test(item.mode)
+
+
 async def alert_unserved(
     engine: AsyncEngine,
     settings: Settings,
@@ -66,11 +72,7 @@ async def alert_unserved(
     `mode` is the account mode in force: a test purchase left from a dry run or the simulator under another mode
     is no alarm (None: every payment counts).
     """
-    found = [
-        item
-        for item in await unserved(engine, settings, sources, now=now)
-        if mode is None or item.mode is None or item.mode == mode or not is_test(item.mode)
-    ]
+    found = [item for item in await unserved(engine, settings, sources, now=now) if counts_under(item, mode)]
     if not found or not settings.alert_webhook_url:
         return 0
     markers = {_marker(item.event_id): item for item in found}

@@ -18,8 +18,10 @@ from app.deps import StateDep, operator_for, require_operator
 from app.errors import AppError, Forbidden, NotFound, Unauthorized
 from app.operator import service
 from app.operator.modes import discard_hint, leftover_lines
+from app.payments.alerts import counts_under
 from app.payments.service import list_payments
 from app.preview.service import explain, render_text
+from app.rules.schema import DEFAULT_ACCOUNT
 from app.store.holds import holds
 from app.store.models import utcnow
 from app.store.modes import leftovers
@@ -194,6 +196,9 @@ async def events_page(
     unserved = await list_payments(
         state.engine, state.rules.sources, now=now, deadline=deadline, since=since, status=PaymentStatus.UNSERVED
     )
+    # As the alert counts them: a dry run's test purchase is no buyer once the account is the simulator or live.
+    mode = state.pipeline.modes().get(DEFAULT_ACCOUNT)
+    unserved = [item for item in unserved if counts_under(item, mode)]
     filters = {"source": source or "", "status": status or "", "email": email or ""}
     # What a dry run or the simulator left, which the account now configured will never run (app/accounts/modes.py).
     left = await leftovers(state.engine, state.clients.modes)

@@ -10,6 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
+from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import Settings
@@ -21,7 +22,7 @@ from app.rules.schema import SourceConfig
 from app.store import leases
 from app.store.db import create_engine
 from app.store.models import utcnow
-from tests.conftest import planned, running
+from tests.conftest import SIM_KEY, operator, planned, running
 from tests.factories import MASTERCLASS_ONLY_RULES, stripe_checkout, stripe_headers, write_rules
 from tests.servers import alert_receiver
 
@@ -96,6 +97,24 @@ async def test_a_test_purchase_left_from_a_dry_run_is_no_alarm_once_live(make_se
         still_trying = await alert_unserved(s.engine, s.settings, s.sources, now=utcnow(), mode="dry-run")
     assert (live, still_trying) == (0, 1)
     assert len(s.received) == 1 and "trial@yopmail.com" in s.received[0]
+
+
+async def test_a_dry_runs_test_purchase_does_not_head_the_home_page_once_on_the_simulator(
+    make_settings, sqlite_url, tmp_path
+):
+    async with shop(make_settings, tmp_path, sqlite_url, systeme_api_key=None) as s:
+        with running(s.serving.model_copy(update={"systeme_api_key": None})) as url:
+            await _post_unmapped(url, "trial@yopmail.com")
+            async with operator(url) as http:
+                dry = (await http.get("/ui")).text
+        # The same database, now with the simulator's key: the dry run's purchase is a leftover, not a buyer.
+        with running(s.serving.model_copy(update={"systeme_api_key": SecretStr(SIM_KEY)})) as url:
+            await _post_unmapped(url, "buyer@yopmail.com")
+            async with operator(url) as http:
+                simulated = (await http.get("/ui")).text
+    assert "Paid, no access yet" in dry and "trial@yopmail.com" in dry
+    head = simulated.split("Paid, no access yet", 1)[1].split("</section>", 1)[0]
+    assert "buyer@yopmail.com" in head and "trial@yopmail.com" not in head
 
 
 async def test_upkeep_alerts_unserved_buyers_and_metrics_count_them(make_settings, sqlite_url, tmp_path):
