@@ -143,6 +143,12 @@ async def test_dry_run_then_simulator_then_live_never_reaches_the_live_account(
         assert "left over: work stored under other modes" in banner
         assert "a dry run: 1 event, 4 actions (2 waiting, never run here)" in banner
         assert "the simulator (account default" in banner and "discard --test-data" in banner
+        # The lists say which lines are another mode's: beside the live account's, they would read as real.
+        listed = cli("events", cwd=tmp_path, **env).stdout.splitlines()
+        assert "arrived under" not in [line for line in listed if "carol@yopmail.com" in line][0]
+        assert [line for line in listed if "ada@yopmail.com" in line][0].endswith("  (arrived under a dry run)")
+        steps = cli("actions", "--status", "scheduled", cwd=tmp_path, **env).stdout
+        assert "(never runs here: planned under a dry run)" in steps
         by_cli = cli("run-now", dry_steps["add_to_community"]["id"], cwd=tmp_path, **env)
         assert by_cli.returncode == 2 and "planned under a dry run" in by_cli.stderr, by_cli.stderr
         # What the simulator did is not drift in the live account: reconcile reads only the current mode's work.

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.accounts.modes import describe
 from app.cli.run import database_errors, fail, rules_or_exit, settings_or_exit, since_arg
 from app.config import Settings
 from app.errors import AppError
@@ -65,7 +66,15 @@ def _print(args: argparse.Namespace, value: Any, line: Callable[[dict[str, Any]]
         print(line(escape_values(item)))
 
 
-def _action_line(a: dict[str, Any]) -> str:
+def _other_mode(mode: str | None, current: str | None, said: str) -> str:
+    """Work of another mode than its account's now (a dry run's, the simulator's) says so on its line: beside the
+    account's own it would read as real (app/accounts/modes.py)."""
+    if mode is None or current is None or mode == current:
+        return ""
+    return f"  ({said} {describe(mode)})"
+
+
+def _action_line(a: dict[str, Any], modes: dict[str, str | None] | None = None) -> str:
     said = a.get("outcome") or a.get("last_error") or ""
     if a["status"] == "pending" and a.get("last_error") and a.get("next_attempt_at"):
         said = f"{a['last_error']} (next attempt {a['next_attempt_at']})"
@@ -75,33 +84,43 @@ def _action_line(a: dict[str, Any]) -> str:
         said = a.get("note") or ""
     what = f"{a['rule_id']}: {a['kind']} {json.dumps(a['params'])}"
     account = f" [{a['account']}]" if a.get("account") not in (None, "default") else ""
-    return f"{a['id']}  {a['status']:<17} {what} {a.get('contact_email') or ''}{account}  {said}".rstrip()
+    line = f"{a['id']}  {a['status']:<17} {what} {a.get('contact_email') or ''}{account}  {said}".rstrip()
+    current = (modes or {}).get(a.get("account") or "default")
+    return line + _other_mode(a.get("mode"), current, "never runs here: planned under")
 
 
 def cmd_events(args: argparse.Namespace) -> None:
+    modes: dict[str, str | None] = {}
+
     async def job(settings: Settings, engine: AsyncEngine, _: Dispatcher | None) -> Any:
         items, cursor = await list_events(
             engine, source=args.source, event_type=args.type, status=args.status, since=args.since, limit=args.limit
         )
+        modes.update(await service_modes(engine, settings))
         return {"items": items, "next_cursor": cursor}
 
     def line(e: dict[str, Any]) -> str:
         counts = ", ".join(f"{n} {s}" for s, n in sorted(e["actions"].items())) or "no actions"
         who = ", ".join(e["contacts"]) or "-"
         rules = f"[{', '.join(e['rules'])}]" if e["rules"] else "[no rule matched]"
-        return f"{e['id']}  {e['received_at'][:19]}  {who}  {e['source']}/{e['type'] or '-'}  {rules}  ({counts})"
+        kind = f"{e['source']}/{e['type'] or '-'}"
+        other = _other_mode(e.get("mode"), modes.get("default"), "arrived under")
+        return f"{e['id']}  {e['received_at'][:19]}  {who}  {kind}  {rules}  ({counts}){other}"
 
     _print(args, _run(job, args.command), line)
 
 
 def cmd_actions(args: argparse.Namespace) -> None:
+    modes: dict[str, str | None] = {}
+
     async def job(settings: Settings, engine: AsyncEngine, _: Dispatcher | None) -> Any:
         items, cursor = await list_actions(
             engine, status=args.status, rule=args.rule, contact=args.contact, limit=args.limit
         )
+        modes.update(await service_modes(engine, settings))
         return {"items": items, "next_cursor": cursor}
 
-    _print(args, _run(job, args.command), _action_line)
+    _print(args, _run(job, args.command), lambda a: _action_line(a, modes))
 
 
 def cmd_replay(args: argparse.Namespace) -> None:

@@ -62,6 +62,7 @@ async def list_events(
         events.c.occurred_at,
         events.c.rules_version,
         events.c.planned_at,
+        events.c.mode,
     ).order_by(events.c.id.desc())
     if source:
         query = query.where(events.c.source == source)
