@@ -35,6 +35,7 @@ from app.store.mirror import (
 )
 from app.store.models import utcnow
 from app.systeme.client import SystemeSession
+from app.systeme.errors import ApiError
 
 Loaded = dict[str, tuple[int, dict[str, Any], datetime, int]]  # email -> (contact id, facts, learned at, version)
 Row = tuple[str, int, dict[str, Any], datetime, int]
@@ -87,7 +88,7 @@ class _Part:
     def requests(self) -> int:
         return self.spent + len(self.api.calls)
 
-    async def _save(
+    async def save(
         self, rows: list[Row], *, gone: list[tuple[str, int]] | None = None, done: SyncRecord | None = None
     ) -> None:
         self.progress["requests"] = self.requests
@@ -137,11 +138,11 @@ class _Part:
             state["after"] = page[-1]["id"]
             state["read"] += len(rows)
             self.progress["pages"] += 1
-            await self._save(rows)
+            await self.save(rows)
         # The last page said there is no more: an entry beyond it is of a contact deleted since it was read.
         self._missing(loaded, set(), state["after"], None)
         state["done"] = True
-        await self._save([])
+        await self.save([])
 
     def _marked(
         self, entry: tuple[int, dict[str, Any], datetime, int], facts_of: str, target: int, listed: int | None
@@ -190,7 +191,7 @@ class _Part:
                     rows.append((email, *row))
             state["after"], state["listed"] = page[-1]["id"], sorted(listed)
             self.progress["pages"] += 1
-            await self._save(rows)
+            await self.save(rows)
         # Whole: every entry it does not list lacks the access (checked against the versions read before its
         # pages of this part, so a grant a run made meanwhile stays).
         absent = [
@@ -199,7 +200,7 @@ class _Part:
             if entry[0] not in listed and (row := self._marked(entry, facts_of, target, None)) is not None
         ]
         state.update(done=True, count=len(listed), listed=[])
-        await self._save(absent)
+        await self.save(absent)
         return len(listed)
 
     async def finish(self, mode: str, targets: dict[str, list[int]]) -> int:
@@ -241,7 +242,7 @@ class _Part:
         }
         cursor = {"registered": contacts["latest"], **marks}
         record = SyncRecord(self.account, mode, started, started, cursor, self.requests)
-        await self._save(rows, gone=gone, done=record)
+        await self.save(rows, gone=gone, done=record)
         self.progress["gone"] = dict(gone)
         return len(rows)
 
@@ -263,12 +264,16 @@ async def read_full(
         progress = _fresh(mode, now)
     report = SyncReport(account, full=True, resumed=int(progress["pages"]))
     part = _Part(engine, api, account, progress, now)
-    await part.contacts({"courses": set(targets["enrollments"]), "communities": set(targets["memberships"])})
-    for kind, facts_of, path, key in LISTINGS:
-        counts = report.enrollments if kind == "enrollments" else report.memberships
-        for target in targets[kind]:
-            counts[target] = await part.listing(kind, facts_of, path, key, target)
-    extra = await part.finish(mode, targets)
+    try:
+        await part.contacts({"courses": set(targets["enrollments"]), "communities": set(targets["memberships"])})
+        for kind, facts_of, path, key in LISTINGS:
+            counts = report.enrollments if kind == "enrollments" else report.memberships
+            for target in targets[kind]:
+                counts[target] = await part.listing(kind, facts_of, path, key, target)
+        extra = await part.finish(mode, targets)
+    except ApiError:
+        await part.save([])  # what the failed part spent counts in the read's requests
+        raise
     report.contacts_read = int(progress["contacts"]["read"]) + extra
     report.contacts_gone = len(progress["gone"])
     report.contacts_known = await known_count(engine, account)
