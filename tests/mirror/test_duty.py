@@ -10,6 +10,8 @@ import types
 from datetime import timedelta
 
 import sqlalchemy as sa
+from arq.connections import RedisSettings
+from arq.worker import Worker
 
 from app.config import rules_environment
 from app.mirror.duty import duty
@@ -27,6 +29,7 @@ from app.systeme.quota import MAX_WAIT_SECONDS, Quota
 from tests.conftest import running, wait_for
 from tests.factories import RULES, seed_leads
 from tests.flows import processes, store_unplanned
+from workers.settings import WorkerSettings
 
 RULES_FILE = parse_rules(RULES, path="r", env=rules_environment()).file
 ENROLLMENTS = "/api/school/enrollments"
@@ -184,3 +187,32 @@ async def test_the_embedded_sweep_goes_on_while_the_sync_reads(make_settings, da
             await wait_for(synced)
     finally:
         await engine.dispose()
+
+
+async def test_an_arq_worker_syncs_a_complete_mirror_at_start_by_its_own_cron(
+    make_settings, database_url, clean_redis, sim
+):
+    seed_leads(sim, 5)
+    settings = make_settings(database_url=database_url, redis_url=clean_redis, mirror_mode="complete")
+    engine = create_engine(database_url)
+    worker = Worker(
+        functions=WorkerSettings.functions,
+        cron_jobs=WorkerSettings.cron_jobs,
+        on_startup=WorkerSettings.on_startup,
+        on_shutdown=WorkerSettings.on_shutdown,
+        redis_settings=RedisSettings.from_dsn(clean_redis),
+        ctx={"settings": settings},
+        poll_delay=0.05,
+    )
+    task = asyncio.create_task(worker.async_run())
+
+    async def synced() -> bool:
+        return await load_sync(engine, "default") is not None
+
+    try:
+        await wait_for(synced, timeout=30)
+    finally:
+        task.cancel()
+        await worker.close()
+        await engine.dispose()
+    assert contact_pages(sim) == 1
