@@ -211,10 +211,11 @@ class _Part:
             for target, state in states.items()
         }
         loaded = await load_entries(self.engine, self.account)
-        contacts = self.progress["contacts"]
+        # Kept apart until written: a failure mid-read must not move where the next part reads from.
+        latest_seen: str | None = self.progress["contacts"]["latest"]
         rows: list[Row] = []
         if any(unplaced.get((kind, t)) for kind, ids in targets.items() for t in ids):
-            latest = datetime.fromisoformat(contacts["latest"]) if contacts["latest"] else None
+            latest = datetime.fromisoformat(latest_seen) if latest_seen else None
             query = {"registeredAfter": (latest - OVERLAP).isoformat()} if latest is not None else {}
             async for contact in self.api.paginate("/api/contacts", query):
                 email = contact_email(contact)
@@ -228,7 +229,7 @@ class _Part:
                 rows.append(
                     (email, entry.contact_id, entry.to_json(), self.now, loaded[email][3] if email in loaded else 0)
                 )
-                contacts["latest"] = _later(contacts["latest"], registered(contact))
+                latest_seen = _later(latest_seen, registered(contact))
         rewritten = {row[0] for row in rows}
         gone = [
             (email, version)
@@ -240,7 +241,7 @@ class _Part:
             kind: {str(t): int(s["top"]) for t, s in self.progress["listings"][kind].items() if int(t) in targets[kind]}
             for kind in targets
         }
-        cursor = {"registered": contacts["latest"], **marks}
+        cursor = {"registered": latest_seen, **marks}
         record = SyncRecord(self.account, mode, started, started, cursor, self.requests)
         await self.save(rows, gone=gone, done=record)
         self.progress["gone"] = dict(gone)

@@ -3,6 +3,9 @@ read that completed finds contacts gone."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
+
 import httpx
 import pytest
 
@@ -13,8 +16,9 @@ from app.simulator.state import Fault
 from app.store.contacts import load_contact
 from app.store.mirror import load_progress, load_sync
 from app.systeme.errors import TransientApiError
-from tests.conftest import SIM_KEY
-from tests.factories import RULES, seed_leads
+from tests.conftest import SIM_KEY, wait_for
+from tests.factories import RULES, seed_leads, stripe_checkout, stripe_refund
+from tests.flows import plan_and_store, run
 
 RULES_FILE = parse_rules(RULES, path="r", env=rules_environment()).file
 ENROLLMENTS = "/api/school/enrollments"
@@ -104,3 +108,47 @@ async def test_a_listing_that_failed_goes_on_from_its_page(engine, complete, sim
         assert entry is not None and entry[1]["courses"]["101"] == wanted, n
     late = await load_contact(engine, "default", "lead115@yopmail.com")
     assert late is not None and isinstance(late[1]["courses"]["101"], int)
+
+
+async def test_a_contact_registered_and_enrolled_while_the_account_is_read_is_read_too(engine, complete, sim):
+    seed_leads(sim, 5)
+    release = threading.Event()
+    sim.account.faults.append(Fault(0, 1, ENROLLMENTS, "GET", release=release))
+    reading = asyncio.create_task(sync(engine, complete))
+    try:
+        await wait_for(lambda: bool(reads(sim, 0, ENROLLMENTS)))
+        # The contacts are read: a buyer registered now is granted the course before its listing is answered.
+        late = sim.account.create_contact({"email": "late@yopmail.com"})
+        enrolled = sim.account.enroll(101, {"contactId": late["id"], "accessType": "full_access"})
+    finally:
+        release.set()
+    report = await reading
+    assert report.contacts_read == 6 and report.enrollments == {101: 1}
+    assert len(reads(sim, 0)) == 2  # the contacts, then what was registered since
+    entry = await load_contact(engine, "default", "late@yopmail.com")
+    assert (
+        entry is not None and entry[1]["courses"] == {"101": enrolled["id"]} and entry[1]["communities"] == {"7": False}
+    )
+    synced = await load_sync(engine, "default")
+    assert synced is not None and synced.cursor["registered"] == late["registeredAt"]
+
+
+async def test_a_purchase_between_two_parts_of_a_read_keeps_its_grants_and_the_refund_revokes(engine, complete, sim):
+    leads = seed_leads(sim, 120)
+    for contact in leads[:110]:
+        if contact is not leads[5]:
+            sim.account.enroll(101, {"contactId": contact["id"], "accessType": "full_access"})
+    await sync(engine, complete)
+    sim.account.faults.append(Fault(503, 1, ENROLLMENTS, "GET", skip=1))
+    with pytest.raises(TransientApiError):
+        await sync(engine, complete, full=True)  # the course's first page read, lead5 not in it
+    bought = await plan_and_store(engine, stripe_checkout("lead5@yopmail.com"), event_type="checkout.session.completed")
+    assert set((await run(engine, complete, bought[0])).statuses.values()) == {"succeeded"}
+    (enrollment,) = [e for e in sim.account.enrollments.values() if e["contact"]["id"] == leads[5]["id"]]
+    report = await sync(engine, complete, full=True)
+    assert report.resumed and report.enrollments == {101: 110}
+    entry = await load_contact(engine, "default", "lead5@yopmail.com")
+    assert entry is not None and entry[1]["courses"] == {"101": enrollment["id"]}
+    refund = await plan_and_store(engine, stripe_refund("lead5@yopmail.com"), event_type="charge.refunded")
+    assert set((await run(engine, complete, refund[0])).statuses.values()) == {"succeeded"}
+    assert not [e for e in sim.account.enrollments.values() if e["contact"]["id"] == leads[5]["id"]]
