@@ -9,13 +9,14 @@ import time
 import types
 from datetime import timedelta
 
+import pytest
 import sqlalchemy as sa
 from arq.connections import RedisSettings
 from arq.worker import Worker
 
 from app.config import rules_environment
-from app.mirror.duty import duty
-from app.mirror.service import sync_accounts
+from app.mirror.duty import AFTER_FAILURE, duty
+from app.mirror.service import SyncRefused, sync_accounts
 from app.pipeline.upkeep import sync_mirrors
 from app.rules.loader import parse_rules
 from app.simulator.state import Fault
@@ -96,16 +97,27 @@ async def test_a_dead_holders_sync_is_taken_over_once_its_lease_ends(make_settin
         assert not await leases.renew(one.engine, duty("default"), one.holder, turn=timedelta(minutes=2), now=utcnow())
 
 
+async def test_a_failed_sync_is_tried_again_minutes_later_from_where_it_stopped(make_settings, database_url, sim):
+    seed_leads(sim, 150)
+    sim.account.faults.append(Fault(503, 1, "/api/contacts", "GET", skip=1))
+    settings = make_settings(database_url=database_url, mirror_mode="complete")
+    async with processes(settings) as (one, two):
+        assert await sync_mirrors(one) == []  # failed at its second page
+        asked = len(sim.account.calls)
+        # Not tried again at every sweep: the failed read keeps its lease a few minutes, by any process.
+        assert await sync_mirrors(two) == [] and len(sim.account.calls) == asked
+        (report,) = await sync_mirrors(two, now=utcnow() + AFTER_FAILURE)
+        assert report.resumed == 1 and report.contacts_read == 150
+    assert contact_pages(sim) == 3  # the first page, the second (failed), the second again
+
+
 async def test_the_command_refuses_an_account_the_service_is_syncing(make_settings, database_url, sim, complete):
     engine = create_engine(database_url)
     try:
         assert await leases.take(engine, duty("default"), "the service", turn=timedelta(minutes=2), now=utcnow())
-        try:
+        with pytest.raises(SyncRefused, match="is being synced by the service now"):
             await sync_accounts(engine, complete, RULES_FILE, ["default"])
-        except Exception as exc:
-            assert "is being synced by the service now" in str(exc)
-        else:
-            raise AssertionError("the command synced beside the service")
+        assert await load_sync(engine, "default") is None and sim.account.calls == []
     finally:
         await engine.dispose()
 
