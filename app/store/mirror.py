@@ -129,19 +129,18 @@ async def write_entries(
     entries: Iterable[tuple[str, int, dict[str, Any], datetime, int]],
     *,
     gone: Iterable[tuple[str, int]] = (),
-) -> set[str]:
+) -> None:
     """Upsert (email, contact id, facts, learned at, version read) in one statement; delete the (email, version
     read) of `gone`. An entry whose version is no longer the one read (0: none was) is left alone: a run wrote it
-    since, and what it wrote is newer than what was read before. Returns the emails written."""
+    since, and what it wrote is newer than what was read before."""
     rows = [
         {"account": account, "email": email, "contact_id": cid, "facts": facts, "learned_at": learned, "version": v + 1}
         for email, cid, facts, learned, v in entries
     ]
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    written: set[str] = set()
     for start in range(0, len(rows), 500):
         insert = dialect.insert(contacts)
-        done = await conn.execute(
+        await conn.execute(
             insert.on_conflict_do_update(
                 index_elements=["account", "email"],
                 set_={
@@ -151,10 +150,9 @@ async def write_entries(
                     "version": insert.excluded.version,
                 },
                 where=contacts.c.version == insert.excluded.version - 1,
-            ).returning(contacts.c.email),
+            ),
             rows[start : start + 500],
         )
-        written.update(done.scalars())
     doomed = list(gone)
     for start in range(0, len(doomed), 500):
         await conn.execute(
@@ -163,4 +161,3 @@ async def write_entries(
                 sa.tuple_(contacts.c.email, contacts.c.version).in_(doomed[start : start + 500]),
             )
         )
-    return written
