@@ -340,3 +340,15 @@ def checkout_for(email: str, product: str, *, amount: int = 19900) -> dict[str, 
     event["data"]["object"]["metadata"] = {"product": product}
     event["data"]["object"]["amount_total"] = amount
     return event
+
+
+def seed_leads(sim, count: int, *, prefix: str = "lead") -> list[dict[str, Any]]:
+    """Contacts already in the simulator's account, registered long ago (as a seller's leads are), in id order."""
+    made = []
+    for n in range(count):
+        contact = sim.account.create_contact(
+            {"email": f"{prefix}{n}@yopmail.com", "fields": [{"slug": "first_name", "value": "Ada Lovelace"}]}
+        )
+        contact["registeredAt"] = f"2026-01-01T{n // 3600 % 24:02d}:{n // 60 % 60:02d}:{n % 60:02d}+00:00"
+        made.append(contact)
+    return made

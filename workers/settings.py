@@ -11,7 +11,7 @@ from app.config import get_settings
 from app.health import WORKER_HEARTBEAT_SECONDS, worker_health_key
 from app.pipeline.dispatch import redis_settings
 from app.pipeline.service import close_pipeline, worker_pipeline
-from workers.tasks import run_actions, sweep_job, upkeep_job
+from workers.tasks import mirror_sync_job, run_actions, sweep_job, upkeep_job
 
 
 async def startup(ctx: dict[str, Any]) -> None:
@@ -32,6 +32,10 @@ def _redis_settings() -> RedisSettings:
     return redis_settings(settings) if settings.redis_url else RedisSettings()
 
 
+# A sync's job holds a worker slot while it reads: long enough for a big account's read under a busy quota.
+SYNC_JOB_TIMEOUT = 3600
+
+
 def _every(seconds: int) -> set[int]:
     return set(range(0, 60, max(1, min(seconds, 30))))
 
@@ -46,6 +50,10 @@ class WorkerSettings:
         # hands it to; its lease runs one turn per 10 minutes across every worker and API replica
         # (app/pipeline/upkeep.py).
         cron(upkeep_job, second=0, run_at_startup=True, unique=True),
+        # Asked for at start (a complete mirror never synced is read then) and every minute; the worker that takes
+        # an account's lease reads it, renewing the lease while it reads, however long (app/mirror/duty.py). A
+        # read cut by the timeout goes on from where it stopped at a later minute.
+        cron(mirror_sync_job, second=30, run_at_startup=True, unique=True, timeout=SYNC_JOB_TIMEOUT),
     ]
     on_startup = startup
     on_shutdown = shutdown

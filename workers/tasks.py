@@ -7,7 +7,7 @@ from typing import Any
 from app.pipeline.service import Pipeline
 from app.pipeline.settle import run
 from app.pipeline.sweep import sweep
-from app.pipeline.upkeep import maintain_pipeline
+from app.pipeline.upkeep import maintain_pipeline, sync_mirrors
 
 
 def _pipeline(ctx: dict[str, Any]) -> Pipeline:
@@ -28,3 +28,8 @@ async def sweep_job(ctx: dict[str, Any]) -> int:
 async def upkeep_job(ctx: dict[str, Any]) -> bool:
     """Retention and alerts, when this worker takes their turn (a lease in the database, not arq's Redis)."""
     return await maintain_pipeline(_pipeline(ctx))
+
+
+async def mirror_sync_job(ctx: dict[str, Any]) -> int:
+    """The complete mirrors' syncs whose lease this worker takes (app/mirror/duty.py); the number read."""
+    return len(await sync_mirrors(_pipeline(ctx)))

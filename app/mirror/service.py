@@ -10,8 +10,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.accounts.modes import describe
 from app.accounts.registry import AccountClients
-from app.mirror.sync import SyncReport, sync_account
+from app.mirror.duty import SYNC_TURN, duty, holding
+from app.mirror.report import SyncReport
+from app.mirror.sync import sync_account
 from app.rules.schema import DEFAULT_ACCOUNT, RulesFile
+from app.store import leases
+from app.store.leases import new_holder
 from app.store.mirror import SyncRecord, all_syncs, known_count
 from app.store.models import utcnow
 from app.store.modes import note_modes, recorded_modes
@@ -62,12 +66,23 @@ async def sync_accounts(
     # An account never run before gets its mode recorded now, so the service starting under it keeps the mirror.
     await note_modes(engine, {name: clients.modes[name] for name in names}, now=now or utcnow())
     reports = []
+    holder = new_holder()
     for name in names:
         client = clients.client(name)
         assert client is not None
         mode = clients.modes[name]
         assert mode is not None
-        reports.append(await sync_account(engine, client, account=name, mode=mode, rules=rules, full=full))
+        # The service's lease: a read beside the service's own would write the same progress.
+        if not await leases.take(engine, duty(name), holder, turn=SYNC_TURN, now=utcnow()):
+            raise SyncRefused(
+                f"account {name!r} is being synced by the service now (or its last sync failed and is tried again "
+                "within minutes): see `sync --status` once it is done"
+            )
+        try:
+            work = sync_account(engine, client, account=name, mode=mode, rules=rules, full=full)
+            reports.append(await holding(engine, duty(name), holder, turn=SYNC_TURN, work=work))
+        finally:
+            await leases.release(engine, duty(name), holder, now=utcnow())
     return reports
 
 

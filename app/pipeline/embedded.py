@@ -13,6 +13,7 @@ from datetime import datetime
 from app.pipeline.service import Pipeline
 from app.pipeline.settle import run
 from app.pipeline.sweep import sweep
+from app.pipeline.upkeep import sync_mirrors
 from app.store.models import utcnow
 from app.store.statuses import Priority
 from app.store.writer import GroupWriter
@@ -31,6 +32,7 @@ class EmbeddedExecutor:
         self._arrivals = itertools.count()
         self._queued: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
+        self._syncing: asyncio.Task[None] | None = None
 
     async def dispatch(
         self, items: Sequence[tuple[str, int]], *, at: datetime | None = None, priority: Priority = Priority.NORMAL
@@ -55,6 +57,8 @@ class EmbeddedExecutor:
         self._tasks.append(asyncio.create_task(self._sweep(pipeline)))
 
     async def stop(self) -> None:
+        if self._syncing is not None:
+            self._tasks.append(self._syncing)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -80,4 +84,16 @@ class EmbeddedExecutor:
                 await sweep(pipeline, upkeep=True)
             except Exception:
                 log.exception("sweeping due actions failed; trying again")
+            self._ask_sync(pipeline)
             await asyncio.sleep(self.sweep_seconds)
+
+    def _ask_sync(self, pipeline: Pipeline) -> None:
+        # In a task of its own: a read of a big account (long, during a launch) never holds the sweep's duties.
+        if self._syncing is None or self._syncing.done():
+            self._syncing = asyncio.create_task(self._sync(pipeline))
+
+    async def _sync(self, pipeline: Pipeline) -> None:
+        try:
+            await sync_mirrors(pipeline)
+        except Exception:
+            log.exception("syncing the contact mirrors failed; trying again")

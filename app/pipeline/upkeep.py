@@ -3,6 +3,9 @@
 Every process asks for it (each worker every minute, each embedded API replica every sweep); one turn of it runs
 per UPKEEP_TURN across all of them, by whichever asks first once the last turn ended (app/store/leases.py), so
 alerts are not multiplied by the number of processes and a dead holder's duty is taken over.
+
+The complete mirrors' syncs are not part of it: a read may last longer than a turn, so each account's is a duty of
+its own with a lease its holder renews (`sync_mirrors`, app/mirror/duty.py), asked for beside the upkeep.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ if TYPE_CHECKING:
     from app.pipeline.service import Pipeline
 
 from app.config import Settings
+from app.mirror.duty import SYNC_TURN
+from app.mirror.report import SyncReport
 from app.mirror.upkeep import keep_mirrors
 from app.payments.alerts import alert_unserved
 from app.pipeline import alerts
@@ -54,8 +59,8 @@ async def maintain(
 
 
 async def maintain_pipeline(pipeline: Pipeline, *, now: datetime | None = None) -> bool:
-    """`maintain` with what the pipeline knows (the rules in force for payments, the default account's mode), and
-    the complete contact mirrors kept current, if this process takes the turn; True when it did."""
+    """`maintain` with what the pipeline knows (the rules in force for payments, the default account's mode), if
+    this process takes the turn; True when it did."""
     now = now or utcnow()
     if not await leases.take(pipeline.engine, "upkeep", pipeline.holder, turn=UPKEEP_TURN, now=now):
         return False
@@ -63,10 +68,24 @@ async def maintain_pipeline(pipeline: Pipeline, *, now: datetime | None = None) 
     sources = rules.sources if rules is not None else None
     mode = pipeline.modes().get(DEFAULT_ACCOUNT)
     await maintain(pipeline.engine, pipeline.settings, sources=sources, mode=mode, now=now)
-    # Complete contact mirrors: synced at the first upkeep when never synced, then every MIRROR_SYNC_HOURS.
-    every = timedelta(hours=pipeline.settings.mirror_sync_hours)
-    await keep_mirrors(pipeline.engine, pipeline.clients, pipeline.rules.file, every=every, now=now)
     return True
+
+
+async def sync_mirrors(
+    pipeline: Pipeline, *, now: datetime | None = None, turn: timedelta = SYNC_TURN
+) -> list[SyncReport]:
+    """The complete contact mirrors this process takes the lease of, read: at the first ask when never synced,
+    then every MIRROR_SYNC_HOURS (the worker's `mirror_sync` cron, the embedded executor's sync task)."""
+    every = timedelta(hours=pipeline.settings.mirror_sync_hours)
+    return await keep_mirrors(
+        pipeline.engine,
+        pipeline.clients,
+        pipeline.rules.file,
+        holder=pipeline.holder,
+        every=every,
+        now=now or utcnow(),
+        turn=turn,
+    )
 
 
 async def action_died(engine: AsyncEngine, settings: Settings, action_id: str) -> None:

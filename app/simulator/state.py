@@ -88,6 +88,7 @@ class Fault:
     detail: str = "fault injected"
     # Held, on top of `delay`, until a test sets it: a request kept in flight for exactly as long as a test needs.
     release: threading.Event | None = None
+    skip: int = 0  # matching requests answered normally first (a read that fails at its third page)
 
 
 @dataclass
@@ -331,6 +332,9 @@ class Account:
     def take_fault(self, method: str, path: str) -> Fault | None:
         for fault in self.faults:
             if fault.count > 0 and path.startswith(fault.path_prefix) and fault.method in (None, method):
+                if fault.skip > 0:
+                    fault.skip -= 1
+                    return None
                 fault.count -= 1
                 return fault
         return None

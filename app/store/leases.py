@@ -5,8 +5,9 @@ A turn is a row `(duty, holder, expires_at)` taken with one conditional upsert: 
 turn is running (no row yet, or the last one has ended), so of several asking at once exactly one gets it, on
 SQLite as on PostgreSQL. A holder that dies simply lets its turn end; the next process to ask after `expires_at`
 takes the duty over. In the database, not in Redis: a Redis flush must not hand a running turn to a second process.
-A turn is not renewed early by its holder, so the duty moves to whichever process asks first once it ends; that
-is what lets arq hand the upkeep cron to any worker.
+A turn taken with `take` is not renewed early by its holder, so the duty moves to whichever process asks first once
+it ends; that is what lets arq hand the upkeep cron to any worker. A duty that lasts as long as its work does (a
+mirror sync, app/mirror/duty.py) has its holder `renew` the turn while it works and `release` it when done.
 """
 
 from __future__ import annotations
@@ -45,6 +46,30 @@ async def take(engine: AsyncEngine, duty: str, holder: str, *, turn: timedelta, 
             where=leases.c.expires_at <= now,
         ).returning(leases.c.duty)
         return (await conn.execute(upsert)).first() is not None
+
+
+async def renew(engine: AsyncEngine, duty: str, holder: str, *, turn: timedelta, now: datetime) -> bool:
+    """Extend the running turn of `duty` to `now + turn`; only its holder can, and only before the turn ended (once
+    it ended another may have taken it: the late holder has lost it). True when the turn was extended."""
+    async with engine.begin() as conn:
+        extended = await conn.execute(
+            leases.update()
+            .where(leases.c.duty == duty, leases.c.holder == holder[:200], leases.c.expires_at > now)
+            .values(expires_at=now + turn)
+        )
+    return bool(extended.rowcount)
+
+
+async def release(
+    engine: AsyncEngine, duty: str, holder: str, *, now: datetime, after: timedelta | None = None
+) -> None:
+    """End the holder's turn of `duty` now, or `after` from now (a pause before anyone takes the duty again)."""
+    async with engine.begin() as conn:
+        await conn.execute(
+            leases.update()
+            .where(leases.c.duty == duty, leases.c.holder == holder[:200], leases.c.expires_at > now)
+            .values(expires_at=now + (after or timedelta(0)))
+        )
 
 
 async def holder(engine: AsyncEngine, duty: str) -> tuple[str, datetime] | None:

@@ -27,6 +27,11 @@ class SyncRecord:
     misses: int = 0
 
 
+# The mode of a row that holds only the progress of a first full read: no sync has completed, so nothing is trusted
+# (a mirror is complete once synced under the account's mode, and no mode is "").
+NEVER = ""
+
+
 def _record(row: Any) -> SyncRecord:
     return SyncRecord(
         row.account, row.mode, row.synced_at, row.full_at, dict(row.cursor), int(row.requests), int(row.misses)
@@ -34,18 +39,48 @@ def _record(row: Any) -> SyncRecord:
 
 
 async def load_sync(engine: AsyncEngine, account: str) -> SyncRecord | None:
+    """The account's last completed sync."""
     async with engine.connect() as conn:
-        row = (await conn.execute(sa.select(mirror_syncs).where(mirror_syncs.c.account == account))).first()
+        row = (
+            await conn.execute(
+                sa.select(mirror_syncs).where(mirror_syncs.c.account == account, mirror_syncs.c.mode != NEVER)
+            )
+        ).first()
     return _record(row) if row is not None else None
 
 
 async def all_syncs(engine: AsyncEngine) -> dict[str, SyncRecord]:
     async with engine.connect() as conn:
-        return {row.account: _record(row) for row in await conn.execute(sa.select(mirror_syncs))}
+        rows = await conn.execute(sa.select(mirror_syncs).where(mirror_syncs.c.mode != NEVER))
+        return {row.account: _record(row) for row in rows}
 
 
-async def save_sync(conn: AsyncConnection, record: SyncRecord) -> None:
-    """Upsert the account's sync; misses are kept when the mode is the same, and start again at 0 otherwise."""
+async def load_progress(engine: AsyncEngine, account: str) -> dict[str, Any] | None:
+    """Where the account's unfinished full read stopped (app/mirror/full.py), None when none is under way."""
+    async with engine.connect() as conn:
+        cursor = await conn.scalar(sa.select(mirror_syncs.c.cursor).where(mirror_syncs.c.account == account))
+    progress = (cursor or {}).get("full")
+    return dict(progress) if progress else None
+
+
+async def save_progress(conn: AsyncConnection, account: str, progress: dict[str, Any], *, now: datetime) -> None:
+    """Record a full read's progress beside the last sync, or in a row of its own (mode NEVER) before the first."""
+    cursor = await conn.scalar(sa.select(mirror_syncs.c.cursor).where(mirror_syncs.c.account == account))
+    if cursor is None:
+        await conn.execute(
+            mirror_syncs.insert().values(
+                account=account, mode=NEVER, synced_at=now, full_at=now, cursor={"full": progress}, requests=0, misses=0
+            )
+        )
+        return
+    await conn.execute(
+        mirror_syncs.update().where(mirror_syncs.c.account == account).values(cursor={**dict(cursor), "full": progress})
+    )
+
+
+async def save_sync(conn: AsyncConnection, record: SyncRecord, *, progress: dict[str, Any] | None = None) -> None:
+    """Upsert the account's sync, with the `progress` of a full read still under way (an incremental read between
+    its parts); misses are kept when the mode is the same, and start again at 0 otherwise."""
     previous = (
         await conn.execute(sa.select(mirror_syncs.c.mode).where(mirror_syncs.c.account == record.account))
     ).first()
@@ -53,7 +88,7 @@ async def save_sync(conn: AsyncConnection, record: SyncRecord) -> None:
         "mode": record.mode,
         "synced_at": record.synced_at,
         "full_at": record.full_at,
-        "cursor": record.cursor,
+        "cursor": {**record.cursor, **({"full": progress} if progress else {})},
         "requests": record.requests,
     }
     if previous is None:

@@ -100,9 +100,12 @@ class SystemeClient:
         self.account = account
         self.maton = maton
 
-    def session(self, *, priority: Priority = Priority.NORMAL, max_wait: float = MAX_WAIT_SECONDS) -> SystemeSession:
-        """The calls of one attempt; `max_wait` bounds the seconds its requests together wait for the quota."""
-        return SystemeSession(self, priority=priority, max_wait=max_wait)
+    def session(
+        self, *, priority: Priority = Priority.NORMAL, max_wait: float = MAX_WAIT_SECONDS, per_request: bool = False
+    ) -> SystemeSession:
+        """The calls of one attempt; `max_wait` bounds the seconds its requests together wait for the quota, or
+        each request's wait with `per_request` (a sync, which may take as long as buyers keep the quota)."""
+        return SystemeSession(self, priority=priority, max_wait=max_wait, per_request=per_request)
 
     async def aclose(self) -> None:
         await self.http.aclose()
@@ -112,12 +115,18 @@ class SystemeSession:
     """The calls of one action attempt, each recorded (request, answer, time) for the operator."""
 
     def __init__(
-        self, client: SystemeClient, *, priority: Priority = Priority.NORMAL, max_wait: float = MAX_WAIT_SECONDS
+        self,
+        client: SystemeClient,
+        *,
+        priority: Priority = Priority.NORMAL,
+        max_wait: float = MAX_WAIT_SECONDS,
+        per_request: bool = False,
     ) -> None:
         self.client = client
         self.calls: list[dict[str, Any]] = []
         self.priority = priority
         self.max_wait = max_wait
+        self.per_request = per_request
         self.waited = 0.0
 
     async def request(
@@ -133,9 +142,8 @@ class SystemeSession:
         """Send one request; raise Transient/PermanentApiError unless the status is 2xx or in `allow`."""
         waiting = time.monotonic()
         try:
-            ticket = await self.client.quota.acquire(
-                priority=self.priority, max_wait=max(0.0, self.max_wait - self.waited)
-            )
+            bound = self.max_wait if self.per_request else max(0.0, self.max_wait - self.waited)
+            ticket = await self.client.quota.acquire(priority=self.priority, max_wait=bound)
         finally:
             self.waited += time.monotonic() - waiting
         started, clock = datetime.now(UTC), time.perf_counter()
@@ -185,7 +193,16 @@ class SystemeSession:
     async def paginate(
         self, path: str, params: dict[str, Any] | None = None, *, limit: int = 100, order: str = "asc"
     ) -> AsyncIterator[dict[str, Any]]:
-        """Every item of a cursor-paginated collection, following `hasMore` with `startingAfter`.
+        """Every item of a cursor-paginated collection, following `hasMore` with `startingAfter` (see `pages`)."""
+        async for page in self.pages(path, params, limit=limit, order=order):
+            for item in page:
+                yield item
+
+    async def pages(
+        self, path: str, params: dict[str, Any] | None = None, *, limit: int = 100, order: str = "asc"
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """The items of a cursor-paginated collection, a page at a time (a `startingAfter` in `params` starts
+        after that id: a sync resuming where it stopped).
 
         Guarded against a server that ignores or repeats the cursor: a cursor sent twice, or a page with no item
         not seen before, ends the walk with a clear error instead of looping a worker forever. A 422 that names the
@@ -207,9 +224,8 @@ class SystemeSession:
             fresh = [item for item in items if item.get("id") not in seen]
             if items and not fresh:
                 raise TransientApiError(f"GET {path}: the API answered a page it had already sent (pagination stuck)")
-            for item in fresh:
-                seen.add(item.get("id"))
-                yield item
+            seen.update(item.get("id") for item in fresh)
+            yield fresh
             if not page.get("hasMore") or not items:
                 return
             cursor = items[-1]["id"]

@@ -225,15 +225,19 @@ async def test_rows_of_the_sync_table(engine, complete, sim):
 async def test_the_service_syncs_a_complete_mirror_at_start_then_every_period(engine, complete, client, sim):
     seed(sim, 5)
     every = timedelta(hours=24)
-    (first,) = await keep_mirrors(engine, complete, RULES_FILE, every=every, now=utcnow())
+    (first,) = await keep_mirrors(engine, complete, RULES_FILE, holder="p", every=every, now=utcnow())
     assert first.full and first.contacts_read == 5
-    assert await keep_mirrors(engine, complete, RULES_FILE, every=every, now=utcnow()) == []  # synced, fresh
-    (later,) = await keep_mirrors(engine, complete, RULES_FILE, every=every, now=utcnow() + timedelta(hours=25))
+    assert (
+        await keep_mirrors(engine, complete, RULES_FILE, holder="p", every=every, now=utcnow()) == []
+    )  # synced, fresh
+    (later,) = await keep_mirrors(
+        engine, complete, RULES_FILE, holder="p", every=every, now=utcnow() + timedelta(hours=25)
+    )
     assert later.full
     # A learning account is never synced by the service.
     async with engine.begin() as conn:
         await conn.execute(mirror_syncs.delete())
-    assert await keep_mirrors(engine, client, RULES_FILE, every=every, now=utcnow()) == []
+    assert await keep_mirrors(engine, client, RULES_FILE, holder="p", every=every, now=utcnow()) == []
 
 
 def test_sync_and_its_status_from_the_command_line(tmp_path, sim, sqlite_url):
