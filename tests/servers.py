@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import threading
 import time
@@ -59,3 +60,12 @@ def alert_receiver() -> Iterator[tuple[str, list[str]]]:
 
     with ServerThread(Starlette(routes=[Route("/alert", hook, methods=["POST"])])) as server:
         yield f"{server.url}/alert", received
+
+
+def fresh_cron_jobs() -> list[Any]:
+    """The workers' cron jobs as a new worker process has them. arq keeps each job's next run on the CronJob
+    object, and WorkerSettings' objects are shared by every Worker built in this process: after a first test's
+    worker, a `run_at_startup` job would otherwise wait for its next scheduled time in the next test's."""
+    from workers.settings import WorkerSettings
+
+    return [dataclasses.replace(job, next_run=None) for job in WorkerSettings.cron_jobs]

@@ -30,6 +30,7 @@ from app.systeme.quota import MAX_WAIT_SECONDS, Quota
 from tests.conftest import running, wait_for
 from tests.factories import RULES, seed_leads
 from tests.flows import processes, store_unplanned
+from tests.servers import fresh_cron_jobs
 from workers.settings import WorkerSettings
 
 RULES_FILE = parse_rules(RULES, path="r", env=rules_environment()).file
@@ -209,7 +210,7 @@ async def test_an_arq_worker_syncs_a_complete_mirror_at_start_by_its_own_cron(
     engine = create_engine(database_url)
     worker = Worker(
         functions=WorkerSettings.functions,
-        cron_jobs=WorkerSettings.cron_jobs,
+        cron_jobs=fresh_cron_jobs(),
         on_startup=WorkerSettings.on_startup,
         on_shutdown=WorkerSettings.on_shutdown,
         redis_settings=RedisSettings.from_dsn(clean_redis),

@@ -23,6 +23,7 @@ from app.store.retention import purge
 from tests.conftest import operator, post_stripe, running, wait_for
 from tests.factories import stripe_checkout
 from tests.flows import WINDOW, rules_of, store_unplanned
+from tests.servers import fresh_cron_jobs
 from workers.settings import WorkerSettings
 
 
@@ -140,7 +141,7 @@ async def test_an_arq_worker_plans_what_a_stopped_api_left_unplanned(make_settin
         left = await store_unplanned(engine, "worker@yopmail.com", age=LEFTOVER_SECONDS + 5)
         worker = Worker(
             functions=WorkerSettings.functions,
-            cron_jobs=WorkerSettings.cron_jobs,
+            cron_jobs=fresh_cron_jobs(),
             on_startup=WorkerSettings.on_startup,
             on_shutdown=WorkerSettings.on_shutdown,
             redis_settings=RedisSettings.from_dsn(clean_redis),
