@@ -180,14 +180,18 @@ class Launch:
 
 
 def sync(env: dict[str, str], cwd: Path) -> dict[str, Any]:
-    """`systeme-flow sync` as an operator runs it, once the account's contacts exist."""
-    done = subprocess.run(
-        [sys.executable, "-m", "app", "sync", "--json"], env=env, cwd=cwd, capture_output=True, text=True, timeout=300
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"sync failed: {done.stderr}")
-    (report,) = json.loads(done.stdout)
-    return report  # type: ignore[no-any-return]
+    """`systeme-flow sync --full` as an operator runs it, once the account's contacts exist: a whole read, whatever
+    the workers' own first sync (at their start) read before. Refused while theirs runs: asked again."""
+    command = [sys.executable, "-m", "app", "sync", "--full", "--json"]
+    deadline = time.monotonic() + 120
+    while True:
+        done = subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True, timeout=300)
+        if done.returncode == 0:
+            (report,) = json.loads(done.stdout)
+            return report  # type: ignore[no-any-return]
+        if "is being synced by the service" not in done.stderr or time.monotonic() > deadline:
+            raise RuntimeError(f"sync failed: {done.stderr}")
+        time.sleep(1)
 
 
 async def seed(launch: Launch, args: argparse.Namespace, existing: int) -> None:

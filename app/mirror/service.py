@@ -73,10 +73,10 @@ async def sync_accounts(
         mode = clients.modes[name]
         assert mode is not None
         # The service's lease: a read beside the service's own would write the same progress.
-        if not await leases.take(engine, duty(name), holder, turn=SYNC_TURN, now=utcnow()):
+        # The operator asks now: a service sync paused after a failure does not make them wait for its retry.
+        if not await leases.take(engine, duty(name), holder, turn=SYNC_TURN, now=utcnow(), over_pause=True):
             raise SyncRefused(
-                f"account {name!r} is being synced by the service now (or its last sync failed and is tried again "
-                "within minutes): see `sync --status` once it is done"
+                f"account {name!r} is being synced by the service now: see `sync --status` once it is done"
             )
         try:
             work = sync_account(engine, client, account=name, mode=mode, rules=rules, full=full)

@@ -30,12 +30,21 @@ def new_holder() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
-async def take(engine: AsyncEngine, duty: str, holder: str, *, turn: timedelta, now: datetime) -> bool:
-    """Take `duty` for `turn` if no turn of it is running; True when this holder got it."""
+# The holder of a pause (`release(..., after=...)`): nobody holds the duty, its next turn is just not due yet.
+PAUSED = "paused:"
+
+
+async def take(
+    engine: AsyncEngine, duty: str, holder: str, *, turn: timedelta, now: datetime, over_pause: bool = False
+) -> bool:
+    """Take `duty` for `turn` if no turn of it is running (`over_pause`: nor only paused, an operator's own ask);
+    True when this holder got it."""
     async with engine.connect() as conn:
-        ends = await conn.scalar(sa.select(leases.c.expires_at).where(leases.c.duty == duty))
-    if ends is not None and ends > now:
+        row = (await conn.execute(sa.select(leases.c.expires_at, leases.c.holder).where(leases.c.duty == duty))).first()
+    paused = over_pause and row is not None and row.holder.startswith(PAUSED)
+    if row is not None and row.expires_at > now and not paused:
         return False  # a read first: a turn still running costs no write transaction (SQLite has one writer)
+    free = sa.or_(leases.c.expires_at <= now, leases.c.holder.startswith(PAUSED)) if over_pause else None
     async with engine.begin() as conn:
         dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
         insert = dialect.insert(leases).values(duty=duty, holder=holder[:200], expires_at=now + turn)
@@ -43,7 +52,7 @@ async def take(engine: AsyncEngine, duty: str, holder: str, *, turn: timedelta, 
         upsert = insert.on_conflict_do_update(
             index_elements=["duty"],
             set_={"holder": insert.excluded.holder, "expires_at": insert.excluded.expires_at},
-            where=leases.c.expires_at <= now,
+            where=free if free is not None else leases.c.expires_at <= now,
         ).returning(leases.c.duty)
         return (await conn.execute(upsert)).first() is not None
 
@@ -63,12 +72,16 @@ async def renew(engine: AsyncEngine, duty: str, holder: str, *, turn: timedelta,
 async def release(
     engine: AsyncEngine, duty: str, holder: str, *, now: datetime, after: timedelta | None = None
 ) -> None:
-    """End the holder's turn of `duty` now, or `after` from now (a pause before anyone takes the duty again)."""
+    """End the holder's turn of `duty` now, or pause the duty until `after` from now (before the processes take it
+    again; an operator's own ask may, `take(..., over_pause=True)`)."""
+    values: dict[str, object] = {"expires_at": now + (after or timedelta(0))}
+    if after:
+        values["holder"] = f"{PAUSED}{holder}"[:200]
     async with engine.begin() as conn:
         await conn.execute(
             leases.update()
             .where(leases.c.duty == duty, leases.c.holder == holder[:200], leases.c.expires_at > now)
-            .values(expires_at=now + (after or timedelta(0)))
+            .values(**values)
         )
 
 

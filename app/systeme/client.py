@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -111,6 +112,12 @@ class SystemeClient:
         await self.http.aclose()
 
 
+# How many times a sync's read is sent before its failure ends the read (it resumes later from its page), and the
+# pause before the second (doubled each time, unless the answer says Retry-After): a busy moment, not an outage.
+READ_TRIES = 4
+READ_PAUSE = 0.25
+
+
 class SystemeSession:
     """The calls of one action attempt, each recorded (request, answer, time) for the operator."""
 
@@ -139,7 +146,30 @@ class SystemeSession:
         content_type: str = "application/json",
         allow: Collection[int] = (),
     ) -> httpx.Response:
-        """Send one request; raise Transient/PermanentApiError unless the status is 2xx or in `allow`."""
+        """Send one request; raise Transient/PermanentApiError unless the status is 2xx or in `allow`. A session
+        bounded per request (a sync's reads) asks a GET again after a 429, a 5xx or a network error, a few times:
+        one busy moment must not end a read of the whole account."""
+        for tries in range(1, READ_TRIES + 1):
+            try:
+                return await self._send(method, path, params=params, body=body, content_type=content_type, allow=allow)
+            except TransientApiError as exc:
+                if not self.per_request or method != "GET" or tries == READ_TRIES:
+                    raise
+                await asyncio.sleep(
+                    min(exc.retry_after if exc.retry_after is not None else READ_PAUSE * 2**tries, 30.0)
+                )
+        raise AssertionError("unreachable")
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None,
+        body: dict[str, Any] | None,
+        content_type: str,
+        allow: Collection[int],
+    ) -> httpx.Response:
         waiting = time.monotonic()
         try:
             bound = self.max_wait if self.per_request else max(0.0, self.max_wait - self.waited)

@@ -25,6 +25,7 @@ from app.store.db import create_engine
 from app.store.mirror import load_sync
 from app.store.models import events, utcnow
 from app.store.statuses import Priority
+from app.systeme.client import READ_TRIES
 from app.systeme.errors import TransientApiError
 from app.systeme.quota import MAX_WAIT_SECONDS, Quota
 from tests.conftest import running, wait_for
@@ -100,7 +101,7 @@ async def test_a_dead_holders_sync_is_taken_over_once_its_lease_ends(make_settin
 
 async def test_a_failed_sync_is_tried_again_minutes_later_from_where_it_stopped(make_settings, database_url, sim):
     seed_leads(sim, 150)
-    sim.account.faults.append(Fault(503, 1, "/api/contacts", "GET", skip=1))
+    sim.account.faults.append(Fault(503, READ_TRIES, "/api/contacts", "GET", skip=1))
     settings = make_settings(database_url=database_url, mirror_mode="complete")
     async with processes(settings) as (one, two):
         assert await sync_mirrors(one) == []  # failed at its second page
@@ -109,7 +110,30 @@ async def test_a_failed_sync_is_tried_again_minutes_later_from_where_it_stopped(
         assert await sync_mirrors(two) == [] and len(sim.account.calls) == asked
         (report,) = await sync_mirrors(two, now=utcnow() + AFTER_FAILURE)
         assert report.resumed == 1 and report.contacts_read == 150
-    assert contact_pages(sim) == 3  # the first page, the second (failed), the second again
+    # The first page, the second (asked READ_TRIES times, failing each), the second again once resumed.
+    assert contact_pages(sim) == 1 + READ_TRIES + 1
+
+
+async def test_a_busy_moment_does_not_end_a_read(make_settings, database_url, sim):
+    seed_leads(sim, 150)
+    # A 503 at the second page: asked again, the read goes on.
+    sim.account.faults.append(Fault(503, 1, "/api/contacts", "GET", skip=1))
+    settings = make_settings(database_url=database_url, mirror_mode="complete")
+    async with processes(settings) as (one, _):
+        (report,) = await sync_mirrors(one)
+    assert report.contacts_read == 150 and report.resumed == 0
+    assert contact_pages(sim) == 3  # the first page, the second answered 503, then whole
+
+
+async def test_the_operator_need_not_wait_for_a_failed_service_sync(make_settings, database_url, sim, complete):
+    seed_leads(sim, 150)
+    sim.account.faults.append(Fault(503, READ_TRIES, "/api/contacts", "GET", skip=1))
+    settings = make_settings(database_url=database_url, mirror_mode="complete")
+    async with processes(settings) as (one, _):
+        assert await sync_mirrors(one) == []  # failed: the service tries again only minutes later
+        (report,) = await sync_accounts(one.engine, complete, RULES_FILE, ["default"])
+    # The operator's command, asked now, is not refused for the service's pause: it reads the account.
+    assert report.contacts_read == 150
 
 
 async def test_the_command_refuses_an_account_the_service_is_syncing(make_settings, database_url, sim, complete):

@@ -15,6 +15,7 @@ from app.rules.loader import parse_rules
 from app.simulator.state import Fault
 from app.store.contacts import load_contact
 from app.store.mirror import load_progress, load_sync
+from app.systeme.client import READ_TRIES
 from app.systeme.errors import TransientApiError
 from tests.conftest import SIM_KEY, wait_for
 from tests.factories import RULES, seed_leads, stripe_checkout, stripe_refund
@@ -40,11 +41,11 @@ async def test_a_full_read_that_failed_goes_on_from_the_page_it_reached(engine, 
     async with httpx.AsyncClient(base_url=sim.url, headers={"X-API-Key": SIM_KEY}) as http:
         assert (await http.delete(f"/api/contacts/{leads[0]['id']}")).status_code == 204  # by hand in Systeme.io
     # The next full read fails at its third page of contacts (of four).
-    sim.account.faults.append(Fault(503, 1, "/api/contacts", "GET", skip=2))
+    sim.account.faults.append(Fault(503, READ_TRIES, "/api/contacts", "GET", skip=2))
     start = len(sim.account.calls)
     with pytest.raises(TransientApiError):
         await sync(engine, complete, full=True)
-    assert len(reads(sim, start)) == 3
+    assert len(reads(sim, start)) == 2 + READ_TRIES  # its third page asked READ_TRIES times
     progress = await load_progress(engine, "default")
     assert progress is not None and progress["pages"] == 2 and progress["contacts"]["after"] == leads[200]["id"]
     # Found missing by its page, not deleted: the read did not complete.
@@ -64,7 +65,7 @@ async def test_a_full_read_that_failed_goes_on_from_the_page_it_reached(engine, 
 
 async def test_a_first_read_that_failed_is_not_trusted_and_goes_on(engine, complete, sim):
     seed_leads(sim, 250)
-    sim.account.faults.append(Fault(503, 1, "/api/contacts", "GET", skip=1))
+    sim.account.faults.append(Fault(503, READ_TRIES, "/api/contacts", "GET", skip=1))
     with pytest.raises(TransientApiError):
         await sync(engine, complete)
     # Half an account is not the account: no sync recorded, the mirror not complete yet.
@@ -77,8 +78,9 @@ async def test_a_first_read_that_failed_is_not_trusted_and_goes_on(engine, compl
     assert len(reads(sim, start)) == 2
     synced = await load_sync(engine, "default")
     assert synced is not None and synced.mode == complete.modes["default"]
-    # The community's name, the first page, the second (failed, then asked again), the third, and the listings.
-    assert synced.requests == report.requests == 7
+    # The community's name, the first page, the second (failed READ_TRIES times, then asked again once resumed),
+    # the third, and the listings.
+    assert synced.requests == report.requests == 6 + READ_TRIES
     (status,) = await mirror_status(engine, complete)
     assert status.trusted and status.known == 250
 
@@ -89,11 +91,11 @@ async def test_a_listing_that_failed_goes_on_from_its_page(engine, complete, sim
     await sync(engine, complete)
     sim.account.enroll(101, {"contactId": leads[115]["id"], "accessType": "full_access"})
     sim.account.enrollments.pop(enrolled[3]["id"])  # removed by hand in Systeme.io
-    sim.account.faults.append(Fault(503, 1, ENROLLMENTS, "GET", skip=1))
+    sim.account.faults.append(Fault(503, READ_TRIES, ENROLLMENTS, "GET", skip=1))
     start = len(sim.account.calls)
     with pytest.raises(TransientApiError):
         await sync(engine, complete, full=True)
-    assert len(reads(sim, start, ENROLLMENTS)) == 2
+    assert len(reads(sim, start, ENROLLMENTS)) == 1 + READ_TRIES  # its second page asked READ_TRIES times
     # The first page's grants are written; nobody is marked without the course before the listing is whole.
     entry = await load_contact(engine, "default", "lead3@yopmail.com")
     assert entry is not None and entry[1]["courses"] == {"101": enrolled[3]["id"]}
@@ -139,7 +141,7 @@ async def test_a_purchase_between_two_parts_of_a_read_keeps_its_grants_and_the_r
         if contact is not leads[5]:
             sim.account.enroll(101, {"contactId": contact["id"], "accessType": "full_access"})
     await sync(engine, complete)
-    sim.account.faults.append(Fault(503, 1, ENROLLMENTS, "GET", skip=1))
+    sim.account.faults.append(Fault(503, READ_TRIES, ENROLLMENTS, "GET", skip=1))
     with pytest.raises(TransientApiError):
         await sync(engine, complete, full=True)  # the course's first page read, lead5 not in it
     bought = await plan_and_store(engine, stripe_checkout("lead5@yopmail.com"), event_type="checkout.session.completed")
