@@ -31,11 +31,7 @@ async def come_back_at(client: SystemeClient, priority: Priority, slot_wait: flo
     if client.dry_run:
         return None
     wait = await client.quota.wait_seconds(priority=priority)
-    if wait <= slot_wait:
-        return None
-    # Back a little before the refill, to wait its last moment in the slot: coming back at the refill itself, the
-    # hop to a worker (a deferred job, a claim) would leave the window's first tenth of a second unused.
-    return utcnow() + timedelta(seconds=wait - slot_wait / 2)
+    return utcnow() + timedelta(seconds=wait) if wait > slot_wait else None
 
 
 async def before_claim(
