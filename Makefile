@@ -53,6 +53,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.drain --limit 400 --window 10 --workers 2
 	$(BIN)/python -m bench.rules
 	$(BIN)/python -m bench.hostile
+	$(BIN)/python -m bench.payments
 	$(BIN)/python -m bench.launch
 	$(BIN)/python -m bench.launch --mirror complete --slot-wait 65
 

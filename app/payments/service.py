@@ -144,23 +144,30 @@ def refunded_payments(
     names no product: matching it against every earlier payment of the buyer refunded them all."""
     paid = [(at, p) for at, p in payments if p.kind == "payment"]
     positions = [i for i, (_, p) in enumerate(payments) if p.kind == "payment"]
-    orders = {p.order for _, p in paid if p.order}
+    # Indexed by order and by buyer: a busy shop's month is tens of thousands of payments, and scanning them all
+    # for every refund made the dashboard's home page take seconds.
+    by_order: dict[str, list[int]] = {}
+    by_buyer: dict[str, list[int]] = {}
+    for i, (_, p) in enumerate(paid):
+        if p.order:
+            by_order.setdefault(p.order, []).append(i)
+        if p.email:
+            by_buyer.setdefault(p.email, []).append(i)
     consumed: set[int] = set()
     # Refunds linked by order first, so one matched by buyer never takes the payment an order names.
-    for at, refund in sorted(refunds, key=lambda r: (r[1].order not in orders, r[0])):
+    for at, refund in sorted(refunds, key=lambda r: (r[1].order not in by_order, r[0])):
         if refund.kind != "refund":
             continue
-        if refund.order in orders:
-            candidates = [i for i, (t, p) in enumerate(paid) if p.order == refund.order and t <= at]
+        if refund.order in by_order:
+            candidates = [i for i in by_order[refund.order] if paid[i][0] <= at]
         elif refund.email:
             # A payment with an order id matches a refund with one only by that id.
             candidates = [
                 i
-                for i, (t, p) in enumerate(paid)
-                if p.email == refund.email
-                and t <= at
-                and refund.product in (None, p.product)
-                and not (refund.order and p.order)
+                for i in by_buyer.get(refund.email, [])
+                if paid[i][0] <= at
+                and refund.product in (None, paid[i][1].product)
+                and not (refund.order and paid[i][1].order)
             ]
         else:
             candidates = []
