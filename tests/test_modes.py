@@ -149,6 +149,9 @@ async def test_dry_run_then_simulator_then_live_never_reaches_the_live_account(
         assert [line for line in listed if "ada@yopmail.com" in line][0].endswith("  (arrived under a dry run)")
         steps = cli("actions", "--status", "scheduled", cwd=tmp_path, **env).stdout
         assert "(never runs here: planned under a dry run)" in steps
+        story = cli("contact", "ada@yopmail.com", cwd=tmp_path, **env).stdout.splitlines()
+        assert [line for line in story if "stripe/" in line][0].endswith("  (arrived under a dry run)")
+        assert any(line.endswith("(never runs here: planned under a dry run)") for line in story)
         by_cli = cli("run-now", dry_steps["add_to_community"]["id"], cwd=tmp_path, **env)
         assert by_cli.returncode == 2 and "planned under a dry run" in by_cli.stderr, by_cli.stderr
         # What the simulator did is not drift in the live account: reconcile reads only the current mode's work.

@@ -66,7 +66,7 @@ def _print(args: argparse.Namespace, value: Any, line: Callable[[dict[str, Any]]
         print(line(escape_values(item)))
 
 
-def _other_mode(mode: str | None, current: str | None, said: str) -> str:
+def other_mode(mode: str | None, current: str | None, said: str) -> str:
     """Work of another mode than its account's now (a dry run's, the simulator's) says so on its line: beside the
     account's own it would read as real (app/accounts/modes.py)."""
     if mode is None or current is None or mode == current:
@@ -86,7 +86,7 @@ def _action_line(a: dict[str, Any], modes: dict[str, str | None] | None = None) 
     account = f" [{a['account']}]" if a.get("account") not in (None, "default") else ""
     line = f"{a['id']}  {a['status']:<17} {what} {a.get('contact_email') or ''}{account}  {said}".rstrip()
     current = (modes or {}).get(a.get("account") or "default")
-    return line + _other_mode(a.get("mode"), current, "never runs here: planned under")
+    return line + other_mode(a.get("mode"), current, "never runs here: planned under")
 
 
 def cmd_events(args: argparse.Namespace) -> None:
@@ -104,7 +104,7 @@ def cmd_events(args: argparse.Namespace) -> None:
         who = ", ".join(e["contacts"]) or "-"
         rules = f"[{', '.join(e['rules'])}]" if e["rules"] else "[no rule matched]"
         kind = f"{e['source']}/{e['type'] or '-'}"
-        other = _other_mode(e.get("mode"), modes.get("default"), "arrived under")
+        other = other_mode(e.get("mode"), modes.get("default"), "arrived under")
         return f"{e['id']}  {e['received_at'][:19]}  {who}  {kind}  {rules}  ({counts}){other}"
 
     _print(args, _run(job, args.command), line)
