@@ -62,10 +62,22 @@ def alert_receiver() -> Iterator[tuple[str, list[str]]]:
         yield f"{server.url}/alert", received
 
 
-def fresh_cron_jobs() -> list[Any]:
-    """The workers' cron jobs as a new worker process has them. arq keeps each job's next run on the CronJob
-    object, and WorkerSettings' objects are shared by every Worker built in this process: after a first test's
-    worker, a `run_at_startup` job would otherwise wait for its next scheduled time in the next test's."""
+def in_process_worker(settings: Any, redis_url: str) -> Any:
+    """An arq Worker as `systeme-flow worker` builds it (its tasks, crons, start and stop), in this process, quick to
+    poll. Its cron jobs are fresh copies: arq keeps each job's next run on the CronJob object, and WorkerSettings'
+    objects are shared by every Worker built in this process, so after a first test's worker a `run_at_startup` job
+    would otherwise wait for its next scheduled time in the next test's."""
+    from arq.connections import RedisSettings
+    from arq.worker import Worker
+
     from workers.settings import WorkerSettings
 
-    return [dataclasses.replace(job, next_run=None) for job in WorkerSettings.cron_jobs]
+    return Worker(
+        functions=WorkerSettings.functions,
+        cron_jobs=[dataclasses.replace(job, next_run=None) for job in WorkerSettings.cron_jobs],
+        on_startup=WorkerSettings.on_startup,
+        on_shutdown=WorkerSettings.on_shutdown,
+        redis_settings=RedisSettings.from_dsn(redis_url),
+        ctx={"settings": settings},
+        poll_delay=0.05,
+    )

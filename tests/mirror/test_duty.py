@@ -11,8 +11,6 @@ from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
-from arq.connections import RedisSettings
-from arq.worker import Worker
 
 from app.config import rules_environment
 from app.mirror.duty import AFTER_FAILURE, duty
@@ -31,8 +29,7 @@ from app.systeme.quota import MAX_WAIT_SECONDS, Quota
 from tests.conftest import running, wait_for
 from tests.factories import RULES, seed_leads
 from tests.flows import processes, store_unplanned
-from tests.servers import fresh_cron_jobs
-from workers.settings import WorkerSettings
+from tests.servers import in_process_worker
 
 RULES_FILE = parse_rules(RULES, path="r", env=rules_environment()).file
 ENROLLMENTS = "/api/school/enrollments"
@@ -232,15 +229,7 @@ async def test_an_arq_worker_syncs_a_complete_mirror_at_start_by_its_own_cron(
     seed_leads(sim, 5)
     settings = make_settings(database_url=database_url, redis_url=clean_redis, mirror_mode="complete")
     engine = create_engine(database_url)
-    worker = Worker(
-        functions=WorkerSettings.functions,
-        cron_jobs=fresh_cron_jobs(),
-        on_startup=WorkerSettings.on_startup,
-        on_shutdown=WorkerSettings.on_shutdown,
-        redis_settings=RedisSettings.from_dsn(clean_redis),
-        ctx={"settings": settings},
-        poll_delay=0.05,
-    )
+    worker = in_process_worker(settings, clean_redis)
     task = asyncio.create_task(worker.async_run())
 
     async def synced() -> bool:

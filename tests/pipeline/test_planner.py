@@ -9,8 +9,6 @@ from collections.abc import Awaitable
 from datetime import timedelta
 
 import sqlalchemy as sa
-from arq import Worker
-from arq.connections import RedisSettings
 
 from app.logs import QuietDeliveries
 from app.pipeline.planner import LEFTOVER_SECONDS, plan_leftovers
@@ -23,8 +21,7 @@ from app.store.retention import purge
 from tests.conftest import operator, post_stripe, running, wait_for
 from tests.factories import stripe_checkout
 from tests.flows import WINDOW, rules_of, store_unplanned
-from tests.servers import fresh_cron_jobs
-from workers.settings import WorkerSettings
+from tests.servers import in_process_worker
 
 
 async def counts(engine, event_id: str) -> tuple[int, int, bool]:
@@ -139,15 +136,7 @@ async def test_an_arq_worker_plans_what_a_stopped_api_left_unplanned(make_settin
     engine = create_engine(database_url)
     try:
         left = await store_unplanned(engine, "worker@yopmail.com", age=LEFTOVER_SECONDS + 5)
-        worker = Worker(
-            functions=WorkerSettings.functions,
-            cron_jobs=fresh_cron_jobs(),
-            on_startup=WorkerSettings.on_startup,
-            on_shutdown=WorkerSettings.on_shutdown,
-            redis_settings=RedisSettings.from_dsn(clean_redis),
-            ctx={"settings": settings},
-            poll_delay=0.05,
-        )
+        worker = in_process_worker(settings, clean_redis)
         task = asyncio.create_task(worker.async_run())
         try:
             await wait_for(lambda: "Masterclass buyer" in sim.tag_names("worker@yopmail.com"), timeout=30)
