@@ -18,13 +18,17 @@ import asyncpg
 import httpx
 import pytest
 import redis
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.config import Settings
+from app.accounts.registry import AccountClients
+from app.config import Settings, rules_environment
 from app.main import create_app
+from app.rules.loader import parse_rules
 from app.server import server_options
 from app.simulator import Simulator
+from app.store.db import create_engine
 from app.store.migrate import upgrade_async
-from tests.factories import stripe_headers, write_rules
+from tests.factories import RULES, stripe_headers, write_rules
 from tests.servers import ServerThread
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -135,6 +139,23 @@ def make_settings(tmp_path: Path, sim: Sim) -> Callable[..., Settings]:
         return Settings(_env_file=None, **values)
 
     return build
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    """An engine on each database (with `database_url`), disposed afterwards."""
+    engine = create_engine(database_url)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+async def complete(make_settings: Callable[..., Settings]) -> AsyncIterator[AccountClients]:
+    """The account clients of the simulator's one account (`default`) with a complete contact mirror."""
+    rules = parse_rules(RULES, path="r", env=rules_environment()).file
+    clients = AccountClients(make_settings(mirror_mode="complete"), rules)
+    yield clients
+    await clients.aclose()
 
 
 @contextmanager

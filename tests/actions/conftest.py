@@ -1,18 +1,11 @@
-"""Fixtures of the action tests: an engine on each database, and the account clients of the simulator."""
+"""Fixtures of the action tests (the engine on each database is tests/conftest.py's): the account clients of the
+simulator."""
 
 from __future__ import annotations
 
 import pytest
 
 from app.accounts.registry import AccountClients
-from app.store.db import create_engine
-
-
-@pytest.fixture
-async def engine(database_url):
-    engine = create_engine(database_url)
-    yield engine
-    await engine.dispose()
 
 
 @pytest.fixture

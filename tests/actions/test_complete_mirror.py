@@ -10,7 +10,6 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from app.accounts.registry import AccountClients
 from app.config import rules_environment
 from app.mirror.service import mirror_status, sync_accounts
 from app.mirror.upkeep import keep_mirrors
@@ -36,13 +35,6 @@ RULES_FILE = parse_rules(RULES, path="r", env=rules_environment()).file
 @pytest.fixture(autouse=True)
 def memberships_listed_at_once(sim):
     sim.account.membership_delay = 0.0
-
-
-@pytest.fixture
-async def complete(make_settings):
-    clients = AccountClients(make_settings(mirror_mode="complete"), RULES_FILE)
-    yield clients
-    await clients.aclose()
 
 
 def seed(sim, count: int, *, prefix: str = "lead") -> list[dict]:

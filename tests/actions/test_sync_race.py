@@ -7,7 +7,6 @@ import threading
 
 import pytest
 
-from app.accounts.registry import AccountClients
 from app.config import rules_environment
 from app.mirror.service import sync_accounts
 from app.rules.loader import parse_rules
@@ -24,13 +23,6 @@ LISTING = "/api/community/memberships"
 @pytest.fixture(autouse=True)
 def memberships_listed_at_once(sim):
     sim.account.membership_delay = 0.0
-
-
-@pytest.fixture
-async def complete(make_settings):
-    clients = AccountClients(make_settings(mirror_mode="complete"), RULES_FILE)
-    yield clients
-    await clients.aclose()
 
 
 async def test_a_run_writing_during_a_full_sync_keeps_its_write_and_the_refund_revokes(engine, complete, sim):

@@ -1,4 +1,5 @@
-"""Fixtures of the drift-check tests: an engine on each database, the simulator's client, and hands on the account."""
+"""Fixtures of the drift-check tests (the engine on each database is tests/conftest.py's): the simulator's
+client, and hands on the account."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ import pytest
 from app.accounts.registry import AccountClients
 from app.errors import NotFound
 from app.reconcile.service import Report, reconcile
-from app.store.db import create_engine
 from app.store.models import utcnow
 from app.systeme.client import SystemeClient
 from tests.conftest import SIM_KEY
@@ -25,13 +25,6 @@ def memberships_listed_at_once(sim):
     the seconds before an accepted (202) membership is listed; that delay has its own tests in
     tests/actions/test_strict_api.py."""
     sim.account.membership_delay = 0.0
-
-
-@pytest.fixture
-async def engine(database_url):
-    engine = create_engine(database_url)
-    yield engine
-    await engine.dispose()
 
 
 @pytest.fixture
